@@ -1,0 +1,211 @@
+"""Typed, validated specs: the shape of a model, one training run, a corpus.
+
+Specs are pydantic models with ``extra="forbid"`` so a misspelt key is an error, not a silent default.
+:func:`load_yaml` turns a YAML file into a spec and converts every validation failure into one
+:class:`~oasl.errors.ConfigError` line naming the offending field.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from oasl.errors import ConfigError
+
+ScheduleName = Literal["constant", "cosine", "linear", "wsd", "inverse_sqrt", "step"]
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelShape(_Spec):
+    """Shape of a GPT-style decoder.
+
+    ``width`` is d_model, ``depth`` the number of transformer blocks. ``n_heads`` defaults to
+    ``max(1, width // 32)`` (head dimension 32), so attention heads grow with width as in most ladders.
+    """
+
+    width: int = Field(gt=0)
+    depth: int = Field(gt=0)
+    n_heads: int | None = Field(default=None, gt=0)
+    mlp_ratio: float = Field(default=4.0, gt=0)
+    seq_len: int = Field(default=128, gt=0)
+    vocab_size: int = Field(default=256, gt=1)
+    tie_embeddings: bool = True
+
+    @model_validator(mode="after")
+    def _check_heads(self) -> ModelShape:
+        if self.width % self.heads != 0:
+            raise ValueError(f"width {self.width} is not divisible by n_heads {self.heads}")
+        if self.mlp_hidden < 1:
+            raise ValueError("mlp_ratio * width must be at least 1")
+        return self
+
+    @property
+    def heads(self) -> int:
+        """Number of attention heads actually used."""
+        return self.n_heads if self.n_heads is not None else max(1, self.width // 32)
+
+    @property
+    def head_dim(self) -> int:
+        return self.width // self.heads
+
+    @property
+    def mlp_hidden(self) -> int:
+        return int(round(self.mlp_ratio * self.width))
+
+
+class CorpusSpec(_Spec):
+    """Where the training text comes from and how it is tokenized.
+
+    ``source="stdlib"`` (default) is the running interpreter's standard-library ``.py`` files: real
+    text present on every machine without a download. Otherwise ``paths`` lists files or globs of
+    ``.txt``-like text, ``.jsonl`` (field ``text_field``) or ``.parquet`` (column ``text_field``).
+    """
+
+    source: Literal["stdlib", "files"] = "stdlib"
+    paths: tuple[str, ...] = ()
+    text_field: str = "text"
+    tokenizer: Literal["byte", "bpe"] = "byte"
+    bpe_vocab_size: int = Field(default=4096, gt=256)
+    val_fraction: float = Field(default=0.05, gt=0, lt=0.5)
+    max_bytes: int | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _check_paths(self) -> CorpusSpec:
+        if self.source == "files" and not self.paths:
+            raise ValueError("corpus.source is 'files' but corpus.paths is empty")
+        return self
+
+
+class ScheduleSpec(_Spec):
+    """A learning-rate schedule: warmup, then a decay shape (see :mod:`oasl.optim.schedules`).
+
+    ``warmup_frac`` is a fraction of total steps (``warmup_steps`` overrides it). ``final_frac`` is the
+    final LR as a fraction of the peak (cosine, linear, WSD). WSD decays over the last ``decay_frac``
+    of steps with ``decay_shape``. ``step`` multiplies by ``gamma`` at each fraction in ``milestones``.
+    """
+
+    name: ScheduleName = "cosine"
+    warmup_frac: float = Field(default=0.0, ge=0, lt=1)
+    warmup_steps: int | None = Field(default=None, ge=0)
+    final_frac: float = Field(default=0.1, ge=0, le=1)
+    decay_frac: float = Field(default=0.2, gt=0, le=1)
+    decay_shape: Literal["linear", "cosine", "sqrt"] = "linear"
+    milestones: tuple[float, ...] = (0.5, 0.75)
+    gamma: float = Field(default=0.1, gt=0, le=1)
+
+    def warmup_for(self, total_steps: int) -> int:
+        """Warmup length in steps for a run of ``total_steps``."""
+        if self.warmup_steps is not None:
+            return min(self.warmup_steps, total_steps)
+        return int(round(self.warmup_frac * total_steps))
+
+
+class RunSpec(_Spec):
+    """Everything that determines one training run; its hash is the run's key in the store.
+
+    ``lr`` is the peak learning rate. ``hps`` holds the optimizer's other hyperparameters by the names
+    its registry entry declares (``beta1``, ``beta2``, ``momentum``, ``weight_decay``, ``eps`` ...);
+    missing ones take the registry defaults. ``tokens`` is the training budget D; steps =
+    tokens // (batch_seqs * seq_len). ``device`` is not part of the key (where a run ran does not
+    change which experiment it is).
+    """
+
+    shape: ModelShape
+    parametrization: Literal["sp", "mup"] = "sp"
+    base_width: int = Field(default=64, gt=0)
+    optimizer: str = "adamw"
+    lr: float = Field(gt=0)
+    hps: dict[str, float] = Field(default_factory=dict)
+    batch_seqs: int = Field(default=16, gt=0)
+    tokens: int = Field(gt=0)
+    schedule: ScheduleSpec = ScheduleSpec()
+    grad_clip: float | None = Field(default=1.0, gt=0)
+    seed: int = 0
+    device: str = "auto"
+    eval_interval: int = Field(default=50, gt=0)
+    eval_tokens: int = Field(default=16384, gt=0)
+    diverge_factor: float = Field(default=1.5, gt=1)
+    corpus: CorpusSpec = CorpusSpec()
+
+    @model_validator(mode="after")
+    def _check(self) -> RunSpec:
+        from oasl.optim.registry import validate_hps  # late: optim imports config
+
+        object.__setattr__(self, "hps", validate_hps(self.optimizer, self.hps))
+        if self.steps < 1:
+            raise ValueError(
+                f"tokens={self.tokens} is less than one batch ({self.batch_tokens} tokens): "
+                "raise tokens or lower batch_seqs"
+            )
+        return self
+
+    @property
+    def batch_tokens(self) -> int:
+        return self.batch_seqs * self.shape.seq_len
+
+    @property
+    def steps(self) -> int:
+        return self.tokens // self.batch_tokens
+
+    def key(self) -> str:
+        """Stable 16-hex-digit hash of the spec (device excluded)."""
+        payload = self.model_dump(mode="json", exclude={"device"})
+        text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+S = TypeVar("S", bound=BaseModel)
+
+
+def format_validation_error(exc: ValidationError, what: str) -> str:
+    """One line naming each offending field of a pydantic error."""
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        parts.append(f"{loc}: {msg}")
+    return f"invalid {what}: " + "; ".join(parts)
+
+
+def build(cls: type[S], data: Any, what: str | None = None) -> S:
+    """Validate ``data`` as ``cls``; raise ConfigError with a one-line message on failure."""
+    what = what or cls.__name__
+    if not isinstance(data, dict):
+        raise ConfigError(f"invalid {what}: expected a mapping, got {type(data).__name__}")
+    try:
+        return cls.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, what)) from None
+    except ConfigError:
+        raise
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"invalid {what}: {exc}") from None
+
+
+def read_yaml(path: str | Path) -> Any:
+    """Parse a YAML file; raise ConfigError naming the file and line on failure."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {p} does not exist")
+    try:
+        return yaml.safe_load(p.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"malformed YAML in {p}{where}: {problem}") from None
+
+
+def load_yaml(path: str | Path, cls: type[S]) -> S:
+    """Load and validate a YAML spec file as ``cls``."""
+    return build(cls, read_yaml(path), what=f"{cls.__name__} in {path}")
