@@ -1,0 +1,37 @@
+"""Helpers shared by tests and benchmarks: external data location, tiny specs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def shared_data(name: str = "") -> Path:
+    """Path of ``../shared/data/<name>`` beside the repository (or ``$OASL_SHARED_DATA/<name>``)."""
+    base = Path(os.environ.get("OASL_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+    return base / name if name else base
+
+
+def tiny_run(**overrides):
+    """A RunSpec small enough for a unit test on CPU (width 32, depth 2, seq 32, ~60 steps)."""
+    from oasl.config import RunSpec, build
+
+    data = {
+        "shape": {"width": 32, "depth": 2, "seq_len": 32},
+        "optimizer": "adamw",
+        "lr": 3e-3,
+        "batch_seqs": 8,
+        "tokens": 8 * 32 * 60,
+        "schedule": {"name": "cosine", "warmup_frac": 0.1},
+        "eval_interval": 20,
+        "eval_tokens": 8 * 32 * 4,
+        "device": "cpu",
+    }
+    for k, v in overrides.items():
+        if isinstance(v, dict) and isinstance(data.get(k), dict):
+            data[k] = {**data[k], **v}
+        else:
+            data[k] = v
+    return build(RunSpec, data)
