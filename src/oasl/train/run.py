@@ -168,7 +168,7 @@ def train(spec: RunSpec, progress: ProgressFn | None = None, should_stop: StopFn
             before = [p.detach().clone() for p in model.parameters()]
         opt.step()
         opt.zero_grad(set_to_none=True)
-        loss_v, gnorm_v = float(loss), float(gnorm)
+        loss_v, gnorm_v = float(loss.detach()), float(gnorm)
         train_s += time.perf_counter() - t0
         point = {"step": step + 1, "tokens": (step + 1) * bt, "lr": lr, "train_loss": loss_v, "grad_norm": gnorm_v}
         if before is not None:

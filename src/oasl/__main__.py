@@ -1,0 +1,3 @@
+from oasl.cli import main
+
+main()
