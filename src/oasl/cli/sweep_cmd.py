@@ -1,0 +1,88 @@
+"""``oasl sweep plan`` and ``oasl sweep run``."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from oasl.cli.common import console, progress_bar
+
+
+def _fmt_seconds(s: float) -> str:
+    if not math.isfinite(s):
+        return "?"
+    h, rem = divmod(int(s), 3600)
+    m, sec = divmod(rem, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{sec:02d}s"
+
+
+def register(app: typer.Typer) -> None:
+    sweep = typer.Typer(no_args_is_help=True, help="Declare, plan and run sweeps of small models.")
+    app.add_typer(sweep, name="sweep")
+
+    @sweep.command("plan")
+    def plan_cmd(
+        spec_path: Path = typer.Argument(..., help="Sweep spec (YAML)."),
+        store: str = typer.Option(None, "--store", help="Store: finished runs are not counted again."),
+        workers: int = typer.Option(1, "--workers", help="Parallel workers assumed for the time estimate."),
+        measure: bool = typer.Option(True, help="Time a few steps of each shape on this machine."),
+    ) -> None:
+        """Print how many runs a sweep has, their FLOPs and an estimate of their time."""
+        from oasl.store import open_store
+        from oasl.sweep import expand, load_sweep, plan
+
+        spec = load_sweep(spec_path)
+        runs = expand(spec)
+        p = plan(runs, open_store(store) if store else None, workers=workers, measure=measure)
+        table = Table(title=f"sweep {spec.name}: {p.n_runs} runs ({p.n_todo} to do)")
+        for c in ("optimizer", "width", "depth", "N", "runs", "to do", "FLOPs", "time (1 worker)"):
+            table.add_column(c, justify="right")
+        for _, r in p.table.iterrows():
+            table.add_row(r["optimizer"], str(r["width"]), str(r["depth"]), f"{r['n_params']:,}", str(r["runs"]),
+                          str(int(r["todo"])), f"{r['flops']:.3g}", _fmt_seconds(r["seconds"]))
+        console.print(table)
+        extra = ""
+        if spec.pruning.enabled:
+            extra = f"; pruning at {', '.join(f'{c:.0%}' for c in spec.pruning.checkpoints)} can cut this"
+        console.print(f"total {p.flops:.3g} FLOPs ({p.flops_todo:.3g} to do); estimated time with {workers} "
+                      f"worker(s): {_fmt_seconds(p.est_seconds)}{extra}")
+
+    @sweep.command("run")
+    def run_cmd(
+        spec_path: Path = typer.Argument(..., help="Sweep spec (YAML)."),
+        store: str = typer.Option("runs.db", "--store", help="SQLite store (resumable)."),
+        workers: int = typer.Option(1, "--workers", help="Parallel worker processes."),
+        backend: str = typer.Option("local", "--backend", help="local or ray."),
+        ray_address: str = typer.Option(None, "--ray-address", help="'auto' joins a running Ray cluster."),
+    ) -> None:
+        """Run every run of a sweep not yet in the store (killed sweeps resume where they stopped)."""
+        from oasl.sweep import expand, load_sweep, run_sweep
+
+        spec = load_sweep(spec_path)
+        runs = expand(spec)
+        with progress_bar() as bar:
+            task = bar.add_task(f"sweep {spec.name}", total=len(runs), status="")
+
+            def on_update(summary, total) -> None:
+                done = summary.skipped + summary.done + summary.diverged + summary.stopped + summary.failed
+                best = "  ".join(f"{g}: {v:.3f}" for g, v in sorted(summary.best.items())[:4])
+                bar.update(task, completed=done, status=best)
+
+            summary = run_sweep(runs, store, workers=workers, backend=backend, pruning=spec.pruning,
+                                ray_address=ray_address, on_update=on_update)
+            bar.update(task, completed=summary.skipped + summary.done + summary.diverged + summary.stopped
+                       + summary.failed + summary.gave_up)
+        table = Table(title=f"sweep {spec.name} -> {store}", show_header=False)
+        for name, value in [
+            ("planned", summary.planned), ("already in store", summary.skipped), ("done", summary.done),
+            ("diverged", summary.diverged), ("stopped early (pruned)", summary.stopped), ("failed", summary.failed),
+            ("failed twice, given up", summary.gave_up), ("FLOPs spent", f"{summary.flops_spent:.3g}"),
+            ("FLOPs saved by pruning", f"{summary.flops_saved:.3g}"), ("wall time", _fmt_seconds(summary.wall_s)),
+        ]:
+            table.add_row(name, str(value))
+        console.print(table)
+        for e in summary.errors[:5]:
+            console.print(f"[red]failed[/red] {e}")
