@@ -87,7 +87,7 @@ class Optimum:
 
 
 def locate_one(h: np.ndarray, loss: np.ndarray, diverged: np.ndarray | None = None, name: str = "lr",
-               eps: float = 0.0025, level: float = 0.9, n_boot: int = 200, half_window: int = 2,
+               eps: float = 0.0025, level: float = 0.9, n_boot: int = 200, half_window: int = 1,
                seed: int = 0) -> Optimum:
     """Optimum of one group: ``h`` values (positive), their final losses (NaN for diverged runs)."""
     h = np.asarray(h, dtype=float)
@@ -156,12 +156,13 @@ def locate_one(h: np.ndarray, loss: np.ndarray, diverged: np.ndarray | None = No
 
 def locate_optima(df: pd.DataFrame, over: str = "lr", group_by: Sequence[str] = ("optimizer", "n_params", "tokens"),
                   loss: str = LOSS, eps: float = 0.0025, level: float = 0.9, n_boot: int = 200,
-                  half_window: int = 2, seed: int = 0) -> pd.DataFrame:
+                  half_window: int = 1, seed: int = 0) -> pd.DataFrame:
     """Optimum of ``over`` for each group of ``group_by`` in a runs table.
 
     Returns one row per group: the group columns; ``grid_argmin`` (best finite value, mean over
     seeds); ``opt`` (vertex of the parabola of loss vs log(h) over the ``half_window`` grid values
-    either side of the best); ``ci_low``/``ci_high`` (percentile bootstrap over runs at ``level``);
+    either side of the best: the default 1 fits the best point and its two neighbours, which follows
+    an asymmetric valley better than a wide window); ``ci_low``/``ci_high`` (percentile bootstrap over runs at ``level``);
     ``loss_at_opt``, ``best_loss``; ``band_low``/``band_high`` (h whose mean loss is within ``eps``
     relative of the best); ``at_edge`` ("low", "high" or ""), ``too_few``, ``diverged_near``,
     ``n_points``, ``n_diverged``, ``refined``, and ``note`` (what to do about a flag).

@@ -1,0 +1,145 @@
+"""``oasl fit``, ``oasl laws list`` and ``oasl recommend``."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from oasl.cli.common import console
+
+
+def _runs_frame(store: str | None, csv: Path | None):
+    import pandas as pd
+
+    from oasl.errors import ConfigError, StoreError
+    from oasl.store import open_store
+
+    if (store is None) == (csv is None):
+        raise ConfigError("give exactly one of --store or --csv")
+    if csv is not None:
+        if not csv.is_file():
+            raise ConfigError(f"CSV file {csv} does not exist")
+        df = pd.read_csv(csv)
+        if "final_val_loss" not in df and "loss" in df:
+            df = df.rename(columns={"loss": "final_val_loss"})
+        return df
+    if not Path(store).exists():
+        raise StoreError(f"store {store} does not exist: run `oasl sweep run` first")
+    return open_store(store).to_dataframe(finished_only=True)
+
+
+def register(app: typer.Typer) -> None:
+    laws = typer.Typer(no_args_is_help=True, help="Published scaling laws shipped with oasl.")
+    app.add_typer(laws, name="laws")
+
+    @laws.command("list")
+    def list_cmd() -> None:
+        """Show the published laws: formula, optimizer, citation, fitted range."""
+        from oasl.laws import describe_published
+
+        df = describe_published()
+        table = Table(title="published laws (use with `oasl recommend --published NAME`)")
+        for c in ("name", "target", "formula", "optimizer", "range", "citation"):
+            table.add_column(c, overflow="fold")
+        for _, r in df.iterrows():
+            table.add_row(*(str(r[c]) for c in ("name", "target", "formula", "optimizer", "range", "citation")))
+        console.print(table)
+
+    @app.command("fit")
+    def fit_cmd(
+        store: str = typer.Option(None, "--store", help="Store of sweep runs."),
+        csv: Path = typer.Option(None, "--csv", help="Or a CSV of runs (columns optimizer, n_params, tokens, HPs, loss)."),
+        out: Path = typer.Option(Path("laws.json"), "--out", help="Laws file to write."),
+        hp: list[str] = typer.Option(None, "--hp", help="HPs to fit (default: every swept one)."),
+        plot: Path = typer.Option(None, "--plot", help="Write log-log plots of each law here (PNG)."),
+    ) -> None:
+        """Locate optima and fit a law for each swept HP; write them to a laws file."""
+        from oasl.laws import save_laws
+        from oasl.laws.pipeline import fit_laws
+
+        df = _runs_frame(store, csv)
+        report = fit_laws(df, hps=hp or None)
+        laws_to_save = dict(report.laws)
+        if report.loss_law is not None:
+            laws_to_save["loss"] = report.loss_law
+        save_laws(out, laws_to_save, {"source": store or str(csv), "features": list(report.features),
+                                      "n_runs": len(df)})
+        table = Table(title=f"fitted laws -> {out}")
+        for c in ("target", "optimizer", "form", "sharing", "formula", "R^2", "RMSE(log)", "LOGO MAPE", "n", "range"):
+            table.add_column(c, overflow="fold")
+        for _, r in report.table().iterrows():
+            table.add_row(r["target"], r["optimizer"], r["form"], r["sharing"], r["formula"], f"{r['r2']:.3f}",
+                          f"{r['rmse_log']:.3f}", f"{r['loo_mape']:.1%}" if math.isfinite(r["loo_mape"]) else "-",
+                          str(r["n"]), r["range"])
+        console.print(table)
+        if report.loss_law is not None:
+            p = report.loss_law.params_
+            console.print("loss law: L = {E:.3f} + {A:.3g}/N^{alpha:.3f} + {B:.3g}/D^{beta:.3f}".format(**p))
+        for k, why in report.skipped.items():
+            console.print(f"[yellow]skipped {k}[/yellow]: {why}")
+        if plot is not None:
+            from oasl.report.plots import plot_laws
+
+            plot_laws(report, plot)
+            console.print(f"plot written to {plot}")
+
+    @app.command("recommend")
+    def recommend_cmd(
+        params: float = typer.Option(None, "--params", help="Target non-embedding parameters N."),
+        tokens: float = typer.Option(..., "--tokens", help="Target training tokens D."),
+        optimizer: str = typer.Option("adamw", "--optimizer"),
+        width: int = typer.Option(None, "--width", help="Target width (with --depth, instead of --params)."),
+        depth: int = typer.Option(None, "--depth"),
+        seq_len: int = typer.Option(None, "--seq-len", help="Sequence length (default 2048, or the shape's)."),
+        laws: Path = typer.Option(None, "--laws", help="Laws file from `oasl fit`."),
+        published: str = typer.Option(None, "--published", help="Published law set: step-law, deepseek, kaplan."),
+        fmt: str = typer.Option("table", "--format", help="table, json, hf or torch."),
+        warn_ratio: float = typer.Option(4.0, "--warn-ratio", help="Warn beyond this extrapolation ratio."),
+    ) -> None:
+        """Recommend a full HP configuration for a target model, with intervals and sources."""
+        from oasl.config import ModelShape, build
+        from oasl.errors import ConfigError
+        from oasl.laws import load_laws
+        from oasl.recommend import recommend
+
+        if fmt not in ("table", "json", "hf", "torch"):
+            raise ConfigError(f"unknown --format {fmt!r}: use table, json, hf or torch")
+        shape = None
+        if width is not None or depth is not None:
+            if width is None or depth is None:
+                raise ConfigError("give both --width and --depth for a target shape")
+            shape = build(ModelShape, {"width": width, "depth": depth, **({"seq_len": seq_len} if seq_len else {})},
+                          what="target shape")
+        fitted, source = {}, "fitted laws"
+        if laws is not None:
+            fitted, meta = load_laws(laws)
+            fitted.pop("loss", None)
+            source = f"fitted laws {laws} (on {meta.get('source', '?')})"
+        if not fitted and not published:
+            raise ConfigError("give --laws laws.json (from `oasl fit`) or --published step-law|deepseek|kaplan")
+        rec = recommend(optimizer, n_params=params, tokens=tokens, shape=shape, laws=fitted, published=published,
+                        seq_len=seq_len, warn_ratio=warn_ratio, laws_source=source)
+        if fmt == "json":
+            typer.echo(json.dumps(rec.to_dict(), indent=2, default=str))
+            return
+        if fmt == "hf":
+            typer.echo(json.dumps(rec.hf_training_arguments(), indent=2))
+            return
+        if fmt == "torch":
+            typer.echo(json.dumps(rec.torch_kwargs(), indent=2, default=str))
+            return
+        table = Table(title=f"recommendation for {rec.optimizer}, N={rec.n_params:.3g}, D={rec.tokens:.3g}")
+        for c in ("hyperparameter", "value", "90% interval", "source", "extrapolation"):
+            table.add_column(c, overflow="fold")
+        for it in rec.items.values():
+            val = f"{it.value:.4g}" if isinstance(it.value, float) else str(it.value)
+            ci = f"{it.low:.3g} - {it.high:.3g}" if it.low is not None else "-"
+            ex = f"{it.extrapolation:.1f}x" if it.extrapolation else "-"
+            table.add_row(it.name, val, ci, it.source, ex)
+        console.print(table)
+        for w in rec.warnings:
+            console.print(f"[yellow]warning[/yellow] {w}")

@@ -1,0 +1,222 @@
+"""A full hyperparameter configuration for a target model, from fitted or published laws.
+
+Every value says where it came from (which law, fitted on what, or the optimizer's default) and, where
+a law is behind it, carries an interval and the extrapolation ratio of the query; beyond
+``warn_ratio`` a warning is attached. Exports turn the recommendation into ``torch.optim`` kwargs and
+param groups, Hugging Face ``TrainingArguments`` kwargs, or an optax optimizer.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from oasl.config import ModelShape
+from oasl.errors import ConfigError
+from oasl.optim.registry import get_optimizer
+
+DEFAULT_WARMUP_FRAC = 0.02
+DEFAULT_SCHEDULE = "cosine"
+DEFAULT_FINAL_FRAC = 0.1
+
+
+@dataclass
+class Item:
+    """One recommended value with its interval, source and extrapolation warning."""
+
+    name: str
+    value: float | str
+    low: float | None = None
+    high: float | None = None
+    source: str = "default"
+    extrapolation: float | None = None
+    warning: str = ""
+
+
+@dataclass
+class Recommendation:
+    """A target's recommended configuration. ``items`` by name: lr, batch_tokens, batch_seqs, the
+    optimizer's HPs, warmup_steps, schedule, total_steps."""
+
+    optimizer: str
+    n_params: float
+    tokens: float
+    seq_len: int
+    items: dict[str, Item] = field(default_factory=dict)
+    shape: ModelShape | None = None
+
+    def value(self, name: str):
+        return self.items[name].value
+
+    @property
+    def warnings(self) -> list[str]:
+        return [f"{i.name}: {i.warning}" for i in self.items.values() if i.warning]
+
+    def to_frame(self) -> pd.DataFrame:
+        return pd.DataFrame([i.__dict__ for i in self.items.values()])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"optimizer": self.optimizer, "n_params": self.n_params, "tokens": self.tokens, "seq_len": self.seq_len,
+                "items": {k: v.__dict__ for k, v in self.items.items()}, "warnings": self.warnings}
+
+    # -- exports ----------------------------------------------------------------------------------
+    def hps(self) -> dict[str, float]:
+        """The optimizer's own HPs (registry names) as recommended."""
+        entry = get_optimizer(self.optimizer)
+        return {h: float(self.items[h].value) for h in entry.hp_names if h in self.items}
+
+    def torch_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for the torch optimizer class (``class`` names it)."""
+        hp = self.hps()
+        lr = float(self.value("lr"))
+        name = self.optimizer
+        if name == "adamw":
+            return {"class": "torch.optim.AdamW", "lr": lr, "betas": (hp["beta1"], hp["beta2"]), "eps": hp["eps"],
+                    "weight_decay": hp["weight_decay"]}
+        if name == "sgd":
+            return {"class": "torch.optim.SGD", "lr": lr, "momentum": hp["momentum"],
+                    "nesterov": bool(hp["nesterov"]), "weight_decay": hp["weight_decay"]}
+        if name == "adafactor":
+            return {"class": "torch.optim.Adafactor", "lr": lr, "beta2_decay": hp["beta2_decay"],
+                    "d": hp["clip_threshold"], "weight_decay": hp["weight_decay"]}
+        if name == "lion":
+            return {"class": "oasl.optim.lion.Lion", "lr": lr, "betas": (hp["beta1"], hp["beta2"]),
+                    "weight_decay": hp["weight_decay"]}
+        return {"class": "oasl.optim.registry.MuonWithAdamW", "lr": lr, **hp}
+
+    def torch_optimizer(self, model):
+        """A ready torch optimizer over ``model`` (an oasl GPT or any module with ``param_roles`` and
+        ``lr_multipliers``), with the recommended peak LR and muP multipliers in its param groups."""
+        from oasl.optim import make_optimizer
+
+        return make_optimizer(model, self.optimizer, float(self.value("lr")), self.hps())
+
+    def hf_training_arguments(self, devices: int = 1) -> dict[str, Any]:
+        """Keyword arguments for ``transformers.TrainingArguments`` (global batch split over ``devices``)."""
+        hp = self.hps()
+        optim = {"adamw": "adamw_torch", "sgd": "sgd", "adafactor": "adafactor", "lion": "lion_32bit"}.get(self.optimizer)
+        if optim is None:
+            raise ConfigError(f"Hugging Face Trainer has no built-in {self.optimizer}; use --format torch")
+        steps = int(self.value("total_steps"))
+        out = {"learning_rate": float(self.value("lr")), "max_steps": steps,
+               "per_device_train_batch_size": max(1, int(self.value("batch_seqs")) // devices),
+               "warmup_steps": int(self.value("warmup_steps")), "lr_scheduler_type": str(self.value("schedule")),
+               "weight_decay": hp.get("weight_decay", 0.0), "optim": optim}
+        if "beta1" in hp:
+            out.update(adam_beta1=hp["beta1"], adam_beta2=hp["beta2"])
+        if "eps" in hp:
+            out["adam_epsilon"] = hp["eps"]
+        return out
+
+    def optax_optimizer(self):
+        """An optax GradientTransformation: warmup + cosine schedule and the recommended optimizer."""
+        from oasl.errors import require
+
+        optax = require("optax", "jax")
+        hp = self.hps()
+        lr, steps = float(self.value("lr")), int(self.value("total_steps"))
+        sched = optax.warmup_cosine_decay_schedule(0.0, lr, int(self.value("warmup_steps")), steps,
+                                                   end_value=lr * DEFAULT_FINAL_FRAC)
+        if self.optimizer == "adamw":
+            return optax.adamw(sched, b1=hp["beta1"], b2=hp["beta2"], eps=hp["eps"], weight_decay=hp["weight_decay"])
+        if self.optimizer == "sgd":
+            return optax.sgd(sched, momentum=hp["momentum"], nesterov=bool(hp["nesterov"]))
+        if self.optimizer == "lion":
+            return optax.lion(sched, b1=hp["beta1"], b2=hp["beta2"], weight_decay=hp["weight_decay"])
+        if self.optimizer == "adafactor":
+            return optax.adafactor(sched)
+        raise ConfigError(f"no optax export for {self.optimizer}")
+
+
+def _query(n_params: float, tokens: float, shape: ModelShape | None, optimizer: str) -> pd.DataFrame:
+    q = {"N": [n_params], "D": [tokens], "C": [6.0 * n_params * tokens], "optimizer": [optimizer]}
+    if shape is not None:
+        q.update(width=[shape.width], depth=[shape.depth])
+    return pd.DataFrame(q)
+
+
+def _from_law(name, law, q, level, warn_ratio, source) -> Item:
+    missing = [f for f in getattr(law, "features", ()) if f not in q]
+    if missing:
+        raise ConfigError(f"the law of {name} needs {', '.join(missing)}: give a target shape")
+    sub = law.law_for(q["optimizer"].iloc[0]) if hasattr(law, "law_for") else law
+    value = float(sub.predict(q)[0])
+    lo, hi = (float(v[0]) for v in sub.predict_interval(q, level))
+    ratio = float(sub.extrapolation_ratio(q)[0]) if getattr(sub, "range_", None) else None
+    warning = ""
+    if ratio is not None and ratio > warn_ratio:
+        warning = (f"extrapolates {ratio:.0f}x beyond the range the law was fitted on "
+                   f"({', '.join(f'{k} {a:.3g}-{b:.3g}' for k, (a, b) in sub.range_.items())}); trust it less")
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"the law of {name} predicts {value} at this target: it does not apply here")
+    return Item(name, value, lo if hi > lo else None, hi if hi > lo else None, source, ratio, warning)
+
+
+def recommend(optimizer: str, n_params: float | None = None, tokens: float | None = None,
+              shape: ModelShape | None = None, laws: dict[str, Any] | None = None, published: str | None = None,
+              seq_len: int | None = None, level: float = 0.9, warn_ratio: float = 4.0,
+              laws_source: str = "fitted laws") -> Recommendation:
+    """Recommend a configuration for a target of ``n_params`` (non-embedding) and ``tokens``.
+
+    ``shape`` (optional) gives N, width, depth and seq_len. ``laws`` maps HP names to fitted laws (from
+    :func:`oasl.laws.load_laws`); ``published`` names a published law set used for what the fitted
+    laws do not cover (or alone). Returns a :class:`Recommendation`.
+    """
+    from oasl.laws.published import get_published
+    from oasl.models import count_params
+
+    entry = get_optimizer(optimizer)
+    if shape is not None:
+        n_params = n_params or count_params(shape).n_params
+        seq_len = seq_len or shape.seq_len
+    if n_params is None or tokens is None:
+        raise ConfigError("give the target as --params and --tokens (or a shape with --width/--depth and --tokens)")
+    if n_params <= 0 or tokens <= 0:
+        raise ConfigError(f"target params and tokens must be positive, got {n_params:g} and {tokens:g}")
+    seq_len = seq_len or 2048
+    q = _query(n_params, tokens, shape, entry.name)
+    rec = Recommendation(entry.name, float(n_params), float(tokens), seq_len, shape=shape)
+    laws = dict(laws or {})
+    pub = get_published(published) if published else None
+    sources: dict[str, tuple[Any, str]] = {k: (v, laws_source) for k, v in laws.items()}
+    if pub is not None:
+        for k, v in pub.laws.items():
+            if k not in sources and set(getattr(v, "features", ())) <= set(q.columns):
+                note = "" if pub.optimizer == entry.name else f"; measured with {pub.optimizer}, not {entry.name}"
+                sources[k] = (v, f"published {pub.name} ({pub.citation}){note}")
+    if "lr" in sources:
+        rec.items["lr"] = _from_law("lr", sources["lr"][0], q, level, warn_ratio, sources["lr"][1])
+    else:
+        rec.items["lr"] = Item("lr", entry.default_lr, source=f"{entry.name} default (no law of lr given)",
+                               warning="no law behind this value: fit one (oasl fit) or pass --published")
+    if "batch_tokens" in sources:
+        rec.items["batch_tokens"] = _from_law("batch_tokens", sources["batch_tokens"][0], q, level, warn_ratio,
+                                              sources["batch_tokens"][1])
+    else:
+        rec.items["batch_tokens"] = Item("batch_tokens", float(min(2**19, tokens / 100)),
+                                         source="heuristic: 0.5M tokens or 1% of the budget, whichever is smaller",
+                                         warning="no law behind this value")
+    bt = float(rec.items["batch_tokens"].value)
+    bs = max(1, round(bt / seq_len))
+    rec.items["batch_seqs"] = Item("batch_seqs", bs, source=f"batch_tokens / seq_len {seq_len}")
+    for h in entry.hps:
+        if h.name in sources:
+            rec.items[h.name] = _from_law(h.name, sources[h.name][0], q, level, warn_ratio, sources[h.name][1])
+        else:
+            rec.items[h.name] = Item(h.name, h.default, source=f"{entry.name} default ({h.doc})")
+    steps = max(1, int(tokens // (bs * seq_len)))
+    rec.items["total_steps"] = Item("total_steps", steps, source="tokens / (batch_seqs x seq_len)")
+    if "warmup_frac" in sources:
+        it = _from_law("warmup_frac", sources["warmup_frac"][0], q, level, warn_ratio, sources["warmup_frac"][1])
+        frac = float(it.value)
+        src = it.source
+    else:
+        frac, src = DEFAULT_WARMUP_FRAC, f"default: {DEFAULT_WARMUP_FRAC:.0%} of the steps"
+    rec.items["warmup_steps"] = Item("warmup_steps", int(round(frac * steps)), source=src)
+    rec.items["schedule"] = Item("schedule", DEFAULT_SCHEDULE,
+                                 source=f"default: cosine to {DEFAULT_FINAL_FRAC:.0%} of the peak (rank schedules "
+                                        "with `oasl schedules rank`)")
+    return rec

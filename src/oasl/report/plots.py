@@ -1,0 +1,164 @@
+"""Plots people would rather see than read: loss vs HP with optima, laws on log-log axes with their
+interval bands, validation bars, predicted loss curves. matplotlib is imported lazily (Agg backend)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _grid(n: int):
+    plt = _plt()
+    cols = min(3, max(1, n))
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.6 * rows), squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    return plt, fig, list(axes.flat)
+
+
+def plot_optima(runs: pd.DataFrame, optima: pd.DataFrame, path: str | Path, over: str = "lr",
+                group_by=("optimizer", "n_params", "tokens"), loss: str = "final_val_loss") -> Path:
+    """Loss vs ``over`` (log x) per group: runs, fitted parabola, refined optimum with CI, near-optimal band."""
+    group_by = list(group_by)
+    plt, fig, axes = _grid(len(optima))
+    for ax, (_, o) in zip(axes, optima.iterrows(), strict=False):
+        mask = np.ones(len(runs), bool)
+        for g in group_by:
+            mask &= (runs[g] == o[g]).to_numpy()
+        g = runs[mask]
+        y = pd.to_numeric(g[loss], errors="coerce")
+        ok = np.isfinite(y)
+        ax.scatter(g.loc[ok, over], y[ok], s=18, color="C0", label="runs")
+        if (~ok).any():
+            top = y[ok].max() if ok.any() else 1.0
+            ax.scatter(g.loc[~ok, over], np.full((~ok).sum(), top), marker="x", color="C3", label="diverged")
+        if ok.sum() >= 3:
+            x = np.log(g.loc[ok, over].astype(float))
+            best = x.iloc[int(np.argmin(y[ok]))]
+            near = np.abs(x - best) <= 2.5 * (np.ptp(x) / max(len(np.unique(x)) - 1, 1))
+            if near.sum() >= 3:
+                c = np.polyfit(x[near], y[ok][near], 2)
+                xs = np.linspace(x[near].min(), x[near].max(), 100)
+                ax.plot(np.exp(xs), np.polyval(c, xs), color="C1", lw=1.2, label="parabola")
+        if np.isfinite(o.get("band_low", np.nan)):
+            ax.axvspan(o["band_low"], o["band_high"], color="C2", alpha=0.15, label="near-optimal band")
+        if np.isfinite(o.get("opt", np.nan)):
+            ax.axvline(o["opt"], color="k", lw=1, label=f"optimum {o['opt']:.3g}")
+        if np.isfinite(o.get("ci_low", np.nan)):
+            ax.axvspan(o["ci_low"], o["ci_high"], color="k", alpha=0.08)
+        ax.set_xscale("log")
+        _plain_minor(ax)
+        ax.set_xlabel(over)
+        ax.set_ylabel(loss)
+        ax.set_title(", ".join(f"{g}={_short(o[g])}" for g in group_by), fontsize=9)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
+def _plain_minor(ax) -> None:
+    from matplotlib.ticker import NullFormatter
+
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def _short(v) -> str:
+    return f"{v:.3g}" if isinstance(v, (float, np.floating)) or (isinstance(v, (int, np.integer)) and v > 9999) else str(v)
+
+
+def plot_laws(report, path: str | Path, target_n: float | None = None, target_d: float | None = None) -> Path:
+    """Each fitted law on log-log axes vs N: the optima, the fitted line and its 90% band, the target."""
+    items = [(t, law, report.optima[t]) for t, law in report.laws.items()]
+    plt, fig, axes = _grid(len(items))
+    for ax, (target, law, opt) in zip(axes, items, strict=False):
+        for i, (optimizer, sub) in enumerate(opt.groupby("optimizer")):
+            color = f"C{i}"
+            N = sub["n_params"].astype(float)
+            yerr = None
+            if "ci_low" in sub and np.isfinite(sub["ci_low"]).all():
+                yerr = [sub["opt"] - sub["ci_low"], sub["ci_high"] - sub["opt"]]
+            ax.errorbar(N, sub["opt"], yerr=yerr, fmt="o", color=color, label=f"{optimizer} optima", ms=4)
+            hi_n = max(N.max(), target_n or 0) * 1.5
+            ns = np.geomspace(N.min() / 1.5, hi_n, 60)
+            D = float(target_d or sub["tokens"].max())
+            q = pd.DataFrame({"N": ns, "D": np.full(60, D), "C": 6 * ns * D, "optimizer": optimizer})
+            if "D" in law.features and not target_d:
+                q["D"] = np.interp(np.log(ns), np.log(N), sub["tokens"].astype(float))
+            pred = law.predict(q)
+            lo, hi = law.predict_interval(q, 0.9)
+            ax.plot(ns, pred, color=color, lw=1.2, label=f"{optimizer} law")
+            ax.fill_between(ns, lo, hi, color=color, alpha=0.15)
+        if target_n:
+            ax.axvline(target_n, color="k", ls="--", lw=1, label="target")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("N (non-embedding parameters)")
+        ax.set_ylabel(f"optimal {target}")
+        ax.set_title(f"{target}: {law.form}, {law.sharing}", fontsize=9)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_validation(table: pd.DataFrame, path: str | Path) -> Path:
+    """Bars of regret (with seed spread) and tuning compute per method, one panel pair per optimizer."""
+    opts = list(dict.fromkeys(table["optimizer"]))
+    plt = _plt()
+    fig, axes = plt.subplots(len(opts), 2, figsize=(11, 3.4 * len(opts)), squeeze=False)
+    for row, opt in zip(axes, opts, strict=True):
+        sub = table[table["optimizer"] == opt]
+        x = np.arange(len(sub))
+        reg = sub["regret_mean"].replace([np.inf], np.nan) * 100
+        row[0].bar(x, reg.fillna(0), yerr=sub["regret_std"].fillna(0) * 100,
+                   color=["C2" if m == "oasl" else "C7" if m == "oracle" else "C0" for m in sub["method"]])
+        for xi, r in zip(x, reg, strict=True):
+            if not np.isfinite(r):
+                row[0].text(xi, 0, "diverged", rotation=90, ha="center", va="bottom", fontsize=7)
+        row[0].set_xticks(x, sub["method"], rotation=45, ha="right", fontsize=8)
+        row[0].set_ylabel("regret vs oracle (%)")
+        row[0].set_title(f"{opt}: final-loss regret", fontsize=9)
+        row[1].bar(x, sub["tuning_runs"], color="C1")
+        row[1].set_xticks(x, sub["method"], rotation=45, ha="right", fontsize=8)
+        row[1].set_ylabel("tuning compute (target runs)")
+        row[1].set_title(f"{opt}: tuning compute", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_curves(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: str | Path, title: str = "",
+                observed: dict[str, tuple[np.ndarray, np.ndarray]] | None = None) -> Path:
+    """Loss curves (step, loss) by name: predicted as lines, observed as dots when given."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for i, (name, (x, y)) in enumerate(curves.items()):
+        ax.plot(x, y, color=f"C{i % 10}", lw=1.2, label=f"{name} (predicted)")
+        if observed and name in observed:
+            ox, oy = observed[name]
+            ax.scatter(ox, oy, s=6, color=f"C{i % 10}", alpha=0.5)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
