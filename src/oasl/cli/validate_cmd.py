@@ -1,0 +1,91 @@
+"""``oasl validate``, ``oasl demo`` and ``oasl report``."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from oasl.cli.common import console
+
+
+def _print_validation(result) -> None:
+    for ov in result.optimizers:
+        table = Table(title=f"{ov.optimizer}: target N={ov.target_n_params:,} ({ov.extrapolation_ratio:.1f}x the "
+                            f"largest swept), recommended lr {ov.recommended_lr:.3g} "
+                            f"[{ov.recommended_interval[0]:.3g}, {ov.recommended_interval[1]:.3g}]")
+        for c in ("method", "lr", "regret vs oracle", "seed spread", "tuning compute (target runs)"):
+            table.add_column(c)
+        for m in ov.methods:
+            reg = f"{m.regret_mean:+.2%}" if math.isfinite(m.regret_mean) else "diverged"
+            spread = f"{m.regret_std:.2%}" if math.isfinite(m.regret_std) else "-"
+            table.add_row(m.method, f"{m.lr:.3g}", reg, spread, f"{m.tuning_runs:.2f}")
+        console.print(table)
+        eff = {k: v for k, v in ov.efficiency.items() if "gain" in k or "runs_to_match" in k}
+        if eff:
+            console.print("  " + ", ".join(f"{k}: {v if isinstance(v, str) else f'{v:.3g}'}" for k, v in eff.items()))
+
+
+def _print_laws(report) -> None:
+    table = Table(title="fitted laws of the optimal learning rate")
+    for c in ("optimizer", "formula", "exponent 90% interval", "R^2", "LOGO MAPE"):
+        table.add_column(c)
+    for target, law in report.laws.items():
+        sel = report.selection[target].iloc[0]
+        for key, sub in law.laws_.items():
+            lo, hi = sub.exponent_interval("N", 0.9) if "N" in sub.features else (math.nan, math.nan)
+            table.add_row(key, sub.formula(), f"[{lo:+.3f}, {hi:+.3f}]", f"{sub.r2_:.3f}",
+                          f"{sel['loo_mape']:.1%}" if math.isfinite(sel["loo_mape"]) else "-")
+    console.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("validate")
+    def validate_cmd(
+        spec_path: Path = typer.Argument(..., help="Validation spec (YAML): sweep, target, seeds, baselines."),
+        store: str = typer.Option("runs.db", "--store"),
+        workers: int = typer.Option(1, "--workers"),
+        out: Path = typer.Option(Path("validation"), "--out", help="Folder for validation.json."),
+    ) -> None:
+        """Recommend at a larger target and compare with an oracle grid and baselines there."""
+        from oasl.validate import load_validate, validate
+
+        spec = load_validate(spec_path)
+        result = validate(spec, store, workers=workers, log=lambda m: console.log(m), out=out)
+        _print_validation(result)
+        console.print(f"results in {out / 'validation.json'} and the store {store}")
+
+    @app.command("demo")
+    def demo_cmd(
+        out: Path = typer.Option(Path("oasl-demo"), "--out", help="Folder for the store, laws and report."),
+        workers: int = typer.Option(2, "--workers", help="Parallel training processes."),
+    ) -> None:
+        """The whole pipeline on built-in defaults: sweep, optima, laws, recommend ~9x larger, verify, report."""
+        from oasl.validate.demo import run_demo
+
+        t0 = time.perf_counter()
+        console.rule("oasl demo: sweep 3 widths x {adamw, sgd} -> fit lr*(N) -> recommend at width 192 -> verify")
+        result, report, page = run_demo(out, workers=workers, log=lambda m: console.log(m))
+        _print_laws(report)
+        _print_validation(result)
+        console.print(f"done in {time.perf_counter() - t0:.0f} s; report: {page}; laws: {out / 'laws.json'}")
+
+    @app.command("report")
+    def report_cmd(
+        store: str = typer.Option("runs.db", "--store"),
+        out: Path = typer.Option(Path("report"), "--out"),
+        validation: Path = typer.Option(None, "--validation", help="validation.json to include (optional)."),
+    ) -> None:
+        """Write a self-contained HTML report (plots embedded) from a store."""
+        from oasl.errors import StoreError
+        from oasl.report.html import write_report
+        from oasl.validate.harness import load_validation
+
+        if not Path(store).exists():
+            raise StoreError(f"store {store} does not exist")
+        val = load_validation(validation) if validation else None
+        page = write_report(store, out, validation=val)
+        console.print(f"report written to {page}")

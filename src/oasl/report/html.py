@@ -1,0 +1,124 @@
+"""The self-contained HTML report: every figure embedded as a base64 PNG, tables as HTML."""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from oasl.report import plots
+
+CSS = """
+body { font-family: system-ui, sans-serif; max-width: 1200px; margin: 2em auto; color: #222; }
+h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: .2em; margin-top: 1.6em; }
+table { border-collapse: collapse; margin: .8em 0; font-size: .9em; }
+th, td { border: 1px solid #ccc; padding: .3em .6em; text-align: right; }
+th { background: #f3f3f3; } td.l { text-align: left; }
+img { max-width: 100%; border: 1px solid #eee; margin: .5em 0; }
+.warn { color: #a15c00; } .note { color: #555; font-size: .9em; }
+"""
+
+
+def _img(path: Path, alt: str) -> str:
+    data = base64.b64encode(path.read_bytes()).decode()
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            return "-"
+        return f"{v:.4g}"
+    return html.escape(str(v))
+
+
+def _table(df: pd.DataFrame, cls: str = "") -> str:
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
+    rows = []
+    for _, r in df.iterrows():
+        cells = "".join(f'<td class="{"l" if isinstance(v, str) else ""}">{_fmt(v)}</td>' for v in r)
+        rows.append(f"<tr>{cells}</tr>")
+    return f'<table class="{cls}"><tr>{head}</tr>{"".join(rows)}</table>'
+
+
+def write_report(store: str | Path, out: str | Path, validation=None, fit=None, sweep_keys=None,
+                 schedules: dict | None = None, over: str = "lr") -> Path:
+    """Write ``out/index.html`` (images also saved beside it) from a store and optional results.
+
+    ``validation`` is a :class:`~oasl.validate.ValidationResult`, ``fit`` a
+    :class:`~oasl.laws.pipeline.FitReport` (fitted here from the store when None), ``schedules`` a dict
+    with ``table`` (ranking DataFrame) and ``figure`` (PNG path) from the schedule tools.
+    Returns the path of the HTML page.
+    """
+    from oasl.errors import FitError
+    from oasl.laws.pipeline import fit_laws
+    from oasl.optima import locate_optima
+    from oasl.store import open_store
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    df = open_store(store).to_dataframe()
+    if sweep_keys is not None:
+        df = df[df["key"].isin(sweep_keys)]
+    parts = [f"<h1>oasl report</h1><p class='note'>store: {html.escape(str(store))}; {len(df)} runs</p>"]
+
+    parts.append("<h2>Loss vs learning rate, with located optima</h2>")
+    if over in df and len(df):
+        group = [g for g in ("optimizer", "n_params", "tokens") if g in df]
+        try:
+            opt = locate_optima(df, over=over, group_by=group)
+            png = plots.plot_optima(df, opt, out / "optima.png", over=over, group_by=group)
+            parts.append(_img(png, "loss vs lr per shape and optimizer"))
+            cols = [*group, "grid_argmin", "opt", "ci_low", "ci_high", "band_low", "band_high", "note"]
+            parts.append(_table(opt[cols]))
+        except FitError as exc:
+            parts.append(f"<p class='warn'>optima not located: {html.escape(str(exc))}</p>")
+
+    parts.append("<h2>Fitted laws</h2>")
+    if fit is None:
+        try:
+            fit = fit_laws(df, hps=[over])
+        except FitError as exc:
+            parts.append(f"<p class='warn'>no law fitted: {html.escape(str(exc))}</p>")
+    if fit is not None:
+        target_n = None
+        if validation is not None and validation.optimizers:
+            target_n = validation.optimizers[0].target_n_params
+        png = plots.plot_laws(fit, out / "laws.png", target_n=target_n)
+        parts.append(_img(png, "fitted laws on log-log axes"))
+        parts.append(_table(fit.table()))
+        if fit.loss_law is not None:
+            p = fit.loss_law.params_
+            parts.append("<p>Loss law: L = {E:.3f} + {A:.3g}/N^{alpha:.3f} + {B:.3g}/D^{beta:.3f}</p>".format(**p))
+
+    if validation is not None:
+        parts.append("<h2>Recommendation at the target</h2>")
+        rows = []
+        for ov in validation.optimizers:
+            rows.append({"optimizer": ov.optimizer, "target N": float(ov.target_n_params),
+                         "extrapolation": f"{ov.extrapolation_ratio:.1f}x", "recommended lr": ov.recommended_lr,
+                         "90% interval": f"{ov.recommended_interval[0]:.3g} - {ov.recommended_interval[1]:.3g}",
+                         "verified optimum lr": ov.oracle_lr,
+                         "oasl regret": next(m.regret_mean for m in ov.methods if m.method == "oasl")})
+        parts.append(_table(pd.DataFrame(rows)))
+        parts.append("<h2>Validation: regret and tuning compute per method</h2>")
+        table = validation.table()
+        png = plots.plot_validation(table, out / "validation.png")
+        parts.append(_img(png, "validation bars"))
+        parts.append(_table(table.drop(columns=["note"])))
+
+    if schedules:
+        parts.append("<h2>Schedules: predicted final loss</h2>")
+        if schedules.get("figure"):
+            parts.append(_img(Path(schedules["figure"]), "predicted loss curves per schedule"))
+        if schedules.get("table") is not None:
+            parts.append(_table(schedules["table"]))
+
+    page = out / "index.html"
+    page.write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>oasl report</title>"
+                    f"<style>{CSS}</style></head><body>{''.join(parts)}</body></html>")
+    return page
