@@ -1,8 +1,7 @@
-"""Parameter and FLOP counts computed from a shape alone (no model built)."""
+"""Parameter and FLOP counts of :class:`oasl.models.GPT`, computed from a :class:`ModelShape` alone."""
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 from oasl.config import ModelShape
@@ -10,41 +9,43 @@ from oasl.config import ModelShape
 
 @dataclass(frozen=True)
 class ParamCount:
-    """``n_params``: non-embedding parameters, the N of scaling laws (Kaplan et al. 2020, Sec. 2.1):
-    all but the token and position embeddings and an untied readout. ``n_params_total``: all."""
+    """Parameter counts of one shape.
+
+    ``n_params``: non-embedding parameters, the N of scaling laws (Kaplan et al. 2020, Sec. 2.1): every
+    parameter except the token and position embeddings and an untied readout (the readout is an
+    embedding-sized V x width matrix whichever way it is tied, so excluding it keeps N the same for tied and
+    untied models). LayerNorm weights count. ``n_params_total``: every parameter, a tied matrix once.
+    """
 
     n_params: int
     n_params_total: int
 
+    @property
+    def n_embedding(self) -> int:
+        """Parameters left out of ``n_params`` (token/position embeddings, untied readout)."""
+        return self.n_params_total - self.n_params
+
 
 def count_params(shape: ModelShape) -> ParamCount:
-    """Parameter counts of :class:`oasl.models.GPT` for ``shape`` (equal to the torch count)."""
+    """Parameter counts of ``GPT(shape)``; equal to ``sum(p.numel() for p in model.parameters())``."""
     w, h, v = shape.width, shape.mlp_hidden, shape.vocab_size
-    per_block = 4 * w * w + 2 * w * h + 2 * w  # qkv + proj, fc + proj, two LayerNorm weights
-    n = shape.depth * per_block + w  # + final LayerNorm
-    emb = v * w + shape.seq_len * w + (0 if shape.tie_embeddings else v * w)
-    return ParamCount(n_params=n, n_params_total=n + emb)
+    per_block = 3 * w * w + w * w + 2 * w * h + 2 * w  # qkv, attn proj, mlp fc + proj, two LayerNorm weights
+    n = shape.depth * per_block + w  # + final LayerNorm weight
+    embedding = v * w + shape.seq_len * w + (0 if shape.tie_embeddings else v * w)
+    return ParamCount(n_params=n, n_params_total=n + embedding)
 
 
 def flops_per_token(shape: ModelShape) -> float:
-    """Training FLOPs per token: 6 (N + V w) for the matmuls forward and backward, plus the attention
-    term 12 L T w (Kaplan et al. 2020 Table 1; nanoGPT ``estimate_mfu``; PaLM App. B).
+    """Training FLOPs per token (forward + backward) of ``GPT(shape)`` on sequences of ``shape.seq_len``.
 
-    The readout matmul (V w per token) is counted, unlike Kaplan's C = 6N, because at the small
-    widths oasl sweeps it is a large share of the compute.
+    ``6 (N + V w) + 12 L T w``: each weight costs 2 FLOPs per token forward and 4 backward (Kaplan et al.
+    2020, Table 1 and Sec. 2.1: C = 6N), applied to N and to the readout matmul (V w, Kaplan's "De-embed"
+    row); the attention scores and the weighted sum of values cost 2 * 2 T w forward per layer, times 3 for
+    training (PaLM, Chowdhery et al. 2022, App. B; nanoGPT ``estimate_mfu``; no discount for the causal
+    mask). Kaplan's C = 6N drops the readout and counts one attention matmul (2 L T w forward); oasl counts
+    the readout because at small widths with a 256-byte vocabulary it is a large share of the compute
+    (docs/deviations.md). Embedding lookups and element-wise ops count 0.
     """
     n = count_params(shape).n_params
-    return 6.0 * (n + shape.vocab_size * shape.width) + 12.0 * shape.depth * shape.seq_len * shape.width
-
-
-def measure_matmul_peak(seconds: float = 1.0, size: int = 2048) -> float:
-    """Measured fp32 matmul throughput of this machine's CPU (FLOP/s), with torch's current threads."""
-    import torch
-
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    torch.matmul(a, b)  # warm-up
-    n, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        torch.matmul(a, b)
-        n += 1
-    return 2.0 * size**3 * n / (time.perf_counter() - t0)
+    w, depth = shape.width, shape.depth
+    return 6.0 * (n + shape.vocab_size * w) + 12.0 * depth * shape.seq_len * w

@@ -1,23 +1,41 @@
 """A GPT-style decoder in one readable file, under the standard (SP) or maximal-update (muP)
 parametrization.
 
-Pre-LayerNorm blocks, causal ``F.scaled_dot_product_attention``, GELU MLP, learned positions,
-optional weight tying, no biases (LayerNorms have a weight only). The layout follows nanoGPT's
-``model.py``; the muP rules follow Yang et al. 2022 ("Tensor Programs V", arXiv 2203.03466) as
-implemented by microsoft/mup, relative to a base width:
+Pre-LayerNorm blocks, causal ``F.scaled_dot_product_attention``, GELU MLP, learned position
+embeddings, optional weight tying, and no biases anywhere: linear layers have none and LayerNorms have
+a weight only (nanoGPT's ``bias=False``), so the role ``"bias"`` never occurs in this model. The layout
+follows nanoGPT's ``model.py``.
 
-* hidden (matrix-like) weights: init std ``0.02 / sqrt(m)`` with ``m = width / base_width`` (variance
-  proportional to 1/fan_in, equal to SP at the base width); Adam LR ``x 1/m``, SGD LR ``x 1``
-  (TP-V Table 3; mup ``MuAdam``/``MuSGD``).
-* vector-like weights (token and position embeddings, LayerNorm weights, an untied readout): init as
-  SP; Adam LR ``x 1``, SGD LR ``x m`` (mup ``MuSGD`` multiplies vector-like LRs by the width multiplier).
-* readout: logits multiplied by ``1/m`` (mup ``MuReadout``/``MuSharedReadout``; with tied embeddings the
-  shared weight is used with that multiplier).
-* attention: scores scaled by ``sqrt(d_base) / d_head`` (``1/d`` scaling, TP-V Sec. 4 / mup's
-  ``attn_mult / d``), equal to SP's ``1/sqrt(d_head)`` at the base head dimension.
+SP is nanoGPT's: every weight N(0, 0.02^2) (residual projections / sqrt(2 depth), GPT-2, Radford et al.
+2019, Sec. 2.3), LayerNorm weights 1, one LR for all. muP follows Yang et al. 2022 ("Tensor Programs V",
+arXiv 2203.03466), Table 3 in the equivalent form of its Table 8 (a 1/fan_in output multiplier, which
+allows tied embeddings) as the microsoft/mup package implements it, relative to ``base_width`` with the
+width multiplier ``m = width / base_width``. At ``m = 1`` muP and SP are the same model.
 
-Metadata (roles, LR multipliers) is keyed by parameter name, so it survives ``torch.save``, deepcopy
-and DDP/FSDP wrapping (tensor attributes, as in mup, do not: mup issue #59).
+=====================  ====================  ==========  ========  =======
+muP rule               init std              multiplier  Adam LR   SGD LR
+=====================  ====================  ==========  ========  =======
+hidden (2-D in blocks)  0.02 / sqrt(m)        1           x 1/m     x 1
+token/pos. embedding    0.02                  1           x 1       x m
+LayerNorm weight        1                     1           x 1       x m
+untied readout          0 (mup zero init)     logits/m    x 1       x m
+tied readout (= wte)    as embedding          logits/m    as embedding
+attention scores        --                    sqrt(d0)/d  --        --
+=====================  ====================  ==========  ========  =======
+
+* Init: hidden variance proportional to 1/fan_in (mup ``init``), vector-like weights unchanged.
+* LRs: mup ``MuAdam`` divides the LR of matrix-like weights (two width dimensions) by the fan-in
+  multiplier; ``MuSGD`` multiplies vector-like weights (one width dimension: embeddings, LayerNorm, readout)
+  by the width multiplier and leaves hidden weights (fan-in and fan-out both scale) unchanged.
+* Readout: mup ``MuReadout`` divides its input by ``m``; with tied embeddings ``MuSharedReadout`` does the
+  same with the embedding's weight, which is what oasl does (no untying needed).
+* Attention: scores use ``1/d_head`` instead of ``1/sqrt(d_head)`` (TP-V Sec. 4 and Appendix; the mup README
+  writes ``8/d`` to equal ``1/sqrt(d)`` at d = 64). oasl writes it ``sqrt(d0)/d_head`` with ``d0`` the head
+  dimension of the base model (this shape at ``base_width``), so muP equals SP at the base width. With the
+  default head count (``width // 32``) the head dimension stays 32 at every width and the scale stays SP's.
+
+Metadata (roles, LR multipliers) is keyed by parameter name, so it survives ``torch.save``, deepcopy and
+DDP/FSDP wrapping (tensor attributes, as mup uses, do not: mup issue #59).
 """
 
 from __future__ import annotations
@@ -31,26 +49,36 @@ import torch.nn.functional as F
 from torch import nn
 
 from oasl.config import ModelShape
+from oasl.errors import ConfigError
 
-INIT_STD = 0.02  # GPT-2 / nanoGPT init scale
+INIT_STD = 0.02  # GPT-2 / nanoGPT init scale, the SP of this model and muP's scale at the base width
 
 
 @dataclass(frozen=True)
 class Parametrization:
-    """SP or muP, relative to ``base_width`` (ignored under SP)."""
+    """SP (``kind="sp"``) or muP (``kind="mup"``) relative to ``base_width`` (d_model; ignored under SP)."""
 
     kind: Literal["sp", "mup"] = "sp"
     base_width: int = 64
 
     def __post_init__(self):
         if self.kind not in ("sp", "mup"):
-            from oasl.errors import ConfigError
-
-            raise ConfigError(f"unknown parametrization {self.kind!r}: use sp or mup")
+            raise ConfigError(f"unknown parametrization {self.kind!r}: use 'sp' or 'mup'")
+        if not isinstance(self.base_width, int) or self.base_width < 1:
+            raise ConfigError(f"base_width must be a positive integer, got {self.base_width!r}")
 
     def width_mult(self, width: int) -> float:
         """``width / base_width`` under muP, 1 under SP."""
         return width / self.base_width if self.kind == "mup" else 1.0
+
+    def attn_scale(self, shape: ModelShape) -> float:
+        """Multiplier of q.k in attention: ``1/sqrt(d_head)`` under SP, ``sqrt(d0)/d_head`` under muP, where
+        ``d0`` is the head dimension of ``shape`` at ``base_width`` (an explicit ``n_heads`` is held fixed,
+        the default rule ``max(1, width // 32)`` is applied to the base width)."""
+        if self.kind == "sp":
+            return 1.0 / math.sqrt(shape.head_dim)
+        base_heads = shape.n_heads if shape.n_heads is not None else max(1, self.base_width // 32)
+        return math.sqrt(self.base_width / base_heads) / shape.head_dim
 
 
 class CausalSelfAttention(nn.Module):
@@ -92,20 +120,19 @@ class Block(nn.Module):
 
 
 class GPT(nn.Module):
-    """Decoder-only transformer. ``forward(idx, targets)`` returns ``(logits, loss)``; loss is the mean
-    cross-entropy in nats per token (None without targets). Parameters are initialised from torch's
-    global RNG: seed it before construction for reproducible models."""
+    """Decoder-only transformer of ``shape`` under ``parametrization`` (SP when None).
+
+    ``forward(idx[B, T], targets[B, T] | None)`` returns ``(logits[B, T, vocab], loss)``; ``loss`` is the
+    mean cross-entropy in nats per token, None without targets. Parameters are drawn from torch's global
+    RNG in the constructor: call ``torch.manual_seed`` first for a reproducible model.
+    """
 
     def __init__(self, shape: ModelShape, parametrization: Parametrization | None = None):
         super().__init__()
         self.shape = shape
         self.parametrization = parametrization or Parametrization()
         self.width_mult = self.parametrization.width_mult(shape.width)
-        if self.parametrization.kind == "mup":
-            base_head_dim = self.parametrization.base_width / shape.heads
-            attn_scale = math.sqrt(base_head_dim) / shape.head_dim
-        else:
-            attn_scale = 1.0 / math.sqrt(shape.head_dim)
+        attn_scale = self.parametrization.attn_scale(shape)
         self.wte = nn.Embedding(shape.vocab_size, shape.width)
         self.wpe = nn.Embedding(shape.seq_len, shape.width)
         self.blocks = nn.ModuleList([Block(shape, attn_scale) for _ in range(shape.depth)])
@@ -113,61 +140,69 @@ class GPT(nn.Module):
         self.lm_head = None if shape.tie_embeddings else nn.Linear(shape.width, shape.vocab_size, bias=False)
         self._init_weights()
 
+    @torch.no_grad()
     def _init_weights(self) -> None:
-        hidden_std = INIT_STD / math.sqrt(self.width_mult)
+        mup = self.parametrization.kind == "mup"
         for name, p in self.named_parameters():
-            role = self.param_roles()[name]
+            role = self.role_of(name)
             if role == "norm":
                 nn.init.ones_(p)
             elif role == "hidden":
-                # GPT-2's residual-projection scaling 1/sqrt(2 depth) (Radford et al. 2019, Sec. 2.3).
-                std = hidden_std / math.sqrt(2 * self.shape.depth) if name.endswith("proj.weight") else hidden_std
+                std = INIT_STD / math.sqrt(self.width_mult)  # variance ~ 1/fan_in under muP (TP-V Table 8)
+                if name.endswith("proj.weight"):  # GPT-2's residual scaling (Radford et al. 2019, Sec. 2.3)
+                    std /= math.sqrt(2 * self.shape.depth)
                 nn.init.normal_(p, 0.0, std)
-            elif role == "readout" and self.parametrization.kind == "mup":
-                nn.init.zeros_(p)  # mup's readout_zero_init: the 1/m multiplier makes any init vanish anyway
+            elif role == "readout" and mup:
+                nn.init.zeros_(p)  # mup ``readout_zero_init``: removes the init-time 1/sqrt(m) transient
             else:
                 nn.init.normal_(p, 0.0, INIT_STD)
 
+    @staticmethod
+    def role_of(name: str) -> str:
+        """Role of the parameter called ``name`` in this model (see :meth:`param_roles`)."""
+        if name == "wte.weight":
+            return "embedding"
+        if name == "wpe.weight":
+            return "position"
+        if name == "lm_head.weight":
+            return "readout"
+        if ".ln" in f".{name}":
+            return "norm"
+        if name.endswith(".bias"):
+            return "bias"
+        return "hidden"
+
     def param_roles(self) -> dict[str, str]:
-        """Role of each named parameter: embedding, position, hidden, readout, norm (bias unused here)."""
-        roles = {}
-        for name, p in self.named_parameters():
-            if name == "wte.weight":
-                roles[name] = "embedding"
-            elif name == "wpe.weight":
-                roles[name] = "position"
-            elif name == "lm_head.weight":
-                roles[name] = "readout"
-            elif p.ndim == 1:
-                roles[name] = "norm" if ".ln" in f".{name}" else "bias"
-            else:
-                roles[name] = "hidden"
-        return roles
+        """Role of each named parameter: ``embedding`` (token embedding, also the readout when tied),
+        ``position``, ``hidden`` (2-D weights inside blocks), ``readout`` (untied lm_head), ``norm``."""
+        return {name: self.role_of(name) for name, _ in self.named_parameters()}
 
     def lr_multipliers(self, family: Literal["adam", "sgd"]) -> dict[str, float]:
-        """muP multiplier of the peak LR for each named parameter (all 1 under SP); see the module doc."""
+        """Factor on the peak LR for each named parameter: the muP rule of the module docstring for an
+        Adam-like (entrywise-normalised update) or SGD-like optimizer family; all 1.0 under SP."""
         if family not in ("adam", "sgd"):
-            raise ValueError(f"unknown optimizer family {family!r}")
+            raise ConfigError(f"unknown optimizer family {family!r}: use 'adam' or 'sgd'")
         m = self.width_mult
-        out = {}
+        mults = {}
         for name, role in self.param_roles().items():
-            if role == "hidden":
-                out[name] = 1.0 / m if family == "adam" else 1.0
-            else:
-                out[name] = 1.0 if family == "adam" else m
-        return out
+            if role == "hidden":  # matrix-like: MuAdam lr / fan_in mult; MuSGD lr * fan_out/fan_in = 1
+                mults[name] = 1.0 / m if family == "adam" else 1.0
+            else:  # vector-like: MuAdam unchanged; MuSGD lr * width mult
+                mults[name] = 1.0 if family == "adam" else m
+        return mults
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
-        T = idx.shape[1]
-        if T > self.shape.seq_len:
-            raise ValueError(f"sequence of {T} tokens is longer than seq_len {self.shape.seq_len}")
-        pos = torch.arange(T, device=idx.device)
-        x = self.wte(idx) + self.wpe(pos)
+        t = idx.shape[1]
+        if t > self.shape.seq_len:
+            raise ConfigError(
+                f"input of {t} tokens exceeds seq_len {self.shape.seq_len}: crop it or raise seq_len"
+            )
+        x = self.wte(idx) + self.wpe(torch.arange(t, device=idx.device))
         for block in self.blocks:
             x = block(x)
         x = self.ln_f(x)
         weight = self.wte.weight if self.lm_head is None else self.lm_head.weight
-        logits = F.linear(x, weight) / self.width_mult  # muP readout multiplier; 1 under SP
+        logits = F.linear(x, weight) / self.width_mult  # muP output multiplier 1/m (MuReadout); 1 under SP
         loss = None
         if targets is not None:
             loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1))
