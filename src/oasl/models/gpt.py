@@ -12,16 +12,13 @@ arXiv 2203.03466), Table 3 in the equivalent form of its Table 8 (a 1/fan_in out
 allows tied embeddings) as the microsoft/mup package implements it, relative to ``base_width`` with the
 width multiplier ``m = width / base_width``. At ``m = 1`` muP and SP are the same model.
 
-=====================  ====================  ==========  ========  =======
-muP rule               init std              multiplier  Adam LR   SGD LR
-=====================  ====================  ==========  ========  =======
-hidden (2-D in blocks)  0.02 / sqrt(m)        1           x 1/m     x 1
-token/pos. embedding    0.02                  1           x 1       x m
-LayerNorm weight        1                     1           x 1       x m
-untied readout          0 (mup zero init)     logits/m    x 1       x m
-tied readout (= wte)    as embedding          logits/m    as embedding
-attention scores        --                    sqrt(d0)/d  --        --
-=====================  ====================  ==========  ========  =======
+    muP rule                 init std            multiplier    Adam LR   SGD LR
+    hidden (2-D in blocks)   0.02 / sqrt(m)      1             x 1/m     x 1
+    token/pos. embedding     0.02                1             x 1       x m
+    LayerNorm weight         1                   1             x 1       x m
+    untied readout           0 (mup zero init)   logits / m    x 1       x m
+    tied readout (= wte)     as embedding        logits / m    as embedding
+    attention scores         --                  sqrt(d0) / d  --        --
 
 * Init: hidden variance proportional to 1/fan_in (mup ``init``), vector-like weights unchanged.
 * LRs: mup ``MuAdam`` divides the LR of matrix-like weights (two width dimensions) by the fan-in
@@ -29,7 +26,7 @@ attention scores        --                    sqrt(d0)/d  --        --
   by the width multiplier and leaves hidden weights (fan-in and fan-out both scale) unchanged.
 * Readout: mup ``MuReadout`` divides its input by ``m``; with tied embeddings ``MuSharedReadout`` does the
   same with the embedding's weight, which is what oasl does (no untying needed).
-* Attention: scores use ``1/d_head`` instead of ``1/sqrt(d_head)`` (TP-V Sec. 4 and Appendix; the mup README
+* Attention: scores use ``1/d_head`` instead of ``1/sqrt(d_head)`` (TP-V Definition 4.1; the mup README
   writes ``8/d`` to equal ``1/sqrt(d)`` at d = 64). oasl writes it ``sqrt(d0)/d_head`` with ``d0`` the head
   dimension of the base model (this shape at ``base_width``), so muP equals SP at the base width. With the
   default head count (``width // 32``) the head dimension stays 32 at every width and the scale stays SP's.
