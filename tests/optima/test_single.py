@@ -135,6 +135,23 @@ def test_several_groups_status_and_diverged_columns():
     assert out["n_diverged"].tolist() == [0, 2] and out["n_points"].tolist() == [len(LRS), len(LRS) - 2]
 
 
+def test_runs_pruned_above_the_best_mean_it_is_not_at_the_grid_edge():
+    lrs = np.geomspace(1e-4, 1.6e-3, 5)
+    df = pd.DataFrame(
+        {"lr": lrs, "final_val_loss": 3 + 0.05 * np.log(lrs / 3e-3) ** 2, "status": "done", "g": 0}
+    )
+    alone = locate_optima(df, group_by=["g"], n_boot=0).iloc[0]
+    assert alone["at_edge"] == "high" and "extend lr above 0.0016" in alone["note"]
+    # the sweep stopped two higher-lr runs early because they were losing: evidence, not a gap
+    stopped = pd.DataFrame(
+        {"lr": [3.2e-3, 6.4e-3], "final_val_loss": [3.5, 3.9], "status": "stopped", "g": 0}
+    )
+    both = locate_optima(pd.concat([df, stopped]), group_by=["g"], n_boot=0).iloc[0]
+    assert both["at_edge"] == "" and both["n_points"] == 5 and both["best_loss"] == alone["best_loss"]
+    only = locate_optima(stopped.assign(g=1), group_by=["g"], n_boot=0).iloc[0]
+    assert only["too_few"] and "stopped early" in only["note"]
+
+
 def test_nearly_equal_values_are_one_grid_point():
     # Step Law writes the same lr as 3.45e-4 and 3.453e-4 in different runs
     lrs = np.array([1.725e-4, 3.45e-4, 3.453e-4, 6.9e-4, 6.905e-4, 1.38e-3])

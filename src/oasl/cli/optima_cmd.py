@@ -1,4 +1,5 @@
-"""``oasl optima`` and ``oasl import``."""
+"""``oasl optima`` (the optimum of swept HPs per group, with CI, band and flags) and ``oasl import``
+(runs from other training code into a store). Thin: parse, call :mod:`oasl.optima`, print."""
 
 from __future__ import annotations
 
@@ -10,62 +11,290 @@ from rich.table import Table
 
 from oasl.cli.common import console
 
+# Columns that, when present, must be numbers; the first group is taken in log space, so also > 0.
+POSITIVE_COLUMNS = (
+    "lr",
+    "batch_seqs",
+    "batch_tokens",
+    "batch_size",
+    "n_params",
+    "n_params_total",
+    "tokens",
+    "width",
+    "depth",
+    "seq_len",
+    "flops",
+)
+NUMERIC_COLUMNS = (
+    "final_val_loss",
+    "loss",
+    "seed",
+    "beta1",
+    "beta2",
+    "momentum",
+    "weight_decay",
+    "eps",
+    "warmup_frac",
+    "grad_clip",
+)
+HP_COLUMNS = (
+    "lr",
+    "batch_seqs",
+    "batch_tokens",
+    "batch_size",
+    "beta1",
+    "beta2",
+    "momentum",
+    "weight_decay",
+    "warmup_frac",
+)
+
+
+def _split(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def read_csv(path: Path):
+    """A runs CSV as a DataFrame (``loss`` renamed to ``final_val_loss``); DataError when unreadable."""
+    import pandas as pd
+
+    from oasl.errors import DataError
+
+    if not Path(path).is_file():
+        raise DataError(f"CSV file {path} does not exist")
+    try:
+        df = pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path} is empty: it needs a header row and one row per run") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise DataError(
+            f"cannot parse {path} as CSV ({str(exc).splitlines()[0]}): save it as UTF-8 CSV"
+        ) from None
+    if "final_val_loss" not in df.columns and "loss" in df.columns:
+        df = df.rename(columns={"loss": "final_val_loss"})
+    return df
+
+
+def load_runs(store: str | None, csv: Path | None):
+    """Runs from exactly one of a store (``Store.to_dataframe()``) or a CSV."""
+    from oasl.errors import ConfigError, StoreError
+
+    if (store is None) == (csv is None):
+        raise ConfigError("give exactly one of --store PATH or --csv PATH")
+    if csv is not None:
+        return read_csv(csv)
+    if not Path(store).exists():
+        raise StoreError(
+            f"store {store} does not exist: run `oasl sweep run` or `oasl import RUNS.csv --store {store}`"
+        )
+    import oasl.store as store_mod
+
+    opener = getattr(store_mod, "open_store", None) or store_mod.Store
+    return opener(store).to_dataframe()
+
+
+def validate_import(df, name: str = "the CSV") -> list[str]:
+    """Check a runs table before import; raises DataError on a fault, returns warnings (strings)."""
+    import pandas as pd
+
+    from oasl.errors import DataError
+
+    if len(df) == 0:
+        raise DataError(f"{name} has a header but no rows: nothing to import")
+    dup = [c for c in df.columns if str(c).endswith(".1") and str(c)[:-2] in df.columns]
+    if dup:
+        raise DataError(f"{name} repeats column(s) {', '.join(str(c)[:-2] for c in dup)}: keep one of each")
+    if "final_val_loss" not in df.columns:
+        raise DataError(f"{name} has no loss column: name the final validation loss final_val_loss (or loss)")
+    for col in (*POSITIVE_COLUMNS, *NUMERIC_COLUMNS):
+        if col not in df.columns:
+            continue
+        raw = df[col]
+        num = pd.to_numeric(raw, errors="coerce")
+        bad = num.isna() & raw.notna() & (raw.astype(str).str.strip() != "")
+        if col == "final_val_loss":  # "nan"/"inf" mean a diverged run, which is a result
+            bad &= ~raw.astype(str).str.strip().str.lower().isin(["nan", "inf", "-inf", "infinity"])
+        if bad.any():
+            i = int(bad.to_numpy().nonzero()[0][0])
+            raise DataError(
+                f"column {col} of {name} holds {int(bad.sum())} non-number(s), e.g. {raw.iloc[i]!r} "
+                f"on data row {i + 1}: fix or drop those rows"
+            )
+        if col in POSITIVE_COLUMNS and (num <= 0).any():
+            i = int((num <= 0).to_numpy().nonzero()[0][0])
+            raise DataError(
+                f"column {col} of {name} must be positive (it is used in log space); "
+                f"data row {i + 1} has {raw.iloc[i]!r}"
+            )
+    if "diverged" in df.columns:
+        ok = df["diverged"].isna() | df["diverged"].astype(str).str.strip().str.lower().isin(
+            ["true", "false", "1", "0", "yes", "no", "1.0", "0.0"]
+        )
+        if not ok.all():
+            i = int((~ok).to_numpy().nonzero()[0][0])
+            raise DataError(
+                f"column diverged of {name} must be true/false; data row {i + 1} has "
+                f"{df['diverged'].iloc[i]!r}"
+            )
+    warnings = []
+    if not any(c in df.columns for c in HP_COLUMNS):
+        warnings.append(
+            f"no known hyperparameter column ({', '.join(HP_COLUMNS[:4])}, ...): `oasl optima "
+            "--over NAME` will need the name of yours"
+        )
+    for col in ("optimizer", "n_params", "tokens"):
+        if col not in df.columns:
+            warnings.append(
+                f"no {col} column: pass --group-by with your own grouping columns to `oasl optima`"
+            )
+    return warnings
+
+
+def _num(v) -> str:
+    if isinstance(v, float):
+        return "-" if not math.isfinite(v) else f"{v:.3g}"
+    return str(v)
+
+
+def _ci(lo, hi) -> str:
+    if not (math.isfinite(lo) or math.isfinite(hi)):
+        return "-"
+    return f"{_num(lo) if math.isfinite(lo) else '?'} - {_num(hi) if math.isfinite(hi) else '?'}"
+
+
+def _flags(r) -> str:
+    out = []
+    if r.get("at_edge"):
+        out.append(f"edge {r['at_edge']}")
+    if r.get("too_few"):
+        out.append("too few")
+    if r.get("diverged_near"):
+        out.append("diverged near")
+    if "refined" in r and not r["refined"] and not r.get("too_few"):
+        out.append("argmin")
+    return ", ".join(out)
+
+
+def _print_single(opt, groups, over, eps, level, out) -> None:
+    table = Table(title=f"optimum of {over} per {', '.join(groups) or 'all runs'} -> {out}")
+    for c in [
+        *groups,
+        "grid argmin",
+        "optimum",
+        f"{level:.0%} CI",
+        f"band ({eps:.2%})",
+        "runs (+div.)",
+        "flags",
+    ]:
+        table.add_column(c)
+    for _, r in opt.iterrows():
+        table.add_row(
+            *[_num(r[g]) for g in groups],
+            _num(r["grid_argmin"]),
+            _num(r["opt"]),
+            _ci(r["ci_low"], r["ci_high"]),
+            _ci(r["band_low"], r["band_high"]),
+            f"{r['n_points']} (+{r['n_diverged']})",
+            _flags(r),
+        )
+    console.print(table)
+
+
+def _print_joint(opt, groups, over, eps, level, out) -> None:
+    table = Table(title=f"joint optimum of {' x '.join(over)} per {', '.join(groups) or 'all runs'} -> {out}")
+    cols = [*groups]
+    for h in over:
+        cols += [f"{h} argmin", f"{h} optimum [{level:.0%} CI]", f"{h} band ({eps:.2%})"]
+    for c in [*cols, "runs (+div.)", "flags"]:
+        table.add_column(c)
+    for _, r in opt.iterrows():
+        cells = [_num(r[g]) for g in groups]
+        for h in over:
+            cells += [
+                _num(r[f"argmin_{h}"]),
+                f"{_num(r[f'opt_{h}'])} [{_ci(r[f'ci_low_{h}'], r[f'ci_high_{h}'])}]",
+                _ci(r[f"band_low_{h}"], r[f"band_high_{h}"]),
+            ]
+        table.add_row(*cells, f"{r['n_points']} (+{r['n_diverged']})", _flags(r))
+    console.print(table)
+
 
 def register(app: typer.Typer) -> None:
+    """Add the ``optima`` and ``import`` commands to ``app``."""
+
     @app.command("optima")
     def optima_cmd(
-        store: str = typer.Option(None, "--store", help="Store of runs."),
-        csv: Path = typer.Option(None, "--csv", help="Or a CSV of runs."),
-        over: str = typer.Option("lr", "--over", help="The swept HP to locate the optimum of."),
-        group_by: str = typer.Option("optimizer,n_params,tokens", "--group-by", help="Comma-separated columns."),
-        eps: float = typer.Option(0.0025, "--eps", help="Near-optimal band: relative loss within eps of the best."),
+        store: str = typer.Option(None, "--store", help="Store of runs (SQLite path)."),
+        csv: Path = typer.Option(None, "--csv", help="Or a CSV of runs, one row per run."),
+        over: str = typer.Option(
+            "lr", "--over", help="The swept HP, or two comma-separated HPs for a joint optimum."
+        ),
+        group_by: str = typer.Option(
+            "optimizer,n_params,tokens", "--group-by", help="Comma-separated columns."
+        ),
+        loss: str = typer.Option("final_val_loss", "--loss", help="Loss column (lower is better)."),
+        eps: float = typer.Option(
+            0.0025, "--eps", help="Near-optimal band: loss within eps (relative) of the best."
+        ),
+        level: float = typer.Option(0.9, "--level", help="Confidence level of the bootstrap interval."),
+        n_boot: int = typer.Option(200, "--n-boot", help="Bootstrap refits per group."),
+        seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap."),
         out: Path = typer.Option(Path("optima.csv"), "--out", help="CSV of optima to write."),
-        plot: Path = typer.Option(None, "--plot", help="PNG of loss vs HP per group."),
+        plot: Path = typer.Option(None, "--plot", help="PNG of loss vs HP (or the loss surface) per group."),
     ) -> None:
-        """Locate the optimum of a swept HP per group, with its CI, band and flags."""
-        from oasl.cli.laws_cmd import _runs_frame
-        from oasl.optima import locate_optima
+        """Locate the optimum of a swept HP per group, with its CI, near-optimal band and flags."""
+        from oasl.errors import ConfigError
+        from oasl.optima import locate_joint_optima, locate_optima
 
-        df = _runs_frame(store, csv)
-        groups = [g.strip() for g in group_by.split(",") if g.strip()]
-        opt = locate_optima(df, over=over, group_by=groups, eps=eps)
+        hps = _split(over)
+        if len(hps) not in (1, 2):
+            raise ConfigError(f"--over takes one HP or two comma-separated HPs, got {over!r}")
+        groups = _split(group_by)
+        df = load_runs(store, csv)
+        if len(hps) == 1:
+            opt = locate_optima(
+                df, over=hps[0], group_by=groups, loss=loss, eps=eps, n_boot=n_boot, seed=seed, level=level
+            )
+        else:
+            opt = locate_joint_optima(
+                df,
+                over=tuple(hps),
+                group_by=groups,
+                loss=loss,
+                eps=eps,
+                n_boot=n_boot,
+                seed=seed,
+                level=level,
+            )
+        out.parent.mkdir(parents=True, exist_ok=True)
         opt.to_csv(out, index=False)
-        table = Table(title=f"optimum of {over} per {', '.join(groups)} -> {out}")
-        for c in [*groups, "grid argmin", "optimum", "90% CI", f"band ({eps:.2%})", "points"]:
-            table.add_column(c)
-        for _, r in opt.iterrows():
-            ci = f"{r['ci_low']:.3g} - {r['ci_high']:.3g}" if math.isfinite(r["ci_low"]) else "-"
-            band = f"{r['band_low']:.3g} - {r['band_high']:.3g}" if math.isfinite(r["band_low"]) else "-"
-            table.add_row(*[f"{r[g]:.4g}" if isinstance(r[g], float) else str(r[g]) for g in groups],
-                          f"{r['grid_argmin']:.3g}", f"{r['opt']:.3g}", ci, band, f"{r['n_points']} (+{r['n_diverged']} div.)")
-        console.print(table)
+        (_print_single if len(hps) == 1 else _print_joint)(
+            opt, groups, hps[0] if len(hps) == 1 else hps, eps, level, out
+        )
         for _, r in opt.iterrows():
             if r["note"]:
-                console.print(f"[yellow]{', '.join(str(r[g]) for g in groups)}[/yellow]: {r['note']}")
+                label = ", ".join(f"{g}={_num(r[g])}" for g in groups) or "all runs"
+                console.print(f"[yellow]{label}[/yellow]: {r['note']}", highlight=False)
         if plot is not None:
-            from oasl.report.plots import plot_optima
+            from oasl.report.plots_optima import plot_joint_optima, plot_optima
 
-            plot_optima(df, opt, plot, over=over, group_by=groups)
+            if len(hps) == 1:
+                plot_optima(df, opt, hps[0], groups, plot, loss=loss)
+            else:
+                plot_joint_optima(df, opt, tuple(hps), groups, plot, loss=loss, eps=eps)
             console.print(f"plot written to {plot}")
 
     @app.command("import")
     def import_cmd(
-        csv: Path = typer.Argument(..., help="CSV of runs from your own training code."),
-        store: str = typer.Option("runs.db", "--store"),
+        csv: Path = typer.Argument(..., help="CSV of runs from your own training code, one row per run."),
+        store: str = typer.Option("runs.db", "--store", help="Store to add them to (created if absent)."),
     ) -> None:
-        """Import runs (one per CSV row; needs a loss column: final_val_loss or loss) into a store."""
-        import pandas as pd
+        """Import runs into a store (needs a loss column, final_val_loss or loss; NaN/inf = diverged)."""
+        import oasl.store as store_mod
 
-        from oasl.errors import DataError
-        from oasl.store import open_store
-
-        if not csv.is_file():
-            raise DataError(f"CSV file {csv} does not exist")
-        try:
-            df = pd.read_csv(csv)
-        except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-            raise DataError(f"cannot parse {csv} as CSV: {exc}") from None
-        if "final_val_loss" not in df and "loss" not in df:
-            raise DataError(f"{csv} has no loss column: name it final_val_loss or loss")
-        n = open_store(store).import_frame(df, source=f"import:{csv.name}")
+        df = read_csv(csv)
+        for w in validate_import(df, str(csv)):
+            console.print(f"[yellow]warning[/yellow]: {w}", highlight=False)
+        opener = getattr(store_mod, "open_store", None) or store_mod.Store
+        n = opener(store).import_frame(df, source=f"import:{csv.name}")
         console.print(f"imported {n} new run(s) from {csv} into {store} ({len(df) - n} already there)")

@@ -5,11 +5,17 @@ Method. In ``z = (log h1, log h2)`` the loss near its minimum is a full quadrati
 fitted by weighted least squares on the runs near the best one: every finite run whose loss is within
 ``near`` (relative) of the best, widened to the ``min_points`` lowest-loss runs and until each HP has
 three distinct values. Weights fall with the loss excess (``w = 1 / (1 + excess / near)^2``), so the
-bottom of the bowl decides the vertex and the rim only steadies the curvature. The minimum is the
+bottom of the bowl decides the vertex and the rim only steadies the curvature. The default
+``near=0.01`` keeps to the bottom on purpose: loss valleys are asymmetric (steeper toward divergence
+at high lr), and a wider window reaches further up the shallow side, pulling the vertex there (on
+simulated asymmetric valleys near=0.03 moved the lr optimum 0.13-0.25 octaves toward low lr, near=0.01
+0.04-0.09; on Step Law's smooth loss near=0.01 put 13 of 15 optima inside the observed 0.25% band,
+near=0.03 only 8; benchmarks/optima_steplaw.py). The minimum is the
 vertex ``-H^-1 b`` when ``H`` is positive definite and the vertex lies inside the fitted points' box;
 otherwise the best run is kept and the note says why. Step Law (Li et al. 2025, arXiv 2503.04715,
-Sec. 3) fits its lr/bs optima on the runs within 0.25% of the best of each (N, D); the surface is
-oasl's smooth version of that selection (listed in docs/deviations.md).
+Sec. 3) fits its lr/bs laws on the runs within 0.25% of the best of each (N, D) themselves; oasl
+deviates by summarising each group with one smooth optimum and its interval (the band is still
+reported: ``band_*`` columns), so that a law fit can weight optima by their uncertainty.
 
 Uncertainty: percentile bootstrap of the whole procedure (resampling runs, or seeds within each
 (h1, h2) cell when every fitted cell has several), per coordinate.
@@ -236,7 +242,7 @@ def fit_surface(
     df: pd.DataFrame,
     over: Sequence[str] = ("lr", "batch_size"),
     loss: str = LOSS,
-    near: float = 0.03,
+    near: float = 0.01,
     min_points: int = 12,
     weighted: bool = True,
     diverged_above: float | None = None,
@@ -247,8 +253,9 @@ def fit_surface(
     ``df``: runs of one group (columns ``over`` in raw units > 0, and ``loss``; ``diverged``/``status``
     honoured as in :func:`locate_optima`). ``near``: relative loss window around the best run whose
     runs are fitted (widened to ``min_points`` lowest-loss runs and to 3 distinct values of each HP);
-    ``weighted``: down-weight runs by their loss excess. A larger ``near`` (e.g. 0.1) gives a surface
-    that describes a wider landscape at the cost of the bottom's accuracy. Returns a
+    ``weighted``: down-weight runs by their loss excess. A larger ``near`` (e.g. 0.03) gives a surface
+    that describes a wider landscape (better predictions a few % above the best) at the cost of the
+    bottom's accuracy and of a vertex pulled toward the shallow side of an asymmetric valley. Returns a
     :class:`QuadraticSurface`; raises FitError on missing columns, non-positive HPs or too few runs.
     """
     over = tuple(over)
@@ -293,7 +300,7 @@ def locate_joint_optima(
     seed: int = 0,
     *,
     level: float = 0.9,
-    near: float = 0.03,
+    near: float = 0.01,
     min_points: int = 12,
     weighted: bool = True,
     diverged_above: float | None = None,

@@ -183,10 +183,12 @@ def locate_one(
     bootstrap: str = "auto",
     seed: int = 0,
     grid_tol: float = GRID_TOL,
+    pruned=None,
 ) -> Optimum:
     """Optimum of one group from arrays: ``h`` (raw, > 0), final ``loss`` (NaN = diverged), optional
-    ``diverged`` flags. ``name`` is used in notes. See :func:`locate_optima` for the parameters and
-    :class:`Optimum` for the result."""
+    ``diverged`` flags, and ``pruned``: h of runs stopped early because they were losing (not fitted,
+    but they extend the grid: an optimum next to them is not at the grid's edge). ``name`` is used in
+    notes. See :func:`locate_optima` for the other parameters and :class:`Optimum` for the result."""
     if not 0 < level < 1:
         raise FitError(f"level must be in (0, 1), got {level}: e.g. 0.9 for a 90% interval")
     if window != "auto" and not (isinstance(window, (int, np.integer)) and window >= 1):
@@ -210,7 +212,11 @@ def locate_one(
     if diverged is not None:
         div |= np.asarray(diverged, dtype=bool).ravel()
     ok = ~div
-    grid, gi = snap_grid(np.log(h), grid_tol)
+    ph = np.zeros(0) if pruned is None else np.asarray(pruned, dtype=float).ravel()
+    if np.any(~np.isfinite(ph)) or np.any(ph <= 0):
+        raise FitError(f"{name} of pruned runs must be positive and finite (log space): drop those runs")
+    grid, gi = snap_grid(np.log(np.concatenate([h, ph])), grid_tol)
+    gi = gi[: len(h)]
     G = len(grid)
     n_ok, n_div = int(ok.sum()), int(div.sum())
     if n_ok == 0:
@@ -305,9 +311,10 @@ def locate_one(
             if not f.a > 0
             else "the parabola's vertex lies outside the fitted points"
         )
-        notes.append(
-            f"{why}: the grid argmin is used (add {name} points around {fmt(grid_argmin)} to refine it)"
-        )
+        if not edge:  # at an edge the edge note already says what to do
+            notes.append(
+                f"{why}: the grid argmin is used (add {name} points around {fmt(grid_argmin)} to refine it)"
+            )
     # bootstrap
     ci_low = ci_high = NAN
     if n_boot > 0:
@@ -368,9 +375,9 @@ def locate_optima(
     """Optimum of the swept HP ``over`` for each group of ``group_by`` in a runs table.
 
     ``df``: one row per run with columns ``over`` (raw units, > 0), ``loss`` and ``group_by``;
-    optional ``diverged`` (bool) and ``status`` (runs "stopped"/"failed"/"running" are left out;
-    "diverged" counts as diverged). Diverged runs (non-finite loss or flagged) are excluded from the
-    fit and counted; with ``diverged_above`` set, runs whose loss exceeds the group's best by more than
+    optional ``diverged`` (bool) and ``status`` (runs "failed"/"running" are left out; "stopped" runs,
+    pruned early for losing, are not fitted but extend the grid; "diverged" counts as diverged).
+    Diverged runs (non-finite loss or flagged) are excluded from the fit and counted; with ``diverged_above`` set, runs whose loss exceeds the group's best by more than
     that fraction also count as diverged (for data without a flag). ``window``: grid points either
     side of the best fitted by the parabola ("auto": as many as span a factor 2 each way, i.e. 1 on a
     factor-2 grid, 2 on a sqrt(2) grid; see :func:`auto_window`); ``weighted``: tricube weights over that
@@ -389,19 +396,52 @@ def locate_optima(
     group_by = [group_by] if isinstance(group_by, str) else list(group_by)
     check_frame(df, [over, loss, *group_by], f"locate the optimum of {over}")
     finished, diverged = run_masks(df, loss)
-    work = df[finished]
-    diverged = diverged[finished]
+    stopped = ~finished
+    if "status" in df.columns:  # pruned on purpose: evidence that the loss there is worse
+        stopped &= (df["status"].astype("string") == "stopped").fillna(False).to_numpy()
+    else:
+        stopped[:] = False
+    work = df[finished | stopped]
     if len(work) == 0:
         raise FitError(
-            f"cannot locate the optimum of {over}: no finished run (all are stopped, failed or running)"
+            f"cannot locate the optimum of {over}: no finished run (all failed or are still running)"
         )
     h_all = positive_values(work, over)
     y_all = pd.to_numeric(work[loss], errors="coerce").to_numpy(dtype=float)
-    pos = pd.Series(np.arange(len(work)), index=work.index)
+    div_all, stop_all = diverged[finished | stopped], stopped[finished | stopped]
     rows = []
-    for key, g in iter_groups(work.assign(_pos=pos.to_numpy()), group_by):
-        i = g["_pos"].to_numpy()
-        d = mark_excess(y_all[i], diverged[i], diverged_above)
+    for key, g in iter_groups(work.assign(_pos=np.arange(len(work))), group_by):
+        j = g["_pos"].to_numpy()
+        i, p = j[~stop_all[j]], j[stop_all[j]]
+        if len(i) == 0:
+            nan = math.nan
+            o = Optimum(
+                nan,
+                nan,
+                nan,
+                nan,
+                nan,
+                nan,
+                nan,
+                nan,
+                nan,
+                nan,
+                "",
+                True,
+                False,
+                0,
+                0,
+                0,
+                False,
+                nan,
+                nan,
+                nan,
+                f"every run of this group was stopped early ({len(p)}): rerun some "
+                "without pruning, or with a larger pruning margin",
+            )
+            rows.append({**key, **o.to_dict()})
+            continue
+        d = mark_excess(y_all[i], div_all[i], diverged_above)
         o = locate_one(
             h_all[i],
             y_all[i],
@@ -415,6 +455,7 @@ def locate_optima(
             bootstrap=bootstrap,
             seed=seed,
             grid_tol=grid_tol,
+            pruned=h_all[p],
         )
         rows.append({**key, **o.to_dict()})
     return pd.DataFrame(rows)
