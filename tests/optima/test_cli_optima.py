@@ -119,6 +119,32 @@ def test_joint_optimum_from_the_command_line(app, tmp_path):
     assert "joint optimum of lr x batch_seqs" in text(res) and (tmp_path / "j.png").stat().st_size > 20_000
 
 
+def test_optima_warns_when_other_hps_vary_within_groups(app, runs_csv, tmp_path):
+    df = pd.read_csv(runs_csv)
+    mixed = pd.concat([df.assign(batch_seqs=32), df.assign(batch_seqs=64, loss=df["loss"] + 0.01)])
+    path = tmp_path / "mixed.csv"
+    mixed.to_csv(path, index=False)
+    res = run(app, ["optima", "--csv", path, "--out", tmp_path / "o.csv", "--n-boot", 0])
+    assert res.exit_code == 0 and "batch_seqs vary within groups" in text(res)
+    assert "--group-by (optimizer,n_params,tokens,batch_seqs)" in text(res)
+    res = run(
+        app,
+        [
+            "optima",
+            "--csv",
+            path,
+            "--out",
+            tmp_path / "o.csv",
+            "--n-boot",
+            0,
+            "--group-by",
+            "optimizer,n_params,tokens,batch_seqs",
+        ],
+    )
+    assert res.exit_code == 0 and "vary within groups" not in text(res)
+    assert len(pd.read_csv(tmp_path / "o.csv")) == 6
+
+
 def test_import_then_optima_from_the_store(app, runs_csv, tmp_path):
     db = tmp_path / "runs.db"
     res = run(app, ["import", runs_csv, "--store", db])

@@ -150,6 +150,18 @@ def validate_import(df, name: str = "the CSV") -> list[str]:
     return warnings
 
 
+def mixed_columns(df, over: list[str], groups: list[str]) -> list[str]:
+    """Known HP columns (not swept here, not grouped on) that take several values within a group."""
+    cols = [c for c in HP_COLUMNS if c in df.columns and c not in over and c not in groups]
+    if not cols or any(g not in df.columns for g in groups):
+        return []
+    if groups:
+        counts = df.groupby(groups, dropna=False)[cols].nunique().max()
+    else:
+        counts = df[cols].nunique()
+    return [c for c in cols if counts[c] > 1]
+
+
 def _num(v) -> str:
     if isinstance(v, float):
         return "-" if not math.isfinite(v) else f"{v:.3g}"
@@ -251,6 +263,13 @@ def register(app: typer.Typer) -> None:
             raise ConfigError(f"--over takes one HP or two comma-separated HPs, got {over!r}")
         groups = _split(group_by)
         df = load_runs(store, csv)
+        mixed = mixed_columns(df, hps, groups)
+        if mixed:
+            console.print(
+                f"[yellow]warning[/yellow]: {', '.join(mixed)} vary within groups: the optimum mixes "
+                f"their settings; add them to --group-by ({','.join([*groups, *mixed])})",
+                highlight=False,
+            )
         if len(hps) == 1:
             opt = locate_optima(
                 df, over=hps[0], group_by=groups, loss=loss, eps=eps, n_boot=n_boot, seed=seed, level=level

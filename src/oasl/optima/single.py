@@ -104,10 +104,10 @@ class _Fit:
 def auto_window(u: np.ndarray) -> int:
     """Grid steps either side of the best so the window spans about a factor 2 (ln 2) each way.
 
-    Why: on simulated valleys a 3-point parabola on a factor-2 grid and a 5-point one on a sqrt(2)
-    grid kept the bias of asymmetric valleys (loss rising faster above the optimal lr) below a tenth
-    of a grid step, while a wider span biased the vertex toward the shallow side by up to a third of a
-    step; a narrower span only adds noise (benchmarks/optima_steplaw.py, synthetic part).
+    Why: a wider span averages more noise, but on asymmetric valleys (loss rising faster above the
+    optimal lr than below) it pulls the vertex toward the shallow side; a narrower one only adds
+    noise. Spanning a factor 2 keeps that bias under a tenth of an octave on the simulated valleys
+    of benchmarks/optima_steplaw.py (table "window"), where a factor-4 span reaches a third of one.
     """
     step = float(np.median(np.diff(u))) if len(u) > 1 else math.log(2)
     return max(1, int(round(math.log(2) / step))) if step > 0 else 1
@@ -148,8 +148,9 @@ def _bootstrap(u, gi, y, window, weighted, n_boot, stratified, rng) -> np.ndarra
         starts = np.searchsorted(gi, np.arange(G))
         sizes = np.bincount(gi, minlength=G)
         mean = np.bincount(gi, weights=y, minlength=G) / np.maximum(sizes, 1)
-        # a resample of n seeds has (n-1)/n of their variance: inflate the deviations back
-        # (Davison & Hinkley 1997, *Bootstrap Methods and their Application*, Sec. 3.3, eq. 3.14)
+        # a resample of n seeds has (n-1)/n of their variance: inflate the deviations back, the
+        # usual small-sample correction (Davison & Hinkley 1997, *Bootstrap Methods and their
+        # Application*, ch. 3)
         infl = np.sqrt(sizes / np.maximum(sizes - 1, 1))
     for b in range(n_boot):
         if stratified:
