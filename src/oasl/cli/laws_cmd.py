@@ -37,22 +37,36 @@ def register(app: typer.Typer) -> None:
     app.add_typer(laws, name="laws")
 
     @laws.command("list")
-    def list_cmd() -> None:
-        """Show the published laws: formula, optimizer, citation, fitted range."""
-        from oasl.laws import describe_published
+    def list_cmd(
+        name: str = typer.Option(None, "--name", help="Only this law set (step-law, deepseek, kaplan)."),
+        as_json: bool = typer.Option(False, "--json", help="Print the table as JSON records instead."),
+    ) -> None:
+        """Show the published laws: formula, optimizer, fitted range, citation."""
+        from oasl.laws import describe_published, get_published
 
         df = describe_published()
+        if name is not None:
+            df = df[df["name"] == get_published(name).name]
+        if as_json:
+            typer.echo(df.to_json(orient="records", indent=2))
+            return
+        cols = ("name", "target", "formula", "optimizer", "range", "citation")
         table = Table(title="published laws (use with `oasl recommend --published NAME`)")
-        for c in ("name", "target", "formula", "optimizer", "range", "citation"):
+        for c in cols:
             table.add_column(c, overflow="fold")
         for _, r in df.iterrows():
-            table.add_row(*(str(r[c]) for c in ("name", "target", "formula", "optimizer", "range", "citation")))
+            table.add_row(*(str(r[c]) for c in cols))
         console.print(table)
+        for s in (get_published(n) for n in dict.fromkeys(df["name"])):
+            if s.notes:
+                console.print(f"[dim]{s.name}: {s.notes}[/dim]")
 
     @app.command("fit")
     def fit_cmd(
         store: str = typer.Option(None, "--store", help="Store of sweep runs."),
-        csv: Path = typer.Option(None, "--csv", help="Or a CSV of runs (columns optimizer, n_params, tokens, HPs, loss)."),
+        csv: Path = typer.Option(
+            None, "--csv", help="Or a CSV of runs (columns optimizer, n_params, tokens, HPs, loss)."
+        ),
         out: Path = typer.Option(Path("laws.json"), "--out", help="Laws file to write."),
         hp: list[str] = typer.Option(None, "--hp", help="HPs to fit (default: every swept one)."),
         plot: Path = typer.Option(None, "--plot", help="Write log-log plots of each law here (PNG)."),
@@ -66,15 +80,38 @@ def register(app: typer.Typer) -> None:
         laws_to_save = dict(report.laws)
         if report.loss_law is not None:
             laws_to_save["loss"] = report.loss_law
-        save_laws(out, laws_to_save, {"source": store or str(csv), "features": list(report.features),
-                                      "n_runs": len(df)})
+        save_laws(
+            out,
+            laws_to_save,
+            {"source": store or str(csv), "features": list(report.features), "n_runs": len(df)},
+        )
         table = Table(title=f"fitted laws -> {out}")
-        for c in ("target", "optimizer", "form", "sharing", "formula", "R^2", "RMSE(log)", "LOGO MAPE", "n", "range"):
+        for c in (
+            "target",
+            "optimizer",
+            "form",
+            "sharing",
+            "formula",
+            "R^2",
+            "RMSE(log)",
+            "LOGO MAPE",
+            "n",
+            "range",
+        ):
             table.add_column(c, overflow="fold")
         for _, r in report.table().iterrows():
-            table.add_row(r["target"], r["optimizer"], r["form"], r["sharing"], r["formula"], f"{r['r2']:.3f}",
-                          f"{r['rmse_log']:.3f}", f"{r['loo_mape']:.1%}" if math.isfinite(r["loo_mape"]) else "-",
-                          str(r["n"]), r["range"])
+            table.add_row(
+                r["target"],
+                r["optimizer"],
+                r["form"],
+                r["sharing"],
+                r["formula"],
+                f"{r['r2']:.3f}",
+                f"{r['rmse_log']:.3f}",
+                f"{r['loo_mape']:.1%}" if math.isfinite(r["loo_mape"]) else "-",
+                str(r["n"]),
+                r["range"],
+            )
         console.print(table)
         if report.loss_law is not None:
             p = report.loss_law.params_
@@ -94,9 +131,13 @@ def register(app: typer.Typer) -> None:
         optimizer: str = typer.Option("adamw", "--optimizer"),
         width: int = typer.Option(None, "--width", help="Target width (with --depth, instead of --params)."),
         depth: int = typer.Option(None, "--depth"),
-        seq_len: int = typer.Option(None, "--seq-len", help="Sequence length (default 2048, or the shape's)."),
+        seq_len: int = typer.Option(
+            None, "--seq-len", help="Sequence length (default 2048, or the shape's)."
+        ),
         laws: Path = typer.Option(None, "--laws", help="Laws file from `oasl fit`."),
-        published: str = typer.Option(None, "--published", help="Published law set: step-law, deepseek, kaplan."),
+        published: str = typer.Option(
+            None, "--published", help="Published law set: step-law, deepseek, kaplan."
+        ),
         fmt: str = typer.Option("table", "--format", help="table, json, hf or torch."),
         warn_ratio: float = typer.Option(4.0, "--warn-ratio", help="Warn beyond this extrapolation ratio."),
     ) -> None:
@@ -112,17 +153,31 @@ def register(app: typer.Typer) -> None:
         if width is not None or depth is not None:
             if width is None or depth is None:
                 raise ConfigError("give both --width and --depth for a target shape")
-            shape = build(ModelShape, {"width": width, "depth": depth, **({"seq_len": seq_len} if seq_len else {})},
-                          what="target shape")
+            shape = build(
+                ModelShape,
+                {"width": width, "depth": depth, **({"seq_len": seq_len} if seq_len else {})},
+                what="target shape",
+            )
         fitted, source = {}, "fitted laws"
         if laws is not None:
             fitted, meta = load_laws(laws)
             fitted.pop("loss", None)
             source = f"fitted laws {laws} (on {meta.get('source', '?')})"
         if not fitted and not published:
-            raise ConfigError("give --laws laws.json (from `oasl fit`) or --published step-law|deepseek|kaplan")
-        rec = recommend(optimizer, n_params=params, tokens=tokens, shape=shape, laws=fitted, published=published,
-                        seq_len=seq_len, warn_ratio=warn_ratio, laws_source=source)
+            raise ConfigError(
+                "give --laws laws.json (from `oasl fit`) or --published step-law|deepseek|kaplan"
+            )
+        rec = recommend(
+            optimizer,
+            n_params=params,
+            tokens=tokens,
+            shape=shape,
+            laws=fitted,
+            published=published,
+            seq_len=seq_len,
+            warn_ratio=warn_ratio,
+            laws_source=source,
+        )
         if fmt == "json":
             typer.echo(json.dumps(rec.to_dict(), indent=2, default=str))
             return

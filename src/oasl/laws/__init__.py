@@ -1,12 +1,47 @@
-"""Law forms, fitting with uncertainty, model selection, the loss law, and published laws."""
+"""Laws of optimal hyperparameters: forms, fitting with uncertainty, optimizer-aware selection, the
+Chinchilla loss law, published laws, and the laws file.
 
-from oasl.laws.io import load_laws, save_laws
+Works on any table of optima (a pandas DataFrame with feature columns N, D, C, B, width, depth and
+the target), independent of oasl's training code.
+"""
+
+from oasl.laws.base import FEATURE_UNITS, FEATURES, best_runs, near_optimal
+from oasl.laws.forms import ConstantLaw, LogLinearLaw, OneMinusPowerLaw
+from oasl.laws.io import law_from_dict, load_laws, save_laws
 from oasl.laws.loss import LossLaw
-from oasl.laws.power import FEATURES, ConstantLaw, OneMinusPowerLaw, PowerLaw
-from oasl.laws.published import PUBLISHED, PublishedLawSet, describe_published, get_published
-from oasl.laws.select import OptimizerLaw, select_law
+from oasl.laws.power import PowerLaw
+from oasl.laws.published import (
+    PUBLISHED,
+    PublishedLawSet,
+    deepseek_flops,
+    deepseek_flops_from_6nd,
+    describe_published,
+    get_published,
+)
+from oasl.laws.select import FORMS, SHARING, OptimizerLaw, fit_law, select_law
 
 __all__ = [
-    "FEATURES", "PUBLISHED", "ConstantLaw", "LossLaw", "OneMinusPowerLaw", "OptimizerLaw", "PowerLaw",
-    "PublishedLawSet", "describe_published", "get_published", "load_laws", "save_laws", "select_law",
+    "FEATURES",
+    "FEATURE_UNITS",
+    "FORMS",
+    "PUBLISHED",
+    "SHARING",
+    "ConstantLaw",
+    "LogLinearLaw",
+    "LossLaw",
+    "OneMinusPowerLaw",
+    "OptimizerLaw",
+    "PowerLaw",
+    "PublishedLawSet",
+    "best_runs",
+    "deepseek_flops",
+    "deepseek_flops_from_6nd",
+    "describe_published",
+    "fit_law",
+    "get_published",
+    "law_from_dict",
+    "load_laws",
+    "near_optimal",
+    "save_laws",
+    "select_law",
 ]

@@ -1,11 +1,15 @@
 """The loss law ``L(N, D) = E + A / N^alpha + B / D^beta`` and compute-optimal allocation.
 
-Fitted as Hoffmann et al. 2022 (Approach 3, App. D.2) and the replication of Besiroglu et al. 2024
-(arXiv 2404.10102, Sec. 3) do: minimise the Huber loss (delta = 1e-3) of
-``LSE(a - alpha log N, b - beta log D, e) - log L`` with ``A = e^a, B = e^b, E = e^e`` by L-BFGS from
-a grid of starting points. Deviation (docs/deviations.md): instead of running L-BFGS from all 4,500
-grid points, oasl evaluates the objective on the whole grid and starts L-BFGS from the best
-``n_starts`` of them, which finds the same optimum on the Chinchilla data at a fraction of the time.
+Fitted as Hoffmann et al. 2022 (Approach 3, Sec. 3.3 and App. D.2) and the replication of Besiroglu
+et al. 2024 (arXiv 2404.10102, Sec. 2-3) do: minimise the Huber loss (delta = 1e-3) of the log-space
+residual ``LSE(a - alpha log N, b - beta log D, e) - log L`` over ``(a, b, e, alpha, beta)`` with
+``A = e^a, B = e^b, E = e^e``, by L-BFGS from a grid of starting points, keeping the best optimum.
+Parameter uncertainty: a bootstrap over the (N, D, L) points (the replication's 4,000 resamples,
+Sec. 3; fewer by default here), each refitted from the full-data optimum.
+
+Deviation (docs/deviations.md): instead of running L-BFGS from all 4,500 grid points, oasl evaluates
+the objective on the whole grid (one vectorised pass) and starts L-BFGS from the best ``n_starts``
+of them, which reaches the same optimum on the Chinchilla points at a fraction of the time.
 """
 
 from __future__ import annotations
@@ -15,117 +19,263 @@ import math
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from scipy.optimize import minimize
 from scipy.special import huber, logsumexp
 
-from oasl.errors import FitError
+from oasl.errors import ConfigError, FitError
+from oasl.laws.base import as_frame
+
+PARAMS = ("E", "A", "B", "alpha", "beta")
+
+# The initialisation grid of Hoffmann et al. (App. D.2) as the replication's code spells it out:
+# a, b in {0, 5, ..., 25}, e in {-1, -0.5, ..., 1}, alpha, beta in {0, 0.5, ..., 2}.
+_GRID = np.array(
+    list(
+        itertools.product(
+            np.arange(0, 30, 5),
+            np.arange(0, 30, 5),
+            np.arange(-1, 1.5, 0.5),
+            np.arange(0, 2.5, 0.5),
+            np.arange(0, 2.5, 0.5),
+        )
+    ),
+    dtype=float,
+)
 
 
-def _objective(theta: np.ndarray, logN: np.ndarray, logD: np.ndarray, logL: np.ndarray, delta: float) -> float:
+def _terms(theta, logN, logD):
     a, b, e, alpha, beta = theta
-    pred = logsumexp(np.stack([a - alpha * logN, b - beta * logD, np.full_like(logN, e)]), axis=0)
-    return float(np.sum(huber(delta, pred - logL)))
+    return np.stack([a - alpha * logN, b - beta * logD, np.full_like(logN, e)])
 
 
-def _grad(theta, logN, logD, logL, delta):
-    a, b, e, alpha, beta = theta
-    terms = np.stack([a - alpha * logN, b - beta * logD, np.full_like(logN, e)])
-    pred = logsumexp(terms, axis=0)
-    w = np.exp(terms - pred)  # softmax weights
-    r = pred - logL
-    dh = np.clip(r, -delta, delta)  # derivative of Huber
-    return np.array([np.sum(dh * w[0]), np.sum(dh * w[1]), np.sum(dh * w[2]),
-                     np.sum(dh * w[0] * -logN), np.sum(dh * w[1] * -logD)])
+def _objective(theta, logN, logD, logL, delta) -> float:
+    return float(np.sum(huber(delta, logsumexp(_terms(theta, logN, logD), axis=0) - logL)))
+
+
+def _grad(theta, logN, logD, logL, delta) -> np.ndarray:
+    t = _terms(theta, logN, logD)
+    pred = logsumexp(t, axis=0)
+    soft = np.exp(t - pred)
+    dh = np.clip(pred - logL, -delta, delta)  # derivative of Huber's loss
+    return np.array(
+        [
+            np.sum(dh * soft[0]),
+            np.sum(dh * soft[1]),
+            np.sum(dh * soft[2]),
+            -np.sum(dh * soft[0] * logN),
+            -np.sum(dh * soft[1] * logD),
+        ]
+    )
+
+
+def _grid_objective(logN, logD, logL, delta) -> np.ndarray:
+    """The objective at every grid point, in chunks (vectorised over starting points)."""
+    out = np.empty(len(_GRID))
+    for s in range(0, len(_GRID), 500):
+        g = _GRID[s : s + 500]
+        t = np.stack(
+            [
+                g[:, [0]] - g[:, [3]] * logN,
+                g[:, [1]] - g[:, [4]] * logD,
+                np.broadcast_to(g[:, [2]], (len(g), len(logN))),
+            ]
+        )
+        out[s : s + 500] = huber(delta, logsumexp(t, axis=0) - logL).sum(axis=1)
+    return out
 
 
 class LossLaw:
-    """``L(N, D) = E + A N^-alpha + B D^-beta``; ``fit(N, D, L)``; ``predict(N, D)``; parameters in
-    ``params_`` (E, A, B, alpha, beta) and bootstrap intervals in ``intervals_``."""
+    """``L(N, D) = E + A N^-alpha + B D^-beta``: final loss (nats/token) of a model of N parameters
+    trained on D tokens.
+
+    ``delta``: Huber threshold on log-loss residuals (1e-3 as in both papers). ``n_starts``: L-BFGS
+    runs from the best grid points. ``n_boot``: bootstrap resamples for parameter intervals (0: none).
+    Fitted: ``params_`` (E, A, B, alpha, beta), ``theta_`` (a, b, e, alpha, beta), ``boot_params_``
+    (DataFrame of resampled parameters), ``range_``, ``rmse_log_``.
+    """
+
+    kind = "loss_law"
 
     def __init__(self, delta: float = 1e-3, n_starts: int = 20, n_boot: int = 0, seed: int = 0):
-        self.delta, self.n_starts, self.n_boot, self.seed = delta, n_starts, n_boot, seed
+        if not delta > 0:
+            raise ConfigError(f"delta must be positive, got {delta}")
+        if n_starts < 1 or n_boot < 0:
+            raise ConfigError(f"n_starts must be >= 1 and n_boot >= 0, got {n_starts} and {n_boot}")
+        self.delta, self.n_starts, self.n_boot, self.seed = delta, int(n_starts), int(n_boot), int(seed)
+
+    @staticmethod
+    def _arrays(args, what: str):
+        """(N, D) from ``fit(X, y)``/``predict(X)`` with a DataFrame or dict X, or from ``(N, D, ...)``."""
+        if len(args) >= 1 and isinstance(args[0], (pd.DataFrame, dict)):
+            X = as_frame(args[0], ("N", "D"), what)
+            return X["N"].to_numpy(float), X["D"].to_numpy(float), args[1:]
+        if len(args) < 2:
+            raise FitError(f"{what} takes a table with columns N and D, or N and D as arrays")
+        return np.asarray(args[0], float).ravel(), np.asarray(args[1], float).ravel(), args[2:]
 
     @staticmethod
     def _check(N, D, L):
-        N, D, L = (np.asarray(v, float).ravel() for v in (N, D, L))
         if not (len(N) == len(D) == len(L)):
             raise FitError(f"N, D and L have different lengths ({len(N)}, {len(D)}, {len(L)})")
         for name, v in (("N", N), ("D", D), ("L", L)):
             if np.any(~np.isfinite(v)) or np.any(v <= 0):
-                raise FitError(f"{name} must be positive and finite everywhere (the law is fitted in log space)")
+                raise FitError(
+                    f"{name} must be positive and finite everywhere (the law is fitted in log space)"
+                )
         if len(N) < 6:
             raise FitError(f"a loss law has 5 parameters: give at least 6 (N, D, loss) points, got {len(N)}")
         if np.ptp(np.log(N)) == 0 or np.ptp(np.log(D)) == 0:
             raise FitError("N and D must each take more than one value to separate their terms")
-        return N, D, L
 
     def _fit_arrays(self, logN, logD, logL, starts=None) -> np.ndarray:
         if starts is None:
-            grid = np.array(list(itertools.product(np.arange(0, 30, 5), np.arange(0, 30, 5), np.arange(-1, 1.5, 0.5),
-                                                   np.arange(0, 2.5, 0.5), np.arange(0, 2.5, 0.5))), float)
-            values = np.array([_objective(t, logN, logD, logL, self.delta) for t in grid])
-            starts = grid[np.argsort(values)[: self.n_starts]]
+            values = _grid_objective(logN, logD, logL, self.delta)
+            starts = _GRID[np.argsort(values, kind="stable")[: self.n_starts]]
         best, best_val = None, math.inf
         for t0 in starts:
-            res = minimize(_objective, t0, args=(logN, logD, logL, self.delta), jac=_grad, method="L-BFGS-B",
-                           options={"maxiter": 2000, "gtol": 1e-10})
+            res = minimize(
+                _objective,
+                t0,
+                args=(logN, logD, logL, self.delta),
+                jac=_grad,
+                method="L-BFGS-B",
+                options={"maxiter": 2000, "gtol": 1e-10, "ftol": 1e-15},
+            )
             if res.fun < best_val:
                 best, best_val = res.x, res.fun
         return best
 
-    def fit(self, N, D, L) -> LossLaw:
-        """Fit on model sizes N (parameters), token counts D and final losses L (nats/token)."""
-        N, D, L = self._check(N, D, L)
+    def fit(self, *args) -> LossLaw:
+        """Fit on ``(X, L)`` with X a table of N (parameters) and D (tokens), or on ``(N, D, L)``;
+        L the final losses in nats/token. Returns self. FitError on fewer than 6 points, N or D
+        constant, or non-positive values."""
+        N, D, rest = self._arrays(args, "LossLaw.fit")
+        if len(rest) != 1:
+            raise FitError("LossLaw.fit takes (X, L) or (N, D, L)")
+        L = np.asarray(rest[0], float).ravel()
+        self._check(N, D, L)
         logN, logD, logL = np.log(N), np.log(D), np.log(L)
-        theta = self._fit_arrays(logN, logD, logL)
-        self.theta_ = theta
-        self.params_ = self._params(theta)
+        self.theta_ = self._fit_arrays(logN, logD, logL)
+        self.params_ = self._params(self.theta_)
         self.range_ = {"N": (float(N.min()), float(N.max())), "D": (float(D.min()), float(D.max()))}
-        pred = self.predict(N, D)
-        self.rmse_log_ = float(np.sqrt(np.mean((np.log(pred) - logL) ** 2)))
-        self.intervals_ = {}
+        self.n_ = len(N)
+        self.rmse_log_ = float(np.sqrt(np.mean((np.log(self.predict(N, D)) - logL) ** 2)))
+        self.boot_params_ = None
         if self.n_boot:
             rng = np.random.default_rng(self.seed)
-            samples = []
+            thetas = []
             for _ in range(self.n_boot):
                 idx = rng.integers(0, len(N), len(N))
-                samples.append(self._fit_arrays(logN[idx], logD[idx], logL[idx], starts=[theta]))
-            P = [self._params(t) for t in samples]
-            self.intervals_ = {k: (float(np.quantile([p[k] for p in P], 0.05)),
-                                   float(np.quantile([p[k] for p in P], 0.95))) for k in self.params_}
+                thetas.append(self._fit_arrays(logN[idx], logD[idx], logL[idx], starts=[self.theta_]))
+            self.boot_params_ = pd.DataFrame([self._params(t) for t in thetas])
         return self
 
     @staticmethod
     def _params(theta) -> dict[str, float]:
-        a, b, e, alpha, beta = theta
-        return {"E": math.exp(e), "A": math.exp(a), "B": math.exp(b), "alpha": float(alpha), "beta": float(beta)}
+        a, b, e, alpha, beta = (float(v) for v in theta)
+        return {"E": math.exp(e), "A": math.exp(a), "B": math.exp(b), "alpha": alpha, "beta": beta}
 
-    def predict(self, N, D) -> np.ndarray:
-        """Predicted loss at parameters N and tokens D."""
+    def _check_fitted(self) -> None:
         if not hasattr(self, "params_"):
             raise FitError("this LossLaw is not fitted yet: call fit() first")
+
+    def predict(self, *args) -> np.ndarray:
+        """Predicted loss (nats/token) at ``X`` (table of N, D) or at ``(N, D)``."""
+        self._check_fitted()
+        N, D, _ = self._arrays(args, "LossLaw.predict")
         p = self.params_
-        N, D = np.asarray(N, float), np.asarray(D, float)
         return p["E"] + p["A"] / N ** p["alpha"] + p["B"] / D ** p["beta"]
 
+    def param_interval(self, level: float = 0.9) -> dict[str, tuple[float, float]]:
+        """Percentile bootstrap interval of each parameter (needs ``n_boot`` > 0)."""
+        self._check_fitted()
+        if self.boot_params_ is None or self.boot_params_.empty:
+            raise FitError("no bootstrap was run: fit with LossLaw(n_boot=200) or more")
+        if not 0 < level < 1:
+            raise ConfigError(f"level must lie strictly between 0 and 1, got {level}")
+        q = [0.5 - level / 2, 0.5 + level / 2]
+        return {k: tuple(float(v) for v in np.quantile(self.boot_params_[k], q)) for k in PARAMS}
+
+    def param_se(self) -> dict[str, float]:
+        """Bootstrap standard error of each parameter (as the replication reports them)."""
+        self._check_fitted()
+        if self.boot_params_ is None or self.boot_params_.empty:
+            raise FitError("no bootstrap was run: fit with LossLaw(n_boot=200) or more")
+        return {k: float(self.boot_params_[k].std(ddof=1)) for k in PARAMS}
+
+    def predict_interval(self, *args, level: float = 0.9) -> tuple[np.ndarray, np.ndarray]:
+        """Percentile band of the fitted curve at ``X`` or ``(N, D)`` over the bootstrap parameters
+        (uncertainty of the law's parameters only, not the scatter of single runs)."""
+        self._check_fitted()
+        if self.boot_params_ is None or self.boot_params_.empty:
+            raise FitError("no bootstrap was run: fit with LossLaw(n_boot=200) or more")
+        N, D, _ = self._arrays(args, "LossLaw.predict_interval")
+        P = self.boot_params_
+        sims = (
+            P["E"].to_numpy()[:, None]
+            + P["A"].to_numpy()[:, None] / N[None] ** P["alpha"].to_numpy()[:, None]
+            + P["B"].to_numpy()[:, None] / D[None] ** P["beta"].to_numpy()[:, None]
+        )
+        lo, hi = np.quantile(sims, [0.5 - level / 2, 0.5 + level / 2], axis=0)
+        return lo, hi
+
     def compute_optimal(self, C) -> tuple[np.ndarray, np.ndarray]:
-        """Loss-minimising (N*, D*) for training compute C = 6 N D (Hoffmann et al. 2022, Eq. 4)."""
+        """Loss-minimising ``(N*, D*)`` for training compute ``C = 6 N D`` FLOPs (Hoffmann et al. 2022,
+        Eq. 4): ``N* = G (C/6)^(beta/(alpha+beta))``, ``G = (alpha A / (beta B))^(1/(alpha+beta))``,
+        ``D* = (C/6) / N*``."""
+        self._check_fitted()
         p = self.params_
         a, b = p["alpha"], p["beta"]
-        G = (a * p["A"] / (b * p["B"])) ** (1 / (a + b))
         C6 = np.asarray(C, float) / 6
+        if np.any(~(C6 > 0)):
+            raise ConfigError("compute budgets must be positive")
+        G = (a * p["A"] / (b * p["B"])) ** (1 / (a + b))
         N = G * C6 ** (b / (a + b))
         return N, C6 / N
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": "loss_law", "params": self.params_, "intervals": self.intervals_, "range": self.range_,
-                "rmse_log": self.rmse_log_}
+    def formula(self) -> str:
+        self._check_fitted()
+        return "L = {E:.4g} + {A:.4g}/N^{alpha:.4g} + {B:.4g}/D^{beta:.4g}".format(**self.params_)
+
+    def __repr__(self) -> str:
+        try:
+            return f"LossLaw({self.formula()})"
+        except FitError:
+            return "LossLaw(unfitted)"
+
+    def to_dict(self, data: bool = True) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "kind": self.kind,
+            "delta": self.delta,
+            "n_starts": self.n_starts,
+            "n_boot": self.n_boot,
+            "seed": self.seed,
+        }
+        if hasattr(self, "params_"):
+            d.update(
+                params=self.params_,
+                theta=[float(v) for v in self.theta_],
+                range={k: list(v) for k, v in self.range_.items()},
+                rmse_log=self.rmse_log_,
+                n=self.n_,
+                formula=self.formula(),
+            )
+            if data and self.boot_params_ is not None:
+                d["boot_params"] = self.boot_params_.to_dict(orient="list")
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> LossLaw:
-        law = cls()
-        law.params_ = dict(d["params"])
-        law.intervals_ = {k: tuple(v) for k, v in d.get("intervals", {}).items()}
-        law.range_ = {k: tuple(v) for k, v in d.get("range", {}).items()}
-        law.rmse_log_ = d.get("rmse_log", math.nan)
+        law = cls(d.get("delta", 1e-3), d.get("n_starts", 20), d.get("n_boot", 0), d.get("seed", 0))
+        if "params" in d:
+            law.params_ = {k: float(d["params"][k]) for k in PARAMS}
+            p = law.params_
+            law.theta_ = np.array(
+                d.get("theta")
+                or [math.log(p["A"]), math.log(p["B"]), math.log(p["E"]), p["alpha"], p["beta"]]
+            )
+            law.range_ = {k: tuple(v) for k, v in d.get("range", {}).items()}
+            law.rmse_log_, law.n_ = d.get("rmse_log", math.nan), d.get("n", 0)
+            law.boot_params_ = pd.DataFrame(d["boot_params"]) if d.get("boot_params") else None
         return law

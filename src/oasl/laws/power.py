@@ -1,94 +1,132 @@
-"""Power laws of optimal hyperparameters, fitted in log space, with honest intervals.
+"""The law of an optimal hyperparameter as an estimator: ``PowerLaw``.
 
-``h* = C * prod_i x_i^a_i`` over any subset of the features N (non-embedding parameters), D (tokens),
-C (FLOPs), B (batch tokens), width and depth is linear in log space: ``log h* = log C + sum a_i log x_i``.
-Fitting is (weighted) least squares, or Huber-robust by iteratively reweighted least squares.
+``h* = C * prod_i x_i^a_i`` over any of the features N (non-embedding parameters), D (tokens), C
+(FLOPs), B (batch tokens), width, depth, L (loss), fitted as a linear regression of ``log h*`` on
+``log x`` (see :mod:`oasl.laws.base` for the fit and its Bayesian intervals). The variants for HPs
+near 1, the constant null model and the log-linear form are in :mod:`oasl.laws.forms`.
 
-Uncertainty, first method: Bayesian linear regression under the reference prior
-``p(beta, sigma^2) ~ 1/sigma^2`` (Gelman et al., *Bayesian Data Analysis* 3rd ed., Sec. 14.2), whose
-posterior predictive at a query ``a0`` is Student-t with ``n - p`` degrees of freedom, centre
-``a0 . beta_hat`` and scale ``s sqrt(1 + a0' (A'WA)^-1 a0)``. The leverage term ``a0' (A'WA)^-1 a0``
-grows with the distance of the query from the fitted points, so intervals widen as a query
-extrapolates. Second method: a bootstrap over groups (or rows), refitting each time.
-
-Estimator habits follow scikit-learn: the constructor only stores the form; ``fit`` learns attributes
-ending in ``_``; ``to_dict``/``from_dict`` round-trip through JSON.
+Estimator habits follow scikit-learn: the constructor stores the form and nothing else; ``fit``
+learns attributes ending in ``_`` (``coef_`` = C, ``exponents_``, ``intercept_`` = ln C, ``cov_``);
+``predict``, ``predict_interval``, ``exponent_interval``, ``score``; ``to_dict``/``from_dict`` round-trip
+through JSON. Published laws are the same classes built by :meth:`PowerLaw.fixed`.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-from oasl.errors import FitError
+from oasl.errors import ConfigError, FitError
+from oasl.laws import base
+from oasl.laws.base import FEATURES, as_frame
 
-FEATURES = ("N", "D", "C", "B", "width", "depth")
 
-
-def _as_frame(X, features: Sequence[str]) -> pd.DataFrame:
-    if isinstance(X, dict):
-        X = pd.DataFrame(X)
-    if not isinstance(X, pd.DataFrame):
-        arr = np.atleast_2d(np.asarray(X, dtype=float))
-        if arr.shape[1] != len(features):
-            raise FitError(f"expected {len(features)} feature column(s) {list(features)}, got {arr.shape[1]}")
-        X = pd.DataFrame(arr, columns=list(features))
-    missing = [f for f in features if f not in X.columns]
-    if missing:
-        raise FitError(f"missing feature column(s) {', '.join(missing)}: the law uses {', '.join(features)}")
-    return X
+def _check_level(level: float) -> float:
+    if not 0 < level < 1:
+        raise ConfigError(f"interval level must lie strictly between 0 and 1, got {level}")
+    return float(level)
 
 
 class PowerLaw:
-    """``h* = C * prod(x_i ^ a_i)``. ``features`` from :data:`FEATURES`; ``target`` names the HP.
+    """``h* = C * prod(x_i ^ a_i)``, fitted in log space.
 
-    ``loss``: "l2" (least squares) or "huber" (robust to outlying optima, IRLS with ``huber_delta``
-    in log units). ``by``: a column (e.g. "optimizer") whose levels get their own constant C_O with
-    shared exponents (the proposal's ``h*(N, O) = C_O N^a``); None for one constant.
+    ``features``: names from :data:`~oasl.laws.base.FEATURES`. ``target``: the HP (e.g. "lr",
+    "batch_tokens"). ``loss``: "l2" (least squares) or "huber" (robust to outlying optima;
+    ``huber_delta`` in log units, None = 1.345 MAD-scaled residual deviations). ``by``: a column
+    (e.g. "optimizer") whose levels get their own constant ``C_O`` with shared exponents (the
+    proposal's ``h*(N, O) = C_O N^a``); None for one constant. ``interval``: default method of
+    :meth:`predict_interval`, "bayes" (closed form) or "bootstrap" (``n_boot`` resamples of the
+    groups, seeded by ``seed``). ``citation``: where the form or the coefficients come from.
     """
 
-    kind = "power"
+    kind: ClassVar[str] = "power"
+    _PARAMS: ClassVar[tuple[str, ...]] = (
+        "features",
+        "target",
+        "loss",
+        "huber_delta",
+        "by",
+        "interval",
+        "n_boot",
+        "seed",
+        "citation",
+    )
 
-    def __init__(self, features: Sequence[str] = ("N",), target: str = "lr", loss: str = "l2",
-                 huber_delta: float = 0.3, by: str | None = None, citation: str = ""):
+    def __init__(
+        self,
+        features: Sequence[str] = ("N", "D"),
+        target: str = "lr",
+        loss: str = "l2",
+        huber_delta: float | None = None,
+        by: str | None = None,
+        interval: str = "bayes",
+        n_boot: int = 1000,
+        seed: int = 0,
+        citation: str = "",
+    ):
+        if isinstance(features, str):
+            features = (features,)
         bad = [f for f in features if f not in FEATURES]
         if bad:
-            raise FitError(f"unknown feature {bad[0]!r}: use any of {', '.join(FEATURES)}")
+            raise ConfigError(f"unknown feature {bad[0]!r}: use any of {', '.join(FEATURES)}")
+        if len(set(features)) != len(features):
+            raise ConfigError(f"features repeat a name: {list(features)}")
         if loss not in ("l2", "huber"):
-            raise FitError(f"unknown loss {loss!r}: use l2 or huber")
-        self.features, self.target, self.loss = tuple(features), target, loss
-        self.huber_delta, self.by, self.citation = huber_delta, by, citation
+            raise ConfigError(f"unknown loss {loss!r}: use 'l2' or 'huber'")
+        if interval not in ("bayes", "bootstrap"):
+            raise ConfigError(f"unknown interval method {interval!r}: use 'bayes' or 'bootstrap'")
+        if huber_delta is not None and not huber_delta > 0:
+            raise ConfigError(f"huber_delta must be positive (log units) or None, got {huber_delta}")
+        self.features, self.target, self.loss, self.huber_delta = tuple(features), target, loss, huber_delta
+        self.by, self.interval, self.n_boot, self.seed, self.citation = (
+            by,
+            interval,
+            int(n_boot),
+            int(seed),
+            citation,
+        )
+        # Where a published law comes from (set by `fixed`; empty for a fitted law).
+        self.optimizer, self.setup, self.units, self.valid_range = "", "", {}, {}
 
-    # -- transforms between h and the linear response z ------------------------------------------
-    def _to_z(self, y: np.ndarray) -> np.ndarray:
+    # -- the form: response transform and design ------------------------------------------------
+    @property
+    def _design_features(self) -> tuple[str, ...]:
+        return self.features
+
+    def _transform(self, y: np.ndarray) -> np.ndarray:
         if np.any(~np.isfinite(y)):
             raise FitError(f"{self.target} values contain NaN or inf: drop those rows before fitting")
         if np.any(y <= 0):
-            raise FitError(f"{self.target} values must be positive for a power law (log space)")
+            raise FitError(
+                f"{self.target} values must be positive for a power law (it is fitted on log "
+                f"{self.target}); got {y[y <= 0][0]:g}"
+            )
         return np.log(y)
 
-    def _from_z(self, z: np.ndarray) -> np.ndarray:
+    def _inverse(self, z: np.ndarray) -> np.ndarray:
         return np.exp(z)
 
-    # -- design -----------------------------------------------------------------------------------
-    def _design(self, X: pd.DataFrame, levels: list[str] | None = None) -> np.ndarray:
-        X = _as_frame(X, self.features)
-        cols = []
-        for f in self.features:
-            v = pd.to_numeric(X[f], errors="coerce").to_numpy(float)
-            if np.any(~np.isfinite(v)):
-                raise FitError(f"feature {f} contains NaN or inf")
-            if np.any(v <= 0):
-                raise FitError(f"feature {f} must be positive (it enters as log {f})")
-            cols.append(np.log(v))
+    @staticmethod
+    def _coef_from_intercept(b: float) -> float:
+        return math.exp(b)
+
+    @staticmethod
+    def _intercept_from_coef(c: float) -> float:
+        if not c > 0:
+            raise ConfigError(f"the constant of a power law must be positive, got {c}")
+        return math.log(c)
+
+    def _design(self, X, levels: list[str] | None = None) -> np.ndarray:
+        X = as_frame(X, self._design_features, f"the {self.target} law")
+        logX = base.log_features(X, self._design_features)
         n = len(X)
         if self.by is None:
-            inter = [np.ones(n)]
+            inter = np.ones((n, 1))
         else:
             if self.by not in X.columns:
                 raise FitError(f"column {self.by!r} is needed: this law has one constant per {self.by}")
@@ -96,190 +134,307 @@ class PowerLaw:
             vals = X[self.by].astype(str).to_numpy()
             unknown = sorted(set(vals) - set(levels))
             if unknown:
-                raise FitError(f"{self.by} {unknown[0]!r} was not in the fit (known: {', '.join(levels)})")
-            inter = [(vals == lv).astype(float) for lv in levels]
-        return np.column_stack(inter + cols) if cols or inter else np.zeros((n, 0))
+                raise FitError(
+                    f"{self.by} {unknown[0]!r} was not in the fit (fitted: {', '.join(levels)}): "
+                    f"add its optima or use a pooled law"
+                )
+            inter = np.column_stack([(vals == lv).astype(float) for lv in levels])
+        return np.column_stack([inter, logX])
 
     @property
     def n_coef(self) -> int:
-        return (1 if self.by is None else len(self.levels_)) + len(self.features)
+        """Number of coefficients: one constant (or one per level of ``by``) plus one exponent per feature."""
+        return (1 if self.by is None else len(self.levels_)) + len(self._design_features)
 
     # -- fitting ----------------------------------------------------------------------------------
-    def fit(self, X, y, weights=None, groups=None) -> PowerLaw:
-        """Fit on features ``X`` (DataFrame/dict/array) and optima ``y``; ``groups`` label rows for the
-        bootstrap and leave-one-group-out error (default: each row its own group). Returns self."""
-        X = _as_frame(X, self.features)
-        y = np.asarray(y, dtype=float).ravel()
-        if len(y) != len(X):
-            raise FitError(f"{len(X)} feature rows but {len(y)} target values")
+    def fit(self, X, y=None, weights=None, groups=None) -> PowerLaw:
+        """Fit on a table of optima. Returns self.
+
+        ``X``: DataFrame (or dict of arrays) with the feature columns (and ``by`` if set). ``y``: the
+        optimal values of ``target`` (default: ``X[target]``). ``weights``: precision weights per row
+        (array or column name), e.g. 1 for each located optimum, or for every near-optimal run.
+        ``groups``: a label per row (array or column name) when a group contributes several rows
+        (near-optimal runs, replicates); intervals and the leave-one-group-out error then count
+        groups. Default: every row its own group. Raises FitError on too few optima, a singular
+        design (a feature constant everywhere, collinear features), non-positive or NaN values.
+        """
+        return self._fit(X, y, weights, groups, point_only=False)
+
+    def _fit(self, X, y, weights, groups, point_only: bool) -> PowerLaw:
+        X = as_frame(X, self._design_features, f"the {self.target} law")
+        if y is None:
+            if self.target not in X.columns:
+                raise FitError(f"no target given: pass y or a column {self.target!r} in X")
+            y = X[self.target]
+        y = np.asarray(pd.to_numeric(pd.Series(np.asarray(y).ravel()), errors="coerce"), dtype=float)
+        n = len(X)
+        if len(y) != n:
+            raise FitError(f"{n} feature row(s) but {len(y)} {self.target} value(s)")
+        if n == 0:
+            raise FitError(f"no optima to fit the {self.target} law on")
+        w = base.check_weights(base.column_or_array(X, weights, "weights"), n)
+        g = base.column_or_array(X, groups, "groups", dtype=None)
+        g = np.arange(n) if g is None else np.asarray([str(v) for v in g])
+        levels = None
         if self.by is not None:
             if self.by not in X.columns:
                 raise FitError(f"column {self.by!r} is needed: this law has one constant per {self.by}")
-            self.levels_ = sorted(X[self.by].astype(str).unique())
-        A = self._design(X, getattr(self, "levels_", None))
-        z = self._to_z(y)
-        w = np.ones(len(y)) if weights is None else np.asarray(weights, float)
-        if np.any(w < 0) or not np.any(w > 0):
-            raise FitError("weights must be non-negative and not all zero")
+            levels = sorted(X.loc[w > 0, self.by].astype(str).unique())
+        z = self._transform(y)
+        A = self._design(X, levels)
         p = A.shape[1]
-        if len(y) <= p:
+        used = w > 0
+        n_groups = len(np.unique(g[used]))
+        what = f"{self.target} law ({self.kind}, {', '.join(self._design_features) or 'no features'})"
+        if not point_only and n_groups <= p:
             raise FitError(
-                f"{len(y)} point(s) cannot fit {p} coefficient(s) with an error estimate: "
-                f"give at least {p + 1} optima (more model sizes or token budgets)"
+                f"{n_groups} optimum/optima cannot fit a {what} with {p} coefficient(s) and an error estimate: "
+                f"give at least {p + 1} optima (more model sizes or token budgets), or use fewer features"
             )
-        if np.linalg.matrix_rank(A * np.sqrt(w)[:, None]) < p:
-            const = [f for f, c in zip(self.features, A.T[-len(self.features):], strict=False)
-                     if np.ptp(c) == 0] if self.features else []
-            hint = f"{const[0]} has the same value in every row; vary it or drop it from the features" if const \
-                else "features are collinear (e.g. D proportional to N); drop one of them"
-            raise FitError(f"cannot fit {self.target} law on {', '.join(self.features) or 'a constant'}: {hint}")
-        self.groups_ = np.asarray(groups) if groups is not None else np.arange(len(y))
-        self._fit_arrays(A, z, w)
-        self.X_ = X[[c for c in [*self.features, self.by] if c]].reset_index(drop=True)
-        self.y_, self.w_ = y, w
-        self.range_ = {f: (float(X[f].min()), float(X[f].max())) for f in self.features}
-        return self
-
-    def _fit_arrays(self, A: np.ndarray, z: np.ndarray, w: np.ndarray) -> None:
-        wt = w.copy()
-        for _ in range(50 if self.loss == "huber" else 1):
-            sw = np.sqrt(wt)
-            beta, *_ = np.linalg.lstsq(A * sw[:, None], z * sw, rcond=None)
-            if self.loss != "huber":
-                break
-            r = np.abs(z - A @ beta)
-            new = w * np.where(r <= self.huber_delta, 1.0, self.huber_delta / np.maximum(r, 1e-12))
-            if np.allclose(new, wt, rtol=1e-6):
-                break
-            wt = new
-        n, p = A.shape
+        if np.linalg.matrix_rank(A[used]) < p:
+            raise FitError(
+                f"cannot fit the {what}: {base.degenerate_hint(A[used, p - len(self._design_features) :], self._design_features)}"
+            )
+        beta, w_eff = base.solve(A, z, w, self.loss, self.huber_delta)
+        self.levels_ = levels
+        self._set_coefs(beta)
+        if point_only:
+            return self
+        post = base.posterior(A, z, w_eff, g, beta)
+        if post.rank < p:
+            raise FitError(f"cannot fit the {what}: the features vary only within groups, not across them")
+        self.unscaled_cov_, self.sigma2_, self.dof_ = post.unscaled, post.sigma2, post.dof
+        self.cov_ = post.sigma2 * post.unscaled
+        self.n_groups_, self.group_resid_ = post.n_groups, post.group_resid
         resid = z - A @ beta
-        dof = max(n - p, 1)
-        s2 = float(np.sum(wt * resid**2) / dof * (n / max(np.sum(wt), 1e-12)))
-        self.coef_vector_ = beta
-        self.xtwx_inv_ = np.linalg.pinv((A * wt[:, None]).T @ A) * (np.sum(wt) / n)
-        self.sigma2_ = s2
-        self.dof_ = dof
-        self.cov_ = s2 * self.xtwx_inv_
         zbar = np.average(z, weights=w)
         ss_tot = float(np.sum(w * (z - zbar) ** 2))
         self.r2_ = 1 - float(np.sum(w * resid**2)) / ss_tot if ss_tot > 0 else math.nan
         self.rmse_log_ = float(np.sqrt(np.average(resid**2, weights=w)))
-        self.n_ = n
-        k = len(self.features)
-        self.exponents_ = {f: float(b) for f, b in zip(self.features, beta[len(beta) - k:], strict=True)}
+        self.n_ = int(used.sum())
+        keep = [c for c in dict.fromkeys([*self.features, *([self.by] if self.by else [])]) if c in X.columns]
+        self.X_ = X[keep].reset_index(drop=True)
+        self.y_, self.w_, self.groups_ = y, w, g
+        self.range_ = {
+            f: (float(X.loc[used, f].min()), float(X.loc[used, f].max()))
+            for f in self.features
+            if f in X.columns
+        }
+        if hasattr(self, "boot_coefs_"):
+            del self.boot_coefs_
+        if self.interval == "bootstrap":
+            self._bootstrap_coefs()
+        return self
+
+    def _set_coefs(self, beta: np.ndarray) -> None:
+        self.coef_vector_ = np.asarray(beta, dtype=float)
+        k = len(self._design_features)
+        self.exponents_ = {
+            f: float(b) for f, b in zip(self._design_features, beta[len(beta) - k :], strict=True)
+        }
         inter = beta[: len(beta) - k]
-        self.intercept_ = float(inter[0]) if self.by is None else {lv: float(b) for lv, b in zip(self.levels_, inter, strict=True)}
-        self.coef_ = math.exp(self.intercept_) if self.by is None else {lv: math.exp(b) for lv, b in self.intercept_.items()}
+        if self.by is None:
+            self.intercept_ = float(inter[0])
+            self.coef_ = self._coef_from_intercept(self.intercept_)
+        else:
+            self.intercept_ = {lv: float(b) for lv, b in zip(self.levels_, inter, strict=True)}
+            self.coef_ = {lv: self._coef_from_intercept(b) for lv, b in self.intercept_.items()}
+
+    # -- bootstrap over groups --------------------------------------------------------------------
+    def _bootstrap_coefs(self) -> np.ndarray:
+        if hasattr(self, "boot_coefs_"):
+            return self.boot_coefs_
+        if not hasattr(self, "X_"):
+            raise FitError(
+                "this law carries no fitted data (a published or stripped law): use the 'bayes' interval"
+            )
+        rng = np.random.default_rng(self.seed)
+        A = self._design(self.X_, self.levels_)
+        z = self._transform(self.y_)
+        keys = np.unique(self.groups_[self.w_ > 0])
+        rows = [np.nonzero((self.groups_ == k) & (self.w_ > 0))[0] for k in keys]
+        # Stratify by level of `by` so every resample keeps every optimizer's constant identifiable.
+        strata = [np.arange(len(keys))]
+        if self.by is not None:
+            lv = np.array([str(self.X_[self.by].iloc[r[0]]) for r in rows])
+            strata = [np.nonzero(lv == level)[0] for level in self.levels_]
+        p, out = A.shape[1], []
+        for _ in range(self.n_boot):
+            pick = np.concatenate([rng.choice(s, size=len(s), replace=True) for s in strata])
+            idx = np.concatenate([rows[i] for i in pick])
+            if np.linalg.matrix_rank(A[idx]) < p:
+                continue
+            beta, _ = base.solve(A[idx], z[idx], self.w_[idx], self.loss, self.huber_delta)
+            out.append(beta)
+        if len(out) < max(10, self.n_boot // 2):
+            raise FitError(
+                f"bootstrap: most resamples of the {len(keys)} groups were degenerate; "
+                f"add optima or use interval='bayes'"
+            )
+        self.boot_coefs_ = np.array(out)
+        return self.boot_coefs_
 
     # -- prediction -------------------------------------------------------------------------------
     def _check_fitted(self) -> None:
         if not hasattr(self, "coef_vector_"):
-            raise FitError(f"this {type(self).__name__} is not fitted yet: call fit() first")
+            raise FitError(f"this {type(self).__name__} of {self.target} is not fitted yet: call fit() first")
 
     def predict_z(self, X) -> np.ndarray:
+        """The law in its linear (log) space at each row of ``X``."""
         self._check_fitted()
         return self._design(X) @ self.coef_vector_
 
     def predict(self, X) -> np.ndarray:
-        """Predicted optimum ``h*`` at each row of ``X``."""
-        return self._from_z(self.predict_z(X))
+        """Predicted optimum ``h*`` (units of ``target``) at each row of ``X`` (features as in ``fit``)."""
+        return self._inverse(self.predict_z(X))
 
-    def predict_interval(self, X, level: float = 0.9, method: str = "bayes", n_boot: int = 500,
-                         seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-        """Central ``level`` interval of ``h*`` at each row of ``X``: ``(low, high)``.
+    def predict_interval(
+        self, X, level: float = 0.9, method: str | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Central ``level`` interval ``(low, high)`` of the optimum at each row of ``X``.
 
-        "bayes": Student-t posterior predictive (includes the scatter of optima about the law and the
-        uncertainty of the coefficients). "bootstrap": refit on resampled groups, add resampled
-        residuals, take percentiles.
+        "bayes": the Student-t posterior predictive, which holds both the scatter of optima about
+        the law and the uncertainty of the coefficients (wider away from the fitted points).
+        "bootstrap": refit on resampled groups, add a resampled group residual (inflated by
+        ``sqrt(G / (G - p))``), take percentiles. Default: the law's ``interval``.
         """
+        level = _check_level(level)
+        method = method or self.interval
         self._check_fitted()
         A = self._design(X)
         z = A @ self.coef_vector_
         if method == "bayes":
-            lev = np.einsum("ij,jk,ik->i", A, self.xtwx_inv_, A)
-            scale = np.sqrt(self.sigma2_ * (1 + lev))
-            t = stats.t.ppf(0.5 + level / 2, self.dof_)
-            lo, hi = self._from_z(z - t * scale), self._from_z(z + t * scale)
+            if not hasattr(self, "unscaled_cov_"):
+                raise FitError("this law has no posterior (it was fitted without an error estimate)")
+            lev = np.einsum("ij,jk,ik->i", A, self.unscaled_cov_, A)
+            scale = np.sqrt(self.sigma2_ * (1 + lev)) if self.sigma2_ > 0 else np.zeros(len(z))
+            half = stats.t.ppf(0.5 + level / 2, self.dof_) * scale
+            lo, hi = self._inverse(z - half), self._inverse(z + half)
         elif method == "bootstrap":
-            sims = self._bootstrap_z(A, n_boot, seed)
-            qlo, qhi = np.nanquantile(sims, [0.5 - level / 2, 0.5 + level / 2], axis=0)
-            lo, hi = self._from_z(qlo), self._from_z(qhi)
+            boot = self._bootstrap_coefs()
+            rng = np.random.default_rng(self.seed + 1)
+            infl = math.sqrt(self.n_groups_ / self.dof_) if self.dof_ > 0 else 1.0
+            noise = rng.choice(self.group_resid_ * infl, size=(len(boot), len(z)))
+            sims = boot @ A.T + noise
+            qlo, qhi = np.quantile(sims, [0.5 - level / 2, 0.5 + level / 2], axis=0)
+            lo, hi = self._inverse(qlo), self._inverse(qhi)
         else:
-            raise FitError(f"unknown interval method {method!r}: use bayes or bootstrap")
+            raise ConfigError(f"unknown interval method {method!r}: use 'bayes' or 'bootstrap'")
         return np.minimum(lo, hi), np.maximum(lo, hi)
 
-    def _bootstrap_z(self, A_query: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
-        rng = np.random.default_rng(seed)
-        A = self._design(self.X_)
-        z = self._to_z(self.y_)
-        resid = z - A @ self.coef_vector_
-        groups = np.unique(self.groups_)
-        out = []
-        for _ in range(n_boot):
-            pick = rng.choice(groups, size=len(groups), replace=True)
-            idx = np.concatenate([np.nonzero(self.groups_ == g)[0] for g in pick])
-            Ab, zb, wb = A[idx], z[idx], self.w_[idx]
-            if np.linalg.matrix_rank(Ab) < A.shape[1]:
-                continue
-            sw = np.sqrt(wb)
-            beta, *_ = np.linalg.lstsq(Ab * sw[:, None], zb * sw, rcond=None)
-            out.append(A_query @ beta + rng.choice(resid, size=len(A_query)))
-        if not out:
-            raise FitError("bootstrap failed: every resample was degenerate; use method='bayes'")
-        return np.array(out)
+    def exponent_interval(
+        self, level: float = 0.9, method: str | None = None
+    ) -> dict[str, tuple[float, float]]:
+        """Central ``level`` interval of each exponent: feature -> (low, high).
 
-    def exponent_interval(self, feature: str, level: float = 0.9) -> tuple[float, float]:
-        """Credible interval of the exponent of ``feature`` (Student-t marginal posterior)."""
+        "bayes": the Student-t marginal posterior (equal to the classical t confidence interval under
+        the reference prior); "bootstrap": percentiles of the exponents over group resamples.
+        """
+        level = _check_level(level)
+        method = method or self.interval
         self._check_fitted()
-        j = len(self.coef_vector_) - len(self.features) + self.features.index(feature)
-        t = stats.t.ppf(0.5 + level / 2, self.dof_)
-        half = t * math.sqrt(self.cov_[j, j])
-        return self.coef_vector_[j] - half, self.coef_vector_[j] + half
+        k = len(self._design_features)
+        p = len(self.coef_vector_)
+        out = {}
+        if method == "bootstrap":
+            boot = self._bootstrap_coefs()
+            for j, f in enumerate(self._design_features):
+                lo, hi = np.quantile(boot[:, p - k + j], [0.5 - level / 2, 0.5 + level / 2])
+                out[f] = (float(lo), float(hi))
+            return out
+        if method != "bayes":
+            raise ConfigError(f"unknown interval method {method!r}: use 'bayes' or 'bootstrap'")
+        t = stats.t.ppf(0.5 + level / 2, self.dof_) if self.dof_ > 0 else math.inf
+        for j, f in enumerate(self._design_features):
+            c = self.coef_vector_[p - k + j]
+            half = t * math.sqrt(max(self.cov_[p - k + j, p - k + j], 0.0)) if self.sigma2_ > 0 else 0.0
+            out[f] = (float(c - half), float(c + half))
+        return out
 
     # -- diagnostics ------------------------------------------------------------------------------
-    def extrapolation_ratio(self, X) -> np.ndarray:
-        """How far each query lies outside the fitted range: max over features of
-        ``max(x / max_fit, min_fit / x, 1)`` (1 inside the range)."""
+    def extrapolation_ratio(self, X, per_feature: bool = False):
+        """How far each query lies outside the fitted range of its features, as a factor:
+        ``max over features of max(x / max_fitted, min_fitted / x, 1)`` (1 inside the range; 10 at ten
+        times the largest fitted N). ``per_feature=True`` returns a DataFrame with one column per
+        feature instead of the maximum."""
         self._check_fitted()
-        X = _as_frame(X, self.features)
-        r = np.ones(len(X))
-        for f, (lo, hi) in self.range_.items():
-            v = X[f].to_numpy(float)
-            r = np.maximum(r, np.maximum(v / hi, lo / v))
-        return r
+        X = X if isinstance(X, pd.DataFrame) else as_frame(X, self._design_features)
+        table = base.ratio_outside(X, getattr(self, "range_", {}) or {})
+        if per_feature:
+            return table
+        return table.max(axis=1).to_numpy() if table.shape[1] else np.ones(len(X))
+
+    def _require_data(self) -> None:
+        if not hasattr(self, "X_"):
+            raise FitError(
+                "this law carries no fitted data (a published or stripped law): diagnostics need the optima"
+            )
+
+    def loo_errors(self) -> pd.DataFrame:
+        """Leave-one-group-out predictions: one row per group with the held-out optimum (``truth``,
+        the weighted geometric mean of its rows for a power law), the prediction of the law refitted
+        without the group (``pred``), the absolute percentage error ``ape`` and the error in log units
+        ``log_err``. A group whose refit is impossible (too few points left) gets NaN."""
+        self._check_fitted()
+        self._require_data()
+        return base.leave_one_group_out(self, self.X_, self.y_, self.w_, self.groups_)
 
     def loo_error(self) -> float:
-        """Leave-one-group-out mean absolute percentage error of ``h*`` (NaN if too few groups)."""
-        self._check_fitted()
-        groups = np.unique(self.groups_)
-        errs = []
-        for g in groups:
-            test = self.groups_ == g
-            if (~test).sum() <= self.n_coef:
-                return math.nan
-            m = self.clone()
-            try:
-                m.fit(self.X_[~test], self.y_[~test], self.w_[~test])
-                pred = m.predict(self.X_[test])
-            except FitError:
-                return math.nan
-            errs.extend(np.abs(pred - self.y_[test]) / np.abs(self.y_[test]))
-        return float(np.mean(errs))
+        """Mean absolute percentage error of ``h*`` over held-out groups (NaN when some group cannot
+        be held out, e.g. only ``n_coef`` groups)."""
+        errs = self.loo_errors()["ape"].to_numpy()
+        return float(np.mean(errs)) if len(errs) and np.all(np.isfinite(errs)) else math.nan
 
-    def score(self) -> dict[str, float]:
-        """Goodness of fit: R^2 and RMSE in log space, LOGO MAPE, number of points."""
-        return {"r2": self.r2_, "rmse_log": self.rmse_log_, "loo_mape": self.loo_error(), "n": self.n_}
+    def score(self, X=None, y=None) -> dict[str, float]:
+        """Diagnostics. Without arguments: R^2 and RMSE of the fit in log space, leave-one-group-out
+        MAPE and log RMSE, numbers of rows and groups. With ``X, y``: R^2, RMSE (log) and MAPE of the
+        predictions on that data (e.g. held-out optima)."""
+        self._check_fitted()
+        if X is not None:
+            X = as_frame(X, self._design_features)
+            y = np.asarray(X[self.target] if y is None else y, dtype=float)
+            z, zp = self._transform(y), self.predict_z(X)
+            ss = float(np.sum((z - z.mean()) ** 2))
+            pred = self._inverse(zp)
+            return {
+                "r2": 1 - float(np.sum((z - zp) ** 2)) / ss if ss > 0 else math.nan,
+                "rmse_log": float(np.sqrt(np.mean((z - zp) ** 2))),
+                "mape": float(np.mean(np.abs(pred - y) / np.abs(y))),
+                "n": len(y),
+            }
+        loo = self.loo_errors()
+        ok = np.all(np.isfinite(loo["ape"]))
+        return {
+            "r2": self.r2_,
+            "rmse_log": self.rmse_log_,
+            "loo_mape": float(loo["ape"].mean()) if ok else math.nan,
+            "loo_rmse_log": float(np.sqrt(np.mean(loo["log_err"] ** 2))) if ok else math.nan,
+            "n": self.n_,
+            "n_groups": self.n_groups_,
+        }
+
+    # -- presentation -----------------------------------------------------------------------------
+    def get_params(self) -> dict[str, Any]:
+        """The constructor arguments (scikit-learn's ``get_params``)."""
+        return {k: getattr(self, k) for k in self._PARAMS}
 
     def clone(self) -> PowerLaw:
-        return type(self)(self.features, self.target, self.loss, self.huber_delta, self.by, self.citation)
+        """An unfitted copy with the same form."""
+        return type(self)(**self.get_params())
+
+    def _lhs(self) -> str:
+        return self.target
+
+    def _constant_str(self) -> str:
+        if self.by is None:
+            return f"{self.coef_:.4g}"
+        return f"C[{self.by}] (" + ", ".join(f"{k} {v:.4g}" for k, v in self.coef_.items()) + ")"
 
     def formula(self) -> str:
+        """The fitted law as text, e.g. ``lr = 1.79 N^-0.713 D^0.307``."""
         self._check_fitted()
-        terms = " ".join(f"{f}^{a:+.3f}" for f, a in self.exponents_.items())
-        c = f"{self.coef_:.4g}" if self.by is None else "C_" + self.by
-        lhs = self.target if self.kind != "one_minus" else f"1 - {self.target}"
-        return f"{lhs} = {c} {terms}".strip()
+        terms = " ".join(f"{f}^{a:.4g}" for f, a in self.exponents_.items())
+        return f"{self._lhs()} = {self._constant_str()} {terms}".strip()
 
     def __repr__(self) -> str:
         try:
@@ -287,99 +442,54 @@ class PowerLaw:
         except FitError:
             return f"{type(self).__name__}(features={self.features}, target={self.target!r})"
 
-    # -- serialisation ----------------------------------------------------------------------------
-    def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"kind": self.kind, "features": list(self.features), "target": self.target,
-                             "loss": self.loss, "huber_delta": self.huber_delta, "by": self.by,
-                             "citation": self.citation}
-        if hasattr(self, "coef_vector_"):
-            d.update(coef_vector=self.coef_vector_.tolist(), xtwx_inv=self.xtwx_inv_.tolist(), sigma2=self.sigma2_,
-                     dof=self.dof_, r2=self.r2_, rmse_log=self.rmse_log_, n=self.n_, range=self.range_,
-                     levels=getattr(self, "levels_", None), exponents=self.exponents_, formula=self.formula())
-        return d
+    # -- serialisation (the JSON layout lives in oasl.laws.io) -----------------------------------
+    def to_dict(self, data: bool = True) -> dict[str, Any]:
+        """JSON-able dict of the form, the fitted state (coefficients, posterior, fitted range,
+        diagnostics), the source of a published law, and (``data=True``) the optima it was fitted on."""
+        from oasl.laws.io import power_law_to_dict
+
+        return power_law_to_dict(self, data)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PowerLaw:
-        kinds = {"power": PowerLaw, "one_minus": OneMinusPowerLaw, "constant": ConstantLaw}
-        klass = kinds.get(d.get("kind", "power"))
-        if klass is None:
-            raise FitError(f"unknown law kind {d.get('kind')!r} in a laws file")
-        law = klass.__new__(klass)
-        PowerLaw.__init__(law, d["features"], d["target"], d.get("loss", "l2"), d.get("huber_delta", 0.3),
-                          d.get("by"), d.get("citation", ""))
-        if "coef_vector" in d:
-            if d.get("levels") is not None:
-                law.levels_ = list(d["levels"])
-            A_dummy = np.zeros((1, len(d["coef_vector"])))
-            law._restore(np.array(d["coef_vector"]), np.array(d["xtwx_inv"]), d["sigma2"], d["dof"], A_dummy)
-            law.r2_, law.rmse_log_, law.n_ = d.get("r2", math.nan), d.get("rmse_log", math.nan), d.get("n", 0)
-            law.range_ = {k: tuple(v) for k, v in d.get("range", {}).items()}
-        return law
+        """Rebuild a law written by :meth:`to_dict` (any kind: power, one_minus, constant, log_linear)."""
+        from oasl.laws.io import power_law_from_dict
 
-    def _restore(self, beta, xtwx_inv, sigma2, dof, _A) -> None:
-        self.coef_vector_, self.xtwx_inv_, self.sigma2_, self.dof_ = beta, xtwx_inv, float(sigma2), int(dof)
-        self.cov_ = self.sigma2_ * self.xtwx_inv_
-        k = len(self.features)
-        self.exponents_ = {f: float(b) for f, b in zip(self.features, beta[len(beta) - k:], strict=True)}
-        inter = beta[: len(beta) - k]
-        if self.by is None:
-            self.intercept_ = float(inter[0])
-            self.coef_ = math.exp(self.intercept_)
-        else:
-            self.intercept_ = {lv: float(b) for lv, b in zip(self.levels_, inter, strict=True)}
-            self.coef_ = {lv: math.exp(b) for lv, b in self.intercept_.items()}
+        return power_law_from_dict(d)
 
     @classmethod
-    def fixed(cls, coef: float, exponents: dict[str, float], target: str, citation: str,
-              sigma_log: float = 0.0) -> PowerLaw:
+    def fixed(
+        cls,
+        coef: float,
+        exponents: dict[str, float],
+        target: str,
+        citation: str = "",
+        optimizer: str = "",
+        setup: str = "",
+        units: dict[str, str] | None = None,
+        valid_range: dict[str, tuple[float, float]] | None = None,
+        sigma_log: float = 0.0,
+        features: Sequence[str] | None = None,
+    ) -> PowerLaw:
         """A law with given coefficients (a published law): ``h* = coef * prod x^a``.
 
-        ``sigma_log`` is the scatter (log units) its intervals assume; 0 gives a point prediction.
+        ``optimizer``, ``setup`` (what it was measured with), ``units`` and ``valid_range`` (the range
+        of each feature it was fitted on, used by :meth:`extrapolation_ratio`) describe its source.
+        ``sigma_log``: the scatter of optima about the law (log units) its intervals assume; 0 gives
+        point predictions (low == high).
         """
-        law = cls(tuple(exponents), target, citation=citation)
-        beta = np.array([math.log(coef) if cls.kind == "power" or cls.kind == "one_minus" else coef,
-                         *exponents.values()])
-        law._restore(beta, np.zeros((len(beta), len(beta))), sigma_log**2, 10**6, None)
-        law.r2_, law.rmse_log_, law.n_, law.range_ = math.nan, math.nan, 0, {}
+        law = cls(tuple(features) if features is not None else tuple(exponents), target, citation=citation)
+        law.optimizer, law.setup, law.units = optimizer, setup, dict(units or {})
+        law.valid_range = {k: (float(a), float(b)) for k, (a, b) in (valid_range or {}).items()}
+        law.levels_ = None
+        beta = np.array(
+            [cls._intercept_from_coef(coef), *[exponents[f] for f in law._design_features]], dtype=float
+        )
+        law._set_coefs(beta)
+        p = len(beta)
+        law.unscaled_cov_, law.sigma2_, law.dof_ = np.zeros((p, p)), float(sigma_log) ** 2, 10**6
+        law.cov_ = np.zeros((p, p))
+        law.n_, law.n_groups_, law.r2_, law.rmse_log_ = 0, 0, math.nan, math.nan
+        law.group_resid_ = np.zeros(0)
+        law.range_ = dict(law.valid_range)
         return law
-
-
-class OneMinusPowerLaw(PowerLaw):
-    """For HPs near 1 (beta1, beta2, momentum): ``1 - h* = C * prod(x_i ^ a_i)``."""
-
-    kind = "one_minus"
-
-    def _to_z(self, y: np.ndarray) -> np.ndarray:
-        if np.any(~np.isfinite(y)):
-            raise FitError(f"{self.target} values contain NaN or inf: drop those rows before fitting")
-        if np.any((y >= 1) | (y < 0)):
-            raise FitError(f"{self.target} values must lie in [0, 1) for a 1 - h law")
-        return np.log1p(-y)
-
-    def _from_z(self, z: np.ndarray) -> np.ndarray:
-        return 1.0 - np.exp(z)
-
-
-class ConstantLaw(PowerLaw):
-    """``h*`` independent of scale: the null model every other form must beat (a power law with no
-    features, i.e. the geometric mean of the optima, with the same intervals)."""
-
-    kind = "constant"
-
-    def __init__(self, features: Sequence[str] = (), target: str = "lr", loss: str = "l2",
-                 huber_delta: float = 0.3, by: str | None = None, citation: str = ""):
-        super().__init__((), target, loss, huber_delta, by, citation)
-
-    def _design(self, X, levels=None):
-        if isinstance(X, dict):
-            X = pd.DataFrame(X)
-        n = len(X) if hasattr(X, "__len__") else 1
-        if self.by is None:
-            return np.ones((n, 1))
-        return super()._design(X, levels)
-
-    def extrapolation_ratio(self, X) -> np.ndarray:
-        return np.ones(len(X))
-
-    def clone(self) -> ConstantLaw:
-        return ConstantLaw((), self.target, self.loss, self.huber_delta, self.by, self.citation)
