@@ -42,6 +42,22 @@ def _print_laws(report) -> None:
     console.print(table)
 
 
+def _progress_factory(bar):
+    """progress(label, total) for the harness: one rich task per batch of runs, with the best loss so far."""
+
+    def factory(label: str, total: int):
+        task = bar.add_task(label, total=total, status="")
+
+        def on_update(summary, _pending) -> None:
+            done = summary.skipped + summary.done + summary.diverged + summary.stopped + summary.failed
+            best = "  ".join(f"{g}: {v:.3f}" for g, v in sorted(summary.best.items())[:3])
+            bar.update(task, completed=done, status=best)
+
+        return on_update
+
+    return factory
+
+
 def register(app: typer.Typer) -> None:
     @app.command("validate")
     def validate_cmd(
@@ -53,8 +69,12 @@ def register(app: typer.Typer) -> None:
         """Recommend at a larger target and compare with an oracle grid and baselines there."""
         from oasl.validate import load_validate, validate
 
+        from oasl.cli.common import progress_bar
+
         spec = load_validate(spec_path)
-        result = validate(spec, store, workers=workers, log=lambda m: console.log(m), out=out)
+        with progress_bar() as bar:
+            result = validate(spec, store, workers=workers, log=lambda m: bar.console.log(m), out=out,
+                              progress=_progress_factory(bar))
         _print_validation(result)
         console.print(f"results in {out / 'validation.json'} and the store {store}")
 
@@ -68,7 +88,11 @@ def register(app: typer.Typer) -> None:
 
         t0 = time.perf_counter()
         console.rule("oasl demo: sweep 3 widths x {adamw, sgd} -> fit lr*(N) -> recommend at width 192 -> verify")
-        result, report, page = run_demo(out, workers=workers, log=lambda m: console.log(m))
+        from oasl.cli.common import progress_bar
+
+        with progress_bar() as bar:
+            result, report, page = run_demo(out, workers=workers, log=lambda m: bar.console.log(m),
+                                            progress=_progress_factory(bar))
         _print_laws(report)
         _print_validation(result)
         console.print(f"done in {time.perf_counter() - t0:.0f} s; report: {page}; laws: {out / 'laws.json'}")

@@ -74,14 +74,28 @@ def profile_optima(df: pd.DataFrame, over: str, loss: str = "final_val_loss") ->
     opt = opt[np.isfinite(opt["opt"].astype(float)) & ~opt["too_few"].astype(bool)]
     if opt.empty:
         return opt
-    best = opt.loc[opt.groupby(list(BASE_GROUP))["best_loss"].idxmin()]
-    return best.reset_index(drop=True)
+    best = opt.loc[opt.groupby(list(BASE_GROUP))["best_loss"].idxmin()].reset_index(drop=True)
+    return drop_bounds(best)
+
+
+def drop_bounds(optima: pd.DataFrame, min_points: int = 3) -> pd.DataFrame:
+    """Leave out optima at a grid edge (bounds, not estimates) where each optimizer keeps at least
+    ``min_points`` others; otherwise keep them (the fit then says so through its ``note`` column)."""
+    if "at_edge" not in optima:
+        return optima
+    keep = []
+    for _, sub in optima.groupby("optimizer"):
+        inner = sub[sub["at_edge"].fillna("") == ""]
+        keep.append(inner if len(inner) >= min_points else sub)
+    return pd.concat(keep).reset_index(drop=True) if keep else optima
 
 
 def fit_laws(df: pd.DataFrame, hps: Sequence[str] | None = None, features: Sequence[str] | None = None,
-             loss: str = "final_val_loss") -> FitReport:
+             loss: str = "final_val_loss", forms: Sequence[str] | None = None,
+             sharings: Sequence[str] | None = None) -> FitReport:
     """Fit a law for each swept HP (default: all swept among lr, batch_tokens, betas, momentum, weight
-    decay, warmup) of a runs table; also the loss law L(N, D) when N and D vary enough."""
+    decay, warmup) of a runs table; also the loss law L(N, D) when N and D vary enough. ``forms`` and
+    ``sharings`` restrict the candidates of :func:`select_law` (default: all)."""
     for col in (*BASE_GROUP, loss):
         if col not in df:
             raise FitError(f"the runs table has no column {col}: is it an oasl store or a CSV with that column?")
@@ -102,7 +116,7 @@ def fit_laws(df: pd.DataFrame, hps: Sequence[str] | None = None, features: Seque
         table = opt.rename(columns={"n_params": "N", "tokens": "D"}).assign(**{h: opt["opt"].astype(float)})
         table["C"] = 6.0 * table["N"] * table["D"]
         try:
-            law, sel = select_law(table, h, f)
+            law, sel = select_law(table, h, f, forms=forms, **({"sharings": sharings} if sharings else {}))
         except FitError as exc:
             skipped[h] = str(exc)
             continue

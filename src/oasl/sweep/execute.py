@@ -175,6 +175,8 @@ def run_sweep(
     store_path = str(st.path)
     pending, finished, gave_up = todo(runs, st)
     summary = SweepSummary(planned=len(runs), skipped=finished, gave_up=gave_up)
+    if on_update is not None:
+        on_update(summary, len(pending))  # shows the runs already in the store at once
     if pruning is not None and pruning.enabled:
         pending = order_for_pruning(pending)
     t0 = time.perf_counter()

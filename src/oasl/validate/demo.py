@@ -25,9 +25,9 @@ DEMO = {
             "sgd": {"lr": {"log_range": [0.05, 0.8], "num": 5}, "momentum": 0.9},
         },
         "batch_seqs": 16,
-        "tokens": 393216,
+        "tokens": 262144,
         "schedule": {"name": "cosine", "warmup_frac": 0.05},
-        "run": {"eval_interval": 96, "eval_tokens": 16384, "device": "cpu"},
+        "run": {"eval_interval": 64, "eval_tokens": 16384, "device": "cpu"},
     },
     "target": {"width": 192},
     "seeds": [0],
@@ -44,7 +44,8 @@ def demo_spec(**overrides) -> ValidateSpec:
     return build(ValidateSpec, data, what="demo spec")
 
 
-def run_demo(out: str | Path = "oasl-demo", workers: int = 2, spec: ValidateSpec | None = None, log=None):
+def run_demo(out: str | Path = "oasl-demo", workers: int = 2, spec: ValidateSpec | None = None, log=None,
+             progress=None):
     """Run the demo into ``out`` (store ``runs.db``, ``laws.json``, ``validation.json``, ``report/``).
 
     Returns ``(ValidationResult, FitReport, report_path)``.
@@ -59,12 +60,13 @@ def run_demo(out: str | Path = "oasl-demo", workers: int = 2, spec: ValidateSpec
     out.mkdir(parents=True, exist_ok=True)
     spec = spec or demo_spec()
     store = out / "runs.db"
-    result = validate(spec, store, workers=workers, log=log, out=out)
+    result = validate(spec, store, workers=workers, log=log, out=out, progress=progress)
     from oasl.sweep import expand
 
     keys = {r.key() for r in expand(spec.sweep)}
     df = open_store(store).to_dataframe()
-    report = fit_laws(df[df["key"].isin(keys)], hps=["lr"])
+    # the same law form the harness recommended with: a power law of N per optimizer
+    report = fit_laws(df[df["key"].isin(keys)], hps=["lr"], forms=["power"], sharings=["separate"])
     save_laws(out / "laws.json", report.laws, {"source": str(store), "features": list(report.features)})
     page = write_report(store, out / "report", validation=result, fit=report, sweep_keys=keys)
     return result, report, page

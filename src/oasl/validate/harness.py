@@ -26,6 +26,8 @@ from oasl.sweep import expand, run_sweep
 from oasl.validate.spec import ValidateSpec
 
 Log = Callable[[str], None]
+# progress(label, total) returns the on_update callback of one batch of runs (see run_sweep)
+Progress = Callable[[str, int], Callable[..., None]]
 
 
 @dataclass
@@ -98,12 +100,18 @@ def _clean(x):
 class _Runner:
     """Runs specs through the store (skipping finished ones) and reads their final losses back."""
 
-    def __init__(self, store_path: str, workers: int, log: Log):
-        self.store_path, self.workers, self.log = store_path, workers, log
+    def __init__(self, store_path: str, workers: int, log: Log, progress: Progress | None = None):
+        self.store_path, self.workers, self.log, self.progress = store_path, workers, log, progress
         self.store: SQLiteStore = open_store(store_path)  # type: ignore[assignment]
 
+    def run(self, specs: list[RunSpec], label: str = "target runs", pruning=None) -> None:
+        """Train the specs not yet in the store, reporting progress if a progress factory was given."""
+        on_update = self.progress(label, len(specs)) if self.progress else None
+        run_sweep(specs, self.store_path, workers=min(self.workers, len(specs)) or 1, pruning=pruning,
+                  on_update=on_update)
+
     def losses(self, specs: list[RunSpec]) -> list[float]:
-        run_sweep(specs, self.store_path, workers=min(self.workers, len(specs)) or 1)
+        self.run(specs)
         out = []
         for s in specs:
             row = self.store.get(s.key())
@@ -127,22 +135,24 @@ def _with(spec: RunSpec, **changes) -> RunSpec:
 
 
 def fit_lr_law(optima: pd.DataFrame, features: tuple[str, ...]):
-    """Fit lr*(features) as a power law on located optima; returns the fitted law."""
+    """Fit lr*(features) as a power law on one optimizer's located optima (grid-edge bounds left out
+    when three or more other optima remain); returns the fitted :class:`PowerLaw`."""
     from oasl.laws import PowerLaw
+    from oasl.laws.pipeline import drop_bounds
 
-    X = optima.rename(columns={"n_params": "N", "tokens": "D"})
+    X = drop_bounds(optima).rename(columns={"n_params": "N", "tokens": "D"})
     law = PowerLaw(features=features, target="lr")
     return law.fit(X[list(features)], X["opt"].to_numpy())
 
 
 def validate(spec: ValidateSpec, store: str | Path, workers: int = 1, log: Log | None = None,
-             out: str | Path | None = None) -> ValidationResult:
+             out: str | Path | None = None, progress: Progress | None = None) -> ValidationResult:
     """Run the whole harness for every optimizer of ``spec.sweep``; write ``validation.json`` to ``out``."""
     from oasl.models import count_params
     from oasl.optima import locate_optima
 
     log = log or (lambda msg: None)
-    runner = _Runner(str(store), workers, log)
+    runner = _Runner(str(store), workers, log, progress)
     target_shape = spec.target_shape()
     n_target = count_params(target_shape).n_params
     n_max = max(count_params(s).n_params for s in spec.sweep.model_shapes())
@@ -151,7 +161,7 @@ def validate(spec: ValidateSpec, store: str | Path, workers: int = 1, log: Log |
                          f"the harness measures extrapolation of at least {spec.min_ratio:g}x; enlarge `target`")
     sweep_runs = expand(spec.sweep)
     log(f"sweep: {len(sweep_runs)} runs of {len(spec.sweep.model_shapes())} shapes")
-    run_sweep(sweep_runs, str(store), workers=workers, pruning=spec.sweep.pruning)
+    runner.run(sweep_runs, f"sweep {spec.sweep.name}", pruning=spec.sweep.pruning)
     df = runner.store.to_dataframe()
     df = df[df["key"].isin({r.key() for r in sweep_runs})]
     results = []
