@@ -1,0 +1,33 @@
+"""`make bench`: run every benchmark in this folder in turn (each writes results/NAME.json and its
+section of RESULTS.md). Pass names to run only some: `python benchmarks/run_all.py throughput`."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).parent
+
+
+def main() -> int:
+    wanted = set(sys.argv[1:])
+    scripts = sorted(p for p in HERE.glob("*.py") if not p.name.startswith("_") and p.name != "run_all.py")
+    failed = []
+    for script in scripts:
+        if wanted and script.stem not in wanted:
+            continue
+        t0 = time.time()
+        print(f"== {script.name}", flush=True)
+        rc = subprocess.call([sys.executable, str(script)])
+        print(f"== {script.name}: exit {rc} in {time.time() - t0:.0f} s", flush=True)
+        if rc:
+            failed.append(script.name)
+    if failed:
+        print("failed: " + ", ".join(failed))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
