@@ -100,7 +100,11 @@ def power_law_from_dict(d: dict[str, Any]) -> PowerLaw:
     if "coef_vector" not in d:
         return law
     law.levels_ = list(d["levels"]) if d.get("levels") is not None else None
-    law._set_coefs(np.asarray(d["coef_vector"], dtype=float))
+    beta = np.asarray(d["coef_vector"], dtype=float)
+    expect = (1 if law.by is None else len(law.levels_ or [])) + len(law._design_features)
+    if beta.shape != (expect,):
+        raise ConfigError(f"the {law.target} law has {beta.size} coefficient(s), its form needs {expect}")
+    law._set_coefs(beta)
     if "unscaled_cov" in d:
         law.unscaled_cov_ = np.asarray(d["unscaled_cov"], dtype=float)
         law.sigma2_, law.dof_ = _f(d["sigma2"]), int(d["dof"])
@@ -194,7 +198,7 @@ def load_laws(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
         laws = {k: law_from_dict(v) for k, v in payload["laws"].items()}
     except OaslError as exc:
         raise ConfigError(f"laws file {p}: {exc}") from None
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
         raise ConfigError(
             f"laws file {p} is not a valid oasl laws file ({type(exc).__name__}: {exc})"
         ) from None
