@@ -80,6 +80,7 @@ def test_bootstrap_interval_and_exponent_interval():
     assert law.boot_coefs_.shape[1] == 2 and len(law.boot_coefs_) >= 200
     lo, hi = law.exponent_interval(0.9)["N"]
     blo, bhi = law.exponent_interval(0.9, method="bayes")["N"]
+    assert law.exponent_interval("N", 0.9) == (lo, hi)  # the one-exponent form
     assert lo < law.exponents_["N"] < hi
     # the two methods agree on the scale of the uncertainty (within a factor 2 in width)
     assert 0.5 < (hi - lo) / (bhi - blo) < 2.0

@@ -322,14 +322,17 @@ class PowerLaw:
             raise ConfigError(f"unknown interval method {method!r}: use 'bayes' or 'bootstrap'")
         return np.minimum(lo, hi), np.maximum(lo, hi)
 
-    def exponent_interval(
-        self, level: float = 0.9, method: str | None = None
-    ) -> dict[str, tuple[float, float]]:
+    def exponent_interval(self, level: float | str = 0.9, method: str | float | None = None):
         """Central ``level`` interval of each exponent: feature -> (low, high).
 
         "bayes": the Student-t marginal posterior (equal to the classical t confidence interval under
         the reference prior); "bootstrap": percentiles of the exponents over group resamples.
+        Also callable as ``exponent_interval("N", 0.9)`` for one exponent's (low, high); a feature the
+        law does not scale with (a ConstantLaw's) gives (nan, nan).
         """
+        if isinstance(level, str):
+            feature, lvl = level, 0.9 if method is None else float(method)
+            return self.exponent_interval(lvl).get(feature, (math.nan, math.nan))
         level = _check_level(level)
         method = method or self.interval
         self._check_fitted()
