@@ -74,9 +74,11 @@ def test_kaplan_laws():
 
 def test_registry_description_and_errors():
     assert set(PUBLISHED) >= {"step-law", "deepseek", "kaplan"}
-    assert (
-        get_published("StepLaw") is PUBLISHED["step-law"] and get_published("deepseek_llm").name == "deepseek"
-    )
+    assert get_published("StepLaw").name == "step-law" and get_published("deepseek_llm").name == "deepseek"
+    mine = get_published("step-law")
+    runs = {"N": [1e8, 2e8, 4e8, 8e8], "D": [1e9, 4e9, 2e9, 8e9], "lr": [1e-3, 8e-4, 5e-4, 4e-4]}
+    mine["lr"].fit(pd.DataFrame(runs))
+    assert mine["lr"].coef_ != 1.79 and PUBLISHED["step-law"]["lr"].coef_ == 1.79  # registry untouched
     with pytest.raises(ConfigError, match="choose one of step-law, deepseek, kaplan"):
         get_published("gpt5")
     with pytest.raises(ConfigError, match="has no law of beta2"):

@@ -30,6 +30,8 @@ def test_shared_exponents_recovers_optimizer_constants():
     assert law.exponents("sgd") == law.exponents("adamw")
     assert law.exponents("sgd")["N"] == pytest.approx(-0.4, abs=0.03)
     assert law.n_coef == 4  # three constants, one shared exponent
+    lo, hi = law.exponent_interval(0.9)["*"]["N"]
+    assert lo < law.exponents("sgd")["N"] < hi
     q = pd.DataFrame({"optimizer": ["sgd", "adamw"], "N": [1e9, 1e9]})
     pred = law.predict(q)
     assert pred[0] / pred[1] == pytest.approx(30, rel=0.15)

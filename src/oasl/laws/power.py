@@ -42,6 +42,14 @@ class PowerLaw:
     proposal's ``h*(N, O) = C_O N^a``); None for one constant. ``interval``: default method of
     :meth:`predict_interval`, "bayes" (closed form) or "bootstrap" (``n_boot`` resamples of the
     groups, seeded by ``seed``). ``citation``: where the form or the coefficients come from.
+
+    Fitted attributes: ``coef_`` (C; a dict per level of ``by``), ``intercept_`` (ln C),
+    ``exponents_`` (feature -> exponent), ``coef_vector_`` (intercept(s) then exponents), ``cov_``
+    (scale matrix ``s^2 (A'WA)^-1`` of their Student-t posterior; the covariance is ``dof_ / (dof_ - 2)``
+    times it), ``sigma2_`` (scatter of optima about the law, log units squared), ``dof_``, ``r2_`` and
+    ``rmse_log_`` (on the rows, log space), ``n_``/``n_groups_``, ``range_`` (fitted range of each
+    feature, for :meth:`extrapolation_ratio`), ``levels_``, and the data ``X_``, ``y_``, ``w_``,
+    ``groups_`` (for the bootstrap and leave-one-group-out diagnostics).
     """
 
     kind: ClassVar[str] = "power"

@@ -27,6 +27,7 @@ Numbers and where they were checked:
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -217,13 +218,13 @@ _ALIASES = {
 
 
 def get_published(name: str) -> PublishedLawSet:
-    """The published law set ``name`` ("step-law", "deepseek", "kaplan"); ConfigError listing the
-    valid names otherwise."""
+    """A copy of the published law set ``name`` ("step-law", "deepseek", "kaplan"), so that changing
+    it (refitting a law, say) leaves the registry alone; ConfigError listing the valid names otherwise."""
     key = str(name).strip().lower().replace("_", "-")
     key = _ALIASES.get(key, key)
     if key not in PUBLISHED:
         raise ConfigError(f"unknown published law {name!r}: choose one of {', '.join(PUBLISHED)}")
-    return PUBLISHED[key]
+    return copy.deepcopy(PUBLISHED[key])
 
 
 def describe_published() -> pd.DataFrame:

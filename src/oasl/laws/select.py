@@ -216,6 +216,12 @@ class OptimizerLaw:
         """The exponents of ``optimizer``'s law (shared ones unless sharing is "separate")."""
         return dict(self.law_for(optimizer).exponents_)
 
+    def exponent_interval(self, level: float = 0.9, method: str | None = None) -> dict[str, dict]:
+        """Interval of each exponent per fitted law: key ("*" for a joint law, else the optimizer) ->
+        feature -> (low, high); see :meth:`PowerLaw.exponent_interval`."""
+        self._check_fitted()
+        return {k: law.exponent_interval(level, method) for k, law in self.laws_.items()}
+
     @property
     def n_coef(self) -> int:
         self._check_fitted()
