@@ -1,0 +1,296 @@
+"""Shared machinery of the schedule-aware loss laws: the :class:`Curve` value, warmup inference, and the
+robust multi-start fit that :class:`~oasl.laws.schedule.MultiPowerLaw`,
+:class:`~oasl.laws.schedule.AnnealingLaw` and :class:`~oasl.laws.schedule.ScaledScheduleLaw` share.
+
+Step convention (every law): ``lrs[t]`` is the learning rate of the optimizer update at step ``t``
+(0-based), and the loss observed at step ``t`` is the loss after that update, so the LR area seen by
+it is ``S1(t) = lrs[0] + ... + lrs[t]``. This is the indexing of the multi-power-law authors' code
+(thu-yao-01-luo/MultiPowerLaw, ``src/utils.py``) and of :func:`oasl.optim.schedules.lr_curve`.
+
+Fitting recipe (Luo et al., ICLR 2025, arXiv 2503.12811, Sec. 4 and App. C): Huber loss (delta 1e-3)
+on the residual of the log loss, a grid of starting points, then a gradient optimizer. oasl uses
+L-BFGS-B (scipy) on gradients from torch autograd in float64, with every parameter optimised in log
+space (all are positive), see docs/deviations.md.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from oasl.errors import DataError, FitError
+
+HUBER_DELTA = 1e-3  # Luo et al. 2025, App. C (the authors' config.py: HUBER_DELTA = 0.001)
+
+
+@dataclass
+class Curve:
+    """One training curve.
+
+    ``steps``: optimizer steps (0-based, strictly increasing) where ``loss`` was observed.
+    ``lrs``: the full per-step learning rate of the run from step 0 to (at least) the last observed
+    step; ``lrs[t]`` is the LR of the update at step ``t``. The schedule may run past the last
+    observed step (a run that was stopped early, or only partly logged).
+    ``loss``: the training (or validation) loss, in nats per token, after the update at each step.
+    ``name``: a label used in messages and reports. ``n_params``: the model's non-embedding
+    parameter count, needed only by :class:`ScaledScheduleLaw`.
+    """
+
+    steps: np.ndarray
+    lrs: np.ndarray
+    loss: np.ndarray
+    name: str = ""
+    n_params: float | None = None
+    _S1: np.ndarray = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        what = f"curve {self.name!r}" if self.name else "curve"
+        try:
+            steps = np.asarray(self.steps, dtype=float).ravel()
+            lrs = np.asarray(self.lrs, dtype=float).ravel()
+            loss = np.asarray(self.loss, dtype=float).ravel()
+        except (TypeError, ValueError) as exc:
+            raise DataError(f"{what}: steps, lrs and loss must be numeric arrays ({exc})") from None
+        if len(steps) != len(loss):
+            raise DataError(
+                f"{what}: {len(steps)} steps but {len(loss)} losses; give one loss per observed step"
+            )
+        if len(steps) == 0:
+            raise DataError(f"{what}: no observed points; give at least one (step, loss) pair")
+        for label, v in (("steps", steps), ("loss", loss), ("lrs", lrs)):
+            if not np.all(np.isfinite(v)):
+                raise DataError(
+                    f"{what}: {label} contains NaN or inf; drop those points or fill the schedule"
+                )
+        if np.any(steps != np.round(steps)):
+            raise DataError(f"{what}: steps must be whole optimizer step numbers")
+        if np.any(loss <= 0):
+            raise DataError(f"{what}: losses must be positive (the laws fit the log loss)")
+        if np.any(lrs < 0):
+            raise DataError(f"{what}: learning rates must be non-negative")
+        steps = steps.astype(np.int64)
+        if np.any(np.diff(steps) <= 0):
+            raise DataError(f"{what}: steps must be strictly increasing; sort them and drop duplicates")
+        if steps[0] < 0 or steps[-1] >= len(lrs):
+            raise DataError(
+                f"{what}: observed steps run from {steps[0]} to {steps[-1]} but the LR schedule covers steps "
+                f"0..{len(lrs) - 1}; pass the full per-step schedule from step 0 (e.g. oasl.optim.schedules.lr_curve)"
+            )
+        S1 = np.cumsum(lrs)[steps]
+        if S1[0] <= 0:
+            raise DataError(
+                f"{what}: loss observed at step {steps[0]} before any positive LR; drop points before training starts"
+            )
+        if self.n_params is not None and not (math.isfinite(self.n_params) and self.n_params > 0):
+            raise DataError(f"{what}: n_params must be a positive parameter count, got {self.n_params}")
+        self.steps, self.lrs, self.loss, self._S1 = steps, lrs, loss, S1
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    def thin(self, every: int) -> Curve:
+        """The same curve keeping every ``every``-th observed point (and always the last one)."""
+        if every < 1:
+            raise DataError("thin(every) needs every >= 1")
+        idx = np.unique(np.r_[np.arange(0, len(self.steps), every), len(self.steps) - 1])
+        return Curve(self.steps[idx], self.lrs, self.loss[idx], self.name, self.n_params)
+
+
+def infer_warmup_steps(lrs: np.ndarray) -> int:
+    """Index of the step where the LR first reaches the peak of its initial non-decreasing run (0 when
+    the schedule starts at its peak). For oasl's schedules with ``warmup`` steps this is ``warmup - 1``;
+    for the multi-power-law data (warmup of 2160 steps from 0) it is 2159."""
+    lrs = np.asarray(lrs, dtype=float)
+    if len(lrs) == 0:
+        raise DataError("empty LR schedule")
+    dec = np.nonzero(np.diff(lrs) < 0)[0]
+    end = dec[0] + 1 if len(dec) else len(lrs)
+    return int(np.argmax(lrs[:end]))
+
+
+def anneals(lrs: np.ndarray, upto: int | None = None) -> bool:
+    """Whether the LR decreases anywhere after warmup (up to step ``upto``): without a decrease the
+    annealing terms of the laws are not identified."""
+    lrs = np.asarray(lrs, dtype=float)
+    seg = lrs[infer_warmup_steps(lrs) : (None if upto is None else upto + 1)]
+    return bool(np.any(np.diff(seg) < -1e-12 * max(float(lrs.max()), 1e-300)))
+
+
+def check_curves(curves: Sequence[Curve], n_free: int, law: str) -> list[Curve]:
+    """Validate a fit's input; raise FitError naming the fix, warn when one schedule is all there is."""
+    if isinstance(curves, Curve):
+        curves = [curves]
+    curves = list(curves)
+    if not curves:
+        raise FitError(f"{law}: no curves to fit; pass a list of Curve objects")
+    for c in curves:
+        if not isinstance(c, Curve):
+            raise FitError(
+                f"{law}: expected Curve objects, got {type(c).__name__}; wrap arrays in Curve(steps, lrs, loss)"
+            )
+        if len(c) < 3:
+            raise FitError(f"{law}: curve {c.name!r} has {len(c)} points; at least 3 per curve are needed")
+    n = sum(len(c) for c in curves)
+    if n < 3 * n_free:
+        raise FitError(
+            f"{law}: {n} observed points for {n_free} free parameters; log the loss more often (>= {3 * n_free})"
+        )
+    if not any(anneals(c.lrs, c.steps[-1]) for c in curves):
+        raise FitError(
+            f"{law}: no curve decays its LR before its last observed point, so the annealing term is not identified; "
+            "add a curve with a decay (cosine, WSD cooldown or a step drop)"
+        )
+    if len(curves) == 1:
+        warnings.warn(
+            f"{law}: fitting a single schedule leaves the annealing parameters weakly identified; predictions for "
+            "other schedules may be poor (fit on at least two schedules, e.g. constant and cosine)",
+            UserWarning,
+            stacklevel=3,
+        )
+    return curves
+
+
+@contextmanager
+def single_thread():
+    """Run torch on one thread: the fit's tensors (~1e5 cells) gain little from threads, and on a
+    shared machine thread contention made each evaluation ~10x slower."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
+
+
+def huber(r: torch.Tensor, delta: float) -> torch.Tensor:
+    """Huber loss of residuals ``r`` scaled by 1/delta^2 (0.5 (r/delta)^2 inside, linear outside)."""
+    a = r.abs() / delta
+    return torch.where(a < 1, 0.5 * a**2, a - 0.5)
+
+
+PredFn = Callable[[torch.Tensor, int], torch.Tensor]
+
+
+class RobustFit:
+    """Huber-on-log-loss objective over several curves, minimised with L-BFGS-B from several starts.
+
+    ``pred(theta, i)`` returns the predicted loss (torch, float64) at the observed points of curve
+    ``i`` for the log-space parameter vector ``theta``; ``log_loss[i]`` are the observed log losses.
+    ``penalty(theta)``, if given, is a negative log prior: the objective reads as -log posterior / n
+    for Gaussian log-loss residuals of sd ``delta`` (the Huber loss is 0.5 (r/delta)^2 inside).
+    """
+
+    def __init__(
+        self,
+        pred: PredFn,
+        log_loss: list[np.ndarray],
+        bounds: list[tuple[float, float]],
+        delta: float = HUBER_DELTA,
+        penalty: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ):
+        self.pred, self.delta, self.bounds, self.penalty = pred, delta, bounds, penalty
+        self.log_loss = [torch.as_tensor(v, dtype=torch.float64) for v in log_loss]
+        self.n = sum(len(v) for v in log_loss)
+        self.weights = [torch.ones(len(v), dtype=torch.float64) for v in log_loss]
+
+    def value(self, theta: torch.Tensor) -> torch.Tensor:
+        """Mean Huber loss of the log-loss residuals (weighted by ``self.weights``)."""
+        total = theta.new_zeros(())
+        for i, logL in enumerate(self.log_loss):
+            pred = self.pred(theta, i)
+            r = torch.log(pred.clamp_min(1e-8)) - logL
+            total = total + (self.weights[i] * huber(r, self.delta)).sum()
+        if self.penalty is not None:
+            total = total + self.penalty(theta)
+        return total / self.n
+
+    def _fun(self, x: np.ndarray) -> tuple[float, np.ndarray]:
+        theta = torch.tensor(x, dtype=torch.float64, requires_grad=True)
+        v = self.value(theta)
+        if not torch.isfinite(v):
+            return 1e10, np.zeros_like(x)
+        (g,) = torch.autograd.grad(v, theta)
+        g = torch.nan_to_num(g, nan=0.0, posinf=0.0, neginf=0.0)
+        return float(v.detach()), g.numpy().copy()
+
+    def evaluate(self, x: np.ndarray) -> float:
+        with torch.no_grad(), single_thread():
+            v = float(self.value(torch.as_tensor(np.asarray(x, float), dtype=torch.float64)))
+        return v if math.isfinite(v) else math.inf
+
+    def minimize(self, x0: np.ndarray, maxiter: int = 500) -> tuple[np.ndarray, float]:
+        """Run L-BFGS-B from ``x0`` (clipped into the bounds); return (theta, objective)."""
+        from scipy.optimize import minimize
+
+        lo = np.array([b[0] for b in self.bounds])
+        hi = np.array([b[1] for b in self.bounds])
+        x0 = np.clip(np.asarray(x0, float), lo, hi)
+        with single_thread():
+            res = minimize(
+                self._fun,
+                x0,
+                jac=True,
+                method="L-BFGS-B",
+                bounds=self.bounds,
+                options={"maxiter": maxiter, "ftol": 1e-12, "gtol": 1e-9, "maxcor": 30},
+            )
+        return res.x, self.evaluate(res.x)
+
+    def best_of(
+        self, starts: Sequence[np.ndarray], n_keep: int, maxiter: int = 500, screen_iter: int = 60
+    ) -> tuple[np.ndarray, float]:
+        """Evaluate every start, run ``screen_iter`` L-BFGS-B iterations from the ``n_keep`` best, then
+        run the best of those to convergence (``maxiter``); return (theta, objective)."""
+        vals = [self.evaluate(s) for s in starts]
+        order = [j for j in np.argsort(vals)[: max(1, n_keep)] if math.isfinite(vals[j])]
+        if not order:
+            raise FitError(
+                "the fit diverged from every starting point; check that losses and LRs are on sensible scales"
+            )
+        runs = (
+            [self.minimize(starts[j], screen_iter) for j in order]
+            if len(order) > 1
+            else [(starts[order[0]], vals[order[0]])]
+        )
+        x, v = min(runs, key=lambda r: r[1])
+        if not math.isfinite(v):
+            raise FitError(
+                "the fit diverged from every starting point; check that losses and LRs are on sensible scales"
+            )
+        return self.minimize(x, maxiter)
+
+
+def segment_weights(lengths: Sequence[int], n_segments: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Bootstrap weights: each curve is cut into ``n_segments`` contiguous segments which are resampled
+    with replacement (a moving-block bootstrap that keeps the autocorrelation within a segment)."""
+    out = []
+    for n in lengths:
+        k = max(1, min(n_segments, n // 2))
+        edges = np.linspace(0, n, k + 1).astype(int)
+        counts = rng.multinomial(k, np.full(k, 1.0 / k))
+        w = np.zeros(n)
+        for j in range(k):
+            w[edges[j] : edges[j + 1]] = counts[j]
+        out.append(w)
+    return out
+
+
+def curve_errors(pred: np.ndarray, loss: np.ndarray) -> dict[str, float]:
+    """Errors of a predicted curve: mean and worst relative error |L - Lhat| / L (fractions, not %),
+    the relative error of the last point, and R^2 of the loss values."""
+    pred, loss = np.asarray(pred, float), np.asarray(loss, float)
+    rel = np.abs(pred - loss) / loss
+    ss = float(np.sum((loss - loss.mean()) ** 2))
+    return {
+        "mean_rel": float(rel.mean()),
+        "worst_rel": float(rel.max()),
+        "final_rel": float(rel[-1]),
+        "final_abs": float(pred[-1] - loss[-1]),
+        "r2": 1 - float(np.sum((loss - pred) ** 2)) / ss if ss > 0 else math.nan,
+    }
