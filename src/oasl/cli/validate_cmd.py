@@ -73,7 +73,7 @@ def register(app: typer.Typer) -> None:
 
         spec = load_validate(spec_path)
         with progress_bar() as bar:
-            result = validate(spec, store, workers=workers, log=lambda m: bar.console.log(m), out=out,
+            result = validate(spec, store, workers=workers, log=lambda m: bar.console.log(m, markup=False), out=out,
                               progress=_progress_factory(bar))
         _print_validation(result)
         console.print(f"results in {out / 'validation.json'} and the store {store}")
@@ -91,7 +91,7 @@ def register(app: typer.Typer) -> None:
         from oasl.cli.common import progress_bar
 
         with progress_bar() as bar:
-            result, report, page = run_demo(out, workers=workers, log=lambda m: bar.console.log(m),
+            result, report, page = run_demo(out, workers=workers, log=lambda m: bar.console.log(m, markup=False),
                                             progress=_progress_factory(bar))
         _print_laws(report)
         _print_validation(result)
