@@ -208,8 +208,9 @@ class ScheduleLaw:
         optimum). Returns and caches the log-parameter draws ``boot_thetas_`` (n_boot x n_params)."""
         self._check_fitted()
         n_boot = self.n_boot if n_boot is None else n_boot
-        if getattr(self, "boot_thetas_", None) is not None and len(self.boot_thetas_) >= n_boot:
-            return self.boot_thetas_
+        cached = getattr(self, "boot_thetas_", None)
+        if cached is not None and (len(cached) >= n_boot or getattr(self, "_train", None) is None):
+            return cached
         if getattr(self, "_train", None) is None:
             raise FitError(
                 "intervals need the training curves: call fit() on this law (a law loaded from "
