@@ -17,7 +17,7 @@ from oasl.laws.schedule import (
     infer_warmup_steps,
     rank_schedules,
 )
-from oasl.laws.schedule_data import PAPER_PARAMS, paper_lrs
+from oasl.laws.schedule_data import PAPER_PARAMS, load_paper_curves, paper_lrs
 from oasl.laws.schedule_mpl import drop_blocks
 from oasl.optim.schedules import lr_curve, parse_schedule
 
@@ -204,6 +204,8 @@ def test_unknown_paper_schedule_name():
         paper_lrs("triangle_24000")
     with pytest.raises(DataError, match="unknown schedule"):
         paper_lrs("cosine_x")
+    with pytest.raises(DataError, match="unknown model size"):
+        load_paper_curves("7M")
 
 
 # -- intervals, persistence, ranking ---------------------------------------------------------------
