@@ -1,7 +1,7 @@
 """Extrapolation benchmark (issue: validation against baselines): sweep widths 32/48/64 (depth 2) with
 AdamW and SGD+momentum on the default corpus, recommend lr for width 192 (9x the largest swept N), and
 compare with the oracle grid, naive transfer, library defaults, muP transfer, Step Law, random search
-and Optuna TPE (4 and 8 trials) at the target, over 2 seeds. Budget: about 1.5-2 h on 2 CPU cores.
+and Optuna TPE (4 and 8 trials) at the target, over 2 seeds. Budget: about 1.5 h on 2 CPU cores.
 
 Run: `.venv/bin/python benchmarks/extrapolation.py [--store PATH]` (resumable: the store keeps runs).
 """
@@ -26,7 +26,7 @@ SPEC = {
         "shape_defaults": {"seq_len": 64},
         "optimizers": {"adamw": {"lr": {"log_range": [6.25e-4, 4e-2], "num": 7}},
                        "sgd": {"lr": {"log_range": [2.5e-2, 1.6], "num": 7}, "momentum": 0.9}},
-        "batch_seqs": 16, "tokens": 524288,
+        "batch_seqs": 16, "tokens": 393216,
         "schedule": {"name": "cosine", "warmup_frac": 0.05},
         "run": {"eval_interval": 128, "eval_tokens": 16384, "device": "cpu"},
     },

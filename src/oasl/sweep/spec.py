@@ -97,7 +97,9 @@ class SweepSpec(_Spec):
     ``optimizers`` maps an optimizer name to its grid: ``lr`` (required), any HP its registry entry
     declares, and the schedule axes ``warmup_frac``, ``final_frac``, ``decay_frac``. ``tokens`` is a
     number, a list, or ``{ratio: r}`` (tokens = r x N, N the non-embedding parameters). ``run`` holds
-    RunSpec defaults shared by every run (eval interval, grad clip, device, ...).
+    RunSpec defaults shared by every run (eval interval, grad clip, device, ...). ``schedules`` (optional)
+    sweeps schedule shapes by short name (``cosine``, ``wsd:0.2``, ``constant``, ...; see
+    :func:`oasl.optim.schedules.parse_schedule`), each taking its other fields from ``schedule``.
     """
 
     name: str = "sweep"
@@ -110,6 +112,7 @@ class SweepSpec(_Spec):
     batch_seqs: Any = 16
     tokens: Any = 1_000_000
     schedule: ScheduleSpec = ScheduleSpec()
+    schedules: tuple[str, ...] = ()
     seeds: tuple[int, ...] = (0,)
     corpus: CorpusSpec = CorpusSpec()
     run: dict[str, Any] = Field(default_factory=dict)
@@ -132,6 +135,15 @@ class SweepSpec(_Spec):
         pairs = [] if self.ladder is None else self.ladder.shapes()
         raw = [dict(s) for s in self.shapes] + [{"width": w, "depth": d} for w, d in pairs]
         return [build(ModelShape, {**self.shape_defaults, **s}, what=f"shape {s}") for s in raw]
+
+    def schedule_variants(self) -> list[dict[str, Any]]:
+        """The schedule(s) every run is expanded over: ``schedule`` alone, or one per ``schedules`` name."""
+        from oasl.optim.schedules import parse_schedule
+
+        if not self.schedules:
+            return [self.schedule.model_dump()]
+        base = self.schedule.model_dump()
+        return [parse_schedule(n, **base).model_dump() for n in self.schedules]
 
     def optimizer_grids(self) -> dict[str, dict[str, list[float]]]:
         """Each optimizer's axes expanded to value lists, checked against its registry entry."""
@@ -170,14 +182,15 @@ def expand(spec: SweepSpec) -> list[RunSpec]:
     seen: set[str] = set()
     batches = [int(b) for b in grid_values(spec.batch_seqs, "batch_seqs")]
     grids = spec.optimizer_grids()
+    variants = spec.schedule_variants()
     for shape in spec.model_shapes():
         n_params = count_params(shape).n_params
         for opt, axes in grids.items():
             names = list(axes)
-            for combo in itertools.product(*(axes[n] for n in names)):
+            for variant, combo in itertools.product(variants, itertools.product(*(axes[n] for n in names))):
                 values = dict(zip(names, combo, strict=True))
                 lr = values.pop("lr")
-                sched = {**spec.schedule.model_dump(), **{k: values.pop(k) for k in SCHEDULE_AXES if k in values}}
+                sched = {**variant, **{k: values.pop(k) for k in SCHEDULE_AXES if k in values}}
                 for bs, tokens, seed in itertools.product(batches, _token_budgets(spec.tokens, n_params), spec.seeds):
                     data = {**spec.run, "shape": shape.model_dump(), "parametrization": spec.parametrization,
                             "base_width": spec.base_width, "optimizer": opt, "lr": lr, "hps": values,
