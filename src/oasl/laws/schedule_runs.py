@@ -1,0 +1,271 @@
+"""Schedule laws on oasl's own runs: training curves out of a store, candidate schedules, ranking and
+tuning of a schedule's own parameter.
+
+- :func:`store_curves` turns finished runs of a store into :class:`~oasl.laws.schedule.Curve` values
+  (per-step LR rebuilt from each run's spec; training loss averaged over short bins of steps, or the
+  validation loss at evaluation steps).
+- :func:`candidate_schedules` builds per-step LR arrays for short names (``cosine``, ``wsd:0.2``, ...).
+- :func:`rank_candidates` ranks them by predicted final loss, optionally tuning each family's own
+  parameter (the WSD decay fraction, the cosine/linear final-LR fraction) on a grid.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from oasl.config import RunSpec, ScheduleSpec
+from oasl.errors import DataError
+from oasl.laws.schedule_core import Curve
+
+# Grids over which `rank_candidates(tune=True)` tunes a family's own parameter.
+TUNE_GRIDS: dict[str, tuple[str, tuple[float, ...]]] = {
+    "wsd": ("decay_frac", (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.7)),
+    "cosine": ("final_frac", (0.0, 0.01, 0.03, 0.1, 0.2, 0.3)),
+    "linear": ("final_frac", (0.0, 0.01, 0.03, 0.1, 0.2, 0.3)),
+}
+
+
+def schedule_label(s: ScheduleSpec) -> str:
+    """Short name of a schedule in the syntax :func:`oasl.optim.schedules.parse_schedule` reads:
+    ``wsd:0.2`` (decay fraction), ``cosine:0`` (final fraction, when not the default 0.1), ``constant``..."""
+    if s.name == "wsd":
+        return f"wsd:{s.decay_frac:g}"
+    if s.name in ("cosine", "linear") and s.final_frac != ScheduleSpec.model_fields["final_frac"].default:
+        return f"{s.name}:{s.final_frac:g}"
+    return s.name
+
+
+@dataclass
+class RunCurve:
+    """A stored run as a schedule-law curve, with what the run was: ``key``, ``schedule`` (short
+    label), ``lr`` (peak), ``n_params``, ``steps`` (planned length), ``final_val_loss`` (nats), ``source``
+    (``"val"`` or ``"train"``: which loss the curve holds)."""
+
+    curve: Curve
+    key: str
+    schedule: str
+    lr: float
+    n_params: float
+    steps: int
+    final_val_loss: float
+    row: dict[str, Any]
+    source: str = "val"
+
+
+def _matches(frame: pd.DataFrame, where: Mapping[str, Any]) -> pd.Series:
+    keep = pd.Series(True, index=frame.index)
+    for col, value in where.items():
+        if col not in frame.columns:
+            raise DataError(
+                f"cannot filter on {col!r}: the store's runs have no such column "
+                f"(columns: {', '.join(sorted(map(str, frame.columns))[:30])})"
+            )
+        try:
+            keep &= np.isclose(pd.to_numeric(frame[col]).astype(float), float(value), rtol=1e-9, atol=0)
+        except (TypeError, ValueError):
+            keep &= frame[col].astype(str) == str(value)
+    return keep
+
+
+def _binned(steps: np.ndarray, loss: np.ndarray, bin_steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mean loss over consecutive bins of ``bin_steps`` steps, placed at the bin's mean step (exact for a
+    loss that is linear within a bin); the last, possibly shorter, bin ends at the last step."""
+    if bin_steps <= 1:
+        return steps, loss
+    idx = np.arange(len(steps)) // bin_steps
+    n = int(idx[-1]) + 1
+    cnt = np.bincount(idx, minlength=n)
+    s = np.bincount(idx, weights=steps, minlength=n) / cnt
+    v = np.bincount(idx, weights=loss, minlength=n) / cnt
+    return np.round(s).astype(np.int64), v
+
+
+def store_curves(
+    store,
+    where: Mapping[str, Any] | None = None,
+    source: str = "auto",
+    bin_steps: int | None = None,
+    min_points: int = 8,
+) -> list[RunCurve]:
+    """Curves of the finished runs of ``store`` (a Store or a path) that match ``where`` (column ->
+    value, e.g. ``{"optimizer": "adamw", "width": 64}``).
+
+    ``source="val"``: the validation loss at evaluation steps (a fixed evaluation set, so the curve is
+    smooth: the better source when runs evaluate often); ``"train"``: the per-step training loss averaged
+    over bins of ``bin_steps`` steps (default: about 1/64 of the run, at least 4); ``"auto"``: val when
+    every matching run has at least ``min_points`` evaluations, else train. The LR array
+    is the run's own schedule (:func:`oasl.optim.schedules.lr_curve` of its spec), so runs stopped
+    early (pruned) still carry their full planned schedule. Diverged and failed runs are skipped.
+    Raises DataError when nothing usable matches."""
+    from oasl.optim.schedules import lr_curve
+    from oasl.store import open_store
+
+    if source not in ("train", "val", "auto"):
+        raise DataError(f"curve source {source!r} is not 'train', 'val' or 'auto'")
+    st = open_store(store) if isinstance(store, (str, bytes)) or hasattr(store, "__fspath__") else store
+    frame = st.to_dataframe()
+    if frame.empty:
+        raise DataError("the store has no runs: run a sweep first (oasl sweep run)")
+    frame = frame[frame["status"].isin(["done", "stopped"]) & (frame["source"] == "oasl")]
+    if where:
+        frame = frame[_matches(frame, where)]
+    if frame.empty:
+        raise DataError(f"no finished oasl runs in the store match {dict(where or {})}")
+    all_curves = st.curves(list(frame["key"]))
+    if source == "auto":
+        n_val = all_curves.dropna(subset=["val_loss"]).groupby("key").size()
+        source = "val" if len(n_val) == len(frame) and n_val.min() >= min_points else "train"
+    out: list[RunCurve] = []
+    for _, row in frame.iterrows():
+        spec = RunSpec.model_validate(st.get(row["key"])["spec"])
+        lrs = lr_curve(spec.schedule, spec.steps, spec.lr)
+        c = all_curves[all_curves["key"] == row["key"]].sort_values("step")
+        col = "train_loss" if source == "train" else "val_loss"
+        c = c[np.isfinite(pd.to_numeric(c[col], errors="coerce").astype(float))]
+        if c.empty:
+            continue
+        steps = c["step"].to_numpy(dtype=np.int64) - 1  # stored steps count updates from 1
+        loss = c[col].to_numpy(dtype=float)
+        if source == "train":
+            b = bin_steps if bin_steps is not None else max(4, spec.steps // 64)
+            steps, loss = _binned(steps, loss, b)
+        if len(steps) < min_points:
+            continue
+        label = schedule_label(spec.schedule)
+        name = f"{label} lr={spec.lr:.3g} w{spec.shape.width}d{spec.shape.depth} s{spec.seed}"
+        out.append(
+            RunCurve(
+                Curve(steps, lrs, loss, name=name, n_params=float(row["n_params"])),
+                key=row["key"],
+                schedule=label,
+                lr=float(spec.lr),
+                n_params=float(row["n_params"]),
+                steps=int(spec.steps),
+                final_val_loss=float(row.get("final_val_loss", math.nan)),
+                row=row.to_dict(),
+                source=source,
+            )
+        )
+    if not out:
+        raise DataError(
+            f"the {len(frame)} matching runs have fewer than {min_points} logged points each: "
+            "log every step (train loss) or evaluate more often (run.eval_interval)"
+        )
+    return out
+
+
+def candidate_schedules(
+    names: Sequence[str],
+    steps: int,
+    peak_lr: float,
+    warmup_frac: float = 0.0,
+    warmup_steps: int | None = None,
+) -> dict[str, np.ndarray]:
+    """Per-step LR arrays (length ``steps``) for short schedule names (``cosine``, ``cosine:0.1``,
+    ``wsd:0.2``, ``linear``, ``constant``, ``step``, ``inverse_sqrt``), all with peak ``peak_lr``
+    and the same warmup. Unknown names raise ConfigError naming the known ones."""
+    from oasl.errors import ConfigError
+    from oasl.optim.schedules import lr_curve, parse_schedule
+
+    if steps < 2:
+        raise ConfigError(f"a run of {steps} steps is too short to compare schedules")
+    if not (math.isfinite(peak_lr) and peak_lr > 0):
+        raise ConfigError(f"peak lr must be positive, got {peak_lr}")
+    if not names:
+        raise ConfigError("no candidate schedules: pass e.g. cosine,wsd:0.1,wsd:0.2,linear,constant")
+    warm = {"warmup_steps": warmup_steps} if warmup_steps is not None else {"warmup_frac": warmup_frac}
+    out = {}
+    for n in names:
+        out[n.strip()] = lr_curve(parse_schedule(n.strip(), **warm), steps, peak_lr)
+    return out
+
+
+def rank_candidates(
+    law,
+    names: Sequence[str],
+    steps: int,
+    peak_lr: float,
+    warmup_frac: float = 0.0,
+    warmup_steps: int | None = None,
+    tune: bool = False,
+    level: float | None = None,
+    **predict_kwargs,
+) -> pd.DataFrame:
+    """Rank candidate schedules for a run of ``steps`` steps at peak LR ``peak_lr`` by ``law``'s
+    predicted final loss (nats), best first. With ``tune``, each family with a parameter of its own
+    (see ``TUNE_GRIDS``) also gets its best value on the grid, added as an extra row (``tuned`` True).
+    ``level`` adds a bootstrap interval; ``predict_kwargs`` go to the law (``n_params=`` for a
+    :class:`~oasl.laws.schedule.ScaledScheduleLaw`)."""
+    from oasl.laws.schedule import rank_schedules
+    from oasl.optim.schedules import parse_schedule
+
+    scheds = candidate_schedules(names, steps, peak_lr, warmup_frac, warmup_steps)
+    tuned: set[str] = set()
+    if tune:
+        warm = {"warmup_steps": warmup_steps} if warmup_steps is not None else {"warmup_frac": warmup_frac}
+        families = {parse_schedule(n, **warm).name for n in scheds}
+        for fam in sorted(families & set(TUNE_GRIDS)):
+            field, grid = TUNE_GRIDS[fam]
+            names_f = [f"{fam}:{v:g}" for v in grid]
+            grid_s = candidate_schedules(names_f, steps, peak_lr, warmup_frac, warmup_steps)
+            finals = {n: float(law.predict(v, [steps - 1], **predict_kwargs)[0]) for n, v in grid_s.items()}
+            best = min(finals, key=finals.get)
+            scheds.setdefault(best, grid_s[best])
+            tuned.add(best)
+    df = rank_schedules(law, scheds, level=level, **predict_kwargs)
+    df["tuned"] = df["schedule"].isin(tuned)
+    return df
+
+
+# -- the schedule-law file ---------------------------------------------------------------------------
+FILE_KIND = "oasl-schedule-law"
+
+
+def save_schedule_law(path, law, context: Mapping[str, Any] | None = None):
+    """Write ``law`` (a fitted schedule law, with its bootstrap draws when computed) and ``context``
+    (what it was fitted on: steps, lr, warmup_frac, n_params, filters) to a JSON file; returns the path."""
+    import json
+    from pathlib import Path
+
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(
+        json.dumps(
+            {"kind": FILE_KIND, "law": law.to_dict(), "context": dict(context or {})}, indent=1, default=float
+        )
+    )
+    return p
+
+
+def load_schedule_law(path):
+    """Read a file written by :func:`save_schedule_law`; returns ``(law, context)``."""
+    import json
+    from pathlib import Path
+
+    from oasl.errors import ConfigError
+    from oasl.laws.schedule import AnnealingLaw, MultiPowerLaw, ScaledScheduleLaw
+
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"schedule-law file {p} does not exist: write one with `oasl schedules fit`")
+    try:
+        d = json.loads(p.read_text())
+        if d.get("kind") != FILE_KIND:
+            raise KeyError("kind")
+        kinds = {c.KIND: c for c in (MultiPowerLaw, AnnealingLaw)}
+        ld = d["law"]
+        if ld.get("kind") == "scaled_schedule":
+            law = ScaledScheduleLaw.from_dict(ld)
+        elif ld.get("kind") in kinds:
+            law = kinds[ld["kind"]].from_dict(ld)
+        else:
+            raise KeyError(f"law kind {ld.get('kind')!r}")
+        return law, d.get("context", {})
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
+        raise ConfigError(f"{p} is not a schedule-law file written by oasl ({exc})") from None
