@@ -67,9 +67,8 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(Path("validation"), "--out", help="Folder for validation.json."),
     ) -> None:
         """Recommend at a larger target and compare with an oracle grid and baselines there."""
-        from oasl.validate import load_validate, validate
-
         from oasl.cli.common import progress_bar
+        from oasl.validate import load_validate, validate
 
         spec = load_validate(spec_path)
         with progress_bar() as bar:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from oasl.optim.groups import param_groups
-from oasl.optim.registry import REGISTRY, HP, OptimizerEntry, get_optimizer, validate_hps
+from oasl.optim.registry import HP, REGISTRY, OptimizerEntry, get_optimizer, validate_hps
 from oasl.optim.schedules import lr_curve, lr_factor, parse_schedule
 
 
