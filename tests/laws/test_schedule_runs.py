@@ -174,6 +174,19 @@ def test_cli_fit_predict_rank(sched_store, tmp_path, capsys):
         assert name in out
     assert (tmp_path / "r.png").is_file()
 
+    # the report gains the schedule section: fit figure, per-curve errors, ranking figure and table
+    code, out, err = run_cli(
+        ["report", "--store", sched_store, "--schedule-law", str(law_file), "--out", str(tmp_path / "rep")],
+        capsys,
+    )
+    assert code == 0, err
+    html = (tmp_path / "rep" / "index.html").read_text()
+    assert "observed vs predicted" in html and "ranking by predicted final loss" in html
+    for alt in ("observed vs predicted loss curves", "predicted loss curves per schedule"):
+        assert f'<img alt="{alt}" src="data:image/png;base64,' in html
+    for name in ("wsd:0.1", "cosine:0", "linear lr=0.004", "final_loss_lo"):
+        assert name in html
+
 
 def test_cli_bad_input(sched_store, tmp_path, capsys):
     code, _, err = run_cli(

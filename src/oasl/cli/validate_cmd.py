@@ -101,6 +101,8 @@ def register(app: typer.Typer) -> None:
         store: str = typer.Option("runs.db", "--store"),
         out: Path = typer.Option(Path("report"), "--out"),
         validation: Path = typer.Option(None, "--validation", help="validation.json to include (optional)."),
+        schedule_law: Path = typer.Option(None, "--schedule-law",
+                                          help="A file from `oasl schedules fit` to include (optional)."),
     ) -> None:
         """Write a self-contained HTML report (plots embedded) from a store."""
         from oasl.errors import StoreError
@@ -110,5 +112,5 @@ def register(app: typer.Typer) -> None:
         if not Path(store).exists():
             raise StoreError(f"store {store} does not exist")
         val = load_validation(validation) if validation else None
-        page = write_report(store, out, validation=val)
+        page = write_report(store, out, validation=val, schedules=schedule_law)
         console.print(f"report written to {page}")

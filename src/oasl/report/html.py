@@ -50,8 +50,8 @@ def write_report(store: str | Path, out: str | Path, validation=None, fit=None, 
     """Write ``out/index.html`` (images also saved beside it) from a store and optional results.
 
     ``validation`` is a :class:`~oasl.validate.ValidationResult`, ``fit`` a
-    :class:`~oasl.laws.pipeline.FitReport` (fitted here from the store when None), ``schedules`` a dict
-    with ``table`` (ranking DataFrame) and ``figure`` (PNG path) from the schedule tools.
+    :class:`~oasl.laws.pipeline.FitReport` (fitted here from the store when None), ``schedules`` the dict
+    of :func:`oasl.report.schedules.schedule_section` (or a schedule-law file path, turned into one here).
     Returns the path of the HTML page.
     """
     from oasl.errors import FitError
@@ -111,8 +111,19 @@ def write_report(store: str | Path, out: str | Path, validation=None, fit=None, 
         parts.append(_img(png, "validation bars"))
         parts.append(_table(table.drop(columns=["note"])))
 
+    if schedules is not None and not isinstance(schedules, dict):
+        from oasl.report.schedules import schedule_section
+
+        schedules = schedule_section(schedules, out, store=store)
     if schedules:
-        parts.append("<h2>Schedules: predicted final loss</h2>")
+        parts.append("<h2>Schedules: observed vs predicted loss curves</h2>")
+        if schedules.get("law"):
+            parts.append(f"<p class='note'>{html.escape(schedules['law'])}</p>")
+        if schedules.get("fit_figure"):
+            parts.append(_img(Path(schedules["fit_figure"]), "observed vs predicted loss curves"))
+        if schedules.get("errors") is not None and len(schedules["errors"]):
+            parts.append(_table(schedules["errors"]))
+        parts.append("<h2>Schedules: ranking by predicted final loss</h2>")
         if schedules.get("figure"):
             parts.append(_img(Path(schedules["figure"]), "predicted loss curves per schedule"))
         if schedules.get("table") is not None:
