@@ -10,26 +10,7 @@ import typer
 from rich.table import Table
 
 from oasl.cli.common import console
-
-
-def _runs_frame(store: str | None, csv: Path | None):
-    import pandas as pd
-
-    from oasl.errors import ConfigError, StoreError
-    from oasl.store import open_store
-
-    if (store is None) == (csv is None):
-        raise ConfigError("give exactly one of --store or --csv")
-    if csv is not None:
-        if not csv.is_file():
-            raise ConfigError(f"CSV file {csv} does not exist")
-        df = pd.read_csv(csv)
-        if "final_val_loss" not in df and "loss" in df:
-            df = df.rename(columns={"loss": "final_val_loss"})
-        return df
-    if not Path(store).exists():
-        raise StoreError(f"store {store} does not exist: run `oasl sweep run` first")
-    return open_store(store).to_dataframe(finished_only=True)
+from oasl.cli.optima_cmd import load_runs
 
 
 def register(app: typer.Typer) -> None:
@@ -75,7 +56,7 @@ def register(app: typer.Typer) -> None:
         from oasl.laws import save_laws
         from oasl.laws.pipeline import fit_laws
 
-        df = _runs_frame(store, csv)
+        df = load_runs(store, csv, finished_only=True)
         report = fit_laws(df, hps=hp or None)
         laws_to_save = dict(report.laws)
         if report.loss_law is not None:

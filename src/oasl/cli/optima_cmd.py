@@ -75,7 +75,7 @@ def read_csv(path: Path):
     return df
 
 
-def load_runs(store: str | None, csv: Path | None):
+def load_runs(store: str | None, csv: Path | None, finished_only: bool = False):
     """Runs from exactly one of a store (``Store.to_dataframe()``) or a CSV."""
     from oasl.errors import ConfigError, StoreError
 
@@ -87,10 +87,9 @@ def load_runs(store: str | None, csv: Path | None):
         raise StoreError(
             f"store {store} does not exist: run `oasl sweep run` or `oasl import RUNS.csv --store {store}`"
         )
-    import oasl.store as store_mod
+    from oasl.store import open_store
 
-    opener = getattr(store_mod, "open_store", None) or store_mod.Store
-    return opener(store).to_dataframe()
+    return open_store(store).to_dataframe(finished_only=finished_only)
 
 
 def validate_import(df, name: str = "the CSV") -> list[str]:

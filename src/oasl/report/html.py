@@ -57,6 +57,7 @@ def write_report(store: str | Path, out: str | Path, validation=None, fit=None, 
     from oasl.errors import FitError
     from oasl.laws.pipeline import fit_laws
     from oasl.optima import locate_optima
+    from oasl.report.plots_optima import plot_optima
     from oasl.store import open_store
 
     out = Path(out)
@@ -71,7 +72,7 @@ def write_report(store: str | Path, out: str | Path, validation=None, fit=None, 
         group = [g for g in ("optimizer", "n_params", "tokens") if g in df]
         try:
             opt = locate_optima(df, over=over, group_by=group)
-            png = plots.plot_optima(df, opt, out / "optima.png", over=over, group_by=group)
+            png = plot_optima(df, opt, over, group, out / "optima.png")
             parts.append(_img(png, "loss vs lr per shape and optimizer"))
             cols = [*group, "grid_argmin", "opt", "ci_low", "ci_high", "band_low", "band_high", "note"]
             parts.append(_table(opt[cols]))

@@ -1,5 +1,6 @@
-"""Plots people would rather see than read: loss vs HP with optima, laws on log-log axes with their
-interval bands, validation bars, predicted loss curves. matplotlib is imported lazily (Agg backend)."""
+"""Plots people would rather see than read: laws on log-log axes with their interval bands, validation
+bars, predicted loss curves (loss vs HP with optima lives in :mod:`oasl.report.plots_optima`).
+matplotlib is imported lazily (Agg backend)."""
 
 from __future__ import annotations
 
@@ -27,48 +28,6 @@ def _grid(n: int):
     for ax in axes.flat[n:]:
         ax.set_visible(False)
     return plt, fig, list(axes.flat)
-
-
-def plot_optima(runs: pd.DataFrame, optima: pd.DataFrame, path: str | Path, over: str = "lr",
-                group_by=("optimizer", "n_params", "tokens"), loss: str = "final_val_loss") -> Path:
-    """Loss vs ``over`` (log x) per group: runs, fitted parabola, refined optimum with CI, near-optimal band."""
-    group_by = list(group_by)
-    plt, fig, axes = _grid(len(optima))
-    for ax, (_, o) in zip(axes, optima.iterrows(), strict=False):
-        mask = np.ones(len(runs), bool)
-        for g in group_by:
-            mask &= (runs[g] == o[g]).to_numpy()
-        g = runs[mask]
-        y = pd.to_numeric(g[loss], errors="coerce")
-        ok = np.isfinite(y)
-        ax.scatter(g.loc[ok, over], y[ok], s=18, color="C0", label="runs")
-        if (~ok).any():
-            top = y[ok].max() if ok.any() else 1.0
-            ax.scatter(g.loc[~ok, over], np.full((~ok).sum(), top), marker="x", color="C3", label="diverged")
-        if ok.sum() >= 3:
-            x = np.log(g.loc[ok, over].astype(float))
-            best = x.iloc[int(np.argmin(y[ok]))]
-            near = np.abs(x - best) <= 2.5 * (np.ptp(x) / max(len(np.unique(x)) - 1, 1))
-            if near.sum() >= 3:
-                c = np.polyfit(x[near], y[ok][near], 2)
-                xs = np.linspace(x[near].min(), x[near].max(), 100)
-                ax.plot(np.exp(xs), np.polyval(c, xs), color="C1", lw=1.2, label="parabola")
-        if np.isfinite(o.get("band_low", np.nan)):
-            ax.axvspan(o["band_low"], o["band_high"], color="C2", alpha=0.15, label="near-optimal band")
-        if np.isfinite(o.get("opt", np.nan)):
-            ax.axvline(o["opt"], color="k", lw=1, label=f"optimum {o['opt']:.3g}")
-        if np.isfinite(o.get("ci_low", np.nan)):
-            ax.axvspan(o["ci_low"], o["ci_high"], color="k", alpha=0.08)
-        ax.set_xscale("log")
-        _plain_minor(ax)
-        ax.set_xlabel(over)
-        ax.set_ylabel(loss)
-        ax.set_title(", ".join(f"{g}={_short(o[g])}" for g in group_by), fontsize=9)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
 
 
 def _plain_minor(ax) -> None:
