@@ -59,8 +59,14 @@ class Recommendation:
         return pd.DataFrame([i.__dict__ for i in self.items.values()])
 
     def to_dict(self) -> dict[str, Any]:
-        return {"optimizer": self.optimizer, "n_params": self.n_params, "tokens": self.tokens, "seq_len": self.seq_len,
-                "items": {k: v.__dict__ for k, v in self.items.items()}, "warnings": self.warnings}
+        return {
+            "optimizer": self.optimizer,
+            "n_params": self.n_params,
+            "tokens": self.tokens,
+            "seq_len": self.seq_len,
+            "items": {k: v.__dict__ for k, v in self.items.items()},
+            "warnings": self.warnings,
+        }
 
     # -- exports ----------------------------------------------------------------------------------
     def hps(self) -> dict[str, float]:
@@ -74,17 +80,36 @@ class Recommendation:
         lr = float(self.value("lr"))
         name = self.optimizer
         if name == "adamw":
-            return {"class": "torch.optim.AdamW", "lr": lr, "betas": (hp["beta1"], hp["beta2"]), "eps": hp["eps"],
-                    "weight_decay": hp["weight_decay"]}
+            return {
+                "class": "torch.optim.AdamW",
+                "lr": lr,
+                "betas": (hp["beta1"], hp["beta2"]),
+                "eps": hp["eps"],
+                "weight_decay": hp["weight_decay"],
+            }
         if name == "sgd":
-            return {"class": "torch.optim.SGD", "lr": lr, "momentum": hp["momentum"],
-                    "nesterov": bool(hp["nesterov"]), "weight_decay": hp["weight_decay"]}
+            return {
+                "class": "torch.optim.SGD",
+                "lr": lr,
+                "momentum": hp["momentum"],
+                "nesterov": bool(hp["nesterov"]),
+                "weight_decay": hp["weight_decay"],
+            }
         if name == "adafactor":
-            return {"class": "torch.optim.Adafactor", "lr": lr, "beta2_decay": hp["beta2_decay"],
-                    "d": hp["clip_threshold"], "weight_decay": hp["weight_decay"]}
+            return {
+                "class": "torch.optim.Adafactor",
+                "lr": lr,
+                "beta2_decay": hp["beta2_decay"],
+                "d": hp["clip_threshold"],
+                "weight_decay": hp["weight_decay"],
+            }
         if name == "lion":
-            return {"class": "oasl.optim.lion.Lion", "lr": lr, "betas": (hp["beta1"], hp["beta2"]),
-                    "weight_decay": hp["weight_decay"]}
+            return {
+                "class": "oasl.optim.lion.Lion",
+                "lr": lr,
+                "betas": (hp["beta1"], hp["beta2"]),
+                "weight_decay": hp["weight_decay"],
+            }
         return {"class": "oasl.optim.registry.MuonWithAdamW", "lr": lr, **hp}
 
     def torch_optimizer(self, model):
@@ -97,14 +122,21 @@ class Recommendation:
     def hf_training_arguments(self, devices: int = 1) -> dict[str, Any]:
         """Keyword arguments for ``transformers.TrainingArguments`` (global batch split over ``devices``)."""
         hp = self.hps()
-        optim = {"adamw": "adamw_torch", "sgd": "sgd", "adafactor": "adafactor", "lion": "lion_32bit"}.get(self.optimizer)
+        optim = {"adamw": "adamw_torch", "sgd": "sgd", "adafactor": "adafactor", "lion": "lion_32bit"}.get(
+            self.optimizer
+        )
         if optim is None:
             raise ConfigError(f"Hugging Face Trainer has no built-in {self.optimizer}; use --format torch")
         steps = int(self.value("total_steps"))
-        out = {"learning_rate": float(self.value("lr")), "max_steps": steps,
-               "per_device_train_batch_size": max(1, int(self.value("batch_seqs")) // devices),
-               "warmup_steps": int(self.value("warmup_steps")), "lr_scheduler_type": str(self.value("schedule")),
-               "weight_decay": hp.get("weight_decay", 0.0), "optim": optim}
+        out = {
+            "learning_rate": float(self.value("lr")),
+            "max_steps": steps,
+            "per_device_train_batch_size": max(1, int(self.value("batch_seqs")) // devices),
+            "warmup_steps": int(self.value("warmup_steps")),
+            "lr_scheduler_type": str(self.value("schedule")),
+            "weight_decay": hp.get("weight_decay", 0.0),
+            "optim": optim,
+        }
         if "beta1" in hp:
             out.update(adam_beta1=hp["beta1"], adam_beta2=hp["beta2"])
         if "eps" in hp:
@@ -118,10 +150,13 @@ class Recommendation:
         optax = require("optax", "jax")
         hp = self.hps()
         lr, steps = float(self.value("lr")), int(self.value("total_steps"))
-        sched = optax.warmup_cosine_decay_schedule(0.0, lr, int(self.value("warmup_steps")), steps,
-                                                   end_value=lr * DEFAULT_FINAL_FRAC)
+        sched = optax.warmup_cosine_decay_schedule(
+            0.0, lr, int(self.value("warmup_steps")), steps, end_value=lr * DEFAULT_FINAL_FRAC
+        )
         if self.optimizer == "adamw":
-            return optax.adamw(sched, b1=hp["beta1"], b2=hp["beta2"], eps=hp["eps"], weight_decay=hp["weight_decay"])
+            return optax.adamw(
+                sched, b1=hp["beta1"], b2=hp["beta2"], eps=hp["eps"], weight_decay=hp["weight_decay"]
+            )
         if self.optimizer == "sgd":
             return optax.sgd(sched, momentum=hp["momentum"], nesterov=bool(hp["nesterov"]))
         if self.optimizer == "lion":
@@ -148,17 +183,27 @@ def _from_law(name, law, q, level, warn_ratio, source) -> Item:
     ratio = float(sub.extrapolation_ratio(q)[0]) if getattr(sub, "range_", None) else None
     warning = ""
     if ratio is not None and ratio > warn_ratio:
-        warning = (f"extrapolates {ratio:.0f}x beyond the range the law was fitted on "
-                   f"({', '.join(f'{k} {a:.3g}-{b:.3g}' for k, (a, b) in sub.range_.items())}); trust it less")
+        warning = (
+            f"extrapolates {ratio:.0f}x beyond the range the law was fitted on "
+            f"({', '.join(f'{k} {a:.3g}-{b:.3g}' for k, (a, b) in sub.range_.items())}); trust it less"
+        )
     if not math.isfinite(value) or value <= 0:
         raise ConfigError(f"the law of {name} predicts {value} at this target: it does not apply here")
     return Item(name, value, lo if hi > lo else None, hi if hi > lo else None, source, ratio, warning)
 
 
-def recommend(optimizer: str, n_params: float | None = None, tokens: float | None = None,
-              shape: ModelShape | None = None, laws: dict[str, Any] | None = None, published: str | None = None,
-              seq_len: int | None = None, level: float = 0.9, warn_ratio: float = 4.0,
-              laws_source: str = "fitted laws") -> Recommendation:
+def recommend(
+    optimizer: str,
+    n_params: float | None = None,
+    tokens: float | None = None,
+    shape: ModelShape | None = None,
+    laws: dict[str, Any] | None = None,
+    published: str | None = None,
+    seq_len: int | None = None,
+    level: float = 0.9,
+    warn_ratio: float = 4.0,
+    laws_source: str = "fitted laws",
+) -> Recommendation:
     """Recommend a configuration for a target of ``n_params`` (non-embedding) and ``tokens``.
 
     ``shape`` (optional) gives N, width, depth and seq_len. ``laws`` maps HP names to fitted laws (from
@@ -173,7 +218,9 @@ def recommend(optimizer: str, n_params: float | None = None, tokens: float | Non
         n_params = n_params or count_params(shape).n_params
         seq_len = seq_len or shape.seq_len
     if n_params is None or tokens is None:
-        raise ConfigError("give the target as --params and --tokens (or a shape with --width/--depth and --tokens)")
+        raise ConfigError(
+            "give the target as --params and --tokens (or a shape with --width/--depth and --tokens)"
+        )
     if n_params <= 0 or tokens <= 0:
         raise ConfigError(f"target params and tokens must be positive, got {n_params:g} and {tokens:g}")
     seq_len = seq_len or 2048
@@ -182,41 +229,70 @@ def recommend(optimizer: str, n_params: float | None = None, tokens: float | Non
     laws = dict(laws or {})
     pub = get_published(published) if published else None
     sources: dict[str, tuple[Any, str]] = {k: (v, laws_source) for k, v in laws.items()}
+    queries: dict[str, pd.DataFrame] = {}
     if pub is not None:
+        pq, cnote = q, ""
+        if pub.name == "deepseek":
+            # DeepSeek's C is M D with M counting attention (Bi et al. 2024, Eq. 2), not 6 N D.
+            from oasl.laws.published import deepseek_flops
+
+            pq = q.copy()
+            if shape is not None:
+                pq["C"] = deepseek_flops(shape.depth, shape.width, seq_len, tokens)
+            else:
+                cnote = "; C taken as 6ND (give a shape for DeepSeek's C = M D, which counts attention)"
         for k, v in pub.laws.items():
             if k not in sources and set(getattr(v, "features", ())) <= set(q.columns):
-                note = "" if pub.optimizer == entry.name else f"; measured with {pub.optimizer}, not {entry.name}"
-                sources[k] = (v, f"published {pub.name} ({pub.citation}){note}")
+                note = (
+                    ""
+                    if pub.optimizer == entry.name
+                    else f"; measured with {pub.optimizer}, not {entry.name}"
+                )
+                sources[k] = (v, f"published {pub.name} ({pub.citation}){note}{cnote}")
+                queries[k] = pq
+
+    def law_item(k: str) -> Item:
+        return _from_law(k, sources[k][0], queries.get(k, q), level, warn_ratio, sources[k][1])
+
     if "lr" in sources:
-        rec.items["lr"] = _from_law("lr", sources["lr"][0], q, level, warn_ratio, sources["lr"][1])
+        rec.items["lr"] = law_item("lr")
     else:
-        rec.items["lr"] = Item("lr", entry.default_lr, source=f"{entry.name} default (no law of lr given)",
-                               warning="no law behind this value: fit one (oasl fit) or pass --published")
+        rec.items["lr"] = Item(
+            "lr",
+            entry.default_lr,
+            source=f"{entry.name} default (no law of lr given)",
+            warning="no law behind this value: fit one (oasl fit) or pass --published",
+        )
     if "batch_tokens" in sources:
-        rec.items["batch_tokens"] = _from_law("batch_tokens", sources["batch_tokens"][0], q, level, warn_ratio,
-                                              sources["batch_tokens"][1])
+        rec.items["batch_tokens"] = law_item("batch_tokens")
     else:
-        rec.items["batch_tokens"] = Item("batch_tokens", float(min(2**19, tokens / 100)),
-                                         source="heuristic: 0.5M tokens or 1% of the budget, whichever is smaller",
-                                         warning="no law behind this value")
+        rec.items["batch_tokens"] = Item(
+            "batch_tokens",
+            float(min(2**19, tokens / 100)),
+            source="heuristic: 0.5M tokens or 1% of the budget, whichever is smaller",
+            warning="no law behind this value",
+        )
     bt = float(rec.items["batch_tokens"].value)
     bs = max(1, round(bt / seq_len))
     rec.items["batch_seqs"] = Item("batch_seqs", bs, source=f"batch_tokens / seq_len {seq_len}")
     for h in entry.hps:
         if h.name in sources:
-            rec.items[h.name] = _from_law(h.name, sources[h.name][0], q, level, warn_ratio, sources[h.name][1])
+            rec.items[h.name] = law_item(h.name)
         else:
             rec.items[h.name] = Item(h.name, h.default, source=f"{entry.name} default ({h.doc})")
     steps = max(1, int(tokens // (bs * seq_len)))
     rec.items["total_steps"] = Item("total_steps", steps, source="tokens / (batch_seqs x seq_len)")
     if "warmup_frac" in sources:
-        it = _from_law("warmup_frac", sources["warmup_frac"][0], q, level, warn_ratio, sources["warmup_frac"][1])
+        it = law_item("warmup_frac")
         frac = float(it.value)
         src = it.source
     else:
         frac, src = DEFAULT_WARMUP_FRAC, f"default: {DEFAULT_WARMUP_FRAC:.0%} of the steps"
     rec.items["warmup_steps"] = Item("warmup_steps", int(round(frac * steps)), source=src)
-    rec.items["schedule"] = Item("schedule", DEFAULT_SCHEDULE,
-                                 source=f"default: cosine to {DEFAULT_FINAL_FRAC:.0%} of the peak (rank schedules "
-                                        "with `oasl schedules rank`)")
+    rec.items["schedule"] = Item(
+        "schedule",
+        DEFAULT_SCHEDULE,
+        source=f"default: cosine to {DEFAULT_FINAL_FRAC:.0%} of the peak (rank schedules "
+        "with `oasl schedules rank`)",
+    )
     return rec

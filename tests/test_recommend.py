@@ -1,0 +1,55 @@
+"""recommend(): published laws at the settings their papers report, exports, warnings, bad input."""
+
+import math
+
+import pytest
+import torch
+
+from oasl.config import ModelShape
+from oasl.errors import ConfigError
+from oasl.models import GPT
+from oasl.recommend import recommend
+
+# DeepSeek LLM 7B (Bi et al. 2024, Table 2): 30 layers, width 4096, 4096-token sequences, 2T tokens;
+# their laws (Sec. 3.1) gave peak lr 4.2e-4 and batch 2304 x 4096 = 9.4M tokens.
+DS7B = ModelShape(width=4096, depth=30, n_heads=32, seq_len=4096)
+
+
+def test_deepseek_7b_reproduces_the_paper_with_its_own_compute_measure():
+    rec = recommend("adamw", shape=DS7B, tokens=2e12, published="deepseek")
+    assert rec.value("lr") == pytest.approx(4.2e-4, rel=0.05)
+    assert rec.value("batch_tokens") == pytest.approx(9.4e6, rel=0.08)
+    # without a shape C falls back to 6ND, which the source says
+    rough = recommend("adamw", n_params=6.9e9, tokens=2e12, published="deepseek")
+    assert "6ND" in rough.items["lr"].source and "6ND" not in rec.items["lr"].source
+
+
+def test_step_law_and_exports():
+    rec = recommend("adamw", n_params=1e9, tokens=1e11, published="step-law", seq_len=2048)
+    # Step Law (Li et al. 2025, Eq. 1): lr = 1.79 N^-0.713 D^0.307
+    assert rec.value("lr") == pytest.approx(1.79 * 1e9**-0.713 * 1e11**0.307, rel=1e-3)
+    kw = rec.torch_kwargs()
+    assert kw["class"] == "torch.optim.AdamW" and kw["lr"] == rec.value("lr")
+    model = GPT(ModelShape(width=32, depth=1, seq_len=16))
+    opt = rec.torch_optimizer(model)
+    assert isinstance(opt, torch.optim.AdamW)
+    assert max(g["lr"] for g in opt.param_groups) == pytest.approx(rec.value("lr"))
+    assert sum(p.numel() for g in opt.param_groups for p in g["params"]) == sum(
+        p.numel() for p in model.parameters()
+    )
+    hf = rec.hf_training_arguments(devices=4)
+    assert hf["learning_rate"] == rec.value("lr") and hf["per_device_train_batch_size"] * 4 <= rec.value(
+        "batch_seqs"
+    )
+    assert rec.value("total_steps") == int(1e11 // (rec.value("batch_seqs") * 2048))
+
+
+def test_extrapolation_warning_and_bad_input():
+    rec = recommend("adamw", n_params=1e12, tokens=1e13, published="step-law")
+    assert any("extrapolates" in w for w in rec.warnings)
+    no_law = recommend("sgd", n_params=1e8, tokens=1e9)
+    assert math.isclose(no_law.value("lr"), 0.1) or "default" in no_law.items["lr"].source
+    with pytest.raises(ConfigError, match="positive"):
+        recommend("adamw", n_params=-1, tokens=1e9)
+    with pytest.raises(ConfigError):
+        recommend("adamw")
