@@ -75,7 +75,7 @@ def main() -> None:
     print(f"sweep: {len(runs)} runs, {summary}")
     t_sweep = time.time() - t0
 
-    rcs = store_curves(args.store, {"optimizer": "adamw"}, source="val")
+    rcs = store_curves(args.store, {"optimizer": "adamw"}, source="val", keys={r.key() for r in runs})
     by = {(rc.row["width"], rc.lr, rc.schedule): rc for rc in rcs}
     widths = sorted({k[0] for k in by})
     out: dict = {"sweep_wall_s": t_sweep, "within_size": {}, "cross_size": {}, "tuning": {}}

@@ -92,6 +92,7 @@ def store_curves(
     source: str = "auto",
     bin_steps: int | None = None,
     min_points: int = 8,
+    keys=None,
 ) -> list[RunCurve]:
     """Curves of the finished runs of ``store`` (a Store or a path) that match ``where`` (column ->
     value, e.g. ``{"optimizer": "adamw", "width": 64}``).
@@ -102,6 +103,7 @@ def store_curves(
     every matching run has at least ``min_points`` evaluations, else train. The LR array
     is the run's own schedule (:func:`oasl.optim.schedules.lr_curve` of its spec), so runs stopped
     early (pruned) still carry their full planned schedule. Diverged and failed runs are skipped.
+    ``keys`` (optional) keeps only runs with these store keys (e.g. those of one sweep spec).
     Raises DataError when nothing usable matches."""
     from oasl.optim.schedules import lr_curve
     from oasl.store import open_store
@@ -115,6 +117,8 @@ def store_curves(
     frame = frame[frame["status"].isin(["done", "stopped"]) & (frame["source"] == "oasl")]
     if where:
         frame = frame[_matches(frame, where)]
+    if keys is not None:
+        frame = frame[frame["key"].isin(set(keys))]
     if frame.empty:
         raise DataError(f"no finished oasl runs in the store match {dict(where or {})}")
     all_curves = st.curves(list(frame["key"]))
