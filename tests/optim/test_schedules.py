@@ -101,6 +101,9 @@ def test_every_optimizer_steps_and_respects_groups(name):
     groups = {g["role"]: g for g in opt.param_groups}
     assert groups["norm"]["weight_decay"] == 0.0 and groups["bias"]["weight_decay"] == 0.0
     assert groups["hidden"]["lr"] == pytest.approx(0.005)  # muP multiplier applied
+    # muP keeps lr x wd of a decayed group width-independent (microsoft/mup MuAdam/MuSGD): wd / lr_mult
+    wd = validate_hps(name, {})["weight_decay"]
+    assert groups["hidden"]["weight_decay"] * groups["hidden"]["lr_mult"] == pytest.approx(wd)
     before = model.lin.weight.detach().clone()
     loss = model(torch.arange(10))
     loss.backward()

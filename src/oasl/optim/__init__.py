@@ -13,12 +13,16 @@ def make_optimizer(model: torch.nn.Module, optimizer: str, lr: float, hps: dict[
                    decay_embeddings: bool = False) -> torch.optim.Optimizer:
     """Build ``optimizer`` (a registry name) over ``model`` with peak ``lr`` and validated ``hps``.
 
-    Every param group keeps ``lr_mult``; :func:`set_lr` applies ``peak * factor * lr_mult``.
+    Every param group keeps ``lr_mult``; :func:`set_lr` applies ``peak * factor * lr_mult``. muP groups
+    with weight decay get it scaled by ``wd_mult`` (see :func:`param_groups`).
     """
     entry = get_optimizer(optimizer)
     full = validate_hps(entry.name, hps)
     groups = param_groups(model, entry.name, decay_embeddings=decay_embeddings)
     opt = entry.build(groups, lr, full)
+    for g in opt.param_groups:
+        if "wd_mult" in g:
+            g["weight_decay"] = g["weight_decay"] * g["wd_mult"]
     set_lr(opt, lr, 1.0)
     return opt
 

@@ -22,7 +22,10 @@ def param_groups(model: torch.nn.Module, optimizer: str, decay_embeddings: bool 
     ``model`` must provide ``param_roles()`` and ``lr_multipliers(family)`` keyed by parameter name
     (see :class:`oasl.models.GPT`). Each group carries ``role``, ``lr_mult`` (the muP multiplier of
     the peak LR; 1 under SP) and ``weight_decay=0`` where the role takes no decay. Tied parameters
-    appear once.
+    appear once. A decayed group with a muP multiplier also carries ``wd_mult = 1 / lr_mult``, which
+    :func:`oasl.optim.make_optimizer` applies to its weight decay: torch's decay is multiplied by the LR,
+    and microsoft/mup's ``MuAdam``/``MuSGD`` (``decoupled_wd=False``) scale the decay inversely to the LR
+    so that lr x wd, the decay per step, does not change with width.
     """
     entry = get_optimizer(optimizer)
     roles = model.param_roles()
@@ -42,5 +45,7 @@ def param_groups(model: torch.nn.Module, optimizer: str, decay_embeddings: bool 
         g: dict[str, Any] = {"params": params, "role": role, "lr_mult": mult}
         if not decay:
             g["weight_decay"] = 0.0
+        elif mult != 1.0:
+            g["wd_mult"] = 1.0 / mult
         groups.append(g)
     return groups
