@@ -291,6 +291,18 @@ def test_scaled_law_learns_slopes_from_two_sizes_and_predicts_a_third():
     np.testing.assert_allclose(again.predict(target.lrs, n_params=4e8), law.predict(target.lrs, n_params=4e8))
 
 
+def test_scaled_law_warns_when_a_slope_is_not_determined():
+    # L0 moves by e^-3 over one e-fold of N: far beyond the +-2 bound of a slope, so the fit pins it there
+    curves = []
+    for n, l0 in ((25e6, 2.6), (25e6 * math.e, 2.6 * math.exp(-3))):
+        for i, k in enumerate(("cosine", "constant")):
+            c = synth(k, law="anneal", params={**_anneal_at(1e8), "L0": l0}, seed=i)
+            curves.append(Curve(c.steps, c.lrs, c.loss, k, n))
+    with pytest.warns(UserWarning, match="hit its bound"):
+        law = ScaledScheduleLaw(base=AnnealingLaw(), scaled=("L0",)).fit(curves)
+    assert law.slopes_["L0"] == pytest.approx(-2.0, abs=1e-2) and "L0" in law.warnings_[0]
+
+
 def test_scaled_law_transfers_one_size_with_given_slopes():
     slopes = {"L0": -0.09, "A": 0.08, "alpha": -0.06, "B": 0.13}
 

@@ -58,7 +58,11 @@ def fit_from_store(
             "pick one with --where width=... or fit across sizes with --scaled"
         )
     if scaled:
-        fitted = ScaledScheduleLaw(base, n_boot=boot).fit([rc.curve for rc in rcs])
+        import warnings
+
+        with warnings.catch_warnings():  # surfaced below through warnings_
+            warnings.simplefilter("ignore")
+            fitted = ScaledScheduleLaw(base, n_boot=boot).fit([rc.curve for rc in rcs])
     else:
         fitted = base.fit([rc.curve for rc in rcs])
         if boot > 0:

@@ -16,6 +16,7 @@ parameters, not a result of either schedule paper (docs/deviations.md).
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -148,6 +149,16 @@ class ScaledScheduleLaw:
         b = fixed_b.numpy().copy()
         b[free_idx] = theta[len(names) :]
         self.slopes_ = dict(zip(names, b.tolist(), strict=True))
+        # a slope at its bound means the sizes do not pin it down (e.g. L0 of short runs of two sizes)
+        stuck = [k for k in free if abs(self.slopes_[k]) >= 2.0 - 1e-3]
+        self.warnings_ = []
+        if stuck:
+            self.warnings_.append(
+                f"the slope in log N of {', '.join(stuck)} hit its bound (+-2): {len(sizes)} model sizes do not "
+                "determine it; predictions at other sizes are unreliable. Scale fewer parameters (scaled=...), "
+                "fix the slope (slopes={...}) or add sizes"
+            )
+            warnings.warn("ScaledScheduleLaw: " + self.warnings_[-1], stacklevel=2)
         self.theta_, self.objective_, self.size_laws_ = theta, val, size_laws
         self._train = (curves, fitter, theta_at)
         self.boot_thetas_ = None
@@ -252,7 +263,7 @@ class ScaledScheduleLaw:
         )
         law.n_ref_, law.sizes_, law.free_ = d["n_ref"], d["sizes"], d["free"]
         law.intercepts_, law.slopes_ = dict(d["intercepts"]), dict(d["slopes"])
-        law.boot_thetas_ = None
+        law.boot_thetas_, law.warnings_ = None, []
         return law
 
 
