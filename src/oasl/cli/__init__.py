@@ -29,7 +29,7 @@ def _root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks on 
 
 # Each command module registers itself on `app`; a module that is not there yet is skipped so the
 # CLI keeps working while features land one by one.
-for _mod in ("train_cmd", "sweep_cmd", "optima_cmd", "laws_cmd", "recommend_cmd", "schedules_cmd",
+for _mod in ("train_cmd", "sweep_cmd", "optima_cmd", "laws_cmd", "recommend_cmd", "schedules_cmd", "earlywarn_cmd",
              "validate_cmd", "report_cmd"):
     try:
         _m = importlib.import_module(f"oasl.cli.{_mod}")

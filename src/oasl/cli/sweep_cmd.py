@@ -71,7 +71,7 @@ def register(app: typer.Typer) -> None:
                 best = "  ".join(f"{g}: {v:.3f}" for g, v in sorted(summary.best.items())[:4])
                 bar.update(task, completed=done, status=best)
 
-            summary = run_sweep(runs, store, workers=workers, backend=backend, pruning=spec.pruning,
+            summary = run_sweep(runs, store, workers=workers, backend=backend, pruning=spec.pruning, early_warn=spec.early_warn,
                                 ray_address=ray_address, on_update=on_update)
             bar.update(task, completed=summary.skipped + summary.done + summary.diverged + summary.stopped
                        + summary.failed + summary.gave_up)

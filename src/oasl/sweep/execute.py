@@ -20,7 +20,7 @@ from pathlib import Path
 from oasl.config import RunSpec
 from oasl.errors import DependencyError, SweepError
 from oasl.store import FINISHED, SQLiteStore, Store, open_store
-from oasl.sweep.spec import Pruning, group_key
+from oasl.sweep.spec import EarlyWarn, Pruning, group_key
 
 MAX_ATTEMPTS = 2  # a run that raised is retried once on the next start
 
@@ -124,15 +124,36 @@ def _worker_init(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def _run_one(spec: RunSpec, store_path: str, pruning: Pruning | None) -> dict:
+def _stopper(spec: RunSpec, store_path: str | None, pruning: Pruning | None, early_warn: dict | None):
+    """The run's ``should_stop``: group pruning and/or the early warning (the first reason given wins)."""
+    stoppers = []
+    if pruning is not None and pruning.enabled and store_path is not None:
+        stoppers.append(GroupPruner(spec, store_path, pruning))
+    if early_warn is not None:
+        from oasl.train.earlywarn import DivergencePredictor, EarlyWarnStopper
+
+        stoppers.append(EarlyWarnStopper(spec.steps, DivergencePredictor.from_dict(early_warn)))
+    if not stoppers:
+        return None
+
+    def should_stop(step, val_loss, curve):
+        for s in stoppers:
+            reason = s(step, val_loss, curve)
+            if reason:
+                return reason
+        return None
+
+    return should_stop
+
+
+def _run_one(spec: RunSpec, store_path: str, pruning: Pruning | None, early_warn: dict | None = None) -> dict:
     """Train ``spec`` in a worker process and write its outcome to the store; return a small summary."""
     from oasl.train import train
 
     store = SQLiteStore(store_path)
     store.mark_running(spec)
     try:
-        stopper = GroupPruner(spec, store_path, pruning) if pruning is not None and pruning.enabled else None
-        result = train(spec, should_stop=stopper)
+        result = train(spec, should_stop=_stopper(spec, store_path, pruning, early_warn))
     except Exception as exc:  # recorded, retried once on the next start
         msg = f"{type(exc).__name__}: {exc}"
         store.mark_failed(spec, msg + "\n" + traceback.format_exc(limit=3))
@@ -157,13 +178,15 @@ def run_sweep(
     pruning: Pruning | None = None,
     ray_address: str | None = None,
     on_update: Callable[[SweepSummary, int], None] | None = None,
+    early_warn: EarlyWarn | None = None,
 ) -> SweepSummary:
     """Execute every run of ``runs`` not yet finished in ``store``.
 
     ``workers`` processes share the machine's cores (torch threads per worker = cores // workers).
     ``backend`` is "local" (process pool; ``workers=1`` trains in this process) or "ray" (Ray tasks;
     ``ray_address="auto"`` joins a running cluster, None starts a local instance; the driver writes
-    results). ``on_update(summary, total)`` is called after each run. Returns a :class:`SweepSummary`.
+    results). ``on_update(summary, total)`` is called after each run. ``early_warn`` (with a predictor
+    file) stops runs the divergence early warning flags (status "stopped"). Returns a :class:`SweepSummary`.
     """
     if workers < 1:
         raise SweepError(f"--workers must be at least 1, got {workers}")
@@ -173,6 +196,14 @@ def run_sweep(
     if not isinstance(st, SQLiteStore):  # pragma: no cover - only SQLite exists today
         raise SweepError("sweeps need a SQLite store")
     store_path = str(st.path)
+    warn = None
+    if early_warn is not None and early_warn.predictor:
+        from oasl.train.earlywarn import DivergencePredictor
+
+        pred = DivergencePredictor.load(early_warn.predictor)
+        if early_warn.threshold is not None:
+            pred.threshold = early_warn.threshold
+        warn = pred.to_dict()
     pending, finished, gave_up = todo(runs, st)
     summary = SweepSummary(planned=len(runs), skipped=finished, gave_up=gave_up)
     if on_update is not None:
@@ -197,17 +228,17 @@ def run_sweep(
             on_update(summary, len(pending))
 
     if backend == "ray":
-        _run_ray(pending, st, workers, pruning, ray_address, record)
+        _run_ray(pending, st, workers, pruning, ray_address, record, warn)
     elif workers == 1:
         for spec in pending:
-            record(_run_one(spec, store_path, pruning))
+            record(_run_one(spec, store_path, pruning, warn))
     else:
         threads = max(1, (os.cpu_count() or 1) // workers)
         import multiprocessing as mp
 
         with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_worker_init,
                                  initargs=(threads,)) as pool:
-            futures = {pool.submit(_run_one, spec, store_path, pruning) for spec in pending}
+            futures = {pool.submit(_run_one, spec, store_path, pruning, warn) for spec in pending}
             while futures:
                 finished_f, futures = wait(futures, return_when=FIRST_COMPLETED)
                 for f in finished_f:
@@ -216,7 +247,7 @@ def run_sweep(
     return summary
 
 
-def _run_ray(pending, store: SQLiteStore, workers, pruning, ray_address, record) -> None:
+def _run_ray(pending, store: SQLiteStore, workers, pruning, ray_address, record, warn=None) -> None:
     if pruning is not None and pruning.enabled:
         # Ray workers may run on other machines without the store file: pruning needs shared state.
         raise SweepError("pruning is supported on the local backend only; set pruning.enabled: false for Ray")
@@ -239,8 +270,8 @@ def _run_ray(pending, store: SQLiteStore, workers, pruning, ray_address, record)
         from oasl.train import train
 
         torch.set_num_threads(threads)
-        try:
-            return spec, train(spec), None
+        try:  # the early warning needs no shared state, so it works on Ray (pruning does not)
+            return spec, train(spec, should_stop=_stopper(spec, None, None, warn)), None
         except Exception as exc:  # returned, recorded by the driver
             return spec, None, f"{type(exc).__name__}: {exc}"
 

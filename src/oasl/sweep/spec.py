@@ -91,6 +91,15 @@ class Pruning(_Spec):
         return tuple(sorted(v))
 
 
+class EarlyWarn(_Spec):
+    """Divergence early warning in a sweep: ``predictor`` is a file from ``oasl earlywarn fit``; a run it
+    flags at the end of its window (the predictor's ``frac`` of the steps) is stopped and recorded with
+    status "stopped". ``threshold`` overrides the predictor's probability threshold."""
+
+    predictor: str | None = None
+    threshold: float | None = Field(default=None, gt=0, lt=1)
+
+
 class SweepSpec(_Spec):
     """A sweep: shapes x optimizers (each with its HP grid) x batch sizes x token budgets x seeds.
 
@@ -117,6 +126,7 @@ class SweepSpec(_Spec):
     corpus: CorpusSpec = CorpusSpec()
     run: dict[str, Any] = Field(default_factory=dict)
     pruning: Pruning = Pruning()
+    early_warn: EarlyWarn = EarlyWarn()
 
     @model_validator(mode="after")
     def _check(self) -> SweepSpec:
