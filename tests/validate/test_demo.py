@@ -77,3 +77,19 @@ def test_target_must_extrapolate(tmp_path):
     spec = demo_spec(sweep=MINI_SWEEP, target={"width": 48})
     with pytest.raises(SweepError, match="enlarge `target`"):
         validate(spec, tmp_path / "runs.db")
+
+
+def test_lr_law_falls_back_to_a_constant_without_a_trend():
+    import numpy as np
+    import pandas as pd
+
+    from oasl.validate.harness import fit_lr_law
+
+    n = np.array([2e4, 4e4, 8e4, 1.6e5])
+    trend = pd.DataFrame({"n_params": n, "tokens": 1e6, "opt": 3.0 * n**-0.5 * np.exp([0.02, -0.02, 0.01, -0.01])})
+    law = fit_lr_law(trend, ("N",))
+    assert law.kind == "power" and law.exponents_["N"] == pytest.approx(-0.5, abs=0.05)
+    flat = trend.assign(opt=0.1 * np.exp([0.2, -0.15, 0.1, -0.1]))
+    const = fit_lr_law(flat, ("N",))
+    assert const.kind == "constant"
+    assert const.predict(pd.DataFrame({"N": [1e7]}))[0] == pytest.approx(0.1 * np.exp(np.mean([0.2, -0.15, 0.1, -0.1])))

@@ -86,7 +86,7 @@ def register(app: typer.Typer) -> None:
         from oasl.validate.demo import run_demo
 
         t0 = time.perf_counter()
-        console.rule("oasl demo: sweep 3 widths x {adamw, sgd} -> fit lr*(N) -> recommend at width 192 -> verify")
+        console.rule("oasl demo: sweep a width ladder x {adamw, sgd} -> fit lr*(N) -> recommend at width 192 -> verify")
         from oasl.cli.common import progress_bar
 
         with progress_bar() as bar:

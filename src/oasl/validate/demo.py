@@ -1,7 +1,7 @@
 """``oasl demo``: the whole pipeline on embedded defaults, sized for 2 CPU cores in under 15 minutes.
 
-Sweep a ladder of three widths (32, 48, 64; depth 2) with AdamW and SGD+momentum over lr grids on the
-default corpus, locate the optima, fit lr*(N) per optimizer, recommend for a target of width 192
+Sweep a ladder of four widths (24, 32, 48, 64; depth 2) with AdamW and SGD+momentum over 7-point lr grids
+(x1.6 apart) on the default corpus, locate the optima, fit lr*(N) per optimizer, recommend for a target of width 192
 (about 9x the largest swept N), train the target at the recommendation and its two neighbours (x/÷2)
 and at the naive transfer (the largest swept shape's optimum), and report. Every run goes to the
 store in ``out/``, so an interrupted demo resumes where it stopped.
@@ -18,14 +18,14 @@ DEMO = {
     "name": "demo",
     "sweep": {
         "name": "demo-ladder",
-        "ladder": {"widths": [32, 48, 64], "depth": 2},
+        "ladder": {"widths": [24, 32, 48, 64], "depth": 2},
         "shape_defaults": {"seq_len": 64},
         "optimizers": {
-            "adamw": {"lr": {"log_range": [1.25e-3, 2e-2], "num": 5}},
-            "sgd": {"lr": {"log_range": [0.05, 0.8], "num": 5}, "momentum": 0.9},
+            "adamw": {"lr": {"log_range": [1e-3, 1.6e-2], "num": 7}},
+            "sgd": {"lr": {"log_range": [0.04, 0.64], "num": 7}, "momentum": 0.9},
         },
         "batch_seqs": 16,
-        "tokens": 262144,
+        "tokens": 393216,
         "schedule": {"name": "cosine", "warmup_frac": 0.05},
         "run": {"eval_interval": 64, "eval_tokens": 16384, "device": "cpu"},
     },

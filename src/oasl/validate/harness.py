@@ -136,13 +136,17 @@ def _with(spec: RunSpec, **changes) -> RunSpec:
 
 def fit_lr_law(optima: pd.DataFrame, features: tuple[str, ...]):
     """Fit lr*(features) as a power law on one optimizer's located optima (grid-edge bounds left out
-    when three or more other optima remain); returns the fitted :class:`PowerLaw`."""
-    from oasl.laws import PowerLaw
+    when three or more other optima remain). When an exponent's 90% interval contains 0 the optima do
+    not show a trend to extrapolate, and the null model is returned instead: a :class:`ConstantLaw`
+    (their geometric mean), so noise is not extrapolated 9x. Returns the fitted law."""
+    from oasl.laws import ConstantLaw, PowerLaw
     from oasl.laws.pipeline import drop_bounds
 
     X = drop_bounds(optima).rename(columns={"n_params": "N", "tokens": "D"})
-    law = PowerLaw(features=features, target="lr")
-    return law.fit(X[list(features)], X["opt"].to_numpy())
+    law = PowerLaw(features=features, target="lr").fit(X[list(features)], X["opt"].to_numpy())
+    if features and any(lo <= 0 <= hi for lo, hi in law.exponent_interval(0.9).values()):
+        return ConstantLaw(features=features, target="lr").fit(X[list(features)], X["opt"].to_numpy())
+    return law
 
 
 def validate(spec: ValidateSpec, store: str | Path, workers: int = 1, log: Log | None = None,
@@ -173,6 +177,8 @@ def validate(spec: ValidateSpec, store: str | Path, workers: int = 1, log: Log |
         if len(usable) < 2:
             raise FitError(f"[{opt}] fewer than 2 located optima: widen the lr grid or add shapes")
         law = fit_lr_law(usable, spec.law_features)
+        if getattr(law, "kind", "") == "constant":
+            log(f"[{opt}] the exponent's 90% interval contains 0: no trend to extrapolate, using the constant law")
         template = next(r for r in sweep_runs if r.optimizer == opt and r.shape == spec.sweep.model_shapes()[-1])
         tokens = spec.target_tokens or _target_tokens(spec, n_target)
         base = _with(template, shape=target_shape.model_dump(), tokens=tokens, seed=spec.seeds[0])
