@@ -35,3 +35,16 @@ def tiny_run(**overrides):
         else:
             data[k] = v
     return build(RunSpec, data)
+
+
+def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
+    """Run the ``oasl`` command in-process with pytest's ``capsys``; returns (exit code, stdout, stderr)."""
+    from oasl.cli import main
+
+    try:
+        main(args)
+        code = 0
+    except SystemExit as exc:
+        code = exc.code
+    out = capsys.readouterr()
+    return code, out.out, out.err

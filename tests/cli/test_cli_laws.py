@@ -5,17 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from oasl.cli import main
-
-
-def run_cli(args, capsys):
-    try:
-        main(args)
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
+from oasl.testing import run_cli
 
 
 @pytest.fixture

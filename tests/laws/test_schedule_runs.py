@@ -5,7 +5,6 @@ import json
 import numpy as np
 import pytest
 
-from oasl.cli import main
 from oasl.config import build
 from oasl.errors import ConfigError, DataError
 from oasl.laws.schedule import MultiPowerLaw
@@ -19,6 +18,7 @@ from oasl.laws.schedule_runs import (
 from oasl.optim.schedules import lr_curve, parse_schedule
 from oasl.store import open_store
 from oasl.sweep import SweepSpec, expand, run_sweep
+from oasl.testing import run_cli
 
 SCHEDS = ["constant", "cosine", "wsd:0.3", "linear"]
 
@@ -51,15 +51,6 @@ def sched_store(tmp_path_factory):
     run_sweep(runs + expand(other), db, workers=1)
     return str(db)
 
-
-def run_cli(args, capsys):
-    try:
-        main(args)
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def test_schedules_axis_and_labels():

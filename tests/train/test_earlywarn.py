@@ -7,11 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from oasl.cli import main
 from oasl.config import build
 from oasl.errors import DataError, FitError
 from oasl.store import open_store
 from oasl.sweep import SweepSpec, expand, run_sweep
+from oasl.testing import run_cli
 from oasl.train.earlywarn import (
     FEATURES,
     DivergencePredictor,
@@ -127,25 +127,16 @@ def test_bad_input(tmp_path, capsys):
         DivergencePredictor().fit(one.iloc[:3])
     with pytest.raises(FitError, match="not fitted"):
         DivergencePredictor().predict_proba(one)
-    assert _cli(["earlywarn", "fit", "--store", str(tmp_path / "missing.db")]) == 2
-    err = capsys.readouterr().err
+    code, _, err = run_cli(["earlywarn", "fit", "--store", str(tmp_path / "missing.db")], capsys)
+    assert code == 2
     assert "does not exist" in err and len(err.strip().splitlines()) == 1
-
-
-def _cli(args):
-    try:
-        main(args)
-    except SystemExit as exc:
-        return exc.code
-    return 0
 
 
 def test_cli_fit_and_eval(store, tmp_path, capsys):
     out = tmp_path / "ew.json"
-    assert (
-        _cli(["earlywarn", "fit", "--store", store, "--out", str(out), "--frac", "0.25", "--folds", "3"]) == 0
-    )
-    text = capsys.readouterr().out
+    args = ["earlywarn", "fit", "--store", store, "--out", str(out), "--frac", "0.25", "--folds", "3"]
+    code, text, err = run_cli(args, capsys)
+    assert code == 0, err
     assert "held out" in text and "F1" in text and out.is_file()
-    assert _cli(["earlywarn", "eval", "--store", store, "--predictor", str(out)]) == 0
-    assert "precision" in capsys.readouterr().out
+    code, text, err = run_cli(["earlywarn", "eval", "--store", store, "--predictor", str(out)], capsys)
+    assert code == 0 and "precision" in text
