@@ -1,5 +1,5 @@
-"""Extrapolation benchmark (issue: validation against baselines): sweep widths 32/48/64 (depth 2) with
-AdamW and SGD+momentum on the default corpus, recommend lr for width 192 (9x the largest swept N), and
+"""Extrapolation benchmark (issue: validation against baselines): sweep widths 24/32/48/64 (depth 2) over
+10-point lr grids (x1.59 apart) with AdamW and SGD+momentum on the default corpus, recommend lr for width 192 (9x the largest swept N), and
 compare with the oracle grid, naive transfer, library defaults, muP transfer, Step Law, random search
 and Optuna TPE (4 and 8 trials) at the target, over 2 seeds. Budget: about 1.5 h on 2 CPU cores.
 
@@ -22,10 +22,13 @@ SPEC = {
     "name": "extrapolation",
     "sweep": {
         "name": "extrapolation-ladder",
-        "ladder": {"widths": [32, 48, 64], "depth": 2},
+        "ladder": {"widths": [24, 32, 48, 64], "depth": 2},
         "shape_defaults": {"seq_len": 64},
-        "optimizers": {"adamw": {"lr": {"log_range": [6.25e-4, 4e-2], "num": 7}},
-                       "sgd": {"lr": {"log_range": [2.5e-2, 1.6], "num": 7}, "momentum": 0.9}},
+        # The first version swept widths 32/48/64 over 7-point grids (x2 apart) of the same ranges: AdamW
+        # regret +2.88%, SGD +2.84% (results/extrapolation_v1.json, with the old oracle rule: re-run gave these). The ranges are kept, so the
+        # oracle grid and the random/TPE trials at the target are the same runs.
+        "optimizers": {"adamw": {"lr": {"log_range": [6.25e-4, 4e-2], "num": 10}},
+                       "sgd": {"lr": {"log_range": [2.5e-2, 1.6], "num": 10}, "momentum": 0.9}},
         "batch_seqs": 16, "tokens": 393216,
         "schedule": {"name": "cosine", "warmup_frac": 0.05},
         "run": {"eval_interval": 128, "eval_tokens": 16384, "device": "cpu"},
