@@ -100,12 +100,17 @@ def write_report(store: str | Path, out: str | Path, validation=None, fit=None, 
         parts.append("<h2>Recommendation at the target</h2>")
         rows = []
         for ov in validation.optimizers:
-            rows.append({"optimizer": ov.optimizer, "target N": float(ov.target_n_params),
+            rows.append({"optimizer": ov.optimizer, "law used": str(ov.law.get("kind", "power")),
+                         "target N": float(ov.target_n_params),
                          "extrapolation": f"{ov.extrapolation_ratio:.1f}x", "recommended lr": ov.recommended_lr,
                          "90% interval": f"{ov.recommended_interval[0]:.3g} - {ov.recommended_interval[1]:.3g}",
                          "verified optimum lr": ov.oracle_lr,
                          "oasl regret": next(m.regret_mean for m in ov.methods if m.method == "oasl")})
         parts.append(_table(pd.DataFrame(rows)))
+        if any(r["law used"] == "constant" for r in rows):
+            parts.append("<p class='note'>A constant law means the optima showed no trend with N (the exponent's "
+                         "90% interval contains 0): the recommendation is their geometric mean, not the power "
+                         "law plotted above.</p>")
         parts.append("<h2>Validation: regret and tuning compute per method</h2>")
         table = validation.table()
         png = plots.plot_validation(table, out / "validation.png")
