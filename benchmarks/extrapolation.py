@@ -27,9 +27,12 @@ SPEC = {
         # The first version swept widths 32/48/64 over 7-point grids (x2 apart) of the same ranges: AdamW
         # regret +2.88%, SGD +2.84% (results/extrapolation_v1.json, with the old oracle rule: re-run gave these). The ranges are kept, so the
         # oracle grid and the random/TPE trials at the target are the same runs.
-        "optimizers": {"adamw": {"lr": {"log_range": [6.25e-4, 4e-2], "num": 10}},
-                       "sgd": {"lr": {"log_range": [2.5e-2, 1.6], "num": 10}, "momentum": 0.9}},
-        "batch_seqs": 16, "tokens": 393216,
+        "optimizers": {
+            "adamw": {"lr": {"log_range": [6.25e-4, 4e-2], "num": 10}},
+            "sgd": {"lr": {"log_range": [2.5e-2, 1.6], "num": 10}, "momentum": 0.9},
+        },
+        "batch_seqs": 16,
+        "tokens": 393216,
         "schedule": {"name": "cosine", "warmup_frac": 0.05},
         "run": {"eval_interval": 128, "eval_tokens": 16384, "device": "cpu"},
     },
@@ -51,16 +54,27 @@ def main() -> None:
     t0 = time.time()
     result = validate(build(ValidateSpec, SPEC), args.store, workers=args.workers, log=print)
     table = result.table()
-    lines = ["| optimizer | method | lr | regret (mean +- sd over seeds) | tuning compute (target runs) |",
-             "|---|---|---|---|---|"]
+    lines = [
+        "| optimizer | method | lr | regret (mean +- sd over seeds) | tuning compute (target runs) |",
+        "|---|---|---|---|---|",
+    ]
     for _, r in table.iterrows():
-        reg = f"{r['regret_mean']:+.2%} +- {r['regret_std']:.2%}" if math.isfinite(r["regret_mean"]) else "diverged"
+        reg = (
+            f"{r['regret_mean']:+.2%} +- {r['regret_std']:.2%}"
+            if math.isfinite(r["regret_mean"])
+            else "diverged"
+        )
         lines.append(f"| {r['optimizer']} | {r['method']} | {r['lr']:.3g} | {reg} | {r['tuning_runs']:.2f} |")
     for ov in result.optimizers:
         gains = {k: v for k, v in ov.efficiency.items() if "gain" in k or "runs_to_match" in k}
-        lines.append(f"\n{ov.optimizer}: target N={ov.target_n_params:,} ({ov.extrapolation_ratio:.1f}x); {gains}")
-    payload = {"table": table.to_dict(orient="records"), "wall_s": time.time() - t0,
-               "efficiency": {ov.optimizer: ov.efficiency for ov in result.optimizers}}
+        lines.append(
+            f"\n{ov.optimizer}: target N={ov.target_n_params:,} ({ov.extrapolation_ratio:.1f}x); {gains}"
+        )
+    payload = {
+        "table": table.to_dict(orient="records"),
+        "wall_s": time.time() - t0,
+        "efficiency": {ov.optimizer: ov.efficiency for ov in result.optimizers},
+    }
     write_result("extrapolation", payload, "\n".join(lines))
     print("\n".join(lines))
 

@@ -15,8 +15,10 @@ LAST = {"earlywarn": 1}
 
 def main() -> int:
     wanted = set(sys.argv[1:])
-    scripts = sorted((p for p in HERE.glob("*.py") if not p.name.startswith("_") and p.name != "run_all.py"),
-                     key=lambda p: (LAST.get(p.stem, 0), p.name))
+    scripts = sorted(
+        (p for p in HERE.glob("*.py") if not p.name.startswith("_") and p.name != "run_all.py"),
+        key=lambda p: (LAST.get(p.stem, 0), p.name),
+    )
     failed = []
     for script in scripts:
         if wanted and script.stem not in wanted:

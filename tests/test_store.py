@@ -11,12 +11,35 @@ from oasl.train import RunResult
 
 
 def fake_result(spec, loss=3.0, status="done", n=5):
-    curve = [{"step": i + 1, "tokens": (i + 1) * spec.batch_tokens, "lr": spec.lr, "train_loss": 5.0 - i * 0.1,
-              "grad_norm": 1.0, "val_loss": (4.0 if i == n - 1 else None), "update_ratio": 0.01} for i in range(n)]
-    return RunResult(spec=spec, status=status, final_val_loss=loss if status != "diverged" else math.nan, curve=curve,
-                     n_params=1000, n_params_total=1500, flops=1e9, tokens_trained=n * spec.batch_tokens, steps_done=n,
-                     tokens_per_s=1e4, wall_s=1.0, initial_val_loss=5.5, diverged=status == "diverged",
-                     diverge_reason="x" if status == "diverged" else None, corpus_hash="abc")
+    curve = [
+        {
+            "step": i + 1,
+            "tokens": (i + 1) * spec.batch_tokens,
+            "lr": spec.lr,
+            "train_loss": 5.0 - i * 0.1,
+            "grad_norm": 1.0,
+            "val_loss": (4.0 if i == n - 1 else None),
+            "update_ratio": 0.01,
+        }
+        for i in range(n)
+    ]
+    return RunResult(
+        spec=spec,
+        status=status,
+        final_val_loss=loss if status != "diverged" else math.nan,
+        curve=curve,
+        n_params=1000,
+        n_params_total=1500,
+        flops=1e9,
+        tokens_trained=n * spec.batch_tokens,
+        steps_done=n,
+        tokens_per_s=1e4,
+        wall_s=1.0,
+        initial_val_loss=5.5,
+        diverged=status == "diverged",
+        diverge_reason="x" if status == "diverged" else None,
+        corpus_hash="abc",
+    )
 
 
 def test_round_trip(tmp_path):

@@ -134,13 +134,27 @@ def flatten_row(row: dict[str, Any]) -> dict[str, Any]:
     shape, sched = spec["shape"], spec["schedule"]
     seq_len = shape.get("seq_len", 128)
     out.update(
-        optimizer=spec["optimizer"], parametrization=spec["parametrization"], base_width=spec["base_width"],
-        width=shape["width"], depth=shape["depth"], n_heads=shape.get("n_heads"), seq_len=seq_len,
-        vocab_size=shape.get("vocab_size"), lr=spec["lr"], **spec.get("hps", {}),
-        batch_seqs=spec["batch_seqs"], batch_tokens=spec["batch_seqs"] * seq_len, tokens=spec["tokens"],
-        steps=spec["tokens"] // (spec["batch_seqs"] * seq_len), schedule=sched["name"],
-        warmup_frac=sched["warmup_frac"], final_frac=sched["final_frac"], decay_frac=sched["decay_frac"],
-        seed=spec["seed"], grad_clip=spec["grad_clip"], corpus_hash=row.get("corpus_hash"),
+        optimizer=spec["optimizer"],
+        parametrization=spec["parametrization"],
+        base_width=spec["base_width"],
+        width=shape["width"],
+        depth=shape["depth"],
+        n_heads=shape.get("n_heads"),
+        seq_len=seq_len,
+        vocab_size=shape.get("vocab_size"),
+        lr=spec["lr"],
+        **spec.get("hps", {}),
+        batch_seqs=spec["batch_seqs"],
+        batch_tokens=spec["batch_seqs"] * seq_len,
+        tokens=spec["tokens"],
+        steps=spec["tokens"] // (spec["batch_seqs"] * seq_len),
+        schedule=sched["name"],
+        warmup_frac=sched["warmup_frac"],
+        final_frac=sched["final_frac"],
+        decay_frac=sched["decay_frac"],
+        seed=spec["seed"],
+        grad_clip=spec["grad_clip"],
+        corpus_hash=row.get("corpus_hash"),
     )
     out.update({k: v for k, v in result.items() if not isinstance(v, (list, dict))})
     out.setdefault("final_val_loss", math.nan)
@@ -156,7 +170,9 @@ class SQLiteStore(Store):
         self.path = Path(path)
         self.timeout_s = timeout_s
         if self.path.exists() and self.path.is_dir():
-            raise StoreError(f"store path {self.path} is a directory: pass a file such as {self.path}/runs.db")
+            raise StoreError(
+                f"store path {self.path} is a directory: pass a file such as {self.path}/runs.db"
+            )
         if not self.path.parent.exists():
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -174,7 +190,9 @@ class SQLiteStore(Store):
                         f"({SCHEMA_VERSION}): upgrade oasl (`pip install -U oasl`) to read it; nothing was changed"
                     )
         except sqlite3.DatabaseError as exc:
-            raise StoreError(f"store {self.path} is not a readable oasl store ({exc}); nothing was changed") from None
+            raise StoreError(
+                f"store {self.path} is not a readable oasl store ({exc}); nothing was changed"
+            ) from None
         except OSError as exc:
             raise StoreError(f"cannot open store {self.path}: {exc}") from None
 
@@ -191,7 +209,9 @@ class SQLiteStore(Store):
             yield con
         except sqlite3.OperationalError as exc:
             if "readonly" in str(exc) or "unable to open" in str(exc):
-                raise StoreError(f"store {self.path} is not writable ({exc}): choose another --store") from None
+                raise StoreError(
+                    f"store {self.path} is not writable ({exc}): choose another --store"
+                ) from None
             raise
         finally:
             con.close()
@@ -254,15 +274,28 @@ class SQLiteStore(Store):
                    ON CONFLICT(key) DO UPDATE SET status=excluded.status, result_json=excluded.result_json,
                    error=NULL, corpus_hash=excluded.corpus_hash, oasl_version=excluded.oasl_version,
                    updated_at=excluded.updated_at""",
-                (key, result.status, spec.model_dump_json(), json.dumps(result.metrics()), result.corpus_hash,
-                 __version__, now, now),
+                (
+                    key,
+                    result.status,
+                    spec.model_dump_json(),
+                    json.dumps(result.metrics()),
+                    result.corpus_hash,
+                    __version__,
+                    now,
+                    now,
+                ),
             )
             con.execute("DELETE FROM curves WHERE key=?", (key,))
             con.executemany(
                 "INSERT INTO curves VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [(key, *(_sql(p.get(c)) for c in CURVE_COLUMNS),
-                  json.dumps({k: _sql(v) for k, v in p.items() if k not in CURVE_COLUMNS}) or None)
-                 for p in curve],
+                [
+                    (
+                        key,
+                        *(_sql(p.get(c)) for c in CURVE_COLUMNS),
+                        json.dumps({k: _sql(v) for k, v in p.items() if k not in CURVE_COLUMNS}) or None,
+                    )
+                    for p in curve
+                ],
             )
 
     def get(self, key: str) -> dict[str, Any]:
@@ -332,7 +365,9 @@ def _parse(row: sqlite3.Row) -> dict[str, Any]:
         d["spec"] = json.loads(d.pop("spec_json"))
         d["result"] = json.loads(d.pop("result_json") or "{}")
     except json.JSONDecodeError as exc:
-        raise StoreError(f"run {d['key']} holds malformed JSON ({exc.msg}); the store may be corrupt") from None
+        raise StoreError(
+            f"run {d['key']} holds malformed JSON ({exc.msg}); the store may be corrupt"
+        ) from None
     return d
 
 
@@ -343,5 +378,7 @@ def open_store(url: str | Path) -> Store:
         text = text.removeprefix("sqlite:///")
     elif "://" in text:
         scheme = text.split("://", 1)[0]
-        raise StoreError(f"store URL scheme {scheme!r} is not supported yet: use a SQLite path such as runs.db")
+        raise StoreError(
+            f"store URL scheme {scheme!r} is not supported yet: use a SQLite path such as runs.db"
+        )
     return SQLiteStore(text)

@@ -14,15 +14,20 @@ def run_cli(args, capsys):
     return info.value.code, out.out, out.err
 
 
-@pytest.mark.parametrize("args, message", [
-    (["train", "--optimizer", "adamz"], "unknown optimizer 'adamz'"),
-    (["train", "--width", "-64"], "shape.width: Input should be greater than 0"),
-    (["train", "--hp", "momentum=0.9"], "adamw has no hyperparameter momentum"),
-    (["train", "--hp", "beta1"], "not of the form name=value"),
-    (["runs", "--store", "/nonexistent/x.db"], "does not exist"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train", "--optimizer", "adamz"], "unknown optimizer 'adamz'"),
+        (["train", "--width", "-64"], "shape.width: Input should be greater than 0"),
+        (["train", "--hp", "momentum=0.9"], "adamw has no hyperparameter momentum"),
+        (["train", "--hp", "beta1"], "not of the form name=value"),
+        (["runs", "--store", "/nonexistent/x.db"], "does not exist"),
+    ],
+)
 def test_bad_input_gives_one_line_and_exit_2(args, message, capsys, tmp_path):
-    code, out, err = run_cli([*args, "--store", str(tmp_path / "s.db")] if args[0] == "train" else args, capsys)
+    code, out, err = run_cli(
+        [*args, "--store", str(tmp_path / "s.db")] if args[0] == "train" else args, capsys
+    )
     assert code == 2
     assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
@@ -54,20 +59,33 @@ def test_unwritable_store(capsys, tmp_path):
 
 def test_unwritable_store_path_is_a_clear_error(capsys, tmp_path):
     (tmp_path / "file").write_text("x")
-    code, _, err = run_cli(["train", "--store", str(tmp_path / "file" / "s.db"), "--tokens", "100000"], capsys)
+    code, _, err = run_cli(
+        ["train", "--store", str(tmp_path / "file" / "s.db"), "--tokens", "100000"], capsys
+    )
     assert code == 2 and "store" in err and len(err.strip().splitlines()) == 1
 
 
 def test_train_then_runs_end_to_end(tmp_path):
     db = tmp_path / "s.db"
     cfg = tmp_path / "run.yaml"
-    cfg.write_text("shape: {width: 32, depth: 1, seq_len: 32}\nlr: 0.01\nbatch_seqs: 4\ntokens: 4096\n"
-                   "eval_tokens: 1024\ndevice: cpu\n")
-    out = subprocess.run([sys.executable, "-m", "oasl", "train", "--config", str(cfg), "--seed", "1",
-                          "--store", str(db)], capture_output=True, text=True, timeout=120,
-                         env={**os.environ, "COLUMNS": "200"})
+    cfg.write_text(
+        "shape: {width: 32, depth: 1, seq_len: 32}\nlr: 0.01\nbatch_seqs: 4\ntokens: 4096\n"
+        "eval_tokens: 1024\ndevice: cpu\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "oasl", "train", "--config", str(cfg), "--seed", "1", "--store", str(db)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "200"},
+    )
     assert out.returncode == 0, out.stderr
     assert "final val loss" in out.stdout
-    listed = subprocess.run([sys.executable, "-m", "oasl", "runs", "--store", str(db)], capture_output=True,
-                            text=True, timeout=60, env={**os.environ, "COLUMNS": "200"})
+    listed = subprocess.run(
+        [sys.executable, "-m", "oasl", "runs", "--store", str(db)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "COLUMNS": "200"},
+    )
     assert listed.returncode == 0 and "1 run(s)" in listed.stdout and "adamw" in listed.stdout

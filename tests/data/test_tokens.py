@@ -40,7 +40,9 @@ def test_split_batches_and_cache_reuse():
 def test_user_corpora_text_jsonl(tmp_path):
     (tmp_path / "a.txt").write_text("hello world " * 400)
     (tmp_path / "b.jsonl").write_text("\n".join(json.dumps({"text": f"doc {i} " * 50}) for i in range(20)))
-    ds = TokenDataset.from_spec(CorpusSpec(source="files", paths=(str(tmp_path / "*.txt"), str(tmp_path / "b.jsonl"))))
+    ds = TokenDataset.from_spec(
+        CorpusSpec(source="files", paths=(str(tmp_path / "*.txt"), str(tmp_path / "b.jsonl")))
+    )
     raw = bytes(np.asarray(ds.train[:11], dtype=np.uint8))
     assert raw == b"hello world"
     (tmp_path / "bad.jsonl").write_text('{"text": 1}\n{oops\n')
@@ -55,8 +57,9 @@ def test_user_corpora_text_jsonl(tmp_path):
 def test_bpe_tokenizer_trains_locally(tmp_path):
     pytest.importorskip("tokenizers")
     (tmp_path / "a.txt").write_text("the quick brown fox jumps over the lazy dog. " * 300)
-    ds = TokenDataset.from_spec(CorpusSpec(source="files", paths=(str(tmp_path / "a.txt"),), tokenizer="bpe",
-                                           bpe_vocab_size=300))
+    ds = TokenDataset.from_spec(
+        CorpusSpec(source="files", paths=(str(tmp_path / "a.txt"),), tokenizer="bpe", bpe_vocab_size=300)
+    )
     assert 256 < ds.vocab_size <= 300
     assert len(ds.train) < 300 * 45  # merges compress the text
     with pytest.raises(DataError, match="vocab_size"):

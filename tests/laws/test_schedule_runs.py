@@ -52,7 +52,6 @@ def sched_store(tmp_path_factory):
     return str(db)
 
 
-
 def test_schedules_axis_and_labels():
     assert [schedule_label(parse_schedule(s)) for s in SCHEDS] == SCHEDS
     assert schedule_label(parse_schedule("cosine:0")) == "cosine:0"

@@ -83,8 +83,13 @@ class _Toy(torch.nn.Module):
         self.norm = torch.nn.LayerNorm(8)
 
     def param_roles(self):
-        return {"emb.weight": "embedding", "lin.weight": "hidden", "lin.bias": "bias",
-                "norm.weight": "norm", "norm.bias": "bias"}
+        return {
+            "emb.weight": "embedding",
+            "lin.weight": "hidden",
+            "lin.bias": "bias",
+            "norm.weight": "norm",
+            "norm.bias": "bias",
+        }
 
     def lr_multipliers(self, family):
         return {n: (0.5 if n == "lin.weight" else 1.0) for n in self.param_roles()}

@@ -37,8 +37,15 @@ def store(tmp_path):
         for n in (2e4, 5e4, 1e5, 2e5):
             best = c * n**-0.35
             for lr in best * np.geomspace(1 / 8, 8, 7):
-                rows.append({"optimizer": opt, "n_params": n, "tokens": 20 * n, "lr": lr,
-                             "final_val_loss": 3.0 + 0.05 * math.log(lr / best) ** 2 + rng.normal(0, 0.002)})
+                rows.append(
+                    {
+                        "optimizer": opt,
+                        "n_params": n,
+                        "tokens": 20 * n,
+                        "lr": lr,
+                        "final_val_loss": 3.0 + 0.05 * math.log(lr / best) ** 2 + rng.normal(0, 0.002),
+                    }
+                )
     path = tmp_path / "runs.db"
     open_store(path).import_frame(pd.DataFrame(rows))
     return path
@@ -51,12 +58,26 @@ def test_report_renders_with_every_image_and_key_numbers(store, tmp_path):
     assert "Fitted laws" in html and "N^-0.3" in html  # the fitted exponent is printed
     probe = tmp_path / "report" / "probe.html"
     probe.write_text(html.replace("</body>", CHECK + "</body>"))
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={tmp_path / 'chrome'}", "--virtual-time-budget=5000"]
-    dom = subprocess.run([exe, *flags, "--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=120)
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'chrome'}",
+        "--virtual-time-budget=5000",
+    ]
+    dom = subprocess.run(
+        [exe, *flags, "--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=120
+    )
     assert "images 2/2 loaded" in dom.stdout, dom.stderr[-2000:]
     shot = tmp_path / "shot.png"
-    subprocess.run([exe, *flags, f"--screenshot={shot}", "--window-size=1200,2400", page.as_uri()],
-                   capture_output=True, timeout=120)
+    subprocess.run(
+        [exe, *flags, f"--screenshot={shot}", "--window-size=1200,2400", page.as_uri()],
+        capture_output=True,
+        timeout=120,
+    )
     assert shot.is_file() and shot.stat().st_size > 20_000

@@ -21,22 +21,37 @@ TINY = {
 
 
 def tiny_sweep(**kw) -> SweepSpec:
-    data = {**TINY, "ladder": {"widths": [32], "depth": 1},
-            "optimizers": {"adamw": {"lr": {"log_range": [1e-3, 1e-2], "num": 2}}},
-            "batch_seqs": 4, "tokens": 4 * 32 * 30}
+    data = {
+        **TINY,
+        "ladder": {"widths": [32], "depth": 1},
+        "optimizers": {"adamw": {"lr": {"log_range": [1e-3, 1e-2], "num": 2}}},
+        "batch_seqs": 4,
+        "tokens": 4 * 32 * 30,
+    }
     data.update(kw)
     return build(SweepSpec, data)
 
 
 def test_expansion_counts_and_axes():
-    spec = build(SweepSpec, {
-        **TINY, "ladder": {"widths": [32, 64], "depth": 2},
-        "shapes": [{"width": 48, "depth": 1}],
-        "optimizers": {"adamw": {"lr": {"log_range": [1e-4, 1e-2], "num": 3}, "beta2": [0.95, 0.99],
-                                 "warmup_frac": [0.0, 0.1]},
-                       "sgd": {"lr": [0.1, 0.3], "momentum": 0.9}},
-        "batch_seqs": [4, 8], "tokens": {"ratio": 20}, "seeds": [0, 1],
-    })
+    spec = build(
+        SweepSpec,
+        {
+            **TINY,
+            "ladder": {"widths": [32, 64], "depth": 2},
+            "shapes": [{"width": 48, "depth": 1}],
+            "optimizers": {
+                "adamw": {
+                    "lr": {"log_range": [1e-4, 1e-2], "num": 3},
+                    "beta2": [0.95, 0.99],
+                    "warmup_frac": [0.0, 0.1],
+                },
+                "sgd": {"lr": [0.1, 0.3], "momentum": 0.9},
+            },
+            "batch_seqs": [4, 8],
+            "tokens": {"ratio": 20},
+            "seeds": [0, 1],
+        },
+    )
     runs = expand(spec)
     assert len(runs) == 3 * (3 * 2 * 2 + 2) * 2 * 2
     assert len({r.key() for r in runs}) == len(runs)
@@ -50,15 +65,18 @@ def test_expansion_counts_and_axes():
     assert expand(spec) == runs  # deterministic
 
 
-@pytest.mark.parametrize("patch, message", [
-    ({"bogus": 1}, "bogus: unknown key"),
-    ({"optimizers": {"adamw": {"lr": []}}}, "grid is empty"),
-    ({"optimizers": {"adamw": {"lr": {"log_range": [1e-3, 1e-2], "num": 0}}}}, "positive integer"),
-    ({"optimizers": {"sgd": {"lr": [0.1], "beta1": [0.9]}}}, "sgd has no hyperparameter beta1"),
-    ({"optimizers": {"adamz": {"lr": [0.1]}}}, "unknown optimizer 'adamz'"),
-    ({"optimizers": {"adamw": {"lr": {"log_range": [-1, 1e-2], "num": 3}}}}, "bounds must be positive"),
-    ({"ladder": {"widths": [-32], "depth": 1}}, "greater than 0"),
-])
+@pytest.mark.parametrize(
+    "patch, message",
+    [
+        ({"bogus": 1}, "bogus: unknown key"),
+        ({"optimizers": {"adamw": {"lr": []}}}, "grid is empty"),
+        ({"optimizers": {"adamw": {"lr": {"log_range": [1e-3, 1e-2], "num": 0}}}}, "positive integer"),
+        ({"optimizers": {"sgd": {"lr": [0.1], "beta1": [0.9]}}}, "sgd has no hyperparameter beta1"),
+        ({"optimizers": {"adamz": {"lr": [0.1]}}}, "unknown optimizer 'adamz'"),
+        ({"optimizers": {"adamw": {"lr": {"log_range": [-1, 1e-2], "num": 3}}}}, "bounds must be positive"),
+        ({"ladder": {"widths": [-32], "depth": 1}}, "greater than 0"),
+    ],
+)
 def test_bad_specs_give_one_clear_error(patch, message, tmp_path):
     data = {**TINY, "ladder": {"widths": [32], "depth": 1}, "optimizers": {"adamw": {"lr": [1e-3]}}}
     data.update(patch)
@@ -70,8 +88,9 @@ def test_bad_specs_give_one_clear_error(patch, message, tmp_path):
 
 
 def test_two_worker_sweep_and_skip_on_rerun(tmp_path):
-    spec = tiny_sweep(optimizers={"adamw": {"lr": {"log_range": [1e-3, 1e-2], "num": 2}}, "sgd": {"lr": [0.3]}},
-                      seeds=[0])
+    spec = tiny_sweep(
+        optimizers={"adamw": {"lr": {"log_range": [1e-3, 1e-2], "num": 2}}, "sgd": {"lr": [0.3]}}, seeds=[0]
+    )
     runs = expand(spec)
     db = tmp_path / "runs.db"
     s = run_sweep(runs, db, workers=2)
@@ -86,9 +105,13 @@ def test_two_worker_sweep_and_skip_on_rerun(tmp_path):
 
 
 def test_sweep_resumes_after_sigkill(tmp_path):
-    spec = {**TINY, "ladder": {"widths": [32], "depth": 1},
-            "optimizers": {"adamw": {"lr": {"log_range": [1e-3, 1e-2], "num": 5}}},
-            "batch_seqs": 4, "tokens": 4 * 32 * 40}
+    spec = {
+        **TINY,
+        "ladder": {"widths": [32], "depth": 1},
+        "optimizers": {"adamw": {"lr": {"log_range": [1e-3, 1e-2], "num": 5}}},
+        "batch_seqs": 4,
+        "tokens": 4 * 32 * 40,
+    }
     path = tmp_path / "s.yaml"
     path.write_text(yaml.safe_dump(spec))
     db = tmp_path / "runs.db"
@@ -113,8 +136,10 @@ def test_sweep_resumes_after_sigkill(tmp_path):
 
 
 def test_pruning_stops_hopeless_runs_and_counts_saved_compute(tmp_path):
-    spec = tiny_sweep(optimizers={"adamw": {"lr": [3e-3, 5e-3, 1e-5, 2e-5]}},
-                      pruning={"enabled": True, "checkpoints": [0.34], "margin": 0.02, "min_runs": 1})
+    spec = tiny_sweep(
+        optimizers={"adamw": {"lr": [3e-3, 5e-3, 1e-5, 2e-5]}},
+        pruning={"enabled": True, "checkpoints": [0.34], "margin": 0.02, "min_runs": 1},
+    )
     runs = expand(spec)
     s = run_sweep(runs, tmp_path / "runs.db", pruning=spec.pruning)
     df = SQLiteStore(tmp_path / "runs.db").to_dataframe().set_index("lr")
@@ -124,7 +149,9 @@ def test_pruning_stops_hopeless_runs_and_counts_saved_compute(tmp_path):
 
 
 def test_failed_runs_are_recorded_and_retried_once(tmp_path):
-    spec = tiny_sweep(optimizers={"adamw": {"lr": [1e-3]}}, corpus={"source": "files", "paths": [str(tmp_path / "x.txt")]})
+    spec = tiny_sweep(
+        optimizers={"adamw": {"lr": [1e-3]}}, corpus={"source": "files", "paths": [str(tmp_path / "x.txt")]}
+    )
     runs = expand(spec)
     db = tmp_path / "runs.db"
     s = run_sweep(runs, db)
@@ -136,7 +163,9 @@ def test_failed_runs_are_recorded_and_retried_once(tmp_path):
 
 
 def test_ray_backend(tmp_path):
-    pytest.importorskip("ray", reason="ray is not installed: `pip install 'oasl[ray]'` to test the Ray backend")
+    pytest.importorskip(
+        "ray", reason="ray is not installed: `pip install 'oasl[ray]'` to test the Ray backend"
+    )
     runs = expand(tiny_sweep())
     s = run_sweep(runs, tmp_path / "runs.db", workers=2, backend="ray")
     assert s.done == 2

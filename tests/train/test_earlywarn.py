@@ -108,7 +108,10 @@ def test_stopper_and_sweep_early_stop(store, tmp_path):
     summary = run_sweep(expand(spec), tmp_path / "new.db", workers=1, early_warn=spec.early_warn)
     rows = {r["spec"]["lr"]: r for r in open_store(tmp_path / "new.db").rows()}
     assert rows[1e-2]["status"] == "done"
-    assert rows[5e-4]["status"] == "stopped" and "early warning at step 24/80" in rows[5e-4]["result"]["stop_reason"]
+    assert (
+        rows[5e-4]["status"] == "stopped"
+        and "early warning at step 24/80" in rows[5e-4]["result"]["stop_reason"]
+    )
     assert summary.stopped == 1 and summary.flops_saved > 0
     # the stopper looks once, at the first evaluation at or after its window
     stop = EarlyWarnStopper(80, p)

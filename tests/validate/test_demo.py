@@ -9,10 +9,16 @@ from oasl.validate import load_validate
 from oasl.validate.demo import demo_spec, run_demo
 from oasl.validate.harness import load_validation, validate
 
-MINI_SWEEP = {"name": "mini", "ladder": {"widths": [16, 24, 32], "depth": 1}, "shape_defaults": {"seq_len": 32},
-              "optimizers": {"adamw": {"lr": {"log_range": [2e-3, 3.2e-2], "num": 5}}},
-              "batch_seqs": 8, "tokens": 8 * 32 * 50, "schedule": {"name": "cosine", "warmup_frac": 0.05},
-              "run": {"eval_interval": 25, "eval_tokens": 2048, "device": "cpu"}}
+MINI_SWEEP = {
+    "name": "mini",
+    "ladder": {"widths": [16, 24, 32], "depth": 1},
+    "shape_defaults": {"seq_len": 32},
+    "optimizers": {"adamw": {"lr": {"log_range": [2e-3, 3.2e-2], "num": 5}}},
+    "batch_seqs": 8,
+    "tokens": 8 * 32 * 50,
+    "schedule": {"name": "cosine", "warmup_frac": 0.05},
+    "run": {"eval_interval": 25, "eval_tokens": 2048, "device": "cpu"},
+}
 
 
 def _check(result, methods):
@@ -27,7 +33,9 @@ def _check(result, methods):
     # worse than any run at the target
     assert min(ov.oracle_losses) <= min(grid_losses) + 1e-12
     others = [v for m in ov.methods for v in m.losses if math.isfinite(v) and m.method != "oracle"]
-    assert ov.methods[1].losses == ov.oracle_losses and min(ov.oracle_losses) <= min(grid_losses + others) + 0.05
+    assert (
+        ov.methods[1].losses == ov.oracle_losses and min(ov.oracle_losses) <= min(grid_losses + others) + 0.05
+    )
     assert ov.oracle_flops >= 3 * ov.target_run_flops * 0.99 and ov.sweep_flops > 0
     for m in ov.methods:
         assert math.isfinite(m.lr) and m.lr > 0 and m.tuning_flops >= 0
@@ -39,8 +47,15 @@ def test_demo_miniature_writes_artefacts(tmp_path):
     result, report, page = run_demo(tmp_path / "demo", workers=2, spec=spec)
     ov = _check(result, ["naive"])
     assert math.isfinite(ov.methods[0].regret_mean)
-    for name in ("runs.db", "laws.json", "validation.json", "report/index.html", "report/optima.png",
-                 "report/laws.png", "report/validation.png"):
+    for name in (
+        "runs.db",
+        "laws.json",
+        "validation.json",
+        "report/index.html",
+        "report/optima.png",
+        "report/laws.png",
+        "report/validation.png",
+    ):
         assert (tmp_path / "demo" / name).is_file(), name
     laws = json.loads((tmp_path / "demo" / "laws.json").read_text())["laws"]
     assert "lr" in laws
@@ -60,9 +75,18 @@ def test_harness_with_baselines_from_yaml(tmp_path):
     import yaml
 
     path = tmp_path / "v.yaml"
-    path.write_text(yaml.safe_dump({"sweep": MINI_SWEEP, "target": {"width": 96}, "seeds": [0],
-                                    "oracle_num": 4, "oracle_max_extend": 0,
-                                    "baselines": ["naive", "defaults", "step-law", "random:2", "tpe:2"]}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "sweep": MINI_SWEEP,
+                "target": {"width": 96},
+                "seeds": [0],
+                "oracle_num": 4,
+                "oracle_max_extend": 0,
+                "baselines": ["naive", "defaults", "step-law", "random:2", "tpe:2"],
+            }
+        )
+    )
     pytest.importorskip("optuna")
     result = validate(load_validate(path), tmp_path / "runs.db", workers=2, out=tmp_path)
     ov = _check(result, ["naive", "defaults", "step-law", "random:2", "tpe:2"])
@@ -86,10 +110,14 @@ def test_lr_law_falls_back_to_a_constant_without_a_trend():
     from oasl.validate.harness import fit_lr_law
 
     n = np.array([2e4, 4e4, 8e4, 1.6e5])
-    trend = pd.DataFrame({"n_params": n, "tokens": 1e6, "opt": 3.0 * n**-0.5 * np.exp([0.02, -0.02, 0.01, -0.01])})
+    trend = pd.DataFrame(
+        {"n_params": n, "tokens": 1e6, "opt": 3.0 * n**-0.5 * np.exp([0.02, -0.02, 0.01, -0.01])}
+    )
     law = fit_lr_law(trend, ("N",))
     assert law.kind == "power" and law.exponents_["N"] == pytest.approx(-0.5, abs=0.05)
     flat = trend.assign(opt=0.1 * np.exp([0.2, -0.15, 0.1, -0.1]))
     const = fit_lr_law(flat, ("N",))
     assert const.kind == "constant"
-    assert const.predict(pd.DataFrame({"N": [1e7]}))[0] == pytest.approx(0.1 * np.exp(np.mean([0.2, -0.15, 0.1, -0.1])))
+    assert const.predict(pd.DataFrame({"N": [1e7]}))[0] == pytest.approx(
+        0.1 * np.exp(np.mean([0.2, -0.15, 0.1, -0.1]))
+    )

@@ -15,7 +15,10 @@ import typer
 from oasl.errors import OaslError
 
 app = typer.Typer(
-    name="oasl", add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+    name="oasl",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
     help="Optimization-aware scaling laws: hyperparameters for a large run from sweeps of small models.",
 )
 _STATE = {"debug": bool(os.environ.get("OASL_DEBUG"))}
@@ -29,8 +32,17 @@ def _root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks on 
 
 # Each command module registers itself on `app`; a module that is not there yet is skipped so the
 # CLI keeps working while features land one by one.
-for _mod in ("train_cmd", "sweep_cmd", "optima_cmd", "laws_cmd", "recommend_cmd", "schedules_cmd", "earlywarn_cmd",
-             "validate_cmd", "report_cmd"):
+for _mod in (
+    "train_cmd",
+    "sweep_cmd",
+    "optima_cmd",
+    "laws_cmd",
+    "recommend_cmd",
+    "schedules_cmd",
+    "earlywarn_cmd",
+    "validate_cmd",
+    "report_cmd",
+):
     try:
         _m = importlib.import_module(f"oasl.cli.{_mod}")
     except ModuleNotFoundError as _exc:
@@ -50,5 +62,7 @@ def main(argv: list[str] | None = None) -> None:
         typer.secho(f"error: {exc}", err=True, fg="red")
         sys.exit(2)
     except KeyboardInterrupt:
-        typer.secho("interrupted: finished runs are in the store; run the same command again to resume", err=True)
+        typer.secho(
+            "interrupted: finished runs are in the store; run the same command again to resume", err=True
+        )
         sys.exit(130)

@@ -34,6 +34,13 @@ def parse_kv(items: list[str] | None, what: str = "--hp") -> dict[str, float]:
 def progress_bar(transient: bool = False) -> Progress:
     """A rich progress bar with count, elapsed time, ETA and a free-text status field."""
     return Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[status]}"),
-        TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console, transient=transient,
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=transient,
     )

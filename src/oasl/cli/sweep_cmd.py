@@ -41,14 +41,24 @@ def register(app: typer.Typer) -> None:
         for c in ("optimizer", "width", "depth", "N", "runs", "to do", "FLOPs", "time (1 worker)"):
             table.add_column(c, justify="right")
         for _, r in p.table.iterrows():
-            table.add_row(r["optimizer"], str(r["width"]), str(r["depth"]), f"{r['n_params']:,}", str(r["runs"]),
-                          str(int(r["todo"])), f"{r['flops']:.3g}", _fmt_seconds(r["seconds"]))
+            table.add_row(
+                r["optimizer"],
+                str(r["width"]),
+                str(r["depth"]),
+                f"{r['n_params']:,}",
+                str(r["runs"]),
+                str(int(r["todo"])),
+                f"{r['flops']:.3g}",
+                _fmt_seconds(r["seconds"]),
+            )
         console.print(table)
         extra = ""
         if spec.pruning.enabled:
             extra = f"; pruning at {', '.join(f'{c:.0%}' for c in spec.pruning.checkpoints)} can cut this"
-        console.print(f"total {p.flops:.3g} FLOPs ({p.flops_todo:.3g} to do); estimated time with {workers} "
-                      f"worker(s): {_fmt_seconds(p.est_seconds)}{extra}")
+        console.print(
+            f"total {p.flops:.3g} FLOPs ({p.flops_todo:.3g} to do); estimated time with {workers} "
+            f"worker(s): {_fmt_seconds(p.est_seconds)}{extra}"
+        )
 
     @sweep.command("run")
     def run_cmd(
@@ -71,16 +81,37 @@ def register(app: typer.Typer) -> None:
                 best = "  ".join(f"{g}: {v:.3f}" for g, v in sorted(summary.best.items())[:4])
                 bar.update(task, completed=done, status=best)
 
-            summary = run_sweep(runs, store, workers=workers, backend=backend, pruning=spec.pruning, early_warn=spec.early_warn,
-                                ray_address=ray_address, on_update=on_update)
-            bar.update(task, completed=summary.skipped + summary.done + summary.diverged + summary.stopped
-                       + summary.failed + summary.gave_up)
+            summary = run_sweep(
+                runs,
+                store,
+                workers=workers,
+                backend=backend,
+                pruning=spec.pruning,
+                early_warn=spec.early_warn,
+                ray_address=ray_address,
+                on_update=on_update,
+            )
+            bar.update(
+                task,
+                completed=summary.skipped
+                + summary.done
+                + summary.diverged
+                + summary.stopped
+                + summary.failed
+                + summary.gave_up,
+            )
         table = Table(title=f"sweep {spec.name} -> {store}", show_header=False)
         for name, value in [
-            ("planned", summary.planned), ("already in store", summary.skipped), ("done", summary.done),
-            ("diverged", summary.diverged), ("stopped early (pruned)", summary.stopped), ("failed", summary.failed),
-            ("failed twice, given up", summary.gave_up), ("FLOPs spent", f"{summary.flops_spent:.3g}"),
-            ("FLOPs saved by pruning", f"{summary.flops_saved:.3g}"), ("wall time", _fmt_seconds(summary.wall_s)),
+            ("planned", summary.planned),
+            ("already in store", summary.skipped),
+            ("done", summary.done),
+            ("diverged", summary.diverged),
+            ("stopped early (pruned)", summary.stopped),
+            ("failed", summary.failed),
+            ("failed twice, given up", summary.gave_up),
+            ("FLOPs spent", f"{summary.flops_spent:.3g}"),
+            ("FLOPs saved by pruning", f"{summary.flops_saved:.3g}"),
+            ("wall time", _fmt_seconds(summary.wall_s)),
         ]:
             table.add_row(name, str(value))
         console.print(table)

@@ -34,10 +34,21 @@ def run_spec_from_options(config: Path | None, **opts: Any):
             raise ConfigError(f"{config}: expected a mapping of run settings at the top level")
         data = loaded
     mapping = {
-        "width": "shape.width", "depth": "shape.depth", "n_heads": "shape.n_heads", "seq_len": "shape.seq_len",
-        "optimizer": "optimizer", "lr": "lr", "batch_seqs": "batch_seqs", "tokens": "tokens",
-        "schedule": "schedule.name", "warmup_frac": "schedule.warmup_frac", "seed": "seed", "device": "device",
-        "parametrization": "parametrization", "base_width": "base_width", "eval_interval": "eval_interval",
+        "width": "shape.width",
+        "depth": "shape.depth",
+        "n_heads": "shape.n_heads",
+        "seq_len": "shape.seq_len",
+        "optimizer": "optimizer",
+        "lr": "lr",
+        "batch_seqs": "batch_seqs",
+        "tokens": "tokens",
+        "schedule": "schedule.name",
+        "warmup_frac": "schedule.warmup_frac",
+        "seed": "seed",
+        "device": "device",
+        "parametrization": "parametrization",
+        "base_width": "base_width",
+        "eval_interval": "eval_interval",
         "grad_clip": "grad_clip",
     }
     for opt, path in mapping.items():
@@ -58,7 +69,9 @@ def run_with_progress(spec, store=None):
     if store is not None:
         store.mark_running(spec)
     with progress_bar() as bar:
-        task = bar.add_task(f"train {spec.optimizer} w{spec.shape.width}d{spec.shape.depth}", total=spec.steps, status="")
+        task = bar.add_task(
+            f"train {spec.optimizer} w{spec.shape.width}d{spec.shape.depth}", total=spec.steps, status=""
+        )
 
         def on_step(p: dict[str, float]) -> None:
             status = f"loss {p['train_loss']:.3f}  {p['tokens_per_s']:,.0f} tok/s"
@@ -102,22 +115,44 @@ def register(app: typer.Typer) -> None:
         from oasl.store import open_store
 
         spec = run_spec_from_options(
-            config, width=width, depth=depth, n_heads=n_heads, seq_len=seq_len, optimizer=optimizer, lr=lr, hp=hp,
-            batch_seqs=batch_seqs, tokens=tokens, schedule=schedule, warmup_frac=warmup_frac,
-            parametrization=parametrization, base_width=base_width, grad_clip=grad_clip,
-            eval_interval=eval_interval, seed=seed, device=device,
+            config,
+            width=width,
+            depth=depth,
+            n_heads=n_heads,
+            seq_len=seq_len,
+            optimizer=optimizer,
+            lr=lr,
+            hp=hp,
+            batch_seqs=batch_seqs,
+            tokens=tokens,
+            schedule=schedule,
+            warmup_frac=warmup_frac,
+            parametrization=parametrization,
+            base_width=base_width,
+            grad_clip=grad_clip,
+            eval_interval=eval_interval,
+            seed=seed,
+            device=device,
         )
         st = open_store(store)
         result = run_with_progress(spec, st)
         table = Table(title=f"run {spec.key()} ({result.status})", show_header=False)
         for name, value in [
-            ("final val loss", f"{result.final_val_loss:.4f}" if math.isfinite(result.final_val_loss) else "nan"),
+            (
+                "final val loss",
+                f"{result.final_val_loss:.4f}" if math.isfinite(result.final_val_loss) else "nan",
+            ),
             ("initial val loss", f"{result.initial_val_loss:.4f}"),
-            ("N (non-embedding)", f"{result.n_params:,}"), ("N (total)", f"{result.n_params_total:,}"),
-            ("steps", f"{result.steps_done}/{spec.steps}"), ("tokens", f"{result.tokens_trained:,}"),
-            ("FLOPs", f"{result.flops:.3g}"), ("tokens/s", f"{result.tokens_per_s:,.0f}"),
-            ("wall time", f"{result.wall_s:.1f} s"), ("device", result.device),
-            ("diverged", result.diverge_reason or "no"), ("store", store),
+            ("N (non-embedding)", f"{result.n_params:,}"),
+            ("N (total)", f"{result.n_params_total:,}"),
+            ("steps", f"{result.steps_done}/{spec.steps}"),
+            ("tokens", f"{result.tokens_trained:,}"),
+            ("FLOPs", f"{result.flops:.3g}"),
+            ("tokens/s", f"{result.tokens_per_s:,.0f}"),
+            ("wall time", f"{result.wall_s:.1f} s"),
+            ("device", result.device),
+            ("diverged", result.diverge_reason or "no"),
+            ("store", store),
         ]:
             table.add_row(name, value)
         console.print(table)
@@ -138,8 +173,23 @@ def register(app: typer.Typer) -> None:
             console.print(f"store {store} holds no runs")
             return
         table = Table(title=f"{len(df)} run(s) in {store}")
-        cols = [c for c in ("key", "status", "optimizer", "width", "depth", "n_params", "lr", "batch_seqs", "tokens",
-                            "seed", "final_val_loss") if c in df.columns]
+        cols = [
+            c
+            for c in (
+                "key",
+                "status",
+                "optimizer",
+                "width",
+                "depth",
+                "n_params",
+                "lr",
+                "batch_seqs",
+                "tokens",
+                "seed",
+                "final_val_loss",
+            )
+            if c in df.columns
+        ]
         for c in cols:
             table.add_column(c)
         for _, row in df.tail(limit).iterrows():

@@ -14,9 +14,11 @@ from oasl.cli.common import console
 
 def _print_validation(result) -> None:
     for ov in result.optimizers:
-        table = Table(title=f"{ov.optimizer}: target N={ov.target_n_params:,} ({ov.extrapolation_ratio:.1f}x the "
-                            f"largest swept), recommended lr {ov.recommended_lr:.3g} "
-                            f"[{ov.recommended_interval[0]:.3g}, {ov.recommended_interval[1]:.3g}]")
+        table = Table(
+            title=f"{ov.optimizer}: target N={ov.target_n_params:,} ({ov.extrapolation_ratio:.1f}x the "
+            f"largest swept), recommended lr {ov.recommended_lr:.3g} "
+            f"[{ov.recommended_interval[0]:.3g}, {ov.recommended_interval[1]:.3g}]"
+        )
         for c in ("method", "lr", "regret vs oracle", "seed spread", "tuning compute (target runs)"):
             table.add_column(c)
         for m in ov.methods:
@@ -26,7 +28,9 @@ def _print_validation(result) -> None:
         console.print(table)
         eff = {k: v for k, v in ov.efficiency.items() if "gain" in k or "runs_to_match" in k}
         if eff:
-            console.print("  " + ", ".join(f"{k}: {v if isinstance(v, str) else f'{v:.3g}'}" for k, v in eff.items()))
+            console.print(
+                "  " + ", ".join(f"{k}: {v if isinstance(v, str) else f'{v:.3g}'}" for k, v in eff.items())
+            )
 
 
 def _print_laws(report) -> None:
@@ -37,8 +41,13 @@ def _print_laws(report) -> None:
         sel = report.selection[target].iloc[0]
         for key, sub in law.laws_.items():
             lo, hi = sub.exponent_interval("N", 0.9) if "N" in sub.features else (math.nan, math.nan)
-            table.add_row(key, sub.formula(), f"[{lo:+.3f}, {hi:+.3f}]", f"{sub.r2_:.3f}",
-                          f"{sel['loo_mape']:.1%}" if math.isfinite(sel["loo_mape"]) else "-")
+            table.add_row(
+                key,
+                sub.formula(),
+                f"[{lo:+.3f}, {hi:+.3f}]",
+                f"{sub.r2_:.3f}",
+                f"{sel['loo_mape']:.1%}" if math.isfinite(sel["loo_mape"]) else "-",
+            )
     console.print(table)
 
 
@@ -61,7 +70,9 @@ def _progress_factory(bar):
 def register(app: typer.Typer) -> None:
     @app.command("validate")
     def validate_cmd(
-        spec_path: Path = typer.Argument(..., help="Validation spec (YAML): sweep, target, seeds, baselines."),
+        spec_path: Path = typer.Argument(
+            ..., help="Validation spec (YAML): sweep, target, seeds, baselines."
+        ),
         store: str = typer.Option("runs.db", "--store"),
         workers: int = typer.Option(1, "--workers"),
         out: Path = typer.Option(Path("validation"), "--out", help="Folder for validation.json."),
@@ -72,8 +83,14 @@ def register(app: typer.Typer) -> None:
 
         spec = load_validate(spec_path)
         with progress_bar() as bar:
-            result = validate(spec, store, workers=workers, log=lambda m: bar.console.log(m, markup=False), out=out,
-                              progress=_progress_factory(bar))
+            result = validate(
+                spec,
+                store,
+                workers=workers,
+                log=lambda m: bar.console.log(m, markup=False),
+                out=out,
+                progress=_progress_factory(bar),
+            )
         _print_validation(result)
         console.print(f"results in {out / 'validation.json'} and the store {store}")
 
@@ -86,12 +103,18 @@ def register(app: typer.Typer) -> None:
         from oasl.validate.demo import run_demo
 
         t0 = time.perf_counter()
-        console.rule("oasl demo: sweep a width ladder x {adamw, sgd} -> fit lr*(N) -> recommend at width 192 -> verify")
+        console.rule(
+            "oasl demo: sweep a width ladder x {adamw, sgd} -> fit lr*(N) -> recommend at width 192 -> verify"
+        )
         from oasl.cli.common import progress_bar
 
         with progress_bar() as bar:
-            result, report, page = run_demo(out, workers=workers, log=lambda m: bar.console.log(m, markup=False),
-                                            progress=_progress_factory(bar))
+            result, report, page = run_demo(
+                out,
+                workers=workers,
+                log=lambda m: bar.console.log(m, markup=False),
+                progress=_progress_factory(bar),
+            )
         _print_laws(report)
         _print_validation(result)
         console.print(f"done in {time.perf_counter() - t0:.0f} s; report: {page}; laws: {out / 'laws.json'}")
@@ -101,8 +124,9 @@ def register(app: typer.Typer) -> None:
         store: str = typer.Option("runs.db", "--store"),
         out: Path = typer.Option(Path("report"), "--out"),
         validation: Path = typer.Option(None, "--validation", help="validation.json to include (optional)."),
-        schedule_law: Path = typer.Option(None, "--schedule-law",
-                                          help="A file from `oasl schedules fit` to include (optional)."),
+        schedule_law: Path = typer.Option(
+            None, "--schedule-law", help="A file from `oasl schedules fit` to include (optional)."
+        ),
     ) -> None:
         """Write a self-contained HTML report (plots embedded) from a store."""
         from oasl.errors import StoreError

@@ -102,7 +102,9 @@ def _read_documents(path: Path, field: str) -> Iterator[bytes]:
         pq = require("pyarrow.parquet", "corpus")
         table = pq.read_table(path)
         if field not in table.column_names:
-            raise DataError(f"{path}: no column {field!r} (columns: {', '.join(table.column_names)}); set corpus.text_field")
+            raise DataError(
+                f"{path}: no column {field!r} (columns: {', '.join(table.column_names)}); set corpus.text_field"
+            )
         for value in table.column(field).to_pylist():
             if value is not None:
                 yield str(value).encode("utf-8")

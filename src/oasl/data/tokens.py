@@ -73,7 +73,9 @@ class TokenDataset:
         t = torch.from_numpy(rows)
         return t[:, :-1], t[:, 1:]
 
-    def eval_batches(self, eval_tokens: int, batch_seqs: int, seq_len: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    def eval_batches(
+        self, eval_tokens: int, batch_seqs: int, seq_len: int
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """The fixed held-out batches covering about ``eval_tokens`` validation tokens (same for all runs)."""
         rng = np.random.default_rng(EVAL_SEED)
         n = max(1, round(eval_tokens / (batch_seqs * seq_len)))
@@ -91,7 +93,9 @@ def _encode(corpus: Corpus, spec: CorpusSpec, folder: Path) -> tuple[np.ndarray,
     tokenizer.pre_tokenizer = tk.pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = tk.decoders.ByteLevel()
     trainer = tk.trainers.BpeTrainer(
-        vocab_size=spec.bpe_vocab_size, initial_alphabet=tk.pre_tokenizers.ByteLevel.alphabet(), show_progress=False
+        vocab_size=spec.bpe_vocab_size,
+        initial_alphabet=tk.pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
     )
     docs = [d.decode("utf-8", errors="replace") for d in corpus.documents()]
     if not docs:
@@ -108,7 +112,9 @@ def _build_cache(corpus: Corpus, spec: CorpusSpec, folder: Path) -> None:
     # Deterministic split by whole blocks: every k-th block is validation, spread over the corpus so
     # validation text is not one library module at the end of the sorted file list.
     k = max(2, round(1 / spec.val_fraction))
-    block = min(BLOCK_TOKENS, max(16, len(tokens) // (20 * k)))  # small corpora: smaller blocks, >= ~20 val blocks
+    block = min(
+        BLOCK_TOKENS, max(16, len(tokens) // (20 * k))
+    )  # small corpora: smaller blocks, >= ~20 val blocks
     n_blocks = -(-len(tokens) // block)
     if n_blocks < k:
         raise DataError(f"corpus ({corpus.description}) has only {len(tokens)} tokens: too small to split")
@@ -117,8 +123,14 @@ def _build_cache(corpus: Corpus, spec: CorpusSpec, folder: Path) -> None:
     val_mask = is_val[block_of]
     for name, arr in (("train.bin", tokens[~val_mask]), ("val.bin", tokens[val_mask])):
         _atomic_write(folder / name, arr.tobytes())
-    meta = {"vocab_size": vocab, "n_train": int((~val_mask).sum()), "n_val": int(val_mask.sum()),
-            "corpus": corpus.description, "block_tokens": block, "tokenizer": spec.tokenizer}
+    meta = {
+        "vocab_size": vocab,
+        "n_train": int((~val_mask).sum()),
+        "n_val": int(val_mask.sum()),
+        "corpus": corpus.description,
+        "block_tokens": block,
+        "tokenizer": spec.tokenizer,
+    }
     _atomic_write(folder / "meta.json", json.dumps(meta).encode())  # written last: marks the cache complete
 
 

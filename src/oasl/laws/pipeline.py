@@ -39,10 +39,20 @@ class FitReport:
         for target, law in self.laws.items():
             sel = self.selection[target].iloc[0]
             for key, sub in law.laws_.items():
-                rows.append({"target": target, "optimizer": key, "form": law.form, "sharing": law.sharing,
-                             "formula": sub.formula(), "r2": sub.r2_, "rmse_log": sub.rmse_log_,
-                             "loo_mape": sel["loo_mape"], "n": sub.n_,
-                             "range": ", ".join(f"{k} {lo:.3g}-{hi:.3g}" for k, (lo, hi) in sub.range_.items())})
+                rows.append(
+                    {
+                        "target": target,
+                        "optimizer": key,
+                        "form": law.form,
+                        "sharing": law.sharing,
+                        "formula": sub.formula(),
+                        "r2": sub.r2_,
+                        "rmse_log": sub.rmse_log_,
+                        "loo_mape": sel["loo_mape"],
+                        "n": sub.n_,
+                        "range": ", ".join(f"{k} {lo:.3g}-{hi:.3g}" for k, (lo, hi) in sub.range_.items()),
+                    }
+                )
         return pd.DataFrame(rows)
 
 
@@ -90,15 +100,22 @@ def drop_bounds(optima: pd.DataFrame, min_points: int = 3) -> pd.DataFrame:
     return pd.concat(keep).reset_index(drop=True) if keep else optima
 
 
-def fit_laws(df: pd.DataFrame, hps: Sequence[str] | None = None, features: Sequence[str] | None = None,
-             loss: str = "final_val_loss", forms: Sequence[str] | None = None,
-             sharings: Sequence[str] | None = None) -> FitReport:
+def fit_laws(
+    df: pd.DataFrame,
+    hps: Sequence[str] | None = None,
+    features: Sequence[str] | None = None,
+    loss: str = "final_val_loss",
+    forms: Sequence[str] | None = None,
+    sharings: Sequence[str] | None = None,
+) -> FitReport:
     """Fit a law for each swept HP (default: all swept among lr, batch_tokens, betas, momentum, weight
     decay, warmup) of a runs table; also the loss law L(N, D) when N and D vary enough. ``forms`` and
     ``sharings`` restrict the candidates of :func:`select_law` (default: all)."""
     for col in (*BASE_GROUP, loss):
         if col not in df:
-            raise FitError(f"the runs table has no column {col}: is it an oasl store or a CSV with that column?")
+            raise FitError(
+                f"the runs table has no column {col}: is it an oasl store or a CSV with that column?"
+            )
     hps = list(hps) if hps is not None else swept_hps(df)
     if not hps:
         raise FitError("no hyperparameter takes more than one value in these runs: sweep at least lr")

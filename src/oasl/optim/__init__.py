@@ -9,8 +9,9 @@ from oasl.optim.registry import HP, REGISTRY, OptimizerEntry, get_optimizer, val
 from oasl.optim.schedules import lr_curve, lr_factor, parse_schedule
 
 
-def make_optimizer(model: torch.nn.Module, optimizer: str, lr: float, hps: dict[str, float],
-                   decay_embeddings: bool = False) -> torch.optim.Optimizer:
+def make_optimizer(
+    model: torch.nn.Module, optimizer: str, lr: float, hps: dict[str, float], decay_embeddings: bool = False
+) -> torch.optim.Optimizer:
     """Build ``optimizer`` (a registry name) over ``model`` with peak ``lr`` and validated ``hps``.
 
     Every param group keeps ``lr_mult``; :func:`set_lr` applies ``peak * factor * lr_mult``. muP groups
@@ -36,6 +37,15 @@ def set_lr(opt: torch.optim.Optimizer, peak_lr: float, factor: float) -> float:
 
 
 __all__ = [
-    "HP", "REGISTRY", "OptimizerEntry", "get_optimizer", "lr_curve", "lr_factor", "make_optimizer",
-    "param_groups", "parse_schedule", "set_lr", "validate_hps",
+    "HP",
+    "REGISTRY",
+    "OptimizerEntry",
+    "get_optimizer",
+    "lr_curve",
+    "lr_factor",
+    "make_optimizer",
+    "param_groups",
+    "parse_schedule",
+    "set_lr",
+    "validate_hps",
 ]

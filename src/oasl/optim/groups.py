@@ -16,7 +16,9 @@ from oasl.optim.registry import get_optimizer
 NO_DECAY_ROLES = frozenset({"norm", "bias"})
 
 
-def param_groups(model: torch.nn.Module, optimizer: str, decay_embeddings: bool = False) -> list[dict[str, Any]]:
+def param_groups(
+    model: torch.nn.Module, optimizer: str, decay_embeddings: bool = False
+) -> list[dict[str, Any]]:
     """Split ``model``'s parameters into groups for ``optimizer``.
 
     ``model`` must provide ``param_roles()`` and ``lr_multipliers(family)`` keyed by parameter name

@@ -11,7 +11,9 @@ from torch.optim import Optimizer
 class Lion(Optimizer):
     """Lion: ``u = sign(b1 m + (1 - b1) g)``; ``p -= lr (u + wd p)``; ``m = b2 m + (1 - b2) g``."""
 
-    def __init__(self, params, lr: float = 1e-4, betas: tuple[float, float] = (0.9, 0.99), weight_decay: float = 0.0):
+    def __init__(
+        self, params, lr: float = 1e-4, betas: tuple[float, float] = (0.9, 0.99), weight_decay: float = 0.0
+    ):
         if lr <= 0:
             raise ValueError(f"invalid lr {lr}")
         if not all(0.0 <= b < 1.0 for b in betas):

@@ -60,16 +60,22 @@ class OptimizerEntry:
 
 
 def _adamw(groups, lr, hp):
-    return torch.optim.AdamW(groups, lr=lr, betas=(hp["beta1"], hp["beta2"]), eps=hp["eps"], weight_decay=hp["weight_decay"])
+    return torch.optim.AdamW(
+        groups, lr=lr, betas=(hp["beta1"], hp["beta2"]), eps=hp["eps"], weight_decay=hp["weight_decay"]
+    )
 
 
 def _sgd(groups, lr, hp):
     nesterov = bool(hp["nesterov"]) and hp["momentum"] > 0
-    return torch.optim.SGD(groups, lr=lr, momentum=hp["momentum"], nesterov=nesterov, weight_decay=hp["weight_decay"])
+    return torch.optim.SGD(
+        groups, lr=lr, momentum=hp["momentum"], nesterov=nesterov, weight_decay=hp["weight_decay"]
+    )
 
 
 def _adafactor(groups, lr, hp):
-    return torch.optim.Adafactor(groups, lr=lr, beta2_decay=hp["beta2_decay"], d=hp["clip_threshold"], weight_decay=hp["weight_decay"])
+    return torch.optim.Adafactor(
+        groups, lr=lr, beta2_decay=hp["beta2_decay"], d=hp["clip_threshold"], weight_decay=hp["weight_decay"]
+    )
 
 
 def _lion(groups, lr, hp):
@@ -88,17 +94,31 @@ class MuonWithAdamW(torch.optim.Optimizer):
     """
 
     def __init__(self, groups, lr, hp):
-        muon_groups = [g for g in groups if g.get("role") == "hidden" and all(p.ndim == 2 for p in g["params"])]
+        muon_groups = [
+            g for g in groups if g.get("role") == "hidden" and all(p.ndim == 2 for p in g["params"])
+        ]
         other = [g for g in groups if not any(g is m for m in muon_groups)]
         for g in other:
             g["lr_mult"] = g.get("lr_mult", 1.0) * hp["adam_lr_ratio"]
-        self.muon = torch.optim.Muon(
-            muon_groups, lr=lr, weight_decay=hp["weight_decay"], momentum=hp["momentum"],
-            nesterov=bool(hp["nesterov"]), adjust_lr_fn="match_rms_adamw",
-        ) if muon_groups else None
-        self.adamw = torch.optim.AdamW(
-            other, lr=lr, betas=(hp["beta1"], hp["beta2"]), eps=1e-8, weight_decay=hp["weight_decay"]
-        ) if other else None
+        self.muon = (
+            torch.optim.Muon(
+                muon_groups,
+                lr=lr,
+                weight_decay=hp["weight_decay"],
+                momentum=hp["momentum"],
+                nesterov=bool(hp["nesterov"]),
+                adjust_lr_fn="match_rms_adamw",
+            )
+            if muon_groups
+            else None
+        )
+        self.adamw = (
+            torch.optim.AdamW(
+                other, lr=lr, betas=(hp["beta1"], hp["beta2"]), eps=1e-8, weight_decay=hp["weight_decay"]
+            )
+            if other
+            else None
+        )
         self._parts = [o for o in (self.muon, self.adamw) if o is not None]
         # Deliberately not calling Optimizer.__init__: this is a facade over two optimizers.
         self.defaults = {"lr": lr}
@@ -131,7 +151,10 @@ _UNIT = (0.0, 1.0 - 1e-9)
 
 REGISTRY: dict[str, OptimizerEntry] = {
     "adamw": OptimizerEntry(
-        name="adamw", family="adam", default_lr=1e-3, build=_adamw,
+        name="adamw",
+        family="adam",
+        default_lr=1e-3,
+        build=_adamw,
         hps=(
             HP("beta1", 0.9, *_UNIT, "first-moment decay"),
             HP("beta2", 0.95, *_UNIT, "second-moment decay"),
@@ -141,7 +164,10 @@ REGISTRY: dict[str, OptimizerEntry] = {
         citation="Loshchilov & Hutter 2019, arXiv 1711.05101",
     ),
     "sgd": OptimizerEntry(
-        name="sgd", family="sgd", default_lr=0.1, build=_sgd,
+        name="sgd",
+        family="sgd",
+        default_lr=0.1,
+        build=_sgd,
         hps=(
             HP("momentum", 0.9, *_UNIT, "heavy-ball momentum"),
             HP("nesterov", 0.0, 0.0, 1.0, "1 for Nesterov momentum"),
@@ -150,7 +176,10 @@ REGISTRY: dict[str, OptimizerEntry] = {
         citation="Sutskever et al. 2013 (momentum)",
     ),
     "adafactor": OptimizerEntry(
-        name="adafactor", family="adam", default_lr=1e-2, build=_adafactor,
+        name="adafactor",
+        family="adam",
+        default_lr=1e-2,
+        build=_adafactor,
         hps=(
             HP("beta2_decay", -0.8, -1.0, 0.0, "second-moment decay exponent"),
             HP("clip_threshold", 1.0, 1e-3, 100.0, "update clipping threshold d"),
@@ -159,7 +188,10 @@ REGISTRY: dict[str, OptimizerEntry] = {
         citation="Shazeer & Stern 2018, arXiv 1804.04235 (torch.optim.Adafactor)",
     ),
     "lion": OptimizerEntry(
-        name="lion", family="adam", default_lr=1e-4, build=_lion,
+        name="lion",
+        family="adam",
+        default_lr=1e-4,
+        build=_lion,
         hps=(
             HP("beta1", 0.9, *_UNIT, "interpolation for the sign update"),
             HP("beta2", 0.99, *_UNIT, "momentum decay"),
@@ -168,7 +200,11 @@ REGISTRY: dict[str, OptimizerEntry] = {
         citation="Chen et al. 2023, arXiv 2302.06675",
     ),
     "muon": OptimizerEntry(
-        name="muon", family="adam", default_lr=2e-3, build=MuonWithAdamW, hidden_only=True,
+        name="muon",
+        family="adam",
+        default_lr=2e-3,
+        build=MuonWithAdamW,
+        hidden_only=True,
         hps=(
             HP("momentum", 0.95, *_UNIT, "Muon momentum"),
             HP("nesterov", 1.0, 0.0, 1.0, "1 for Nesterov momentum"),
@@ -187,7 +223,9 @@ def get_optimizer(name: str) -> OptimizerEntry:
     try:
         return REGISTRY[name.lower()]
     except KeyError:
-        raise ConfigError(f"unknown optimizer {name!r}: choose one of {', '.join(sorted(REGISTRY))}") from None
+        raise ConfigError(
+            f"unknown optimizer {name!r}: choose one of {', '.join(sorted(REGISTRY))}"
+        ) from None
 
 
 def validate_hps(optimizer: str, hps: dict[str, float]) -> dict[str, float]:

@@ -45,8 +45,15 @@ def _table(df: pd.DataFrame, cls: str = "") -> str:
     return f'<table class="{cls}"><tr>{head}</tr>{"".join(rows)}</table>'
 
 
-def write_report(store: str | Path, out: str | Path, validation=None, fit=None, sweep_keys=None,
-                 schedules: dict | None = None, over: str = "lr") -> Path:
+def write_report(
+    store: str | Path,
+    out: str | Path,
+    validation=None,
+    fit=None,
+    sweep_keys=None,
+    schedules: dict | None = None,
+    over: str = "lr",
+) -> Path:
     """Write ``out/index.html`` (images also saved beside it) from a store and optional results.
 
     ``validation`` is a :class:`~oasl.validate.ValidationResult`, ``fit`` a
@@ -94,23 +101,33 @@ def write_report(store: str | Path, out: str | Path, validation=None, fit=None, 
         parts.append(_table(fit.table()))
         if fit.loss_law is not None:
             p = fit.loss_law.params_
-            parts.append("<p>Loss law: L = {E:.3f} + {A:.3g}/N^{alpha:.3f} + {B:.3g}/D^{beta:.3f}</p>".format(**p))
+            parts.append(
+                "<p>Loss law: L = {E:.3f} + {A:.3g}/N^{alpha:.3f} + {B:.3g}/D^{beta:.3f}</p>".format(**p)
+            )
 
     if validation is not None:
         parts.append("<h2>Recommendation at the target</h2>")
         rows = []
         for ov in validation.optimizers:
-            rows.append({"optimizer": ov.optimizer, "law used": str(ov.law.get("kind", "power")),
-                         "target N": float(ov.target_n_params),
-                         "extrapolation": f"{ov.extrapolation_ratio:.1f}x", "recommended lr": ov.recommended_lr,
-                         "90% interval": f"{ov.recommended_interval[0]:.3g} - {ov.recommended_interval[1]:.3g}",
-                         "verified optimum lr": ov.oracle_lr,
-                         "oasl regret": next(m.regret_mean for m in ov.methods if m.method == "oasl")})
+            rows.append(
+                {
+                    "optimizer": ov.optimizer,
+                    "law used": str(ov.law.get("kind", "power")),
+                    "target N": float(ov.target_n_params),
+                    "extrapolation": f"{ov.extrapolation_ratio:.1f}x",
+                    "recommended lr": ov.recommended_lr,
+                    "90% interval": f"{ov.recommended_interval[0]:.3g} - {ov.recommended_interval[1]:.3g}",
+                    "verified optimum lr": ov.oracle_lr,
+                    "oasl regret": next(m.regret_mean for m in ov.methods if m.method == "oasl"),
+                }
+            )
         parts.append(_table(pd.DataFrame(rows)))
         if any(r["law used"] == "constant" for r in rows):
-            parts.append("<p class='note'>A constant law means the optima showed no trend with N (the exponent's "
-                         "90% interval contains 0): the recommendation is their geometric mean, not the power "
-                         "law plotted above.</p>")
+            parts.append(
+                "<p class='note'>A constant law means the optima showed no trend with N (the exponent's "
+                "90% interval contains 0): the recommendation is their geometric mean, not the power "
+                "law plotted above.</p>"
+            )
         parts.append("<h2>Validation: regret and tuning compute per method</h2>")
         table = validation.table()
         png = plots.plot_validation(table, out / "validation.png")
@@ -136,6 +153,8 @@ def write_report(store: str | Path, out: str | Path, validation=None, fit=None, 
             parts.append(_table(schedules["table"]))
 
     page = out / "index.html"
-    page.write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>oasl report</title>"
-                    f"<style>{CSS}</style></head><body>{''.join(parts)}</body></html>")
+    page.write_text(
+        f"<!doctype html><html><head><meta charset='utf-8'><title>oasl report</title>"
+        f"<style>{CSS}</style></head><body>{''.join(parts)}</body></html>"
+    )
     return page

@@ -37,7 +37,11 @@ def _plain_minor(ax) -> None:
 
 
 def _short(v) -> str:
-    return f"{v:.3g}" if isinstance(v, (float, np.floating)) or (isinstance(v, (int, np.integer)) and v > 9999) else str(v)
+    return (
+        f"{v:.3g}"
+        if isinstance(v, (float, np.floating)) or (isinstance(v, (int, np.integer)) and v > 9999)
+        else str(v)
+    )
 
 
 def plot_laws(report, path: str | Path, target_n: float | None = None, target_d: float | None = None) -> Path:
@@ -85,8 +89,12 @@ def plot_validation(table: pd.DataFrame, path: str | Path) -> Path:
         sub = table[table["optimizer"] == opt]
         x = np.arange(len(sub))
         reg = sub["regret_mean"].replace([np.inf], np.nan) * 100
-        row[0].bar(x, reg.fillna(0), yerr=sub["regret_std"].fillna(0) * 100,
-                   color=["C2" if m == "oasl" else "C7" if m == "oracle" else "C0" for m in sub["method"]])
+        row[0].bar(
+            x,
+            reg.fillna(0),
+            yerr=sub["regret_std"].fillna(0) * 100,
+            color=["C2" if m == "oasl" else "C7" if m == "oracle" else "C0" for m in sub["method"]],
+        )
         for xi, r in zip(x, reg, strict=True):
             if not np.isfinite(r):
                 row[0].text(xi, 0, "diverged", rotation=90, ha="center", va="bottom", fontsize=7)
@@ -103,8 +111,12 @@ def plot_validation(table: pd.DataFrame, path: str | Path) -> Path:
     return Path(path)
 
 
-def plot_curves(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: str | Path, title: str = "",
-                observed: dict[str, tuple[np.ndarray, np.ndarray]] | None = None) -> Path:
+def plot_curves(
+    curves: dict[str, tuple[np.ndarray, np.ndarray]],
+    path: str | Path,
+    title: str = "",
+    observed: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
+) -> Path:
     """Loss curves (step, loss) by name: predicted as lines, observed as dots when given."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 4))

@@ -5,6 +5,18 @@ from oasl.sweep.plan import SweepPlan, measure_tokens_per_s, plan
 from oasl.sweep.spec import Ladder, Pruning, SweepSpec, expand, grid_values, group_key, load_sweep
 
 __all__ = [
-    "GroupPruner", "Ladder", "Pruning", "SweepPlan", "SweepSpec", "SweepSummary", "expand", "grid_values",
-    "group_key", "load_sweep", "measure_tokens_per_s", "plan", "run_sweep", "todo",
+    "GroupPruner",
+    "Ladder",
+    "Pruning",
+    "SweepPlan",
+    "SweepSpec",
+    "SweepSummary",
+    "expand",
+    "grid_values",
+    "group_key",
+    "load_sweep",
+    "measure_tokens_per_s",
+    "plan",
+    "run_sweep",
+    "todo",
 ]

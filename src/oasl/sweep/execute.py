@@ -94,8 +94,10 @@ class GroupPruner:
         if best is None:
             return None
         if val_loss > best * (1 + self.pruning.margin):
-            return (f"pruned at {step}/{self.steps} steps: val loss {val_loss:.4f} worse than the group's best "
-                    f"{best:.4f} by more than {self.pruning.margin:.0%}")
+            return (
+                f"pruned at {step}/{self.steps} steps: val loss {val_loss:.4f} worse than the group's best "
+                f"{best:.4f} by more than {self.pruning.margin:.0%}"
+            )
         return None
 
     def _group_best(self, step: int) -> float | None:
@@ -104,8 +106,12 @@ class GroupPruner:
         gk = group_key(self.spec)
         con = sqlite3.connect(self.store_path, timeout=60)
         try:
-            rows = con.execute("SELECT key, spec_json FROM runs WHERE status IN ('done', 'stopped')").fetchall()
-            keys = [k for k, s in rows if group_key(RunSpec.model_validate_json(s)) == gk and k != self.spec.key()]
+            rows = con.execute(
+                "SELECT key, spec_json FROM runs WHERE status IN ('done', 'stopped')"
+            ).fetchall()
+            keys = [
+                k for k, s in rows if group_key(RunSpec.model_validate_json(s)) == gk and k != self.spec.key()
+            ]
             if len(keys) < self.pruning.min_runs:
                 return None
             marks = ",".join("?" * len(keys))
@@ -166,8 +172,14 @@ def _summary(spec: RunSpec, result) -> dict:
     saved = 0.0
     if result.status == "stopped":
         saved = result.flops / max(result.steps_done, 1) * (spec.steps - result.steps_done)
-    return {"key": spec.key(), "status": result.status, "loss": result.final_val_loss, "flops": result.flops,
-            "saved": saved, "group": f"{spec.optimizer} w{spec.shape.width}d{spec.shape.depth}"}
+    return {
+        "key": spec.key(),
+        "status": result.status,
+        "loss": result.final_val_loss,
+        "flops": result.flops,
+        "saved": saved,
+        "group": f"{spec.optimizer} w{spec.shape.width}d{spec.shape.depth}",
+    }
 
 
 def run_sweep(
@@ -236,8 +248,9 @@ def run_sweep(
         threads = max(1, (os.cpu_count() or 1) // workers)
         import multiprocessing as mp
 
-        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_worker_init,
-                                 initargs=(threads,)) as pool:
+        with ProcessPoolExecutor(
+            workers, mp_context=mp.get_context("spawn"), initializer=_worker_init, initargs=(threads,)
+        ) as pool:
             futures = {pool.submit(_run_one, spec, store_path, pruning, warn) for spec in pending}
             while futures:
                 finished_f, futures = wait(futures, return_when=FIRST_COMPLETED)

@@ -75,15 +75,31 @@ def plan(runs: list[RunSpec], store=None, workers: int = 1, measure: bool = True
         if sk not in speed and measure:
             speed[sk] = measure_tokens_per_s(r)
         f = flops_per_token(r.shape) * r.steps * r.batch_tokens
-        rows.append({"optimizer": r.optimizer, "width": r.shape.width, "depth": r.shape.depth,
-                     "n_params": count_params(r.shape).n_params, "flops": f, "todo": r.key() in pending_keys,
-                     "seconds": r.steps * r.batch_tokens / speed[sk] if sk in speed else float("nan")})
+        rows.append(
+            {
+                "optimizer": r.optimizer,
+                "width": r.shape.width,
+                "depth": r.shape.depth,
+                "n_params": count_params(r.shape).n_params,
+                "flops": f,
+                "todo": r.key() in pending_keys,
+                "seconds": r.steps * r.batch_tokens / speed[sk] if sk in speed else float("nan"),
+            }
+        )
     df = pd.DataFrame(rows)
-    table = (df.groupby(["optimizer", "width", "depth", "n_params"])
-               .agg(runs=("flops", "size"), todo=("todo", "sum"), flops=("flops", "sum"), seconds=("seconds", "sum"))
-               .reset_index())
+    table = (
+        df.groupby(["optimizer", "width", "depth", "n_params"])
+        .agg(runs=("flops", "size"), todo=("todo", "sum"), flops=("flops", "sum"), seconds=("seconds", "sum"))
+        .reset_index()
+    )
     parallel = max(1, min(workers, os.cpu_count() or 1))
     todo_s = float(df.loc[df["todo"], "seconds"].sum())
-    return SweepPlan(n_runs=len(runs), n_todo=int(df["todo"].sum()), flops=float(df["flops"].sum()),
-                     flops_todo=float(df.loc[df["todo"], "flops"].sum()), est_seconds=todo_s / parallel,
-                     table=table, tokens_per_s=speed)
+    return SweepPlan(
+        n_runs=len(runs),
+        n_todo=int(df["todo"].sum()),
+        flops=float(df["flops"].sum()),
+        flops_todo=float(df.loc[df["todo"], "flops"].sum()),
+        est_seconds=todo_s / parallel,
+        table=table,
+        tokens_per_s=speed,
+    )

@@ -35,13 +35,17 @@ def grid_values(value: Any, where: str) -> list[float]:
     if isinstance(value, dict):
         keys = set(value) - {"num"}
         if keys not in ({"log_range"}, {"range"}) or "num" not in value:
-            raise ConfigError(f"{where}: a range is written {{log_range: [lo, hi], num: k}} or {{range: [lo, hi], num: k}}")
+            raise ConfigError(
+                f"{where}: a range is written {{log_range: [lo, hi], num: k}} or {{range: [lo, hi], num: k}}"
+            )
         kind = keys.pop()
         bounds, num = value[kind], value["num"]
         if not (isinstance(bounds, (list, tuple)) and len(bounds) == 2):
             raise ConfigError(f"{where}.{kind}: expected [lo, hi]")
         if not isinstance(num, int) or num < 1:
-            raise ConfigError(f"{where}.num: expected a positive integer, got {num!r}; the grid is empty otherwise")
+            raise ConfigError(
+                f"{where}.num: expected a positive integer, got {num!r}; the grid is empty otherwise"
+            )
         lo, hi = float(bounds[0]), float(bounds[1])
         if kind == "log_range":
             if lo <= 0 or hi <= 0:
@@ -163,7 +167,9 @@ class SweepSpec(_Spec):
         for name, grid in self.optimizers.items():
             entry = get_optimizer(name)
             if not isinstance(grid, dict) or "lr" not in grid:
-                raise ConfigError(f"optimizers.{name}: needs an `lr` grid, e.g. lr: {{log_range: [1e-4, 3e-2], num: 7}}")
+                raise ConfigError(
+                    f"optimizers.{name}: needs an `lr` grid, e.g. lr: {{log_range: [1e-4, 3e-2], num: 7}}"
+                )
             axes = {}
             for hp, value in grid.items():
                 if hp != "lr" and hp not in entry.hp_names and hp not in SCHEDULE_AXES:
@@ -201,11 +207,23 @@ def expand(spec: SweepSpec) -> list[RunSpec]:
                 values = dict(zip(names, combo, strict=True))
                 lr = values.pop("lr")
                 sched = {**variant, **{k: values.pop(k) for k in SCHEDULE_AXES if k in values}}
-                for bs, tokens, seed in itertools.product(batches, _token_budgets(spec.tokens, n_params), spec.seeds):
-                    data = {**spec.run, "shape": shape.model_dump(), "parametrization": spec.parametrization,
-                            "base_width": spec.base_width, "optimizer": opt, "lr": lr, "hps": values,
-                            "batch_seqs": bs, "tokens": tokens, "schedule": sched, "seed": seed,
-                            "corpus": spec.corpus.model_dump()}
+                for bs, tokens, seed in itertools.product(
+                    batches, _token_budgets(spec.tokens, n_params), spec.seeds
+                ):
+                    data = {
+                        **spec.run,
+                        "shape": shape.model_dump(),
+                        "parametrization": spec.parametrization,
+                        "base_width": spec.base_width,
+                        "optimizer": opt,
+                        "lr": lr,
+                        "hps": values,
+                        "batch_seqs": bs,
+                        "tokens": tokens,
+                        "schedule": sched,
+                        "seed": seed,
+                        "corpus": spec.corpus.model_dump(),
+                    }
                     run = build(RunSpec, data, what=f"run of sweep {spec.name} ({opt}, width {shape.width})")
                     if run.key() not in seen:
                         seen.add(run.key())
@@ -215,7 +233,9 @@ def expand(spec: SweepSpec) -> list[RunSpec]:
     return runs
 
 
-def group_key(run: RunSpec, over: tuple[str, ...] = ("lr", "hps", "warmup_frac", "final_frac", "decay_frac")) -> str:
+def group_key(
+    run: RunSpec, over: tuple[str, ...] = ("lr", "hps", "warmup_frac", "final_frac", "decay_frac")
+) -> str:
     """Key of the group a run belongs to when the axes in ``over`` vary (pruning compares within it)."""
     d = run.model_dump(mode="json", exclude={"device"})
     for axis in over:

@@ -57,10 +57,17 @@ class RunResult:
         """Scalar results as a JSON-able dict (what the store keeps beside the spec)."""
         out = {
             "final_val_loss": self.final_val_loss if math.isfinite(self.final_val_loss) else None,
-            "initial_val_loss": self.initial_val_loss, "n_params": self.n_params,
-            "n_params_total": self.n_params_total, "flops": self.flops, "tokens_trained": self.tokens_trained,
-            "steps_done": self.steps_done, "tokens_per_s": self.tokens_per_s, "wall_s": self.wall_s,
-            "diverged": self.diverged, "diverge_reason": self.diverge_reason, "stop_reason": self.stop_reason,
+            "initial_val_loss": self.initial_val_loss,
+            "n_params": self.n_params,
+            "n_params_total": self.n_params_total,
+            "flops": self.flops,
+            "tokens_trained": self.tokens_trained,
+            "steps_done": self.steps_done,
+            "tokens_per_s": self.tokens_per_s,
+            "wall_s": self.wall_s,
+            "diverged": self.diverged,
+            "diverge_reason": self.diverge_reason,
+            "stop_reason": self.stop_reason,
             "device": self.device,
         }
         out.update(self.extra)
@@ -134,6 +141,7 @@ def train(spec: RunSpec, progress: ProgressFn | None = None, should_stop: StopFn
     counts = count_params(spec.shape)
     fpt = flops_per_token(spec.shape)
     if device.type == "cuda":
+
         def autocast():
             return torch.autocast("cuda", dtype=torch.bfloat16)
     else:
@@ -170,10 +178,18 @@ def train(spec: RunSpec, progress: ProgressFn | None = None, should_stop: StopFn
         opt.zero_grad(set_to_none=True)
         loss_v, gnorm_v = float(loss.detach()), float(gnorm)
         train_s += time.perf_counter() - t0
-        point = {"step": step + 1, "tokens": (step + 1) * bt, "lr": lr, "train_loss": loss_v, "grad_norm": gnorm_v}
+        point = {
+            "step": step + 1,
+            "tokens": (step + 1) * bt,
+            "lr": lr,
+            "train_loss": loss_v,
+            "grad_norm": gnorm_v,
+        }
         if before is not None:
             with torch.no_grad():
-                num = sum(float((p - b).pow(2).sum()) for p, b in zip(model.parameters(), before, strict=True))
+                num = sum(
+                    float((p - b).pow(2).sum()) for p, b in zip(model.parameters(), before, strict=True)
+                )
                 den = sum(float(b.pow(2).sum()) for b in before)
             point["update_ratio"] = math.sqrt(num / max(den, 1e-30))
         if not math.isfinite(loss_v) or not math.isfinite(gnorm_v):
@@ -181,8 +197,11 @@ def train(spec: RunSpec, progress: ProgressFn | None = None, should_stop: StopFn
         else:
             ema = loss_v if ema is None else beta * ema + (1 - beta) * loss_v
             if ema > threshold:
-                status, reason = "diverged", (
-                    f"smoothed train loss {ema:.3g} above {spec.diverge_factor:g}x the initial {initial:.3g} at step {step + 1}"
+                status, reason = (
+                    "diverged",
+                    (
+                        f"smoothed train loss {ema:.3g} above {spec.diverge_factor:g}x the initial {initial:.3g} at step {step + 1}"
+                    ),
                 )
         is_eval = (step + 1) % spec.eval_interval == 0 and step + 1 < steps
         if is_eval and status == "done":
@@ -191,8 +210,16 @@ def train(spec: RunSpec, progress: ProgressFn | None = None, should_stop: StopFn
                 status, reason = "diverged", f"non-finite validation loss at step {step + 1}"
         curve.append(point)
         if progress is not None:
-            progress({"step": step + 1, "steps": steps, "train_loss": loss_v, "lr": lr,
-                      "tokens_per_s": (step + 1) * bt / max(train_s, 1e-9), "val_loss": point.get("val_loss", math.nan)})
+            progress(
+                {
+                    "step": step + 1,
+                    "steps": steps,
+                    "train_loss": loss_v,
+                    "lr": lr,
+                    "tokens_per_s": (step + 1) * bt / max(train_s, 1e-9),
+                    "val_loss": point.get("val_loss", math.nan),
+                }
+            )
         if status != "done":
             break
         if is_eval and should_stop is not None:
@@ -212,9 +239,21 @@ def train(spec: RunSpec, progress: ProgressFn | None = None, should_stop: StopFn
             status, reason, final = "diverged", "non-finite final validation loss", math.nan
     tokens = steps_done * bt
     return RunResult(
-        spec=spec, status=status, final_val_loss=final, curve=curve, n_params=counts.n_params,
-        n_params_total=counts.n_params_total, flops=fpt * tokens, tokens_trained=tokens, steps_done=steps_done,
-        tokens_per_s=tokens / max(train_s, 1e-9), wall_s=time.perf_counter() - t_start, initial_val_loss=initial,
-        diverged=status == "diverged", diverge_reason=reason, stop_reason=stop_reason,
-        corpus_hash=data.corpus_hash, device=str(device),
+        spec=spec,
+        status=status,
+        final_val_loss=final,
+        curve=curve,
+        n_params=counts.n_params,
+        n_params_total=counts.n_params_total,
+        flops=fpt * tokens,
+        tokens_trained=tokens,
+        steps_done=steps_done,
+        tokens_per_s=tokens / max(train_s, 1e-9),
+        wall_s=time.perf_counter() - t_start,
+        initial_val_loss=initial,
+        diverged=status == "diverged",
+        diverge_reason=reason,
+        stop_reason=stop_reason,
+        corpus_hash=data.corpus_hash,
+        device=str(device),
     )

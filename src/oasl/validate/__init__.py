@@ -3,4 +3,11 @@
 from oasl.validate.harness import MethodResult, OptimizerValidation, ValidationResult, validate
 from oasl.validate.spec import ValidateSpec, load_validate
 
-__all__ = ["MethodResult", "OptimizerValidation", "ValidateSpec", "ValidationResult", "load_validate", "validate"]
+__all__ = [
+    "MethodResult",
+    "OptimizerValidation",
+    "ValidateSpec",
+    "ValidationResult",
+    "load_validate",
+    "validate",
+]

@@ -44,8 +44,9 @@ def demo_spec(**overrides) -> ValidateSpec:
     return build(ValidateSpec, data, what="demo spec")
 
 
-def run_demo(out: str | Path = "oasl-demo", workers: int = 2, spec: ValidateSpec | None = None, log=None,
-             progress=None):
+def run_demo(
+    out: str | Path = "oasl-demo", workers: int = 2, spec: ValidateSpec | None = None, log=None, progress=None
+):
     """Run the demo into ``out`` (store ``runs.db``, ``laws.json``, ``validation.json``, ``report/``).
 
     Returns ``(ValidationResult, FitReport, report_path)``.

@@ -76,9 +76,18 @@ class ValidationResult:
         rows = []
         for ov in self.optimizers:
             for m in ov.methods:
-                rows.append({"optimizer": ov.optimizer, "method": m.method, "lr": m.lr, "regret_mean": m.regret_mean,
-                             "regret_std": m.regret_std, "tuning_flops": m.tuning_flops,
-                             "tuning_runs": m.tuning_runs, "note": m.note})
+                rows.append(
+                    {
+                        "optimizer": ov.optimizer,
+                        "method": m.method,
+                        "lr": m.lr,
+                        "regret_mean": m.regret_mean,
+                        "regret_std": m.regret_std,
+                        "tuning_flops": m.tuning_flops,
+                        "tuning_runs": m.tuning_runs,
+                        "note": m.note,
+                    }
+                )
         return pd.DataFrame(rows)
 
     def to_json(self, path: str | Path) -> None:
@@ -107,8 +116,13 @@ class _Runner:
     def run(self, specs: list[RunSpec], label: str = "target runs", pruning=None) -> None:
         """Train the specs not yet in the store, reporting progress if a progress factory was given."""
         on_update = self.progress(label, len(specs)) if self.progress else None
-        run_sweep(specs, self.store_path, workers=min(self.workers, len(specs)) or 1, pruning=pruning,
-                  on_update=on_update)
+        run_sweep(
+            specs,
+            self.store_path,
+            workers=min(self.workers, len(specs)) or 1,
+            pruning=pruning,
+            on_update=on_update,
+        )
 
     def losses(self, specs: list[RunSpec]) -> list[float]:
         self.run(specs)
@@ -149,8 +163,14 @@ def fit_lr_law(optima: pd.DataFrame, features: tuple[str, ...]):
     return law
 
 
-def validate(spec: ValidateSpec, store: str | Path, workers: int = 1, log: Log | None = None,
-             out: str | Path | None = None, progress: Progress | None = None) -> ValidationResult:
+def validate(
+    spec: ValidateSpec,
+    store: str | Path,
+    workers: int = 1,
+    log: Log | None = None,
+    out: str | Path | None = None,
+    progress: Progress | None = None,
+) -> ValidationResult:
     """Run the whole harness for every optimizer of ``spec.sweep``; write ``validation.json`` to ``out``."""
     from oasl.models import count_params
     from oasl.optima import locate_optima
@@ -161,8 +181,10 @@ def validate(spec: ValidateSpec, store: str | Path, workers: int = 1, log: Log |
     n_target = count_params(target_shape).n_params
     n_max = max(count_params(s).n_params for s in spec.sweep.model_shapes())
     if n_target < spec.min_ratio * n_max:
-        raise SweepError(f"target N={n_target:,} is only {n_target / n_max:.1f}x the largest swept N={n_max:,}: "
-                         f"the harness measures extrapolation of at least {spec.min_ratio:g}x; enlarge `target`")
+        raise SweepError(
+            f"target N={n_target:,} is only {n_target / n_max:.1f}x the largest swept N={n_max:,}: "
+            f"the harness measures extrapolation of at least {spec.min_ratio:g}x; enlarge `target`"
+        )
     sweep_runs = expand(spec.sweep)
     log(f"sweep: {len(sweep_runs)} runs of {len(spec.sweep.model_shapes())} shapes")
     runner.run(sweep_runs, f"sweep {spec.sweep.name}", pruning=spec.sweep.pruning)
@@ -178,16 +200,35 @@ def validate(spec: ValidateSpec, store: str | Path, workers: int = 1, log: Log |
             raise FitError(f"[{opt}] fewer than 2 located optima: widen the lr grid or add shapes")
         law = fit_lr_law(usable, spec.law_features)
         if getattr(law, "kind", "") == "constant":
-            log(f"[{opt}] the exponent's 90% interval contains 0: no trend to extrapolate, using the constant law")
-        template = next(r for r in sweep_runs if r.optimizer == opt and r.shape == spec.sweep.model_shapes()[-1])
+            log(
+                f"[{opt}] the exponent's 90% interval contains 0: no trend to extrapolate, using the constant law"
+            )
+        template = next(
+            r for r in sweep_runs if r.optimizer == opt and r.shape == spec.sweep.model_shapes()[-1]
+        )
         tokens = spec.target_tokens or _target_tokens(spec, n_target)
         base = _with(template, shape=target_shape.model_dump(), tokens=tokens, seed=spec.seeds[0])
         q = pd.DataFrame({"N": [n_target], "D": [tokens]})[list(spec.law_features)]
         rec_lr = float(law.predict(q)[0])
         lo, hi = law.predict_interval(q, level=0.9)
         log(f"[{opt}] recommended lr {rec_lr:.3g} (90% interval {float(lo[0]):.3g}-{float(hi[0]):.3g})")
-        results.append(_measure_target(spec, runner, opt, base, law, rec_lr, (float(lo[0]), float(hi[0])), usable,
-                                       sub, sweep_runs, n_target, n_max, log))
+        results.append(
+            _measure_target(
+                spec,
+                runner,
+                opt,
+                base,
+                law,
+                rec_lr,
+                (float(lo[0]), float(hi[0])),
+                usable,
+                sub,
+                sweep_runs,
+                n_target,
+                n_max,
+                log,
+            )
+        )
     result = ValidationResult(spec.name, results)
     if out is not None:
         Path(out).mkdir(parents=True, exist_ok=True)
@@ -221,13 +262,21 @@ def _oracle(spec, runner, opt, base, log, rec_lr) -> tuple[float, pd.DataFrame, 
         new = [_with(base, lr=float(lr)) for lr in lrs if all(abs(math.log(s.lr / lr)) > 1e-9 for s in specs)]
         specs += new
         losses = runner.losses(specs)
-        frame = pd.DataFrame({"lr": [s.lr for s in specs], "final_val_loss": losses, "optimizer": opt,
-                              "diverged": [not math.isfinite(v) for v in losses]})
+        frame = pd.DataFrame(
+            {
+                "lr": [s.lr for s in specs],
+                "final_val_loss": losses,
+                "optimizer": opt,
+                "diverged": [not math.isfinite(v) for v in losses],
+            }
+        )
         opt_row = locate_optima(frame, over="lr", group_by=["optimizer"]).iloc[0]
         edge = str(opt_row.get("at_edge", "") or "")
         if attempt == spec.oracle_max_extend:
             if edge:
-                log(f"[{opt}] oracle optimum still at the {edge} edge: it is a bound (raise oracle_max_extend)")
+                log(
+                    f"[{opt}] oracle optimum still at the {edge} edge: it is a bound (raise oracle_max_extend)"
+                )
             break
         if edge == "high":
             lrs = [max(s.lr for s in specs) * step]
@@ -236,7 +285,11 @@ def _oracle(spec, runner, opt, base, log, rec_lr) -> tuple[float, pd.DataFrame, 
         else:
             break
         log(f"[{opt}] oracle optimum at the {edge} edge of its grid: adding lr {lrs[0]:.3g}")
-    best = float(opt_row["opt"]) if math.isfinite(float(opt_row["opt"])) else float(frame.loc[frame["final_val_loss"].idxmin(), "lr"])
+    best = (
+        float(opt_row["opt"])
+        if math.isfinite(float(opt_row["opt"]))
+        else float(frame.loc[frame["final_val_loss"].idxmin(), "lr"])
+    )
     return best, frame.sort_values("lr"), specs
 
 
@@ -246,15 +299,19 @@ def _evaluate(runner, base, lr, seeds) -> tuple[list[float], list[RunSpec]]:
 
 
 def _regret(losses, oracle) -> tuple[float, float]:
-    r = [(a - b) / b if math.isfinite(a) and math.isfinite(b) else math.inf for a, b in zip(losses, oracle, strict=True)]
+    r = [
+        (a - b) / b if math.isfinite(a) and math.isfinite(b) else math.inf
+        for a, b in zip(losses, oracle, strict=True)
+    ]
     arr = np.array(r, dtype=float)
     if not np.all(np.isfinite(arr)):
         return math.inf, math.nan
     return float(arr.mean()), float(arr.std(ddof=1)) if len(arr) > 1 else 0.0
 
 
-def _measure_target(spec, runner, opt, base, law, rec_lr, rec_interval, optima, sub, sweep_runs, n_target, n_max,
-                    log) -> OptimizerValidation:
+def _measure_target(
+    spec, runner, opt, base, law, rec_lr, rec_interval, optima, sub, sweep_runs, n_target, n_max, log
+) -> OptimizerValidation:
     from oasl.optim import get_optimizer
 
     seeds = list(spec.seeds)
@@ -267,28 +324,44 @@ def _measure_target(spec, runner, opt, base, law, rec_lr, rec_interval, optima, 
         argmin_lr = float(finite.loc[finite["final_val_loss"].idxmin(), "lr"])
         if abs(math.log(argmin_lr / oracle_lr)) > 1e-9:
             alt_losses, alt_eval = _evaluate(runner, base, argmin_lr, seeds)
-            oracle_specs = oracle_specs + [s for s in alt_eval if all(s.key() != o.key() for o in oracle_specs)]
+            oracle_specs = oracle_specs + [
+                s for s in alt_eval if all(s.key() != o.key() for o in oracle_specs)
+            ]
             if np.all(np.isfinite(alt_losses)) and (
                 not np.all(np.isfinite(oracle_losses)) or np.mean(alt_losses) < np.mean(oracle_losses)
             ):
-                log(f"[{opt}] oracle: the grid's best lr {argmin_lr:.3g} beats the refined {oracle_lr:.3g} on the seeds")
+                log(
+                    f"[{opt}] oracle: the grid's best lr {argmin_lr:.3g} beats the refined {oracle_lr:.3g} on the seeds"
+                )
                 oracle_lr, oracle_losses = argmin_lr, alt_losses
     target_flops = runner.flops([oracle_specs[0]])
     sweep_specs = [r for r in sweep_runs if r.optimizer == opt]
     sweep_flops = runner.flops(sweep_specs)
     ov = OptimizerValidation(
-        optimizer=opt, target_n_params=n_target, largest_swept_n_params=n_max, extrapolation_ratio=n_target / n_max,
-        law=law.to_dict(), recommended_lr=rec_lr, recommended_interval=rec_interval, oracle_lr=oracle_lr,
-        oracle_losses=oracle_losses, oracle_flops=runner.flops(oracle_specs), sweep_flops=sweep_flops,
-        target_run_flops=target_flops, optima=optima.to_dict(orient="records"),
+        optimizer=opt,
+        target_n_params=n_target,
+        largest_swept_n_params=n_max,
+        extrapolation_ratio=n_target / n_max,
+        law=law.to_dict(),
+        recommended_lr=rec_lr,
+        recommended_interval=rec_interval,
+        oracle_lr=oracle_lr,
+        oracle_losses=oracle_losses,
+        oracle_flops=runner.flops(oracle_specs),
+        sweep_flops=sweep_flops,
+        target_run_flops=target_flops,
+        optima=optima.to_dict(orient="records"),
         oracle_grid=grid[["lr", "final_val_loss"]].to_dict(orient="records"),
     )
 
     def add(method, lr, tuning_flops, note=""):
         losses, _ = _evaluate(runner, base, lr, seeds)
         mean, std = _regret(losses, oracle_losses)
-        ov.methods.append(MethodResult(method, float(lr), losses, mean, std, tuning_flops,
-                                       tuning_flops / target_flops, note))
+        ov.methods.append(
+            MethodResult(
+                method, float(lr), losses, mean, std, tuning_flops, tuning_flops / target_flops, note
+            )
+        )
         log(f"[{opt}] {method:>10}: lr {lr:.3g}  regret {mean:+.2%}")
 
     add("oasl", rec_lr, sweep_flops, f"law {law}")
@@ -305,7 +378,12 @@ def _measure_target(spec, runner, opt, base, law, rec_lr, rec_interval, optima, 
 
             pl = get_published("step-law")
             lr = float(pl["lr"].predict(pd.DataFrame({"N": [n_target], "D": [base.tokens]}))[0])
-            add("step-law", lr, 0.0, "Li et al. 2025 (fitted on AdamW)" + ("" if opt == "adamw" else "; not fitted for " + opt))
+            add(
+                "step-law",
+                lr,
+                0.0,
+                "Li et al. 2025 (fitted on AdamW)" + ("" if opt == "adamw" else "; not fitted for " + opt),
+            )
         elif kind == "mup":
             _add_mup(spec, runner, opt, base, seeds, oracle_losses, ov, log)
         elif kind in ("random", "tpe"):
@@ -320,19 +398,41 @@ def _add_mup(spec, runner, opt, base, seeds, oracle_losses, ov, log) -> None:
 
     base_shape = spec.sweep.model_shapes()[0]
     grid = spec.sweep.optimizer_grids()[opt]["lr"]
-    small = _with(base, shape=base_shape.model_dump(), parametrization="mup", base_width=base_shape.width,
-                  tokens=base.tokens, seed=seeds[0])
+    small = _with(
+        base,
+        shape=base_shape.model_dump(),
+        parametrization="mup",
+        base_width=base_shape.width,
+        tokens=base.tokens,
+        seed=seeds[0],
+    )
     specs = [_with(small, lr=float(lr)) for lr in grid]
     losses = runner.losses(specs)
-    frame = pd.DataFrame({"lr": grid, "final_val_loss": losses, "optimizer": opt,
-                          "diverged": [not math.isfinite(v) for v in losses]})
+    frame = pd.DataFrame(
+        {
+            "lr": grid,
+            "final_val_loss": losses,
+            "optimizer": opt,
+            "diverged": [not math.isfinite(v) for v in losses],
+        }
+    )
     lr = float(locate_optima(frame, over="lr", group_by=["optimizer"]).iloc[0]["opt"])
     target = _with(base, parametrization="mup", base_width=base_shape.width)
     eval_losses, _ = _evaluate(runner, target, lr, seeds)
     mean, std = _regret(eval_losses, oracle_losses)
     flops = runner.flops(specs)
-    ov.methods.append(MethodResult("mup", lr, eval_losses, mean, std, flops, flops / ov.target_run_flops,
-                                   f"muP, base width {base_shape.width}, same tokens as the target"))
+    ov.methods.append(
+        MethodResult(
+            "mup",
+            lr,
+            eval_losses,
+            mean,
+            std,
+            flops,
+            flops / ov.target_run_flops,
+            f"muP, base width {base_shape.width}, same tokens as the target",
+        )
+    )
     log(f"[{opt}]        mup: lr {lr:.3g}  regret {mean:+.2%}")
 
 
@@ -408,8 +508,10 @@ def load_validation(path: str | Path) -> ValidationResult:
         d = json.loads(p.read_text())
         ovs = []
         for o in d["optimizers"]:
-            methods = [MethodResult(**{k: (math.nan if v is None and k != "note" else v) for k, v in m.items()})
-                       for m in o.pop("methods")]
+            methods = [
+                MethodResult(**{k: (math.nan if v is None and k != "note" else v) for k, v in m.items()})
+                for m in o.pop("methods")
+            ]
             o["recommended_interval"] = tuple(o["recommended_interval"])
             ovs.append(OptimizerValidation(**o, methods=methods))
         return ValidationResult(d["name"], ovs)

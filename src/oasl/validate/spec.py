@@ -37,7 +37,16 @@ class ValidateSpec(_Spec):
     oracle_num: int = Field(default=7, ge=3)
     oracle_widen: float = Field(default=2.0, ge=1.0)
     oracle_max_extend: int = Field(default=3, ge=0)
-    baselines: tuple[str, ...] = ("naive", "defaults", "mup", "step-law", "random:4", "random:8", "tpe:4", "tpe:8")
+    baselines: tuple[str, ...] = (
+        "naive",
+        "defaults",
+        "mup",
+        "step-law",
+        "random:4",
+        "random:8",
+        "tpe:4",
+        "tpe:8",
+    )
     law_features: tuple[str, ...] = ("N",)
     min_ratio: float = Field(default=8.0, gt=1.0)
 
@@ -45,7 +54,9 @@ class ValidateSpec(_Spec):
     def _check(self) -> ValidateSpec:
         for b in self.baselines:
             if not _METHOD.match(b):
-                raise ValueError(f"unknown baseline {b!r}: use naive, defaults, mup, step-law, random:K or tpe:K")
+                raise ValueError(
+                    f"unknown baseline {b!r}: use naive, defaults, mup, step-law, random:K or tpe:K"
+                )
         if not self.seeds:
             raise ValueError("seeds is empty: give at least one evaluation seed")
         return self
