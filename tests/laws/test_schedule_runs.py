@@ -74,6 +74,8 @@ def test_store_curves_rebuild_schedule_and_bin(sched_store):
         raw = st.curve(rc.key)["train_loss"].to_numpy()
         assert raw.min() <= rc.curve.loss.min() and rc.curve.loss.max() <= raw.max()
     assert len(store_curves(sched_store, {"width": 32, "schedule": "wsd"})) == 1
+    assert len(store_curves(sched_store, {"width": 32, "schedule": "constant,wsd"})) == 2
+    assert len(store_curves(sched_store, {"width": [32, 16], "schedule": "constant"})) == 2
     assert [rc.key for rc in store_curves(sched_store, keys=[rcs[0].key])] == [rcs[0].key]
     val = store_curves(sched_store, {"width": 32})  # auto: 15 evaluations per run are enough
     assert all(rc.source == "val" and len(rc.curve) == 15 for rc in val)

@@ -99,7 +99,9 @@ def register(app: typer.Typer) -> None:
     @sched.command("fit")
     def fit_cmd(
         store: str = typer.Option(..., "--store", help="Store with the runs' curves."),
-        where: list[str] = typer.Option(None, "--where", help="Keep runs with column=value (repeatable)."),
+        where: list[str] = typer.Option(
+            None, "--where", help="Keep runs with column=value (repeatable; value a,b matches either)."
+        ),
         law: str = typer.Option("mpl", "--law", help="mpl (multi-power law) or annealing."),
         source: str = typer.Option(
             "auto",
@@ -172,14 +174,17 @@ def register(app: typer.Typer) -> None:
 
             xs = np.unique(np.linspace(0, len(lrs) - 1, 200).astype(int))
             plot_curves(
-                {schedule: (xs, law.predict(lrs, xs, **kw))}, plot, title=f"predicted loss, peak lr {lr:.3g}"
+                {schedule: (xs, law.predict(lrs, xs, **kw))},
+                plot,
+                title=f"predicted loss, peak lr {lr:.3g}",
+                zoom_from=0.2 * len(lrs),
             )
             console.print(f"plot written to {plot}")
 
     @sched.command("rank")
     def rank_cmd(
         candidates: str = typer.Option(
-            "cosine,cosine:0.1,linear,wsd:0.1,wsd:0.2,constant",
+            "constant,cosine,cosine:0,linear,wsd:0.1,wsd:0.2",
             "--candidates",
             help="Comma-separated schedule names.",
         ),
@@ -250,5 +255,6 @@ def register(app: typer.Typer) -> None:
                 {n: (xs, law.predict(v, xs, **kw)) for n, v in scheds.items()},
                 plot,
                 title=f"predicted loss per schedule, {steps} steps, peak lr {lr:.3g}",
+                zoom_from=0.2 * steps,
             )
             console.print(f"plot written to {plot}")

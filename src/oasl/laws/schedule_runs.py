@@ -59,6 +59,8 @@ class RunCurve:
 
 
 def _matches(frame: pd.DataFrame, where: Mapping[str, Any]) -> pd.Series:
+    """Rows whose column equals the value (numbers compared as numbers); a list or tuple of values, or a
+    comma-separated string, matches any of them."""
     keep = pd.Series(True, index=frame.index)
     for col, value in where.items():
         if col not in frame.columns:
@@ -66,10 +68,15 @@ def _matches(frame: pd.DataFrame, where: Mapping[str, Any]) -> pd.Series:
                 f"cannot filter on {col!r}: the store's runs have no such column "
                 f"(columns: {', '.join(sorted(map(str, frame.columns))[:30])})"
             )
-        try:
-            keep &= np.isclose(pd.to_numeric(frame[col]).astype(float), float(value), rtol=1e-9, atol=0)
-        except (TypeError, ValueError):
-            keep &= frame[col].astype(str) == str(value)
+        values = value.split(",") if isinstance(value, str) else value
+        values = list(values) if isinstance(values, (list, tuple)) else [values]
+        any_of = pd.Series(False, index=frame.index)
+        for v in values:
+            try:
+                any_of |= np.isclose(pd.to_numeric(frame[col]).astype(float), float(v), rtol=1e-9, atol=0)
+            except (TypeError, ValueError):
+                any_of |= frame[col].astype(str) == str(v).strip()
+        keep &= any_of
     return keep
 
 

@@ -116,15 +116,29 @@ def plot_curves(
     path: str | Path,
     title: str = "",
     observed: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
+    zoom_from: float | None = None,
 ) -> Path:
-    """Loss curves (step, loss) by name: predicted as lines, observed as dots when given."""
+    """Loss curves (step, loss) by name: predicted as lines, observed as dots when given. ``zoom_from``:
+    frame the y axis on the values at steps >= it, where schedules differ (the first steps' fast drop
+    would otherwise flatten every difference)."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 4))
+    lo, hi = np.inf, -np.inf
     for i, (name, (x, y)) in enumerate(curves.items()):
         ax.plot(x, y, color=f"C{i % 10}", lw=1.2, label=f"{name} (predicted)")
+        series = [(np.asarray(x), np.asarray(y))]
         if observed and name in observed:
             ox, oy = observed[name]
             ax.scatter(ox, oy, s=6, color=f"C{i % 10}", alpha=0.5)
+            series.append((np.asarray(ox), np.asarray(oy)))
+        for sx, sy in series:
+            keep = (sx >= zoom_from) & np.isfinite(sy) if zoom_from is not None else np.isfinite(sy)
+            if keep.any():
+                lo, hi = min(lo, float(sy[keep].min())), max(hi, float(sy[keep].max()))
+    if zoom_from is not None and np.isfinite(lo) and hi > lo:
+        pad = 0.05 * (hi - lo)
+        ax.set_ylim(lo - pad, hi + pad)
+        ax.set_xlim(left=zoom_from)
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
     ax.set_title(title, fontsize=9)

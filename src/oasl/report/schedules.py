@@ -63,6 +63,7 @@ def schedule_section(
                 out / "schedule_fit.png",
                 title="observed (dots) vs schedule law (lines)",
                 observed=observed,
+                zoom_from=0.2 * int(ctx["steps"]),
             )
     section["errors"] = pd.DataFrame(rows)
 
@@ -85,5 +86,6 @@ def schedule_section(
         {n: (xs, law.predict(v, xs, **kw)) for n, v in scheds.items()},
         out / "schedule_rank.png",
         title=f"predicted loss per schedule, {steps} steps, peak lr {lr:.3g}",
+        zoom_from=0.2 * steps,
     )
     return section
