@@ -62,6 +62,19 @@ def hits(pred: dict[str, float], true: dict[str, float]) -> tuple[bool, bool]:
     return order[0] == best, best in order[:2]
 
 
+def summarize(rows: list[dict], top1: int, top2: int, n_cfg: int) -> dict:
+    """Mean and worst errors over per-curve rows, with the hit counts."""
+    return {
+        "mean_rel": float(np.mean([r["mean_rel"] for r in rows])),
+        "worst_rel": float(np.max([r["worst_rel"] for r in rows])),
+        "worst_rel_late": float(np.max([r["worst_rel_late"] for r in rows])),
+        "final_rel_mean": float(np.mean([r["final_rel"] for r in rows])),
+        "top1": top1,
+        "top2": top2,
+        "configs": n_cfg,
+    }
+
+
 def main() -> None:
     from oasl.config import build
     from oasl.laws.schedule import AnnealingLaw, MultiPowerLaw, ScaledScheduleLaw
@@ -140,16 +153,7 @@ def main() -> None:
                     "observed_best": min(obs_wsd, key=obs_wsd.get),
                     "observed": obs_wsd,
                 }
-        summ = {
-            "mean_rel": float(np.mean([r["mean_rel"] for r in rows])),
-            "worst_rel": float(np.max([r["worst_rel"] for r in rows])),
-            "worst_rel_late": float(np.max([r["worst_rel_late"] for r in rows])),
-            "final_rel_mean": float(np.mean([r["final_rel"] for r in rows])),
-            "top1": top1,
-            "top2": top2,
-            "configs": n_cfg,
-            "coverage_90": float(np.mean(cover)),
-        }
+        summ = {**summarize(rows, top1, top2, n_cfg), "coverage_90": float(np.mean(cover))}
         out["within_size"][law_name] = {"rows": rows, **summ}
         lines.append(
             f"| within (width, lr), fit on {', '.join(TRAIN)} | {law_name} | {summ['mean_rel']:.3%} | "
@@ -192,13 +196,7 @@ def main() -> None:
             "predicted_width": big,
             "slopes": slopes,
             "slope_at_bound": at_bound,
-            "mean_rel": float(np.mean([r["mean_rel"] for r in rows])),
-            "worst_rel": float(np.max([r["worst_rel"] for r in rows])),
-            "worst_rel_late": float(np.max([r["worst_rel_late"] for r in rows])),
-            "final_rel_mean": float(np.mean([r["final_rel"] for r in rows])),
-            "top1": top1,
-            "top2": top2,
-            "configs": n_cfg,
+            **summarize(rows, top1, top2, n_cfg),
         }
         out["cross_size"][label] = cs
         lines.append(
