@@ -113,6 +113,17 @@ def test_stopper_and_sweep_early_stop(store, tmp_path):
         and "early warning at step 24/80" in rows[5e-4]["result"]["stop_reason"]
     )
     assert summary.stopped == 1 and summary.flops_saved > 0
+    # the group reference a live sweep reads: the other run's mean log train loss over steps (18, 20]
+    from oasl.config import RunSpec
+    from oasl.train.earlywarn import group_reference
+
+    st = open_store(tmp_path / "new.db")
+    c = st.curve(rows[1e-2]["key"])
+    want = float(np.log(c[(c["step"] > 18) & (c["step"] <= 20)]["train_loss"]).mean())
+    ref = group_reference(tmp_path / "new.db", RunSpec.model_validate(rows[5e-4]["spec"]), 20)
+    assert ref == pytest.approx(want)
+    slow = curve_features(st.curve(rows[5e-4]["key"]), 80, 0.25, reference=ref)
+    assert slow["loss_vs_group"] == pytest.approx(slow["loss_end"] - want) and slow["loss_vs_group"] > 0.1
     # the stopper looks once, at the first evaluation at or after its window
     stop = EarlyWarnStopper(80, p)
     assert stop(8, 3.0, []) is None and stop.due == 20

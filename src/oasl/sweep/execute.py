@@ -136,9 +136,10 @@ def _stopper(spec: RunSpec, store_path: str | None, pruning: Pruning | None, ear
     if pruning is not None and pruning.enabled and store_path is not None:
         stoppers.append(GroupPruner(spec, store_path, pruning))
     if early_warn is not None:
-        from oasl.train.earlywarn import DivergencePredictor, EarlyWarnStopper
+        from oasl.train.earlywarn import DivergencePredictor, EarlyWarnStopper, group_reference
 
-        stoppers.append(EarlyWarnStopper(spec.steps, DivergencePredictor.from_dict(early_warn)))
+        ref = (lambda end: group_reference(store_path, spec, end)) if store_path is not None else None
+        stoppers.append(EarlyWarnStopper(spec.steps, DivergencePredictor.from_dict(early_warn), ref))
     if not stoppers:
         return None
 

@@ -31,6 +31,7 @@ FEATURES = (
     "loss_slope",
     "loss_drop",
     "loss_end",
+    "loss_vs_group",
     "gnorm_growth",
     "gnorm_spike",
     "update_ratio",
@@ -40,7 +41,8 @@ FEATURE_DOCS = {
     "loss_spike": "largest rise of log train loss above its running minimum (second half of the window)",
     "loss_slope": "slope of log train loss per window length over the second half of the window",
     "loss_drop": "log train loss at the start minus at the end of the window (progress made)",
-    "loss_end": "log train loss at the end of the window (comparable across runs on one corpus and tokenizer)",
+    "loss_end": "mean log train loss over the last 10% of the window's steps (comparable on one corpus and tokenizer)",
+    "loss_vs_group": "loss_end minus the lowest loss_end of the other runs of its group (NaN, imputed, when none)",
     "gnorm_growth": "log of the median gradient norm, last quarter over first quarter of the window",
     "gnorm_spike": "log of the largest gradient norm over the window's median",
     "update_ratio": "log of the last update-to-weight ratio logged in the window (imputed when absent)",
@@ -56,23 +58,29 @@ def _log(x: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(out), out, _BIG)
 
 
+def window_end(total_steps: int, frac: float) -> int:
+    """Last step (counted from 1) that the early warning may read."""
+    return max(4, int(frac * total_steps))
+
+
 def curve_features(
-    curve: pd.DataFrame | Sequence[dict], total_steps: int, frac: float = 0.2
+    curve: pd.DataFrame | Sequence[dict], total_steps: int, frac: float = 0.2, reference: float | None = None
 ) -> dict[str, float]:
     """Features (see ``FEATURE_DOCS``) of the first ``frac`` of a run of ``total_steps`` steps.
 
     ``curve``: the run's per-step records (columns step (from 1), train_loss, grad_norm and, at
     evaluation steps, update_ratio), as in :attr:`oasl.train.RunResult.curve` or
     :meth:`oasl.store.Store.curve`. Only steps <= ``frac * total_steps`` are read. A run that ended
-    inside the window (diverged) counts its missing steps as non-finite."""
+    inside the window (diverged) counts its missing steps as non-finite. ``reference``: the lowest
+    ``loss_end`` among the other runs of the group (see :func:`group_reference`), None when unknown."""
     if not 0 < frac <= 1:
         raise ConfigError(f"early-warning window frac must lie in (0, 1], got {frac}")
     if total_steps < 1:
         raise ConfigError(f"total_steps must be positive, got {total_steps}")
     df = pd.DataFrame(curve)
-    end = max(4, int(frac * total_steps))
+    end = window_end(total_steps, frac)
     if df.empty or "step" not in df:
-        return {**dict.fromkeys(FEATURES, 0.0), "nonfinite": 1.0}
+        return {**dict.fromkeys(FEATURES, 0.0), "nonfinite": 1.0, "loss_vs_group": math.nan}
     df = df[df["step"] <= end].sort_values("step")
     loss = pd.to_numeric(df.get("train_loss"), errors="coerce").to_numpy(float)
     gn = pd.to_numeric(df.get("grad_norm", pd.Series(np.nan, index=df.index)), errors="coerce").to_numpy(
@@ -92,6 +100,7 @@ def curve_features(
             "loss_end": _BIG,
             "gnorm_growth": _BIG,
             "gnorm_spike": _BIG,
+            "loss_vs_group": _BIG,
         }
     ll, g, steps = _log(loss[ok]), gn[ok], df["step"].to_numpy(float)[ok]
     half = len(ll) // 2
@@ -101,7 +110,10 @@ def curve_features(
     f["loss_slope"] = float(np.polyfit(x, ll[half:], 1)[0]) if np.ptp(x) > 0 else 0.0
     k = max(1, len(ll) // 10)
     f["loss_drop"] = float(np.mean(ll[:k]) - np.mean(ll[-k:]))
-    f["loss_end"] = float(np.mean(ll[-k:]))
+    f["loss_end"] = float(np.mean(ll[steps > 0.9 * end])) if np.any(steps > 0.9 * end) else _BIG
+    f["loss_vs_group"] = (
+        f["loss_end"] - reference if reference is not None and math.isfinite(reference) else math.nan
+    )
     q = max(1, len(g) // 4)
     f["gnorm_growth"] = float(_log(np.median(g[-q:]) + 1e-12) - _log(np.median(g[:q]) + 1e-12))
     f["gnorm_spike"] = float(_log(np.max(g) + 1e-12) - _log(np.median(g) + 1e-12))
@@ -150,10 +162,19 @@ def training_table(store, frac: float = 0.2, far: float = 0.05) -> pd.DataFrame:
     if df.empty:
         raise DataError("no finished (done or diverged) runs in the store to learn from")
     curves = st.curves(list(df["key"]))
+    feats = {}
+    for _, r in df.iterrows():
+        feats[r["key"]] = curve_features(curves[curves["key"] == r["key"]], int(specs[r["key"]].steps), frac)
+    # the group reference: the lowest window-end loss among the group's other runs (what a live sweep
+    # reads from the store when the warning looks; see group_reference)
+    ends = pd.Series({k: f["loss_end"] for k, f in feats.items()})
     rows = []
     for _, r in df.iterrows():
-        c = curves[curves["key"] == r["key"]]
-        feats = curve_features(c, int(specs[r["key"]].steps), frac)
+        others = [k for k in df.loc[df["group"] == r["group"], "key"] if k != r["key"]]
+        ref = float(ends[others].min()) if others else math.nan
+        f = feats[r["key"]]
+        if math.isfinite(ref) and ref < _BIG and f["loss_end"] < _BIG:
+            f["loss_vs_group"] = f["loss_end"] - ref
         rows.append(
             {
                 "key": r["key"],
@@ -162,7 +183,7 @@ def training_table(store, frac: float = 0.2, far: float = 0.05) -> pd.DataFrame:
                 "status": r["status"],
                 "label": int(r["label"]),
                 "lr": float(r["lr"]),
-                **feats,
+                **f,
             }
         )
     return pd.DataFrame(rows)
@@ -345,11 +366,12 @@ def cross_validate(table: pd.DataFrame, folds: int = 5, seed: int = 0, **predict
 class EarlyWarnStopper:
     """``should_stop`` callback for :func:`oasl.train.train`: at the first evaluation at or after the
     predictor's window (``frac`` of the run's steps) it scores the curve so far and stops the run
-    when the predictor flags it. Later evaluations are left alone."""
+    when the predictor flags it. Later evaluations are left alone. ``reference(end_step)`` returns the
+    group's reference window loss (:func:`group_reference`) or None."""
 
-    def __init__(self, total_steps: int, predictor: DivergencePredictor):
-        self.total_steps, self.predictor = total_steps, predictor
-        self.due = max(4, int(predictor.frac * total_steps))
+    def __init__(self, total_steps: int, predictor: DivergencePredictor, reference=None):
+        self.total_steps, self.predictor, self.reference = total_steps, predictor, reference
+        self.due = window_end(total_steps, predictor.frac)
         self.done = False
 
     def __call__(self, step: int, val_loss: float, curve) -> str | None:
@@ -365,3 +387,36 @@ class EarlyWarnStopper:
                 f">{self.predictor.far:.0%} above the group's best) = {p:.2f}"
             )
         return None
+
+
+def group_reference(store_path: str | Path, spec, end: int) -> float | None:
+    """The lowest mean log train loss over steps (0.9 end, end] among the finished runs of ``spec``'s
+    group in the SQLite store at ``store_path`` (other HPs, same shape/optimizer/budget); None if none."""
+    import sqlite3
+
+    from oasl.config import RunSpec
+    from oasl.sweep.spec import group_key
+
+    gk = group_key(spec)
+    con = sqlite3.connect(str(store_path), timeout=60)
+    try:
+        rows = con.execute(
+            "SELECT key, spec_json FROM runs WHERE status IN ('done', 'stopped', 'diverged')"
+        ).fetchall()
+        keys = [k for k, sj in rows if k != spec.key() and group_key(RunSpec.model_validate_json(sj)) == gk]
+        if not keys:
+            return None
+        marks = ",".join("?" * len(keys))
+        found = con.execute(
+            f"SELECT key, train_loss FROM curves WHERE key IN ({marks}) AND step > ? AND step <= ?",
+            (*keys, 0.9 * end, end),
+        ).fetchall()
+    finally:
+        con.close()
+    if not found:
+        return None
+    df = pd.DataFrame(found, columns=["key", "train_loss"])
+    df = df[np.isfinite(pd.to_numeric(df["train_loss"], errors="coerce")) & (df["train_loss"] > 0)]
+    if df.empty:
+        return None
+    return float(np.log(df["train_loss"].astype(float)).groupby(df["key"]).mean().min())
