@@ -3,7 +3,12 @@
 compare with the oracle grid, naive transfer, library defaults, muP transfer, Step Law, random search
 and Optuna TPE (4 and 8 trials) at the target, over 2 seeds. Budget: about 1.5 h on 2 CPU cores.
 
-Run: `.venv/bin/python benchmarks/extrapolation.py [--store PATH]` (resumable: the store keeps runs).
+`--ladder v1` runs the first version instead: widths 32/48/64 over 7-point grids (x2 apart) of the same
+lr ranges, written as `extrapolation_v1`. Both share the store: the ranges are the same, so the oracle
+grid and the random/TPE trials at the target are the same runs.
+
+Run: `.venv/bin/python benchmarks/extrapolation.py [--ladder v1|v2] [--store PATH]` (resumable: the store
+keeps runs).
 """
 
 from __future__ import annotations
@@ -24,9 +29,6 @@ SPEC = {
         "name": "extrapolation-ladder",
         "ladder": {"widths": [24, 32, 48, 64], "depth": 2},
         "shape_defaults": {"seq_len": 64},
-        # The first version swept widths 32/48/64 over 7-point grids (x2 apart) of the same ranges: AdamW
-        # regret +2.88%, SGD +2.84% (results/extrapolation_v1.json, with the old oracle rule: re-run gave these). The ranges are kept, so the
-        # oracle grid and the random/TPE trials at the target are the same runs.
         "optimizers": {
             "adamw": {"lr": {"log_range": [6.25e-4, 4e-2], "num": 10}},
             "sgd": {"lr": {"log_range": [2.5e-2, 1.6], "num": 10}, "momentum": 0.9},
@@ -41,6 +43,17 @@ SPEC = {
     "oracle_num": 7,
     "baselines": ["naive", "defaults", "mup", "step-law", "random:4", "random:8", "tpe:4", "tpe:8"],
 }
+LADDERS = {"v2": ([24, 32, 48, 64], 10), "v1": ([32, 48, 64], 7)}  # widths, points per lr grid
+
+
+def spec_for(ladder: str) -> dict:
+    """SPEC with the widths and grid density of ``ladder``."""
+    widths, num = LADDERS[ladder]
+    sweep = {**SPEC["sweep"], "ladder": {"widths": widths, "depth": 2}}
+    sweep["optimizers"] = {
+        o: {**g, "lr": {**g["lr"], "num": num}} for o, g in SPEC["sweep"]["optimizers"].items()
+    }
+    return {**SPEC, "sweep": sweep}
 
 
 def main() -> None:
@@ -50,9 +63,10 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--store", default="benchmarks/results/extrapolation.db")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--ladder", choices=sorted(LADDERS), default="v2")
     args = ap.parse_args()
     t0 = time.time()
-    result = validate(build(ValidateSpec, SPEC), args.store, workers=args.workers, log=print)
+    result = validate(build(ValidateSpec, spec_for(args.ladder)), args.store, workers=args.workers, log=print)
     table = result.table()
     lines = [
         "| optimizer | method | lr | regret (mean +- sd over seeds) | tuning compute (target runs) |",
@@ -75,7 +89,7 @@ def main() -> None:
         "wall_s": time.time() - t0,
         "efficiency": {ov.optimizer: ov.efficiency for ov in result.optimizers},
     }
-    write_result("extrapolation", payload, "\n".join(lines))
+    write_result("extrapolation" if args.ladder == "v2" else "extrapolation_v1", payload, "\n".join(lines))
     print("\n".join(lines))
 
 

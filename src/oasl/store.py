@@ -371,8 +371,10 @@ def _parse(row: sqlite3.Row) -> dict[str, Any]:
     return d
 
 
-def open_store(url: str | Path) -> Store:
-    """Open a store by path or URL (``runs.db`` or ``sqlite:///runs.db``)."""
+def open_store(url: str | Path | Store) -> Store:
+    """Open a store by path or URL (``runs.db`` or ``sqlite:///runs.db``); a Store is returned as is."""
+    if isinstance(url, Store):
+        return url
     text = str(url)
     if text.startswith("sqlite:///"):
         text = text.removeprefix("sqlite:///")

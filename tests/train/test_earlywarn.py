@@ -115,7 +115,7 @@ def test_stopper_and_sweep_early_stop(store, tmp_path):
     assert summary.stopped == 1 and summary.flops_saved > 0
     # the group reference a live sweep reads: the other run's mean log train loss over steps (18, 20]
     from oasl.config import RunSpec
-    from oasl.train.earlywarn import group_reference
+    from oasl.sweep.execute import group_reference
 
     st = open_store(tmp_path / "new.db")
     c = st.curve(rows[1e-2]["key"])

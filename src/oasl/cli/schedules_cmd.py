@@ -82,6 +82,14 @@ def fit_from_store(
     return fitted, context, rcs
 
 
+def _target(
+    ctx: dict, steps: int | None, lr: float | None, warmup_steps: int | None
+) -> tuple[int, float, int]:
+    """The target run's (steps, peak lr, warmup steps): the options given, else the fitted runs'."""
+    warm = warmup_steps if warmup_steps is not None else ctx.get("warmup_steps", 0)
+    return int(steps or ctx["steps"]), float(lr or ctx["lr"]), int(warm)
+
+
 def _predict_kwargs(law, n_params: float | None, context: dict) -> dict:
     from oasl.laws.schedule import ScaledScheduleLaw
 
@@ -153,32 +161,21 @@ def register(app: typer.Typer) -> None:
         plot: Path = typer.Option(None, "--plot", help="Write the predicted curve to this PNG."),
     ) -> None:
         """Predict the loss curve and final loss of one schedule."""
-        import numpy as np
-
         from oasl.laws.schedule_runs import candidate_schedules, load_schedule_law
+        from oasl.report.schedules import has_intervals, plot_schedules
 
         law, ctx = load_schedule_law(law_file)
-        steps = steps or ctx.get("steps")
-        lr = lr or ctx.get("lr")
-        warm = warmup_steps if warmup_steps is not None else ctx.get("warmup_steps", 0)
+        steps, lr, warm = _target(ctx, steps, lr, warmup_steps)
         kw = _predict_kwargs(law, n_params, ctx)
-        lrs = candidate_schedules([schedule], int(steps), float(lr), warmup_steps=warm)[schedule]
+        lrs = candidate_schedules([schedule], steps, lr, warmup_steps=warm)[schedule]
         final = float(law.predict(lrs, [len(lrs) - 1], **kw)[0])
         msg = f"{schedule}: {steps} steps at peak lr {lr:.3g}: predicted final loss {final:.4f}"
-        if getattr(law, "boot_thetas_", None) is not None or getattr(law, "_train", None) is not None:
+        if has_intervals(law):
             lo, hi = law.predict_interval(lrs, [len(lrs) - 1], level=level, **kw)
             msg += f" ({level:.0%} interval {lo[0]:.4f}-{hi[0]:.4f})"
         console.print(msg)
         if plot:
-            from oasl.report.plots import plot_curves
-
-            xs = np.unique(np.linspace(0, len(lrs) - 1, 200).astype(int))
-            plot_curves(
-                {schedule: (xs, law.predict(lrs, xs, **kw))},
-                plot,
-                title=f"predicted loss, peak lr {lr:.3g}",
-                zoom_from=0.2 * len(lrs),
-            )
+            plot_schedules(law, [schedule], steps, lr, warm, plot, **kw)
             console.print(f"plot written to {plot}")
 
     @sched.command("rank")
@@ -213,6 +210,7 @@ def register(app: typer.Typer) -> None:
         """Rank candidate schedules for a target run by predicted final loss, with intervals."""
         from oasl.errors import ConfigError
         from oasl.laws.schedule_runs import load_schedule_law, rank_candidates
+        from oasl.report.schedules import has_intervals, plot_schedules
 
         if (law_file is None) == (store is None):
             raise ConfigError("give exactly one of --law (a fitted law file) or --store (fit on its curves)")
@@ -221,14 +219,18 @@ def register(app: typer.Typer) -> None:
                 law, ctx, _ = fit_from_store(store, _where(where), law_name, boot=20)
         else:
             law, ctx = load_schedule_law(law_file)
-        steps = int(steps or ctx.get("steps"))
-        lr = float(lr or ctx.get("lr"))
-        warm = warmup_steps if warmup_steps is not None else ctx.get("warmup_steps", 0)
+        steps, lr, warm = _target(ctx, steps, lr, warmup_steps)
         kw = _predict_kwargs(law, n_params, ctx)
         names = [c.strip() for c in candidates.split(",") if c.strip()]
-        has_boot = getattr(law, "boot_thetas_", None) is not None or getattr(law, "_train", None) is not None
         df = rank_candidates(
-            law, names, steps, lr, warmup_steps=warm, tune=tune, level=level if has_boot else None, **kw
+            law,
+            names,
+            steps,
+            lr,
+            warmup_steps=warm,
+            tune=tune,
+            level=level if has_intervals(law) else None,
+            **kw,
         )
         table = Table(title=f"schedules for {steps} steps at peak lr {lr:.3g}, best first")
         for col in ("schedule", "final loss", "gap to best", f"{level:.0%} interval", "tuned"):
@@ -244,17 +246,5 @@ def register(app: typer.Typer) -> None:
             )
         console.print(table)
         if plot:
-            import numpy as np
-
-            from oasl.laws.schedule_runs import candidate_schedules
-            from oasl.report.plots import plot_curves
-
-            xs = np.unique(np.linspace(0, steps - 1, 200).astype(int))
-            scheds = candidate_schedules(list(df["schedule"]), steps, lr, warmup_steps=warm)
-            plot_curves(
-                {n: (xs, law.predict(v, xs, **kw)) for n, v in scheds.items()},
-                plot,
-                title=f"predicted loss per schedule, {steps} steps, peak lr {lr:.3g}",
-                zoom_from=0.2 * steps,
-            )
+            plot_schedules(law, list(df["schedule"]), steps, lr, warm, plot, **kw)
             console.print(f"plot written to {plot}")

@@ -117,7 +117,7 @@ def store_curves(
 
     if source not in ("train", "val", "auto"):
         raise DataError(f"curve source {source!r} is not 'train', 'val' or 'auto'")
-    st = open_store(store) if isinstance(store, (str, bytes)) or hasattr(store, "__fspath__") else store
+    st = open_store(store)
     frame = st.to_dataframe()
     if frame.empty:
         raise DataError("the store has no runs: run a sweep first (oasl sweep run)")
@@ -129,14 +129,17 @@ def store_curves(
     if frame.empty:
         raise DataError(f"no finished oasl runs in the store match {dict(where or {})}")
     all_curves = st.curves(list(frame["key"]))
+    by_key = dict(tuple(all_curves.groupby("key")))
+    wanted = set(frame["key"])
+    specs = {r["key"]: RunSpec.model_validate(r["spec"]) for r in st.rows() if r["key"] in wanted}
     if source == "auto":
         n_val = all_curves.dropna(subset=["val_loss"]).groupby("key").size()
         source = "val" if len(n_val) == len(frame) and n_val.min() >= min_points else "train"
     out: list[RunCurve] = []
     for _, row in frame.iterrows():
-        spec = RunSpec.model_validate(st.get(row["key"])["spec"])
+        spec = specs[row["key"]]
         lrs = lr_curve(spec.schedule, spec.steps, spec.lr)
-        c = all_curves[all_curves["key"] == row["key"]].sort_values("step")
+        c = by_key.get(row["key"], all_curves.iloc[:0]).sort_values("step")
         col = "train_loss" if source == "train" else "val_loss"
         c = c[np.isfinite(pd.to_numeric(c[col], errors="coerce").astype(float))]
         if c.empty:

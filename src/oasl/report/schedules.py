@@ -27,7 +27,7 @@ def schedule_section(
     ``law`` (a one-line description), ``errors`` (DataFrame: per-curve mean / worst / final relative
     error), ``table`` (the ranking DataFrame), ``fit_figure`` and ``figure`` (PNG paths)."""
     from oasl.laws.schedule import ScaledScheduleLaw
-    from oasl.laws.schedule_runs import candidate_schedules, load_schedule_law, rank_candidates, store_curves
+    from oasl.laws.schedule_runs import load_schedule_law, rank_candidates, store_curves
     from oasl.report.plots import plot_curves
 
     out = Path(out)
@@ -68,7 +68,6 @@ def schedule_section(
     section["errors"] = pd.DataFrame(rows)
 
     steps, lr, warm = int(ctx["steps"]), float(ctx["lr"]), int(ctx.get("warmup_steps", 0))
-    has_boot = getattr(law, "boot_thetas_", None) is not None
     table = rank_candidates(
         law,
         list(candidates),
@@ -76,16 +75,29 @@ def schedule_section(
         lr,
         warmup_steps=warm,
         tune=True,
-        level=level if has_boot else None,
+        level=level if has_intervals(law) else None,
         **kw,
     )
     section["table"] = table
-    xs = np.unique(np.linspace(0, steps - 1, 200).astype(int))
-    scheds = candidate_schedules(list(table["schedule"]), steps, lr, warmup_steps=warm)
-    section["figure"] = plot_curves(
-        {n: (xs, law.predict(v, xs, **kw)) for n, v in scheds.items()},
-        out / "schedule_rank.png",
-        title=f"predicted loss per schedule, {steps} steps, peak lr {lr:.3g}",
-        zoom_from=0.2 * steps,
+    section["figure"] = plot_schedules(
+        law, list(table["schedule"]), steps, lr, warm, out / "schedule_rank.png", **kw
     )
     return section
+
+
+def has_intervals(law) -> bool:
+    """Whether ``law`` can give intervals: bootstrap draws saved with it, or its training curves."""
+    return getattr(law, "boot_thetas_", None) is not None or getattr(law, "_train", None) is not None
+
+
+def plot_schedules(law, names, steps: int, peak_lr: float, warmup_steps: int, path, **predict_kwargs) -> Path:
+    """Predicted loss curves of the schedules ``names`` for a run of ``steps`` steps at ``peak_lr``,
+    framed on the part of the run where they differ; writes the PNG at ``path`` and returns it."""
+    from oasl.laws.schedule_runs import candidate_schedules
+    from oasl.report.plots import plot_curves
+
+    xs = np.unique(np.linspace(0, steps - 1, 200).astype(int))
+    scheds = candidate_schedules(list(names), steps, peak_lr, warmup_steps=warmup_steps)
+    title = f"predicted loss per schedule, {steps} steps, peak lr {peak_lr:.3g}"
+    curves = {n: (xs, law.predict(v, xs, **predict_kwargs)) for n, v in scheds.items()}
+    return plot_curves(curves, path, title=title, zoom_from=0.2 * steps)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import sqlite3
 import time
 import traceback
 from collections.abc import Callable
@@ -101,17 +102,9 @@ class GroupPruner:
         return None
 
     def _group_best(self, step: int) -> float | None:
-        import sqlite3
-
-        gk = group_key(self.spec)
         con = sqlite3.connect(self.store_path, timeout=60)
         try:
-            rows = con.execute(
-                "SELECT key, spec_json FROM runs WHERE status IN ('done', 'stopped')"
-            ).fetchall()
-            keys = [
-                k for k, s in rows if group_key(RunSpec.model_validate_json(s)) == gk and k != self.spec.key()
-            ]
+            keys = _group_keys(con, self.spec, ("done", "stopped"))
             if len(keys) < self.pruning.min_runs:
                 return None
             marks = ",".join("?" * len(keys))
@@ -122,6 +115,39 @@ class GroupPruner:
         finally:
             con.close()
         return found[0] if found and found[0] is not None else None
+
+
+def _group_keys(con: sqlite3.Connection, spec: RunSpec, statuses: tuple[str, ...]) -> list[str]:
+    """Keys of the other runs of ``spec``'s group (same run but for the HPs) with one of ``statuses``."""
+    gk = group_key(spec)
+    marks = ",".join("?" * len(statuses))
+    rows = con.execute(f"SELECT key, spec_json FROM runs WHERE status IN ({marks})", statuses).fetchall()
+    return [k for k, s in rows if k != spec.key() and group_key(RunSpec.model_validate_json(s)) == gk]
+
+
+def group_reference(store_path: str | Path, spec: RunSpec, end: int) -> float | None:
+    """The early warning's group reference: the lowest mean log train loss over steps (0.9 end, end]
+    among the finished runs of ``spec``'s group in the SQLite store at ``store_path``; None if none."""
+    import numpy as np
+    import pandas as pd
+
+    con = sqlite3.connect(str(store_path), timeout=60)
+    try:
+        keys = _group_keys(con, spec, ("done", "stopped", "diverged"))
+        if not keys:
+            return None
+        marks = ",".join("?" * len(keys))
+        found = con.execute(
+            f"SELECT key, train_loss FROM curves WHERE key IN ({marks}) AND step > ? AND step <= ?",
+            (*keys, 0.9 * end, end),
+        ).fetchall()
+    finally:
+        con.close()
+    df = pd.DataFrame(found, columns=["key", "train_loss"])
+    df = df[np.isfinite(pd.to_numeric(df["train_loss"], errors="coerce")) & (df["train_loss"] > 0)]
+    if df.empty:
+        return None
+    return float(np.log(df["train_loss"].astype(float)).groupby(df["key"]).mean().min())
 
 
 def _worker_init(threads: int) -> None:
@@ -136,7 +162,7 @@ def _stopper(spec: RunSpec, store_path: str | None, pruning: Pruning | None, ear
     if pruning is not None and pruning.enabled and store_path is not None:
         stoppers.append(GroupPruner(spec, store_path, pruning))
     if early_warn is not None:
-        from oasl.train.earlywarn import DivergencePredictor, EarlyWarnStopper, group_reference
+        from oasl.train.earlywarn import DivergencePredictor, EarlyWarnStopper
 
         ref = (lambda end: group_reference(store_path, spec, end)) if store_path is not None else None
         stoppers.append(EarlyWarnStopper(spec.steps, DivergencePredictor.from_dict(early_warn), ref))

@@ -72,7 +72,7 @@ def curve_features(
     evaluation steps, update_ratio), as in :attr:`oasl.train.RunResult.curve` or
     :meth:`oasl.store.Store.curve`. Only steps <= ``frac * total_steps`` are read. A run that ended
     inside the window (diverged) counts its missing steps as non-finite. ``reference``: the lowest
-    ``loss_end`` among the other runs of the group (see :func:`group_reference`), None when unknown."""
+    ``loss_end`` among the other runs of the group (see :func:`oasl.sweep.execute.group_reference`), None when unknown."""
     if not 0 < frac <= 1:
         raise ConfigError(f"early-warning window frac must lie in (0, 1], got {frac}")
     if total_steps < 1:
@@ -148,7 +148,7 @@ def training_table(store, frac: float = 0.2, far: float = 0.05) -> pd.DataFrame:
     from oasl.store import open_store
     from oasl.sweep.spec import group_key
 
-    st = open_store(store) if isinstance(store, (str, Path)) else store
+    st = open_store(store)
     df = st.to_dataframe()
     if df.empty:
         raise DataError("the store has no runs: run a sweep first (oasl sweep run)")
@@ -161,16 +161,15 @@ def training_table(store, frac: float = 0.2, far: float = 0.05) -> pd.DataFrame:
     df = df[df["label"].notna()]
     if df.empty:
         raise DataError("no finished (done or diverged) runs in the store to learn from")
-    curves = st.curves(list(df["key"]))
-    feats = {}
-    for _, r in df.iterrows():
-        feats[r["key"]] = curve_features(curves[curves["key"] == r["key"]], int(specs[r["key"]].steps), frac)
+    curves = dict(tuple(st.curves(list(df["key"])).groupby("key")))
+    feats = {k: curve_features(curves.get(k, pd.DataFrame()), int(specs[k].steps), frac) for k in df["key"]}
     # the group reference: the lowest window-end loss among the group's other runs (what a live sweep
-    # reads from the store when the warning looks; see group_reference)
+    # reads from the store when the warning looks; see oasl.sweep.execute.group_reference)
     ends = pd.Series({k: f["loss_end"] for k, f in feats.items()})
+    members = df.groupby("group")["key"].apply(list).to_dict()
     rows = []
     for _, r in df.iterrows():
-        others = [k for k in df.loc[df["group"] == r["group"], "key"] if k != r["key"]]
+        others = [k for k in members[r["group"]] if k != r["key"]]
         ref = float(ends[others].min()) if others else math.nan
         f = feats[r["key"]]
         if math.isfinite(ref) and ref < _BIG and f["loss_end"] < _BIG:
@@ -197,13 +196,14 @@ class DivergencePredictor:
     def __init__(self, frac: float = 0.2, threshold: float = 0.5, far: float = 0.05, l2: float = 1.0):
         self.frac, self.threshold, self.far, self.l2 = frac, threshold, far, l2
 
-    def _matrix(self, table: pd.DataFrame) -> np.ndarray:
+    def _matrix(self, table: pd.DataFrame, impute: bool = True) -> np.ndarray:
+        """The feature matrix, clipped to +-_BIG; missing values imputed with ``impute_`` when asked."""
         missing = [c for c in FEATURES if c not in table]
         if missing:
             raise DataError(f"feature table lacks {', '.join(missing)}: build it with curve_features()")
         X = table[list(FEATURES)].to_numpy(float)
         X = np.where(np.isfinite(X), X, np.nan)
-        if hasattr(self, "impute_"):
+        if impute:
             X = np.where(np.isnan(X), self.impute_, X)
         return np.clip(X, -_BIG, _BIG)
 
@@ -220,10 +220,7 @@ class DivergencePredictor:
         if y.min() == y.max():
             kind = "diverging or far-from-best" if y.min() == 0 else "healthy"
             raise FitError(f"every training run has the same label: add {kind} runs (widen the lr grid)")
-        for attr in ("impute_",):
-            if hasattr(self, attr):
-                delattr(self, attr)
-        X = self._matrix(table)
+        X = self._matrix(table, impute=False)
         with warnings.catch_warnings():  # a feature never observed (e.g. no evaluation in the window)
             warnings.simplefilter("ignore", RuntimeWarning)
             med = np.nanmedian(X, axis=0)
@@ -353,8 +350,7 @@ def cross_validate(table: pd.DataFrame, folds: int = 5, seed: int = 0, **predict
         pred = DivergencePredictor(**predictor_kwargs).fit(train)
         out.loc[test, "p"] = pred.predict_proba(out[test])
     out = out[out["p"].notna()]
-    thr = predictor_kwargs.get("threshold", 0.5)
-    out["pred"] = (out["p"] >= thr).astype(int)
+    out["pred"] = (out["p"] >= DivergencePredictor(**predictor_kwargs).threshold).astype(int)
     alive = out[out["nonfinite"] == 0]
     return {
         "all": scores(out["label"], out["pred"]),
@@ -367,7 +363,7 @@ class EarlyWarnStopper:
     """``should_stop`` callback for :func:`oasl.train.train`: at the first evaluation at or after the
     predictor's window (``frac`` of the run's steps) it scores the curve so far and stops the run
     when the predictor flags it. Later evaluations are left alone. ``reference(end_step)`` returns the
-    group's reference window loss (:func:`group_reference`) or None."""
+    group's reference window loss (:func:`oasl.sweep.execute.group_reference`) or None."""
 
     def __init__(self, total_steps: int, predictor: DivergencePredictor, reference=None):
         self.total_steps, self.predictor, self.reference = total_steps, predictor, reference
@@ -387,36 +383,3 @@ class EarlyWarnStopper:
                 f">{self.predictor.far:.0%} above the group's best) = {p:.2f}"
             )
         return None
-
-
-def group_reference(store_path: str | Path, spec, end: int) -> float | None:
-    """The lowest mean log train loss over steps (0.9 end, end] among the finished runs of ``spec``'s
-    group in the SQLite store at ``store_path`` (other HPs, same shape/optimizer/budget); None if none."""
-    import sqlite3
-
-    from oasl.config import RunSpec
-    from oasl.sweep.spec import group_key
-
-    gk = group_key(spec)
-    con = sqlite3.connect(str(store_path), timeout=60)
-    try:
-        rows = con.execute(
-            "SELECT key, spec_json FROM runs WHERE status IN ('done', 'stopped', 'diverged')"
-        ).fetchall()
-        keys = [k for k, sj in rows if k != spec.key() and group_key(RunSpec.model_validate_json(sj)) == gk]
-        if not keys:
-            return None
-        marks = ",".join("?" * len(keys))
-        found = con.execute(
-            f"SELECT key, train_loss FROM curves WHERE key IN ({marks}) AND step > ? AND step <= ?",
-            (*keys, 0.9 * end, end),
-        ).fetchall()
-    finally:
-        con.close()
-    if not found:
-        return None
-    df = pd.DataFrame(found, columns=["key", "train_loss"])
-    df = df[np.isfinite(pd.to_numeric(df["train_loss"], errors="coerce")) & (df["train_loss"] > 0)]
-    if df.empty:
-        return None
-    return float(np.log(df["train_loss"].astype(float)).groupby(df["key"]).mean().min())
