@@ -10,7 +10,6 @@ import typer
 from rich.table import Table
 
 from oasl.cli.common import console
-from oasl.cli.optima_cmd import load_runs
 
 
 def register(app: typer.Typer) -> None:
@@ -55,6 +54,7 @@ def register(app: typer.Typer) -> None:
         """Locate optima and fit a law for each swept HP; write them to a laws file."""
         from oasl.laws import save_laws
         from oasl.laws.pipeline import fit_laws
+        from oasl.store_csv import load_runs
 
         df = load_runs(store, csv, finished_only=True)
         report = fit_laws(df, hps=hp or None)

@@ -1,5 +1,5 @@
 """``oasl schedules fit|predict|rank``: schedule-aware loss laws on a store's curves. Thin: parse, call
-:mod:`oasl.laws.schedule` and :mod:`oasl.laws.schedule_runs`, print."""
+:mod:`oasl.curves`, print."""
 
 from __future__ import annotations
 
@@ -27,8 +27,8 @@ def _where(items: list[str] | None) -> dict[str, object]:
 
 
 def _make_law(name: str, boot: int):
+    from oasl.curves import AnnealingLaw, MultiPowerLaw
     from oasl.errors import ConfigError
-    from oasl.laws.schedule import AnnealingLaw, MultiPowerLaw
 
     if name not in LAWS:
         raise ConfigError(f"unknown schedule law {name!r}: choose one of {', '.join(LAWS)}")
@@ -40,14 +40,14 @@ def fit_from_store(
 ):
     """Fit a schedule law on the matching runs of ``store``; returns ``(law, context, run_curves)``.
 
-    One model size unless ``scaled`` (then a :class:`~oasl.laws.schedule.ScaledScheduleLaw` over the
+    One model size unless ``scaled`` (then a :class:`~oasl.curves.ScaledScheduleLaw` over the
     sizes). ``context`` records what the fit saw: planned steps, peak lr, warmup steps, sizes, filters."""
     import numpy as np
 
+    from oasl.curves import ScaledScheduleLaw
+    from oasl.curves.curve import infer_warmup_steps
+    from oasl.curves.runs import store_curves
     from oasl.errors import DataError
-    from oasl.laws.schedule import ScaledScheduleLaw
-    from oasl.laws.schedule_core import infer_warmup_steps
-    from oasl.laws.schedule_runs import store_curves
 
     base = _make_law(law, boot)  # an unknown law name fails before the store is read
     rcs = store_curves(store, where, source=source)
@@ -91,7 +91,7 @@ def _target(
 
 
 def _predict_kwargs(law, n_params: float | None, context: dict) -> dict:
-    from oasl.laws.schedule import ScaledScheduleLaw
+    from oasl.curves import ScaledScheduleLaw
 
     if isinstance(law, ScaledScheduleLaw):
         return {"n_params": float(n_params if n_params is not None else context.get("n_params"))}
@@ -123,7 +123,7 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(Path("schedule_law.json"), "--out", help="Where to write the fitted law."),
     ) -> None:
         """Fit a schedule law on a store's training curves and save it."""
-        from oasl.laws.schedule_runs import save_schedule_law
+        from oasl.curves.io import save_schedule_law
 
         with console.status(f"fitting {law} on the store's curves"):
             fitted, context, rcs = fit_from_store(store, _where(where), law, source, scaled, boot)
@@ -161,7 +161,8 @@ def register(app: typer.Typer) -> None:
         plot: Path = typer.Option(None, "--plot", help="Write the predicted curve to this PNG."),
     ) -> None:
         """Predict the loss curve and final loss of one schedule."""
-        from oasl.laws.schedule_runs import candidate_schedules, load_schedule_law
+        from oasl.curves.io import load_schedule_law
+        from oasl.curves.ranking import candidate_schedules
         from oasl.report.schedules import has_intervals, plot_schedules
 
         law, ctx = load_schedule_law(law_file)
@@ -208,8 +209,9 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Rank candidate schedules for a target run by predicted final loss, with intervals."""
+        from oasl.curves.io import load_schedule_law
+        from oasl.curves.ranking import rank_candidates
         from oasl.errors import ConfigError
-        from oasl.laws.schedule_runs import load_schedule_law, rank_candidates
         from oasl.report.schedules import has_intervals, plot_schedules
 
         if (law_file is None) == (store is None):

@@ -8,7 +8,7 @@ with ``b_j`` fitted for the parameters in ``scaled`` (default L0, A, alpha, B: t
 across the multi-power-law paper's 25M/100M/400M fits, while C, beta, gamma stay within a few
 percent) and ``b_j = 0`` (shared) for the rest. Slopes given in ``slopes`` are held fixed: that is
 how a law fitted on a single size is transferred to another (e.g. with
-:func:`oasl.laws.schedule_data.paper_slopes`). The power-in-N form follows the Chinchilla habit
+:func:`oasl.curves.paper.paper_slopes`). The power-in-N form follows the Chinchilla habit
 (Hoffmann et al. 2022, Eq. 2) for the irreducible part L0 and is an assumption for the shape
 parameters, not a result of either schedule paper (docs/deviations.md).
 """
@@ -23,11 +23,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from oasl.curves.annealing import AnnealingLaw
+from oasl.curves.curve import Curve, curve_errors
+from oasl.curves.estimator import RobustFit, ScheduleLaw, as_schedule, segment_weights
+from oasl.curves.multipower import MultiPowerLaw
 from oasl.errors import FitError, OaslError
-from oasl.laws.schedule_anneal import AnnealingLaw
-from oasl.laws.schedule_base import ScheduleLaw, as_schedule
-from oasl.laws.schedule_core import Curve, RobustFit, curve_errors, segment_weights
-from oasl.laws.schedule_mpl import MultiPowerLaw
 
 _BASES = {"multi_power": MultiPowerLaw, "annealing": AnnealingLaw}
 
@@ -87,7 +87,7 @@ class ScaledScheduleLaw:
         if len(sizes) == 1 and free:
             raise FitError(
                 f"one model size ({sizes[0]:.3g}) cannot show how {', '.join(free)} move with N: add curves of a "
-                "second size, or pass slopes={...} (e.g. oasl.laws.schedule_data.paper_slopes())"
+                "second size, or pass slopes={...} (e.g. oasl.curves.paper.paper_slopes())"
             )
         n_ref = float(self.n_ref) if self.n_ref is not None else sizes[-1]
 

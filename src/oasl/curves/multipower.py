@@ -27,8 +27,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from oasl.laws.schedule_base import MAX_CELLS, ScheduleLaw
-from oasl.laws.schedule_core import HUBER_DELTA, Curve, RobustFit
+from oasl.curves.curve import HUBER_DELTA, Curve
+from oasl.curves.estimator import MAX_CELLS, RobustFit, ScheduleLaw
 
 # Centre of the shape prior: the multi-power-law authors' 400M fit (README / config.py), peak LR 3e-4.
 PRIOR = {"C": 2.02462735, "beta": 0.59350493, "gamma": 0.63472457}
@@ -119,7 +119,7 @@ class MultiPowerLaw(ScheduleLaw):
 
     ``MultiPowerLaw().fit(curves)`` fits L0, A, alpha, B, C, beta, gamma on curves of one model size
     (the paper fits on a constant, a cosine and a two-stage schedule); ``predict(lrs, steps)`` gives
-    the loss of any schedule. See :class:`~oasl.laws.schedule_base.ScheduleLaw` for the shared
+    the loss of any schedule. See :class:`~oasl.curves.estimator.ScheduleLaw` for the shared
     settings. ``shape_prior``: sd (log units) of the prior on G's shape (None: the paper's plain
     objective); ``fit_block``: (near block, far block, near span) in steps of the quadrature used
     while fitting (``(1, 1, 0)`` = exact).
