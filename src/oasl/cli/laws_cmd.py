@@ -98,7 +98,10 @@ def register(app: typer.Typer) -> None:
             p = report.loss_law.params_
             console.print("loss law: L = {E:.3f} + {A:.3g}/N^{alpha:.3f} + {B:.3g}/D^{beta:.3f}".format(**p))
         for k, why in report.skipped.items():
-            console.print(f"[yellow]skipped {k}[/yellow]: {why}")
+            if k == "loss_law" and report.loss_law is not None:
+                console.print(f"[yellow]warning[/yellow]: {why}", highlight=False)
+            else:
+                console.print(f"[yellow]skipped {k}[/yellow]: {why}", highlight=False)
         if plot is not None:
             from oasl.report.plots import plot_laws
 

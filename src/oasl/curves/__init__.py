@@ -21,7 +21,7 @@ from oasl.curves.curve import Curve, curve_errors, infer_warmup_steps
 from oasl.curves.estimator import ScheduleLaw
 from oasl.curves.multipower import MultiPowerLaw
 from oasl.curves.ranking import candidate_schedules, rank_candidates, rank_schedules
-from oasl.curves.scaled import ScaledScheduleLaw
+from oasl.curves.scaled import ScaledScheduleLaw, transfer_law
 
 __all__ = [
     "AnnealingLaw",
@@ -35,4 +35,5 @@ __all__ = [
     "infer_warmup_steps",
     "rank_candidates",
     "rank_schedules",
+    "transfer_law",
 ]

@@ -114,6 +114,39 @@ def anneals(lrs: np.ndarray, upto: int | None = None) -> bool:
     return bool(np.any(np.diff(seg) < -1e-12 * max(float(lrs.max()), 1e-300)))
 
 
+def check_curve_set(curves: Sequence[Curve], optimizers: Sequence[str] | None = None) -> None:
+    """Refuse a set of curves a schedule law cannot learn from, naming what is missing: at least one
+    constant-LR schedule (no decay after warmup, which pins down the power law in the LR area) and one
+    that decays its LR (which identifies the loss-drop term), all of one optimizer (``optimizers``: each
+    curve's, when known) and one model size (``n_params``, when set)."""
+    curves = list(curves)
+    if not curves:
+        raise DataError("no curves: give at least a constant-LR and a decaying schedule of one model")
+    if optimizers is not None:
+        opts = sorted({str(o) for o in optimizers})
+        if len(opts) > 1:
+            raise DataError(
+                f"the curves mix optimizers ({', '.join(opts)}): a schedule law describes one optimizer; "
+                "pick one (e.g. --where optimizer=adamw)"
+            )
+    sizes = sorted({c.n_params for c in curves if c.n_params is not None})
+    if len(sizes) > 1:
+        raise DataError(
+            f"the curves come from {len(sizes)} model sizes ({', '.join(f'{s:.3g}' for s in sizes)}): "
+            "fit one size (e.g. --where width=...) or across sizes with --scaled"
+        )
+    decaying = [c.name for c in curves if anneals(c.lrs, c.steps[-1])]
+    constant = [c.name for c in curves if not anneals(c.lrs)]
+    missing = []
+    if not constant:
+        missing.append("a constant-LR schedule (it pins down the power law in the LR area)")
+    if not decaying:
+        missing.append("a schedule whose LR decays before its last logged point (cosine, WSD, a step drop)")
+    if missing:
+        have = ", ".join(c.name or "?" for c in curves[:6]) + (" ..." if len(curves) > 6 else "")
+        raise DataError(f"the curves ({have}) lack " + " and ".join(missing) + "; add such a run")
+
+
 def check_curves(curves: Sequence[Curve], n_free: int, law: str) -> list[Curve]:
     """Validate a fit's input; raise FitError naming the fix, warn when one schedule is all there is."""
     if isinstance(curves, Curve):

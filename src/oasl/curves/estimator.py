@@ -384,6 +384,8 @@ class ScheduleLaw:
             "settings": self._settings(),
             "citation": self.CITATION,
         }
+        if getattr(self, "lr_ref_", None) is not None:
+            d["lr_ref"] = float(self.lr_ref_)  # the peak LR of the fitted curves (for a shape prior)
         if getattr(self, "boot_thetas_", None) is not None:
             d["boot_thetas"] = self.boot_thetas_.tolist()
         return d
@@ -411,6 +413,8 @@ class ScheduleLaw:
         if d.get("kind") != cls.KIND:
             raise FitError(f"not a {cls.__name__} dict (kind {d.get('kind')!r}, expected {cls.KIND!r})")
         law = cls.from_params(d["params"], **d.get("settings", {}))
+        if d.get("lr_ref") is not None:
+            law.lr_ref_ = float(d["lr_ref"])
         if d.get("boot_thetas") is not None:
             law.boot_thetas_ = np.asarray(d["boot_thetas"], dtype=float)
         return law
