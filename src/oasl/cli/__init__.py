@@ -42,6 +42,7 @@ for _mod in (
     "earlywarn_cmd",
     "validate_cmd",
     "report_cmd",
+    "transfer_cmd",
 ):
     try:
         _m = importlib.import_module(f"oasl.cli.{_mod}")
