@@ -18,7 +18,8 @@ Method, per group of a ladder (one optimizer x parametrization, several model si
    the exponent (for a fixed exponent both are linear least squares);
 3. bootstrap over the ladder's runs (resampled within each size) of steps 1-2, for percentile intervals
    on alpha, beta and ``beta - alpha/2`` (paired within each resample);
-4. verdict on that interval: ``fast`` when it lies above 0, ``slow`` below 0, ``borderline`` otherwise;
+4. verdict on that interval: ``fast`` when it lies above 0, ``slow`` below 0, ``borderline`` otherwise
+   (``undetermined`` when the loss law or the intervals could not be fitted);
 5. at a target size: the predicted loss cost of naive transfer (the largest swept size's optimum used
    unchanged) ``c_t (log h*(N_t) - log h_naive)^2``, and the compute of a direct grid search at the target
    fine enough to reach the same loss.
@@ -49,7 +50,7 @@ CITATION = (
 EXPONENTS = np.geomspace(0.01, 3.0, 240)  # profile grid of alpha and beta
 BETA_FLOOR = 0.02  # beta at the grid's floor: the optimum shows no approach to a limit
 MIN_SIZES = 3
-VERDICTS = ("fast", "borderline", "slow")
+VERDICTS = ("fast", "borderline", "slow", "undetermined")
 
 
 @dataclass
@@ -119,7 +120,7 @@ class TransferDiagnosis:
     the valley curvature (loss per (log h)^2; NaN where the parabola was refused). ``h_inf``, ``a``,
     ``beta`` (+ ``beta_ci``): ``h*(N) = h_inf exp(a N^-beta)``; ``l_inf``, ``b``, ``alpha`` (+ ``alpha_ci``):
     ``L*(N) = L_inf + b N^-alpha``; ``margin`` = beta - alpha/2 with its paired bootstrap interval
-    ``margin_ci``; ``verdict``: fast / borderline / slow. At ``target_params``: ``naive_h`` (the largest
+    ``margin_ci``; ``verdict``: fast / borderline / slow / undetermined. At ``target_params``: ``naive_h`` (the largest
     swept size's optimum), ``target_h`` (predicted optimum, with ``target_h_ci``), ``shift`` (log
     target_h/naive_h), ``curvature_target``, ``predicted_cost`` (loss, nats/token) and
     ``predicted_cost_rel`` (relative to the predicted ``L*``), ``target_loss``, and the direct tuning
@@ -250,10 +251,15 @@ def _optima_by_size(n, h, y, div, over, keep_edges: bool):
     return out
 
 
-def _fit_pair(points) -> tuple[ExponentFit, ExponentFit]:
+def _fit_pair(points) -> tuple[ExponentFit, ExponentFit | None]:
+    """The HP law and the loss law on per-size optima; the loss law is None when the optimal loss does
+    not fall with N as a power law towards a limit >= 0 (then alpha is undefined on this ladder)."""
     n = np.array([p[0] for p in points])
     hfit = fit_exponent(n, np.log([p[1] for p in points]))
-    lfit = fit_exponent(n, np.array([p[2] for p in points]), nonneg_inf=True, sign=1.0)
+    try:
+        lfit = fit_exponent(n, np.array([p[2] for p in points]), nonneg_inf=True, sign=1.0)
+    except FitError:
+        lfit = None
     return hfit, lfit
 
 
@@ -300,31 +306,37 @@ def diagnose_group(
     hfit, lfit = _fit_pair(points)
     rng = np.random.default_rng(seed)
     idx_by_size = [np.flatnonzero(n == s) for s in sizes]
-    boot = []
+    boot = []  # (beta, alpha, margin, log h_inf, a); alpha and margin NaN where the loss law failed
     for _ in range(n_boot):
         take = np.concatenate([rng.choice(ix, len(ix)) for ix in idx_by_size])
         pts = _optima_by_size(n[take], h[take], y[take], div[take], over, keep_edges=False)
         if len(pts) < MIN_SIZES:
             continue
-        try:
-            bh, bl = _fit_pair(pts)
-        except FitError:
-            continue
-        boot.append((bh.p, bl.p, bh.p - bl.p / 2, bh.y_inf, bh.k))
+        bh, bl = _fit_pair(pts)
+        ba = bl.p if bl is not None else math.nan
+        boot.append((bh.p, ba, bh.p - ba / 2, bh.y_inf, bh.k))
     q = ((1 - level) / 2, 1 - (1 - level) / 2)
-    if len(boot) >= max(10, n_boot // 2):
-        arr = np.array(boot)
-        beta_ci = tuple(float(v) for v in np.quantile(arr[:, 0], q))
-        alpha_ci = tuple(float(v) for v in np.quantile(arr[:, 1], q))
-        margin_ci = tuple(float(v) for v in np.quantile(arr[:, 2], q))
-    else:
-        nan2 = (math.nan, math.nan)
-        beta_ci = alpha_ci = margin_ci = nan2
-        arr = np.zeros((0, 5))
-        if n_boot:
-            notes.append(f"only {len(boot)} of {n_boot} resamples could be fitted: no intervals")
-    margin = hfit.p - lfit.p / 2
-    verdict = verdict_of(margin_ci) if math.isfinite(margin_ci[0]) else "borderline"
+    nan2 = (math.nan, math.nan)
+    arr = np.array(boot) if boot else np.zeros((0, 5))
+    enough = max(10, n_boot // 2)
+
+    def ci(col: int) -> tuple[float, float]:
+        v = arr[:, col][np.isfinite(arr[:, col])] if len(arr) else arr
+        return tuple(float(x) for x in np.quantile(v, q)) if len(v) >= enough else nan2
+
+    beta_ci, alpha_ci, margin_ci = ci(0), ci(1), ci(2)
+    if n_boot and not math.isfinite(beta_ci[0]):
+        notes.append(f"only {len(boot)} of {n_boot} resamples could be fitted: no intervals")
+    alpha = lfit.p if lfit is not None else math.nan
+    if lfit is None:
+        notes.append(
+            "the optimal loss does not fall towards a limit >= 0 as a power law of N on this ladder: alpha "
+            "is undefined (train longer or add sizes)"
+        )
+    margin = hfit.p - alpha / 2
+    verdict = (
+        verdict_of(margin_ci) if math.isfinite(margin) and math.isfinite(margin_ci[0]) else "undetermined"
+    )
     if hfit.p <= BETA_FLOOR:
         notes.append(
             f"beta at its floor: the optimal {over} shows no approach to a limit over this ladder "
@@ -341,9 +353,9 @@ def diagnose_group(
         a=hfit.k,
         beta=hfit.p,
         beta_ci=beta_ci,
-        l_inf=lfit.y_inf,
-        b=lfit.k,
-        alpha=lfit.p,
+        l_inf=lfit.y_inf if lfit is not None else math.nan,
+        b=lfit.k if lfit is not None else math.nan,
+        alpha=alpha,
         alpha_ci=alpha_ci,
         margin=margin,
         margin_ci=margin_ci,
@@ -370,13 +382,13 @@ def _at_target(d: TransferDiagnosis, nt: float, tokens, boot: np.ndarray, logh, 
     largest = int(np.argmax(d.n_params))
     d.naive_h = d.h_opt[largest]
     d.target_h = float(d.predict_h(nt))
-    if len(boot):
+    if len(boot) >= 10:
         logs = boot[:, 3] + boot[:, 4] * nt ** -boot[:, 0]
         q = ((1 - level) / 2, 1 - (1 - level) / 2)
         d.target_h_ci = tuple(float(v) for v in np.exp(np.quantile(logs, q)))
     d.shift = math.log(d.target_h / d.naive_h)
     d.curvature_target = _curvature_at(d.n_params, d.curvature, nt)
-    d.target_loss = float(d.predict_loss(nt))
+    d.target_loss = float(d.predict_loss(nt)) if math.isfinite(d.alpha) else d.loss_opt[largest]
     d.predicted_cost = d.curvature_target * d.shift**2
     if d.target_loss > 0:
         d.predicted_cost_rel = d.predicted_cost / d.target_loss
