@@ -134,6 +134,9 @@ class RunSpec(_Spec):
     eval_tokens: int = Field(default=16384, gt=0)
     diverge_factor: float = Field(default=1.5, gt=1)
     corpus: CorpusSpec = CorpusSpec()
+    # Measure the gradient noise scale at evaluations (oasl.train.gns). It reads extra gradients without
+    # touching the trajectory, so like `device` it is not part of the key.
+    gns: bool = False
 
     @model_validator(mode="after")
     def _check(self) -> RunSpec:
@@ -156,8 +159,8 @@ class RunSpec(_Spec):
         return self.tokens // self.batch_tokens
 
     def key(self) -> str:
-        """Stable 16-hex-digit hash of the spec (device excluded)."""
-        payload = self.model_dump(mode="json", exclude={"device"})
+        """Stable 16-hex-digit hash of the spec (device and gns excluded)."""
+        payload = self.model_dump(mode="json", exclude={"device", "gns"})
         text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 

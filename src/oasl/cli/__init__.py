@@ -43,6 +43,7 @@ for _mod in (
     "validate_cmd",
     "report_cmd",
     "transfer_cmd",
+    "batch_cmd",
 ):
     try:
         _m = importlib.import_module(f"oasl.cli.{_mod}")

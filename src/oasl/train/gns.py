@@ -73,7 +73,9 @@ def estimate(small_sq: float, big_sq: float, b_small: float, b_big: float) -> tu
     return g2, s, s / g2 if g2 > 0 else math.nan
 
 
-def measure(model: torch.nn.Module, batches: Sequence[tuple[torch.Tensor, torch.Tensor]], autocast=None) -> NoisePoint:
+def measure(
+    model: torch.nn.Module, batches: Sequence[tuple[torch.Tensor, torch.Tensor]], autocast=None
+) -> NoisePoint:
     """Measure the noise scale of ``model`` (called as ``model(x, y) -> (_, mean loss)``) on ``batches``:
     ``k >= 2`` micro-batches of equal size ``b`` sequences (already on the model's device). Gradients of
     the trainable parameters are taken without touching ``.grad``. Returns a :class:`NoisePoint`."""
@@ -99,7 +101,9 @@ def measure(model: torch.nn.Module, batches: Sequence[tuple[torch.Tensor, torch.
     return NoisePoint(small_sq, big_sq, b, k * b, g2, s, b_simple)
 
 
-def measurement_batches(data, seed: int, step: int, batch_seqs: int, seq_len: int, device, k: int = GNS_MICRO):
+def measurement_batches(
+    data, seed: int, step: int, batch_seqs: int, seq_len: int, device, k: int = GNS_MICRO
+):
     """``k`` training-distribution micro-batches of ``max(1, batch_seqs // 2)`` sequences drawn from an RNG
     of their own (seeded by the run's seed and the step), so the training batches are not disturbed."""
     rng = np.random.default_rng([seed, step, _RNG_TAG])

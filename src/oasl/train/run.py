@@ -116,6 +116,14 @@ def evaluate(model: torch.nn.Module, batches, device: torch.device, autocast) ->
     return total / len(batches)
 
 
+def _noise_scale(model, data, spec: RunSpec, step: int, device, autocast) -> dict[str, float]:
+    """Gradient noise scale fields for the curve (oasl.train.gns); the trajectory is not disturbed."""
+    from oasl.train import gns
+
+    batches = gns.measurement_batches(data, spec.seed, step, spec.batch_seqs, spec.shape.seq_len, device)
+    return gns.measure(model, batches, autocast).curve_fields()
+
+
 ProgressFn = Callable[[dict[str, float]], None]
 StopFn = Callable[[int, float, list[dict[str, float]]], "str | None"]
 
@@ -206,6 +214,8 @@ def train(spec: RunSpec, progress: ProgressFn | None = None, should_stop: StopFn
         is_eval = (step + 1) % spec.eval_interval == 0 and step + 1 < steps
         if is_eval and status == "done":
             point["val_loss"] = evaluate(model, eval_batches, device, autocast)
+            if spec.gns:
+                point.update(_noise_scale(model, data, spec, step + 1, device, autocast))
             if not math.isfinite(point["val_loss"]):
                 status, reason = "diverged", f"non-finite validation loss at step {step + 1}"
         curve.append(point)
@@ -235,6 +245,8 @@ def train(spec: RunSpec, progress: ProgressFn | None = None, should_stop: StopFn
         final = evaluate(model, eval_batches, device, autocast)
         if status == "done":
             curve[-1]["val_loss"] = final
+            if spec.gns:
+                curve[-1].update(_noise_scale(model, data, spec, steps_done, device, autocast))
         if not math.isfinite(final):
             status, reason, final = "diverged", "non-finite final validation loss", math.nan
     tokens = steps_done * bt
