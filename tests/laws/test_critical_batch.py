@@ -91,3 +91,19 @@ def test_cli_recommends_and_fails_in_one_line(tmp_path, capsys):
     assert code == 2 and len(err.strip().splitlines()) == 1 and "gns" in err
     code, _, err = run_cli(args[:4] + ["--target-loss", "inf"], capsys)
     assert code == 2 and "finite" in err
+
+
+def test_recommend_gets_a_second_opinion_on_the_batch(tmp_path):
+    from oasl.recommend import critical_batch_opinion, recommend
+
+    class AtLoss3:  # a loss law that predicts 3 nats at any target
+        def predict(self, n, d):
+            return np.array([3.0])
+
+    rec = recommend("adamw", n_params=1e6, tokens=1e8, published="step-law")
+    item = critical_batch_opinion(rec, fake_store(tmp_path / "runs.db"), AtLoss3())
+    assert rec.items["batch_tokens_gns"] is item
+    assert item.value == pytest.approx(B_STAR / 9.0, rel=0.25) and item.low < item.value < item.high
+    plain = recommend("adamw", n_params=1e6, tokens=1e8, published="step-law")
+    assert critical_batch_opinion(plain, fake_store(tmp_path / "plain.db", gns=False)) is None
+    assert "batch_tokens_gns" not in plain.items

@@ -120,6 +120,8 @@ def test_cli_writes_json_and_refuses_a_store_without_a_ladder(tmp_path, capsys):
             "10",
             "--out",
             str(out),
+            "--plot",
+            str(tmp_path / "transfer.png"),
         ],
         capsys,
     )
@@ -127,6 +129,7 @@ def test_cli_writes_json_and_refuses_a_store_without_a_ladder(tmp_path, capsys):
     d = json.loads(out.read_text())
     assert d["groups"][0]["verdict"] == "fast"
     assert d["groups"][0]["beta"] == pytest.approx(0.6, rel=1e-3)
+    assert (tmp_path / "transfer.png").stat().st_size > 1000
 
     store = tmp_path / "flat.db"
     SQLiteStore(store).import_frame(ladder(0.3, 0.6, 50.0, 0.0, sizes=(1e4,)))

@@ -12,12 +12,11 @@ import typer
 from oasl.cli.common import console
 
 
-def target_loss(
-    store_path: str, loss: float | None, params: float | None, tokens: float | None, laws: Path | None
-):
+def target_loss(store, loss: float | None, params: float | None, tokens: float | None, laws: Path | None):
     """The loss to size the batch for: given, or predicted at (N, D) by a loss law (from ``laws`` or fitted
-    on the store's best run per (optimizer, N, D)). Returns (loss, how it was obtained)."""
+    on the store). Returns (loss or None, how it was obtained)."""
     from oasl.errors import ConfigError
+    from oasl.laws.critical_batch import loss_at
 
     for name, v in (("--target-loss", loss), ("--target-params", params), ("--target-tokens", tokens)):
         if v is not None and not (math.isfinite(v) and v > 0):
@@ -26,22 +25,15 @@ def target_loss(
         return loss, "given"
     if params is None or tokens is None:
         return None, ""
+    law = None
     if laws is not None:
         from oasl.laws import load_laws
 
         fitted, _ = load_laws(laws)
         if "loss" not in fitted:
             raise ConfigError(f"{laws} holds no loss law: refit with `oasl fit` on runs of several N and D")
-        law, how = fitted["loss"], f"loss law of {laws}"
-    else:
-        from oasl.laws import LossLaw, best_runs
-        from oasl.store import open_store
-
-        df = open_store(store_path).to_dataframe(finished_only=True)
-        best = best_runs(df, loss="final_val_loss", group_by=("optimizer", "n_params", "tokens"))
-        law = LossLaw().fit(best["n_params"], best["tokens"], best["final_val_loss"])
-        how = "loss law fitted on the store's best runs"
-    return float(law.predict([params], [tokens])[0]), how
+        law = fitted["loss"]
+    return loss_at(store, params, tokens, law)
 
 
 def register(app: typer.Typer) -> None:
@@ -69,8 +61,9 @@ def register(app: typer.Typer) -> None:
 
         if not Path(store).exists():
             raise StoreError(f"store {store} does not exist: run a sweep with `run: {{gns: true}}` first")
-        _, law = fit_critical_batch(open_store(store), n_boot=n_boot)
-        loss, how = target_loss(store, target_loss_, params, tokens, laws)
+        st = open_store(store)
+        _, law = fit_critical_batch(st, n_boot=n_boot)
+        loss, how = target_loss(st, target_loss_, params, tokens, laws)
         d = {"law": law.to_dict()}
         lo, hi = law.alpha_b_interval_
         console.print(

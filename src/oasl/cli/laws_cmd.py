@@ -121,6 +121,11 @@ def register(app: typer.Typer) -> None:
         ),
         fmt: str = typer.Option("table", "--format", help="table, json, hf or torch."),
         warn_ratio: float = typer.Option(4.0, "--warn-ratio", help="Warn beyond this extrapolation ratio."),
+        gns_store: str = typer.Option(
+            None,
+            "--gns-store",
+            help="Store of runs with gradient-noise measurements: adds B_crit(L) for the batch.",
+        ),
     ) -> None:
         """Recommend a full HP configuration for a target model, with intervals and sources."""
         from oasl.config import ModelShape, build
@@ -139,10 +144,10 @@ def register(app: typer.Typer) -> None:
                 {"width": width, "depth": depth, **({"seq_len": seq_len} if seq_len else {})},
                 what="target shape",
             )
-        fitted, source = {}, "fitted laws"
+        fitted, source, loss_law = {}, "fitted laws", None
         if laws is not None:
             fitted, meta = load_laws(laws)
-            fitted.pop("loss", None)
+            loss_law = fitted.pop("loss", None)
             source = f"fitted laws {laws} (on {meta.get('source', '?')})"
         if not fitted and not published:
             raise ConfigError(
@@ -159,6 +164,14 @@ def register(app: typer.Typer) -> None:
             warn_ratio=warn_ratio,
             laws_source=source,
         )
+        if gns_store is not None:
+            from oasl.recommend import critical_batch_opinion
+
+            if critical_batch_opinion(rec, gns_store, loss_law) is None:
+                typer.secho(
+                    f"warning: {gns_store} has no gradient-noise measurements (train with gns: true)",
+                    err=True,
+                )
         if fmt == "json":
             typer.echo(json.dumps(rec.to_dict(), indent=2, default=str))
             return

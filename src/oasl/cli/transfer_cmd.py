@@ -45,6 +45,7 @@ def register(app: typer.Typer) -> None:
         level: float = typer.Option(0.9, "--level", help="Interval level."),
         out: Path = typer.Option(None, "--out", help="Write the diagnostics as JSON here."),
         as_json: bool = typer.Option(False, "--json", help="Print the JSON instead of the table."),
+        plot: Path = typer.Option(None, "--plot", help="Write the two log-log fits here (PNG)."),
     ) -> None:
         """Fit h*(N) and L*(N) on a ladder's optima; verdict fast/borderline/slow (beta vs alpha/2)."""
         from oasl.errors import ConfigError
@@ -68,6 +69,10 @@ def register(app: typer.Typer) -> None:
         payload = json.dumps(res.to_dict(), indent=2)
         if out is not None:
             out.write_text(payload + "\n")
+        if plot is not None:
+            from oasl.report.transfer import plot_transfer
+
+            plot_transfer(res, plot)
         if as_json:
             typer.echo(payload)
             return

@@ -207,6 +207,27 @@ def _alpha(slope: float) -> float:
     return -1.0 / slope if slope != 0 else math.inf
 
 
+def loss_at(store, n_params: float, tokens: float, loss_law=None) -> tuple[float, str]:
+    """Predicted loss (nats/token) at (N, D) from ``loss_law`` (a fitted :class:`~oasl.laws.LossLaw`), or
+    from one fitted here on the store's best run per (optimizer, N, D). Returns (loss, where it came from).
+    FitError when the store's runs cannot carry a loss law (fewer than 6 groups, N or D constant)."""
+    how = "the given loss law"
+    if loss_law is None:
+        from oasl.laws import LossLaw, best_runs
+
+        df = store.to_dataframe(finished_only=True)
+        df = df[np.isfinite(pd.to_numeric(df.get("final_val_loss"), errors="coerce"))]
+        best = best_runs(df, loss="final_val_loss", group_by=("optimizer", "n_params", "tokens"))
+        try:
+            loss_law = LossLaw().fit(best["n_params"], best["tokens"], best["final_val_loss"])
+        except FitError as exc:
+            raise FitError(
+                f"no loss law for the target ({exc}): give --target-loss or a laws file with a loss law"
+            ) from None
+        how = "a loss law fitted on the store's best runs"
+    return float(loss_law.predict([n_params], [tokens])[0]), how
+
+
 def fit_critical_batch(store, keys=None, level: float = 0.9, n_boot: int = 200, seed: int = 0):
     """:func:`noise_points` of ``store`` and the :class:`CriticalBatchLaw` fitted on them."""
     pts = noise_points(store, keys)
