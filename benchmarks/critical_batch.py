@@ -6,7 +6,11 @@ by sqrt(batch/16), times 1/sqrt2 and sqrt2), B_simple measured at four evaluatio
 (``RunSpec.gns``; McCandlish et al. 2018). Per shape, the optimal batch is located over the best loss
 at each batch (parabola in log batch_tokens, :func:`oasl.optima.locate_one`); the gradient-noise
 prediction is B_crit(L) = B_* / L^(1/alpha_B) (Kaplan et al. 2020, Sec. 5.1), fitted on every run's
-points, at that shape's best loss. Aim: within 2x of the located optimum (tokens) for >= 3 of 4 shapes.
+points, at that shape's best loss. Aim: within 2x of the measured critical batch (tokens) for >= 3 of 4
+shapes. The measured one: at a fixed token budget the loss-optimal batch is the smallest (McCandlish et
+al.'s E = E_min (1 + B_crit / B) makes small batches the most data-efficient), so it is reported but the
+comparison uses the batch at which the tokens needed double: final loss on D equal to the smallest
+batch's final loss on D/2 (runs at D/2 with the smallest batch are added for this).
 
 Step Law (../shared/data/steplaw): the same held-out split as benchmarks/laws_steplaw.py (the largest N
 held out). A B_crit(L)-shaped law ``bs* = B_* L*^slope`` is fitted on the training groups' located
@@ -44,13 +48,13 @@ LR16 = {
 }  # SP AdamW optima at batch 16 (benchmarks/transfer.py ladder)
 
 
-def specs():
+def specs(batches=BATCHES, tokens=TOKENS):
     from oasl.config import RunSpec, build
 
     out = []
     for w in WIDTHS:
-        for b in BATCHES:
-            steps = TOKENS // (b * 64)
+        for b in batches:
+            steps = tokens // (b * 64)
             for f in (2**-0.5, 2**0.5):
                 out.append(
                     build(
@@ -60,7 +64,7 @@ def specs():
                             "optimizer": "adamw",
                             "lr": LR16[w] * math.sqrt(b / 16) * f,
                             "batch_seqs": b,
-                            "tokens": TOKENS,
+                            "tokens": tokens,
                             "schedule": {"name": "cosine", "warmup_frac": 0.05},
                             "eval_interval": max(1, steps // 4),
                             "eval_tokens": 8192,
@@ -79,6 +83,7 @@ def own_runs(store_path: str, workers: int) -> tuple[dict, str]:
     from oasl.sweep import run_sweep
 
     runs = specs()
+    half = specs(BATCHES[:1], TOKENS // 2)  # the smallest batch on half the tokens: E_min's reference
     t0 = time.time()
     n = [0]
 
@@ -86,11 +91,12 @@ def own_runs(store_path: str, workers: int) -> tuple[dict, str]:
         n[0] += 1
         print(f"  [batch sweep] {n[0]}/{total} runs, {time.time() - t0:.0f} s", flush=True)
 
-    run_sweep(runs, store_path, workers=workers, on_update=on_update)
+    run_sweep(runs + half, store_path, workers=workers, on_update=on_update)
     store = open_store(store_path)
     keys = {r.key() for r in runs}
-    df = store.to_dataframe()
-    df = df[df["key"].isin(keys)]
+    df_all = store.to_dataframe()
+    df = df_all[df_all["key"].isin(keys)]
+    dh = df_all[df_all["key"].isin({r.key() for r in half})]
     pts = noise_points(store, keys)
     law = CriticalBatchLaw().fit(pts)
     rows, within = [], 0
@@ -102,7 +108,9 @@ def own_runs(store_path: str, workers: int) -> tuple[dict, str]:
         pred = float(law.predict(l_best))
         lo, hi = law.predict_interval(l_best)
         final = pts[(pts["key"].isin(set(sub["key"]))) & pts["final"]]
-        ratio = pred / o.opt
+        l_half = float(dh[dh["width"] == w]["final_val_loss"].min())
+        b_eff = efficient_batch(best, l_half)
+        ratio = pred / b_eff
         ok = 0.5 <= ratio <= 2
         within += ok
         rows.append(
@@ -110,6 +118,8 @@ def own_runs(store_path: str, workers: int) -> tuple[dict, str]:
                 "width": w,
                 "n_params": int(sub["n_params"].iloc[0]),
                 "opt_batch_tokens": o.opt,
+                "loss_half_tokens_small_batch": l_half,
+                "empirical_bcrit_tokens": b_eff,
                 "at_edge": o.at_edge,
                 "best_loss": l_best,
                 "gns_pred_tokens": pred,
@@ -124,8 +134,8 @@ def own_runs(store_path: str, workers: int) -> tuple[dict, str]:
         f"Law on own runs: {law.formula()} (alpha_B {law.alpha_b_:.3g}, 90% {law.alpha_b_interval_[0]:.3g}-"
         f"{law.alpha_b_interval_[1]:.3g}; {law.n_points_} points, {law.n_runs_} runs).",
         "",
-        "| width | N | located optimal batch (tokens) | best loss | B_crit(L) prediction (90%) | median final B_simple | ratio | within 2x |",
-        "|---|---|---|---|---|---|---|---|",
+        "| width | N | loss-optimal batch (tokens) | best loss | empirical B_crit (tokens) | B_crit(L) prediction (90%) | median final B_simple | ratio pred/empirical | within 2x |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         edge = f" ({r['at_edge']} edge)" if r["at_edge"] else ""
@@ -134,8 +144,27 @@ def own_runs(store_path: str, workers: int) -> tuple[dict, str]:
             f"{r['gns_pred_tokens']:.0f} ({r['gns_pred_interval'][0]:.0f}-{r['gns_pred_interval'][1]:.0f}) | "
             f"{r['final_b_simple_median']:.0f} | {r['ratio']:.2f} | {'yes' if r['within_2x'] else 'no'} |"
         )
-    lines.append(f"\nWithin 2x for {within} of {len(WIDTHS)} shapes (aim: >= 3).")
+    lines.append(
+        f"\nWithin 2x of the empirical B_crit for {within} of {len(WIDTHS)} shapes (aim: >= 3). At a fixed token "
+        "budget the loss keeps falling as the batch shrinks (the loss-optimal batch is the grid's smallest, "
+        "256 tokens, for every shape), as McCandlish et al.'s model predicts: E = E_min (1 + B_crit/B) "
+        "tokens. So the empirical B_crit is read off where that model puts it: the batch whose final loss "
+        "on D tokens equals the smallest batch's final loss on D/2 tokens (tokens needed doubled), "
+        "interpolated in log batch."
+    )
     return {"law": law.to_dict(), "shapes": rows, "within_2x": within}, "\n".join(lines)
+
+
+def efficient_batch(best: pd.Series, l_half: float) -> float:
+    """Batch (tokens) where the final loss by batch (``best``, indexed by batch tokens, fixed D) crosses
+    ``l_half`` (the smallest batch's loss on D/2): E(B) = 2 E_min, B = B_crit in McCandlish et al. 2018
+    (Eq. 2.11). Linear in log batch between grid points; NaN when the grid never crosses it."""
+    b, loss = np.log(best.index.to_numpy(float)), best.to_numpy(float)
+    for i in range(len(b) - 1):
+        if loss[i] <= l_half < loss[i + 1]:
+            t = (l_half - loss[i]) / (loss[i + 1] - loss[i])
+            return float(math.exp(b[i] + t * (b[i + 1] - b[i])))
+    return math.nan
 
 
 class _BcritViaLoss:

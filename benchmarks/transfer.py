@@ -1,6 +1,7 @@
 """Fast-transfer diagnostics (issue 13) on one tiny ladder under SP and muP, with AdamW and SGD.
 
-Ladder: widths 24/32/48/64 at depth 2, seq 64, batch 16 sequences, 131,072 tokens (128 steps), cosine
+Ladder: widths 24/32/48/64 at depth 2, seq 64, batch 16 sequences, 393,216 tokens (384 steps, the
+extrapolation benchmark's budget; ``--tokens 131072 --name transfer_131k`` for the 128-step variant), cosine
 with 5% warmup, a 6-point lr grid (x2 apart) per (parametrization, optimizer); muP's base width is 32.
 For each of the four groups, :func:`oasl.laws.transfer.diagnose_transfer` fits h*(N) and L*(N), gives
 alpha and beta with bootstrap intervals, the verdict (Theorem 2 of "Understanding the Mechanisms of Fast
@@ -10,7 +11,8 @@ shape's optimum) and a 4-point lr grid around it are trained; the measured cost 
 minus the target's located optimum (parabola in log lr, :func:`oasl.optima.locate_one`).
 
 Run from the repository root: ``.venv/bin/python benchmarks/transfer.py [--store PATH] [--workers 2]``
-(resumable: the store keeps runs; ``--sweep-only`` trains the ladder and stops). About 40 min on 2 cores.
+(resumable: the store keeps runs; ``--sweep-only`` trains the ladder and stops). About 40 min on 2 cores
+(15 min for the 131k-token variant).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from _common import write_result  # noqa: E402
 
 WIDTHS = [24, 32, 48, 64]
 TARGET_WIDTH = 128
-TOKENS = 131072
+TOKENS = 393216
 BASE_WIDTH = 32
 GRIDS = {  # (parametrization, optimizer) -> lr grid, x2 apart
     ("sp", "adamw"): [1.25e-3 * 2**k for k in range(6)],
@@ -38,7 +40,7 @@ GRIDS = {  # (parametrization, optimizer) -> lr grid, x2 apart
 RUN = {"eval_interval": 64, "eval_tokens": 8192, "device": "cpu"}
 
 
-def sweep_spec(param: str, opt: str, widths=WIDTHS) -> dict:
+def sweep_spec(param: str, opt: str, widths=WIDTHS, tokens: int = TOKENS) -> dict:
     """The sweep of one (parametrization, optimizer) group as a SweepSpec mapping."""
     grid = {"lr": GRIDS[(param, opt)]}
     if opt == "sgd":
@@ -51,17 +53,17 @@ def sweep_spec(param: str, opt: str, widths=WIDTHS) -> dict:
         "base_width": BASE_WIDTH,
         "optimizers": {opt: grid},
         "batch_seqs": 16,
-        "tokens": TOKENS,
+        "tokens": tokens,
         "schedule": {"name": "cosine", "warmup_frac": 0.05},
         "run": RUN,
     }
 
 
-def ladder_runs():
+def ladder_runs(tokens: int = TOKENS):
     from oasl.config import build
     from oasl.sweep import SweepSpec, expand
 
-    return [r for key in GRIDS for r in expand(build(SweepSpec, sweep_spec(*key)))]
+    return [r for key in GRIDS for r in expand(build(SweepSpec, sweep_spec(*key, tokens=tokens)))]
 
 
 def train_all(specs, store: str, workers: int, label: str) -> None:
@@ -106,9 +108,11 @@ def main() -> None:
     ap.add_argument("--store", default="benchmarks/results/transfer.db")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--sweep-only", action="store_true")
+    ap.add_argument("--tokens", type=int, default=TOKENS, help="Training tokens of every run.")
+    ap.add_argument("--name", default="transfer", help="Result name (results/NAME.json, RESULTS.md section).")
     args = ap.parse_args()
     t0 = time.time()
-    runs = ladder_runs()
+    runs = ladder_runs(args.tokens)
     print(f"ladder: {len(runs)} runs", flush=True)
     train_all(runs, args.store, args.workers, "ladder")
     if args.sweep_only:
@@ -156,10 +160,10 @@ def main() -> None:
             f"| {g.verdict} | {g.naive_h:.3g} -> {g.target_h:.3g} | {g.predicted_cost:.4f} | {measured:.4f} | {t_opt:.3g} |"
         )
     md = "\n".join(lines) + (
-        f"\n\nLadder widths {WIDTHS} (depth 2, seq 64, batch 16, {TOKENS:,} tokens), target width {TARGET_WIDTH} "
+        f"\n\nLadder widths {WIDTHS} (depth 2, seq 64, batch 16, {args.tokens:,} tokens), target width {TARGET_WIDTH} "
         f"(N = {n_target:,}); costs in nats/token. Wall time {time.time() - t0:.0f} s."
     )
-    write_result("transfer", {"groups": rows, "target_params": n_target, "wall_s": time.time() - t0}, md)
+    write_result(args.name, {"groups": rows, "target_params": n_target, "wall_s": time.time() - t0}, md)
     print(md)
 
 

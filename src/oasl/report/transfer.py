@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from oasl.report.plots import _plt
+from oasl.report.plots import _plain_minor, _plt
 
 
 def plot_transfer(result, path: str | Path) -> Path:
@@ -39,6 +39,7 @@ def plot_transfer(result, path: str | Path) -> Path:
     ax_l.set(xscale="log", yscale="log", xlabel="N (non-embedding parameters)", ylabel="L*(N) - L_inf (nats)")
     ax_l.set_title("optimal loss: L_inf + b N^-alpha", fontsize=9)
     for ax in (ax_h, ax_l):
+        _plain_minor(ax)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
     fig.tight_layout()
