@@ -237,17 +237,18 @@ def verdict_of(margin_ci: tuple[float, float]) -> str:
     return "borderline"
 
 
-def _optima_by_size(n, h, y, div, over, keep_edges: bool):
-    """Per distinct size: (N, opt h, loss at opt, curvature, edge) from locate_one (no inner bootstrap)."""
+def _optima_by_size(n, h, y, div, over):
+    """Per distinct size with an interior optimum: (N, opt h, loss at opt, curvature) from locate_one (no
+    inner bootstrap); a size whose optimum sits at a grid edge is a bound, not a point, and is left out."""
     from oasl.optima import locate_one
 
     out = []
     for size in np.unique(n):
         m = n == size
         o = locate_one(h[m], y[m], div[m], name=over, n_boot=0)
-        if not math.isfinite(o.opt) or (o.at_edge and not keep_edges):
+        if not math.isfinite(o.opt) or o.at_edge:
             continue
-        out.append((float(size), o.opt, o.loss_at_opt, o.curvature if o.refined else math.nan, o.at_edge))
+        out.append((float(size), o.opt, o.loss_at_opt, o.curvature if o.refined else math.nan))
     return out
 
 
@@ -291,7 +292,7 @@ def diagnose_group(
             f"transfer diagnostics need a ladder of at least {MIN_SIZES} model sizes{where}; found "
             f"{len(sizes)}: sweep {over} at more widths (e.g. `ladder: {{widths: [24, 32, 48, 64]}}`)"
         )
-    points = _optima_by_size(n, h, y, div, over, keep_edges=False)
+    points = _optima_by_size(n, h, y, div, over)
     notes = []
     n_edge = len(sizes) - len(points)
     if n_edge:
@@ -309,7 +310,7 @@ def diagnose_group(
     boot = []  # (beta, alpha, margin, log h_inf, a); alpha and margin NaN where the loss law failed
     for _ in range(n_boot):
         take = np.concatenate([rng.choice(ix, len(ix)) for ix in idx_by_size])
-        pts = _optima_by_size(n[take], h[take], y[take], div[take], over, keep_edges=False)
+        pts = _optima_by_size(n[take], h[take], y[take], div[take], over)
         if len(pts) < MIN_SIZES:
             continue
         bh, bl = _fit_pair(pts)
