@@ -101,6 +101,62 @@ def target_specs(diag, template_runs):
     return out
 
 
+def against_harness(df, runs, tokens: int) -> tuple[list[dict], str]:
+    """Predicted relative naive-transfer cost at the extrapolation benchmark's target (width 192) vs the
+    naive-transfer regret that benchmark measured (benchmarks/results/extrapolation.json). Its SP ladder
+    trains like this one (widths 24-64, depth 2, seq 64, batch 16, 393,216 tokens, cosine, 5% warmup;
+    only its lr grid and evaluation settings differ), so the comparison holds only at that budget."""
+    import json
+
+    from oasl.laws.transfer import diagnose_transfer
+    from oasl.models import count_params
+
+    path = Path(__file__).resolve().parent / "results" / "extrapolation.json"
+    if tokens != 393216 or not path.exists():
+        return [], ""
+    ext = json.loads(path.read_text())
+    n192 = count_params(runs[0].shape.model_copy(update={"width": 192})).n_params
+    sp = df[df["parametrization"] == "sp"]
+    res = diagnose_transfer(sp, over="lr", group_by=("optimizer",), target_params=n192)
+    out, lines = [], []
+    for g in res.groups:
+        opt = g.group["optimizer"]
+        naive = next((r for r in ext["table"] if r["optimizer"] == opt and r["method"] == "naive"), None)
+        if naive is None:
+            continue
+        out.append(
+            {
+                "optimizer": opt,
+                "predicted_cost_rel": g.predicted_cost_rel,
+                "predicted_naive_lr": g.naive_h,
+                "predicted_target_lr": g.target_h,
+                "harness_naive_regret": naive["regret_mean"],
+                "harness_naive_lr": naive["lr"],
+                "harness_oracle_lr": next(
+                    r["lr"] for r in ext["table"] if r["optimizer"] == opt and r["method"] == "oracle"
+                ),
+            }
+        )
+    if out:
+        lines = [
+            "",
+            "",
+            f"Against the validation harness at its target (width 192, N = {n192:,}; SP, "
+            "benchmarks/results/extrapolation.json):",
+            "",
+            "| optimizer | predicted naive cost (relative) | harness naive regret | naive lr here / harness | "
+            "predicted target lr | harness oracle lr |",
+            "|---|---|---|---|---|---|",
+        ]
+        for r in out:
+            lines.append(
+                f"| {r['optimizer']} | {r['predicted_cost_rel']:+.2%} | {r['harness_naive_regret']:+.2%} | "
+                f"{r['predicted_naive_lr']:.3g} / {r['harness_naive_lr']:.3g} | {r['predicted_target_lr']:.3g} | "
+                f"{r['harness_oracle_lr']:.3g} |"
+            )
+    return out, "\n".join(lines)
+
+
 def main() -> None:
     import numpy as np
 
@@ -108,6 +164,9 @@ def main() -> None:
     ap.add_argument("--store", default="benchmarks/results/transfer.db")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--sweep-only", action="store_true")
+    ap.add_argument(
+        "--no-target", action="store_true", help="Skip the target runs (no measured cost at width 128)."
+    )
     ap.add_argument("--tokens", type=int, default=TOKENS, help="Training tokens of every run.")
     ap.add_argument("--name", default="transfer", help="Result name (results/NAME.json, RESULTS.md section).")
     args = ap.parse_args()
@@ -128,15 +187,15 @@ def main() -> None:
     n_target = count_params(runs[0].shape.model_copy(update={"width": TARGET_WIDTH})).n_params
     res = diagnose_transfer(df, over="lr", group_by=("parametrization", "optimizer"), target_params=n_target)
     diag = {f"{g.group['parametrization']}/{g.group['optimizer']}": g for g in res.groups}
-    targets = target_specs(diag, runs)
+    targets = {} if args.no_target else target_specs(diag, runs)
     all_t = [s for v in targets.values() for s in v]
     print(f"target: {len(all_t)} runs at width {TARGET_WIDTH}", flush=True)
     train_all(all_t, args.store, args.workers, "target")
     rows, lines = (
         [],
         [
-            "| group | alpha (90% CI) | beta (90% CI) | beta - alpha/2 (90% CI) | verdict | h* largest -> target pred. | predicted naive cost | measured naive cost | target optimum |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "| group | lr* per width (interior optima) | alpha (90% CI) | beta (90% CI) | beta - alpha/2 (90% CI) | verdict | h* largest -> target pred. | predicted naive cost | measured naive cost | target optimum |",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ],
     )
     for key, g in diag.items():
@@ -155,15 +214,22 @@ def main() -> None:
         row = {"group": key, **g.to_dict(), "measured_naive_cost": measured, "target_opt_lr": t_opt}
         rows.append(row)
         lines.append(
-            f"| {key} | {g.alpha:.2f} ({g.alpha_ci[0]:.2f}-{g.alpha_ci[1]:.2f}) | {g.beta:.2f} "
+            f"| {key} | {', '.join(f'{h:.3g}' for h in g.h_opt)} | {g.alpha:.2f} ({g.alpha_ci[0]:.2f}-{g.alpha_ci[1]:.2f}) | {g.beta:.2f} "
             f"({g.beta_ci[0]:.2f}-{g.beta_ci[1]:.2f}) | {g.margin:+.2f} ({g.margin_ci[0]:+.2f}-{g.margin_ci[1]:+.2f}) "
             f"| {g.verdict} | {g.naive_h:.3g} -> {g.target_h:.3g} | {g.predicted_cost:.4f} | {measured:.4f} | {t_opt:.3g} |"
         )
     md = "\n".join(lines) + (
         f"\n\nLadder widths {WIDTHS} (depth 2, seq 64, batch 16, {args.tokens:,} tokens), target width {TARGET_WIDTH} "
-        f"(N = {n_target:,}); costs in nats/token. Wall time {time.time() - t0:.0f} s."
+        f"(N = {n_target:,}); costs in nats/token. Wall time {time.time() - t0:.0f} s. Every run has the "
+        "same token budget, so the optimal loss falls little with N (the runs are data-limited): alpha comes "
+        "out near 0 with an interval reaching the grid's end, and the verdicts on beta - alpha/2 stay "
+        "borderline. The lr* column shows what the verdict cannot: under muP AdamW's optimum moves far less "
+        "across widths than under SP."
     )
-    write_result(args.name, {"groups": rows, "target_params": n_target, "wall_s": time.time() - t0}, md)
+    harness, harness_md = against_harness(df, runs, args.tokens)
+    md += harness_md
+    payload = {"groups": rows, "target_params": n_target, "harness": harness, "wall_s": time.time() - t0}
+    write_result(args.name, payload, md)
     print(md)
 
 
