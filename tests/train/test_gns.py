@@ -85,11 +85,22 @@ def test_training_with_the_measurement_keeps_the_trajectory():
     from oasl.testing import tiny_run
     from oasl.train import train
 
-    plain = train(tiny_run(tokens=8 * 32 * 40))
-    spec = tiny_run(tokens=8 * 32 * 40, gns=True)
+    small = {"shape": {"width": 16}, "tokens": 8 * 32 * 20, "eval_interval": 10}
+    plain = train(tiny_run(**small))
+    spec = tiny_run(**small, gns=True)
     measured = train(spec)
-    assert spec.key() == tiny_run(tokens=8 * 32 * 40).key()  # not part of the run key
+    # keyed apart (a store holding the plain run must not skip the measured one); the default key is unchanged
+    assert spec.key() != plain.spec.key() and tiny_run(**small, gns=False).key() == plain.spec.key()
     assert measured.final_val_loss == plain.final_val_loss
     pts = [p for p in measured.curve if "b_simple" in p]
-    assert len(pts) == 2 and pts[-1]["step"] == 40  # each evaluation and the final one
+    assert len(pts) == 2 and pts[-1]["step"] == 20  # each evaluation and the final one
     assert all(p["gns_b_big"] == 8 * p["gns_b_small"] for p in pts)
+
+
+def test_batched_training_measures_through_the_single_path():
+    from oasl.testing import tiny_run
+    from oasl.train import train_batched
+
+    specs = [tiny_run(shape={"width": 16}, tokens=8 * 32 * 10, lr=lr, gns=True) for lr in (1e-3, 3e-3)]
+    results = train_batched(specs)
+    assert all("b_simple" in r.curve[-1] for r in results)

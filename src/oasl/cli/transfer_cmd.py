@@ -11,7 +11,6 @@ import typer
 from rich.table import Table
 
 from oasl.cli.common import console
-from oasl.cli.optima_cmd import load_runs
 
 
 def _split(text: str) -> list[str]:
@@ -56,6 +55,8 @@ def register(app: typer.Typer) -> None:
                 raise ConfigError(f"{name} must be a positive finite number, got {v}")
         if n_boot < 0:
             raise ConfigError(f"--n-boot must be >= 0, got {n_boot}")
+        from oasl.store_csv import load_runs
+
         df = load_runs(store, csv, finished_only=True)
         res = diagnose_transfer(
             df,

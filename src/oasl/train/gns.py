@@ -148,3 +148,15 @@ def curve_noise(curve) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         s.append(c)
     loss = df["val_loss"].to_numpy(float) if "val_loss" in df.columns else np.full(len(df), math.nan)
     return np.array(g2), np.array(s), loss
+
+
+def record(stepper, data, spec, point: dict, step: int) -> None:
+    """Add the noise-scale fields to the curve ``point`` of evaluation ``step`` when ``spec.gns`` is set.
+
+    Measured on the single-run path (a stepper with one ``model``); K runs batched as one vmapped model
+    (:func:`oasl.train.train_batched`) are not measured: per-member gradients would need the stacked
+    parameters split, which this first version leaves out."""
+    if not spec.gns or not hasattr(stepper, "model"):
+        return
+    batches = measurement_batches(data, spec.seed, step, spec.batch_seqs, spec.shape.seq_len, stepper.device)
+    point.update(measure(stepper.model, batches, stepper.autocast).curve_fields())
