@@ -53,6 +53,7 @@ def test_law_recovers_b_star_and_alpha_b_within_intervals(tmp_path):
     assert law.alpha_b_interval_[0] <= ALPHA_B <= law.alpha_b_interval_[1]
     assert law.b_star_interval_[0] <= B_STAR <= law.b_star_interval_[1]
     assert law.alpha_b_ == pytest.approx(ALPHA_B, rel=0.1)
+    assert " / L^2" in law.formula()  # 1 / alpha_B, Kaplan et al.'s exponent on L
     rec = law.recommend(3.0)
     assert rec["batch_tokens"] == pytest.approx(B_STAR / 9.0, rel=0.1)
     assert rec["low"] < rec["batch_tokens"] < rec["high"] and not rec["extrapolated"]

@@ -178,7 +178,7 @@ class CriticalBatchLaw:
     def formula(self) -> str:
         self._check()
         return (
-            f"B_crit(L) = {self.b_star_:.3g} / L^{1 / -self.slope_:.3g} tokens"
+            f"B_crit(L) = {self.b_star_:.3g} / L^{-self.slope_:.3g} tokens"
             if self.slope_ < 0
             else (
                 f"B_crit(L) = {self.b_star_:.3g} L^{self.slope_:.3g} tokens (rises with L: not Kaplan's shape)"
