@@ -165,6 +165,9 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--sweep-only", action="store_true")
     ap.add_argument(
+        "--target-groups", default="", help="Only these groups at the target, e.g. sp/adamw,mup/adamw."
+    )
+    ap.add_argument(
         "--no-target", action="store_true", help="Skip the target runs (no measured cost at width 128)."
     )
     ap.add_argument("--tokens", type=int, default=TOKENS, help="Training tokens of every run.")
@@ -188,6 +191,8 @@ def main() -> None:
     res = diagnose_transfer(df, over="lr", group_by=("parametrization", "optimizer"), target_params=n_target)
     diag = {f"{g.group['parametrization']}/{g.group['optimizer']}": g for g in res.groups}
     targets = {} if args.no_target else target_specs(diag, runs)
+    if args.target_groups:
+        targets = {k: v for k, v in targets.items() if k in set(args.target_groups.split(","))}
     all_t = [s for v in targets.values() for s in v]
     print(f"target: {len(all_t)} runs at width {TARGET_WIDTH}", flush=True)
     train_all(all_t, args.store, args.workers, "target")
