@@ -82,3 +82,18 @@ def test_plain_progress_prints_count_elapsed_and_estimate_without_a_terminal():
     assert any(re.search(r"1/4, elapsed \d+s, ETA \d+s  adamw: 3.412", line) for line in lines)
     assert lines[-1].split(": ")[1].startswith("4/4") and "done" in lines[-1]
     assert "recommended lr 0.003" in text and ".py:" not in text and "…" not in text
+
+
+def test_tables_written_to_a_file_are_not_cut(tmp_path, capsys):
+    csv = tmp_path / "runs.csv"
+    pd.DataFrame(
+        {
+            "optimizer": "adamw",
+            "n_params": 123456789.0,
+            "tokens": 2.5e11,
+            "lr": [1.234e-3, 2.345e-3, 4.567e-3, 8.912e-3],
+            "loss": [3.1, 3.0, 3.05, 3.2],
+        }
+    ).to_csv(csv, index=False)
+    code, out, _ = run_cli(["optima", "--csv", str(csv), "--out", str(tmp_path / "o.csv")], capsys)
+    assert code == 0 and "…" not in out and "1.23e+08" in out

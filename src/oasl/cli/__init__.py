@@ -92,10 +92,21 @@ def _usage_line(exc) -> str:
     return f"error: {where}: {msg} (see `{where} --help`)"
 
 
+_COMMAND: list = []
+
+
+def _command():
+    """The click command of ``app``, built once per process (building it walks every signature)."""
+    if not _COMMAND:
+        cmd = typer.main.get_command(app)
+        _finite_floats(cmd)
+        _COMMAND.append(cmd)
+    return _COMMAND[0]
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``oasl`` console script."""
-    cmd = typer.main.get_command(app)
-    _finite_floats(cmd)
+    cmd = _command()
     try:
         code = cmd.main(args=argv, prog_name="oasl", standalone_mode=False)
     except _click_exc.NoArgsIsHelpError as exc:  # `oasl sweep` alone: show its help

@@ -20,10 +20,14 @@ from rich.progress import (
 
 from oasl.errors import ConfigError
 
+PLAIN_EVERY_S = 10.0  # without a terminal, a progress line at least this often
+FILE_WIDTH = 200  # columns of tables written to a file or pipe (COLUMNS overrides)
+
 # log_path=False: no "validate_cmd.py:115" source tags on logged lines
 console = Console(log_path=False)
-
-PLAIN_EVERY_S = 10.0  # without a terminal, a progress line at least this often
+if not console.is_terminal and "COLUMNS" not in os.environ:
+    # a file, a pipe or CI has no width to fit: rich's default of 80 would cut table cells to "…"
+    console.width = FILE_WIDTH
 
 
 def parse_kv(items: list[str] | None, what: str = "--hp") -> dict[str, float]:
