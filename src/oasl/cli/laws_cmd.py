@@ -183,16 +183,15 @@ def register(app: typer.Typer) -> None:
             laws_source=source,
             force=force,
         )
+        exported = {  # built before any warning is printed: a failing export stays one line
+            "json": lambda: rec.to_dict(),
+            "hf": lambda: rec.hf_training_arguments(world_size, grad_accum),
+            "torch": lambda: rec.torch_kwargs(),
+        }.get(fmt, lambda: None)()
         for w in rec.warnings:  # on stderr, so that json/hf/torch output stays parseable
             typer.secho(f"warning: {w}", err=True, fg="yellow")
-        if fmt == "json":
-            typer.echo(json.dumps(rec.to_dict(), indent=2, default=str))
-            return
-        if fmt == "hf":
-            typer.echo(json.dumps(rec.hf_training_arguments(world_size, grad_accum), indent=2))
-            return
-        if fmt == "torch":
-            typer.echo(json.dumps(rec.torch_kwargs(), indent=2, default=str))
+        if exported is not None:
+            typer.echo(json.dumps(exported, indent=2, default=str))
             return
         table = Table(
             title=f"recommendation for {rec.optimizer}, N={rec.n_params:.3g}, D={rec.tokens:.3g}, "
