@@ -135,7 +135,9 @@ def register(app: typer.Typer) -> None:
         if not 0 <= eps < 1:
             raise ConfigError(f"--eps is a relative loss gap in [0, 1), e.g. 0.0025 for 0.25%; got {eps:g}")
         if n_boot < 0 or seed < 0:
-            raise ConfigError(f"--n-boot and --seed must be >= 0 (--n-boot 0 skips the bootstrap), got {n_boot}, {seed}")
+            raise ConfigError(
+                f"--n-boot and --seed must be >= 0 (--n-boot 0 skips the bootstrap), got {n_boot}, {seed}"
+            )
         groups = _split(group_by)
         df = load_runs(store, csv)
         absent = [c for c in [*hps, *groups, loss] if c not in df.columns]
