@@ -76,6 +76,13 @@ def sig(x: Any, digits: int = 3) -> str:
     return f"{v:.{digits}g}" if math.isfinite(v) else "-"
 
 
+def _finite(x: Any) -> bool:
+    try:
+        return math.isfinite(float(x))
+    except (TypeError, ValueError):
+        return False
+
+
 def _target_run(df: pd.DataFrame | None, ov) -> pd.Series | None:
     """The stored run that validation trained at the recommendation (target N, recommended lr)."""
     if df is None or df.empty or not {"optimizer", "n_params", "lr"} <= set(df.columns):
@@ -110,7 +117,8 @@ def _law_row(ov) -> Row:
         fitted = ", ".join(f"{k} {sig(a)}-{sig(b)}" for k, (a, b) in ranges.items())
         kind = getattr(law, "kind", "power")
     except Exception:  # an unreadable law still leaves the recommendation to show
-        formula, quality, fitted, kind = str(ov.law.get("kind", "law")), [], "", ""
+        formula = getattr(ov, "law_formula", "") or str(dict(ov.law or {}).get("kind", "law"))
+        quality, fitted, kind = [], "", ""
     parts = [f"law <code>{html.escape(formula)}</code>"]
     if quality:
         parts.append("(" + ", ".join(quality) + ")")
@@ -169,9 +177,8 @@ def build_card(ov, runs: pd.DataFrame | None = None, noise_floor: float | None =
     if oasl is not None:
         card.notes.append(COMPUTE_NOTE.format(oasl=f"{oasl.tuning_runs:.2f}"))
     card.notes.append(REGRET_NOTE)
-    floor = getattr(ov, "noise_floor", None)
-    floor = noise_floor if floor is None else floor
-    if floor is not None and math.isfinite(float(floor)):
+    floor = next((f for f in (getattr(ov, "noise_floor", None), noise_floor) if _finite(f)), None)
+    if floor is not None:
         card.notes.append(
             f"Noise floor: the oracle's own spread over seeds is {pct(floor, signed=False)}; regrets "
             "closer together than that cannot be told apart."
@@ -183,17 +190,19 @@ def _methods(ov) -> pd.DataFrame:
     rows = []
     for m in ov.methods:
         ci = getattr(m, "regret_ci", None)
-        if ci is not None and len(ci) == 2 and all(v is not None for v in ci):
+        if ci is not None and len(ci) == 2 and all(_finite(v) for v in ci):
             interval = f"{pct(ci[0])} to {pct(ci[1])} (90%)"
         elif math.isfinite(m.regret_std) and m.regret_std > 0:
             interval = f"± {pct(m.regret_std, signed=False)} (seed spread)"
         else:
             interval = "-"
-        verdict = getattr(m, "verdict", None) or ("" if m.method == "oasl" else "-")
+        verdict = str(getattr(m, "verdict", None) or "-")
         if m.method == "oasl":
             verdict = "this recommendation"
-        elif verdict not in ("-", ""):
-            verdict = f"{verdict} than oasl" if verdict in ("better", "worse") else f"{verdict} from oasl"
+        elif verdict in ("better", "worse"):
+            verdict += " than oasl"
+        elif verdict == "indistinguishable":
+            verdict += " from oasl"
         rows.append(
             {
                 "method": m.method,
