@@ -39,6 +39,7 @@ def _ok_or_one_line(code, out, err):
     assert "Traceback" not in err and "Traceback" not in out
     if code == 2:
         assert len(err.strip().splitlines()) == 1 and err.startswith("error: "), err
+        assert "No such option" not in err  # the fuzzed command lines themselves must stay valid
 
 
 scalars = st.one_of(

@@ -119,15 +119,14 @@ def _law_row(ov) -> Row:
     except Exception:  # an unreadable law still leaves the recommendation to show
         formula = getattr(ov, "law_formula", "") or str(dict(ov.law or {}).get("kind", "law"))
         quality, fitted, kind = [], "", ""
-    parts = [f"law <code>{html.escape(formula)}</code>"]
-    if quality:
-        parts.append("(" + ", ".join(quality) + ")")
+    law_text = f"law <code>{html.escape(formula)}</code>"
+    parts = [law_text + (f" ({', '.join(quality)})" if quality else "")]
     if fitted:
         parts.append(f"fitted on {html.escape(fitted)}")
     parts.append(f"extrapolated {ov.extrapolation_ratio:.1f}x beyond the largest swept N")
     if kind == "constant":
-        parts.append("; constant: the optima showed no trend with N (the exponent's 90% interval contains 0)")
-    return Row("peak learning rate", sig(ov.recommended_lr), interval, " ".join(parts))
+        parts.append("constant: the optima showed no trend with N (the exponent's 90% interval contains 0)")
+    return Row("peak learning rate", sig(ov.recommended_lr), interval, "; ".join(parts))
 
 
 def build_card(ov, runs: pd.DataFrame | None = None, noise_floor: float | None = None) -> Card:
