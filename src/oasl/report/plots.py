@@ -64,7 +64,8 @@ def plot_laws(report, path: str | Path, target_n: float | None = None, target_d:
 
 
 def plot_validation(table: pd.DataFrame, path: str | Path) -> Path:
-    """Bars of regret (with seed spread) and tuning compute per method, one panel pair per optimizer."""
+    """Bars of regret in % (error bars: the 90% interval when the table has ``regret_lo/regret_hi``, else
+    the seed spread) and tuning compute per method, one panel pair per optimizer."""
     opts = list(dict.fromkeys(table["optimizer"]))
     plt = _plt()
     fig, axes = plt.subplots(len(opts), 2, figsize=(11, 3.4 * len(opts)), squeeze=False)
@@ -72,10 +73,16 @@ def plot_validation(table: pd.DataFrame, path: str | Path) -> Path:
         sub = table[table["optimizer"] == opt]
         x = np.arange(len(sub))
         reg = sub["regret_mean"].replace([np.inf], np.nan) * 100
+        yerr = sub["regret_std"].fillna(0).to_numpy() * 100
+        if {"regret_lo", "regret_hi"} <= set(sub.columns):  # the 90% interval, where validation gives one
+            lo, hi = (sub[c].to_numpy(float) * 100 for c in ("regret_lo", "regret_hi"))
+            ok = np.isfinite(lo) & np.isfinite(hi) & np.isfinite(reg.to_numpy(float))
+            mid = reg.to_numpy(float)
+            yerr = np.where(ok, [np.maximum(mid - lo, 0), np.maximum(hi - mid, 0)], [yerr, yerr])
         row[0].bar(
             x,
             reg.fillna(0),
-            yerr=sub["regret_std"].fillna(0) * 100,
+            yerr=yerr,
             color=["C2" if m == "oasl" else "C7" if m == "oracle" else "C0" for m in sub["method"]],
         )
         for xi, r in zip(x, reg, strict=True):
