@@ -39,6 +39,7 @@ def _root(debug: bool = typer.Option(False, "--debug", help="Show tracebacks on 
 # CLI keeps working while features land one by one.
 for _mod in (
     "train_cmd",
+    "runs_cmd",
     "sweep_cmd",
     "optima_cmd",
     "laws_cmd",
