@@ -139,8 +139,8 @@ class PlainProgress:
         t = self._tasks[task_id]
         done, total = t["completed"], t["total"]
         elapsed = time.monotonic() - t["start"]
-        count = f"{done:g}/{total:g}" if total else f"{done:g}"
-        if total and done >= total:
+        count = f"{done:g}/{total:g}" if total is not None else f"{done:g}"
+        if total is not None and done >= total:
             eta = "done"
         elif total and done > 0:
             eta = "ETA " + fmt_duration(elapsed * (total - done) / done)
@@ -162,7 +162,7 @@ class PlainProgress:
         while not self._stop.wait(self.every_s / 4):
             now = time.monotonic()
             for tid, t in list(self._tasks.items()):
-                finished = t["total"] and t["completed"] >= t["total"]
+                finished = t["total"] is not None and t["completed"] >= t["total"]
                 if not finished and now - t["last"] >= self.every_s:
                     self._emit(tid)
 

@@ -58,7 +58,14 @@ def _progress_factory(bar):
         task = bar.add_task(label, total=total, status="")
 
         def on_update(summary, _pending) -> None:
-            done = summary.skipped + summary.done + summary.diverged + summary.stopped + summary.failed
+            done = (
+                summary.skipped
+                + summary.done
+                + summary.diverged
+                + summary.stopped
+                + summary.failed
+                + summary.gave_up
+            )
             best = "  ".join(f"{g}: {v:.3f}" for g, v in sorted(summary.best.items())[:3])
             bar.update(task, completed=done, status=best)
 
