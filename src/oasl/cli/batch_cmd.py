@@ -51,7 +51,7 @@ def register(app: typer.Typer) -> None:
         laws: Path = typer.Option(
             None, "--laws", help="Laws file with a loss law (default: fit one on the store)."
         ),
-        n_boot: int = typer.Option(200, "--n-boot"),
+        n_boot: int = typer.Option(200, "--n-boot", help="Bootstrap resamples over runs for the intervals."),
         out: Path = typer.Option(None, "--out", help="Write the law and the recommendation as JSON here."),
     ) -> None:
         """Fit B_crit(L) = B_* / L^(1/alpha_B) (Kaplan et al. 2020, Sec. 5.1) on measured B_simple."""

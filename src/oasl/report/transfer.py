@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from oasl.report.plots import _plain_minor, _plt
+from oasl.report.axes import legend_below, log_axis, pyplot
 
 
 def plot_transfer(result, path: str | Path) -> Path:
     """Two log-log panels for a :class:`~oasl.laws.transfer.TransferResult`: h*(N) with
     ``h_inf exp(a N^-beta)``, and L*(N) - L_inf with ``b N^-alpha``; the target size marked. Returns the path."""
-    plt = _plt()
+    plt = pyplot()
     fig, (ax_h, ax_l) = plt.subplots(1, 2, figsize=(10, 3.8))
     for i, g in enumerate(result.groups):
         color = f"C{i % 10}"
@@ -39,10 +39,11 @@ def plot_transfer(result, path: str | Path) -> Path:
     ax_l.set(xscale="log", yscale="log", xlabel="N (non-embedding parameters)", ylabel="L*(N) - L_inf (nats)")
     ax_l.set_title("optimal loss: L_inf + b N^-alpha", fontsize=9)
     for ax in (ax_h, ax_l):
-        _plain_minor(ax)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=7)
+        if ax.has_data():
+            log_axis(ax, "x")
+            log_axis(ax, "y")
     fig.tight_layout()
+    legend_below(fig, (ax_h, ax_l), ncol=2)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return Path(path)
