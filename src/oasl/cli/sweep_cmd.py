@@ -63,44 +63,70 @@ def register(app: typer.Typer) -> None:
     @sweep.command("run")
     def run_cmd(
         spec_path: Path = typer.Argument(..., help="Sweep spec (YAML)."),
-        store: str = typer.Option("runs.db", "--store", help="SQLite store (resumable)."),
-        workers: int = typer.Option(1, "--workers", help="Parallel worker processes."),
-        backend: str = typer.Option("local", "--backend", help="local or ray."),
+        store: str = typer.Option("runs.db", "--store", help="SQLite store (resumable; shared by sweeps)."),
+        executor: str = typer.Option(
+            None,
+            "--executor",
+            help="auto (batched where >= 2 runs share a shape and use adamw/sgd/lion, else local), local "
+            "(one run per process), batched (K runs per process as one stacked model) or ray. "
+            "Default: the spec's `execution.executor`, else auto.",
+        ),
+        workers: int = typer.Option(
+            None, "--workers", help="Worker processes (default 1; Ray: least tasks in flight)."
+        ),
+        members: int = typer.Option(
+            None, "--members", help="Most runs per batch (batched; default: what memory allows)."
+        ),
+        runs_per_gpu: int = typer.Option(None, "--runs-per-gpu", help="Worker processes per visible GPU."),
+        gpus_per_run: float = typer.Option(
+            None,
+            "--gpus-per-run",
+            help="GPUs each Ray task requests (fractions pack runs; default 1 on a GPU cluster).",
+        ),
+        backend: str = typer.Option(
+            None, "--backend", help="Old name of --executor (local or ray).", hidden=True
+        ),
         ray_address: str = typer.Option(None, "--ray-address", help="'auto' joins a running Ray cluster."),
+        wait: bool = typer.Option(
+            True, help="Wait for runs another live sweep is training (take them over if it dies)."
+        ),
     ) -> None:
-        """Run every run of a sweep not yet in the store (killed sweeps resume where they stopped)."""
+        """Run every run of a sweep not yet in the store (killed sweeps resume where they stopped).
+
+        Flags override the spec's `execution:` block. Sweeps sharing a store claim runs, so each run trains once."""
         from oasl.sweep import expand, load_sweep, run_sweep
+        from oasl.sweep.execute import resolve_execution
 
         spec = load_sweep(spec_path)
+        execution = resolve_execution(
+            spec.execution,
+            executor=executor,
+            backend=backend,
+            workers=workers,
+            members=members,
+            ray_address=ray_address,
+            runs_per_gpu=runs_per_gpu,
+            gpus_per_run=gpus_per_run,
+        )
         runs = expand(spec)
         with progress_bar() as bar:
             task = bar.add_task(f"sweep {spec.name}", total=len(runs), status="")
 
             def on_update(summary, total) -> None:
-                done = summary.skipped + summary.done + summary.diverged + summary.stopped + summary.failed
                 best = "  ".join(f"{g}: {v:.3f}" for g, v in sorted(summary.best.items())[:4])
-                bar.update(task, completed=done, status=best)
+                bar.update(task, completed=summary.finished, status=best)
 
             summary = run_sweep(
                 runs,
                 store,
-                workers=workers,
-                backend=backend,
                 pruning=spec.pruning,
                 early_warn=spec.early_warn,
-                ray_address=ray_address,
+                execution=execution,
                 on_update=on_update,
+                wait=wait,
             )
-            bar.update(
-                task,
-                completed=summary.skipped
-                + summary.done
-                + summary.diverged
-                + summary.stopped
-                + summary.failed
-                + summary.gave_up,
-            )
-        table = Table(title=f"sweep {spec.name} -> {store}", show_header=False)
+            bar.update(task, completed=summary.finished)
+        table = Table(title=f"sweep {spec.name} -> {store} ({summary.executor} executor)", show_header=False)
         for name, value in [
             ("planned", summary.planned),
             ("already in store", summary.skipped),
@@ -109,11 +135,14 @@ def register(app: typer.Typer) -> None:
             ("stopped early (pruned)", summary.stopped),
             ("failed", summary.failed),
             ("failed twice, given up", summary.gave_up),
+            ("left to other live sweeps", summary.busy),
             ("FLOPs spent", f"{summary.flops_spent:.3g}"),
             ("FLOPs saved by pruning", f"{summary.flops_saved:.3g}"),
             ("wall time", _fmt_seconds(summary.wall_s)),
         ]:
             table.add_row(name, str(value))
         console.print(table)
+        for note in summary.notes:
+            console.print(note)
         for e in summary.errors[:5]:
             console.print(f"[red]failed[/red] {e}")
