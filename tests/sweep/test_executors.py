@@ -5,13 +5,24 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import yaml
 
 from oasl.config import build
 from oasl.errors import SweepError
 from oasl.store import SQLiteStore
-from oasl.sweep import Execution, GroupBoard, GroupPruner, Pruning, SweepSpec, expand, load_sweep, run_sweep
+from oasl.sweep import (
+    Execution,
+    GroupBoard,
+    GroupPruner,
+    Pruning,
+    SweepSpec,
+    expand,
+    load_sweep,
+    plan,
+    run_sweep,
+)
 from oasl.sweep.claims import owner_dead, owner_id
 from oasl.sweep.execute import resolve_execution
 from oasl.sweep.executors import choose_members, device_for, gpu_slots, split_batches
@@ -230,3 +241,26 @@ def test_ray_executor_prunes_through_the_board(tmp_path):
     assert s.executor == "ray" and s.stopped == 1 and s.skipped == 1 and s.flops_saved > 0
     row = SQLiteStore(db).to_dataframe().set_index("lr").loc[1e-5]
     assert row["status"] == "stopped" and "pruned" in row["stop_reason"]
+
+
+def test_auto_batches_compatible_runs_as_the_local_executor_would_train_them(tmp_path):
+    pytest.importorskip("oasl.train.batched")
+    spec = tiny_sweep(optimizers={"adamw": {"lr": [1e-3, 3e-3, 1e-2]}, "adafactor": {"lr": [1e-2]}})
+    runs = expand(spec)
+    p = plan(runs, workers=1)
+    assert p.executor == "batched" and p.batches == [3] and p.est_seconds > 0
+    t0 = time.perf_counter()
+    s = run_sweep(runs, tmp_path / "b.db")  # the default executor: auto
+    wall = time.perf_counter() - t0
+    assert s.executor == "batched" and s.done == 4
+    assert s.notes == [
+        "note: 1 run(s) of adafactor do not batch (batched: adamw, lion, sgd); they train one per process"
+    ]
+    # the plan's estimate, from a few timed steps, is within 2x of the real wall time
+    assert 0.5 < p.est_seconds / wall < 2.0, (p.est_seconds, wall)
+    local = run_sweep(runs, tmp_path / "l.db", executor="local")
+    assert local.executor == "local" and local.done == 4
+    a = SQLiteStore(tmp_path / "b.db").to_dataframe().set_index("key").sort_index()
+    b = SQLiteStore(tmp_path / "l.db").to_dataframe().set_index("key").sort_index()
+    assert list(a.index) == list(b.index) == sorted(r.key() for r in runs)  # the same runs, by key
+    np.testing.assert_allclose(a["final_val_loss"], b["final_val_loss"], rtol=1e-4)

@@ -115,7 +115,8 @@ def test_sweep_resumes_after_sigkill(tmp_path):
     path = tmp_path / "s.yaml"
     path.write_text(yaml.safe_dump(spec))
     db = tmp_path / "runs.db"
-    cmd = [sys.executable, "-m", "oasl", "sweep", "run", str(path), "--store", str(db)]
+    # one run at a time, so the kill lands between finished runs (a batch is written when it ends)
+    cmd = [sys.executable, "-m", "oasl", "sweep", "run", str(path), "--store", str(db), "--executor", "local"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 120
     while time.time() < deadline:

@@ -27,18 +27,35 @@ def register(app: typer.Typer) -> None:
     def plan_cmd(
         spec_path: Path = typer.Argument(..., help="Sweep spec (YAML)."),
         store: str = typer.Option(None, "--store", help="Store: finished runs are not counted again."),
-        workers: int = typer.Option(1, "--workers", help="Parallel workers assumed for the time estimate."),
-        measure: bool = typer.Option(True, help="Time a few steps of each shape on this machine."),
+        executor: str = typer.Option(
+            None, "--executor", help="Executor to estimate for (auto, local, batched; ray counts as local)."
+        ),
+        workers: int = typer.Option(
+            None, "--workers", help="Worker processes assumed (default: the spec's, else 1)."
+        ),
+        members: int = typer.Option(None, "--members", help="Most runs per batch (batched)."),
+        measure: bool = typer.Option(
+            True, help="Time a few real steps of each shape (and batch) on this machine."
+        ),
     ) -> None:
-        """Print how many runs a sweep has, their FLOPs and an estimate of their time."""
+        """Print how many runs a sweep has, their FLOPs and an estimate of their wall time."""
         from oasl.store import open_store
         from oasl.sweep import expand, load_sweep, plan
+        from oasl.sweep.execute import resolve_execution
 
         spec = load_sweep(spec_path)
+        ex = resolve_execution(spec.execution, executor=executor, workers=workers, members=members)
         runs = expand(spec)
-        p = plan(runs, open_store(store) if store else None, workers=workers, measure=measure)
+        p = plan(
+            runs,
+            open_store(store) if store else None,
+            workers=ex.workers,
+            measure=measure,
+            executor=ex.executor,
+            members=ex.members,
+        )
         table = Table(title=f"sweep {spec.name}: {p.n_runs} runs ({p.n_todo} to do)")
-        for c in ("optimizer", "width", "depth", "N", "runs", "to do", "FLOPs", "time (1 worker)"):
+        for c in ("optimizer", "width", "depth", "N", "runs", "to do", "FLOPs", "time (1 run at a time)"):
             table.add_column(c, justify="right")
         for _, r in p.table.iterrows():
             table.add_row(
@@ -55,9 +72,12 @@ def register(app: typer.Typer) -> None:
         extra = ""
         if spec.pruning.enabled:
             extra = f"; pruning at {', '.join(f'{c:.0%}' for c in spec.pruning.checkpoints)} can cut this"
+        how = f"{p.executor} executor, {p.workers} worker(s)"
+        if p.batches:
+            how += f", batches of {', '.join(map(str, sorted(p.batches, reverse=True)))} runs"
         console.print(
-            f"total {p.flops:.3g} FLOPs ({p.flops_todo:.3g} to do); estimated time with {workers} "
-            f"worker(s): {_fmt_seconds(p.est_seconds)}{extra}"
+            f"total {p.flops:.3g} FLOPs ({p.flops_todo:.3g} to do); estimated wall time ({how}): "
+            f"{_fmt_seconds(p.est_seconds)}{extra}"
         )
 
     @sweep.command("run")

@@ -2,7 +2,7 @@
 
 from oasl.sweep.execute import SweepSummary, run_sweep, todo
 from oasl.sweep.executors import BatchedExecutor, Executor, Job, LocalExecutor, make_executor
-from oasl.sweep.plan import SweepPlan, measure_tokens_per_s, plan
+from oasl.sweep.plan import SweepPlan, measure_speed, measure_tokens_per_s, plan
 from oasl.sweep.prune import GroupBoard, GroupPruner, group_reference
 from oasl.sweep.spec import Execution, Ladder, Pruning, SweepSpec, expand, grid_values, group_key, load_sweep
 
@@ -25,6 +25,7 @@ __all__ = [
     "group_reference",
     "load_sweep",
     "make_executor",
+    "measure_speed",
     "measure_tokens_per_s",
     "plan",
     "run_sweep",

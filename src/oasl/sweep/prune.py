@@ -30,6 +30,7 @@ class GroupBoard:
 
     def __init__(self) -> None:
         self._losses: dict[str, dict[str, dict[int, float]]] = {}
+        self._curves: dict[str, dict[str, list]] = {}
         self._lock = threading.Lock()
 
     def report(self, group: str, key: str, step: int, val_loss: float) -> None:
@@ -41,6 +42,21 @@ class GroupBoard:
     def report_curve(self, group: str, key: str, losses: dict[int, float]) -> None:
         for step, v in losses.items():
             self.report(group, key, step, v)
+
+    def add_curve(self, group: str, key: str, curve: list) -> None:
+        """Keep a run's live per-step curve (the list its trainer appends to), for :meth:`window_reference`."""
+        with self._lock:
+            self._curves.setdefault(group, {})[key] = curve
+
+    def window_reference(self, group: str, key: str, end: int) -> float | None:
+        """The early warning's group reference from the other runs' live curves that reached ``end``
+        (see :func:`group_reference`); None if none has."""
+        with self._lock:
+            curves = [
+                c for k, c in self._curves.get(group, {}).items() if k != key and c and c[-1]["step"] >= end
+            ]
+        means = [m for c in curves if (m := window_mean_log_loss(c, end)) is not None]
+        return min(means) if means else None
 
     def best_at(self, group: str, key: str, step: int) -> dict[str, float]:
         out = {}
@@ -97,6 +113,18 @@ def store_losses(store: Store, spec: RunSpec, step: int) -> dict[str, float]:
     return dict(zip(df["key"], df["value"].astype(float), strict=True))
 
 
+def window_mean_log_loss(curve: list[dict], end: int) -> float | None:
+    """Mean log train loss of a run over steps (0.9 end, end] (finite, positive losses); None if none."""
+    vals = [
+        math.log(p["train_loss"])
+        for p in curve
+        if 0.9 * end < p["step"] <= end
+        and math.isfinite(p.get("train_loss", math.nan))
+        and p["train_loss"] > 0
+    ]
+    return sum(vals) / len(vals) if vals else None
+
+
 def group_reference(store: Store | str, spec: RunSpec, end: int) -> float | None:
     """The early warning's group reference: the lowest mean log train loss over steps (0.9 end, end]
     among the finished runs of ``spec``'s group in ``store`` (a Store or a path); None if none."""
@@ -148,12 +176,23 @@ def make_stopper(
     if early_warn is not None:
         from oasl.train.earlywarn import DivergencePredictor, EarlyWarnStopper
 
-        ref = (lambda end: group_reference(store, spec, end)) if store is not None else None
+        ref = None
+        if store is not None or board is not None:
+
+            def ref(end: int) -> float | None:
+                # finished runs in the store, and siblings in this batch that reached the window's end
+                refs = [group_reference(store, spec, end) if store is not None else None]
+                refs.append(board.window_reference(group_key(spec), spec.key(), end) if board else None)
+                refs = [r for r in refs if r is not None]
+                return min(refs) if refs else None
+
         stoppers.append(EarlyWarnStopper(spec.steps, DivergencePredictor.from_dict(early_warn), ref))
     if not stoppers:
         return None
 
     def should_stop(step, val_loss, curve):
+        if board is not None:
+            board.add_curve(group_key(spec), spec.key(), curve)
         for s in stoppers:
             reason = s(step, val_loss, curve)
             if reason:
