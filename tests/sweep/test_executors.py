@@ -173,6 +173,7 @@ with Lease(SQLiteStore(sys.argv[1]), [sys.argv[2]], lease_s=1.0) as lease:
 SWEEPER = """
 import json, sys
 from oasl.sweep import expand, load_sweep, run_sweep
+print("ready", flush=True)
 s = run_sweep(expand(load_sweep(sys.argv[1])), sys.argv[2], executor="local")
 print(json.dumps({"done": s.done, "skipped": s.skipped}), flush=True)
 """
@@ -196,15 +197,18 @@ def test_dead_claimer_is_taken_over_exactly_once(tmp_path):
     finally:
         os.kill(claimer.pid, signal.SIGKILL)
         claimer.wait()
-    # two sweeps race for the dead claimer's run: one trains it, the other waits and finds it done
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", SWEEPER, str(path), db], stdout=subprocess.PIPE, text=True, env=env
-        )
-        for _ in range(2)
+    # two sweeps (another process and this one) race for the dead claimer's run: one trains it, the
+    # other skips its live claim, waits, and finds it done
+    other = subprocess.Popen(
+        [sys.executable, "-c", SWEEPER, str(path), db], stdout=subprocess.PIPE, text=True, env=env
+    )
+    assert other.stdout.readline().strip() == "ready"  # imports done: the two start together
+    mine = run_sweep(runs, db, executor="local")
+    theirs = json.loads(other.communicate(timeout=240)[0].strip().splitlines()[-1])
+    assert sorted([mine.done, theirs["done"]]) == [0, 1] and sorted([mine.skipped, theirs["skipped"]]) == [
+        1,
+        2,
     ]
-    outs = [json.loads(p.communicate(timeout=240)[0].strip().splitlines()[-1]) for p in procs]
-    assert sorted(o["done"] for o in outs) == [0, 1] and sorted(o["skipped"] for o in outs) == [1, 2]
     st = SQLiteStore(db)
     assert st.status(held) == "done" and st.attempts(held) == 1 and not st.live_claims()
     assert len(st.curve(held)) == runs[0].steps
@@ -237,7 +241,7 @@ def test_ray_executor_prunes_through_the_board(tmp_path):
     db = tmp_path / "runs.db"
     good = [r for r in runs if r.lr == 5e-3]
     run_sweep(good, db, executor="local")  # a finished run of the group, read by the driver into the board
-    s = run_sweep(runs, db, workers=2, executor="ray", pruning=spec.pruning)
+    s = run_sweep(runs, db, workers=2, backend="ray", pruning=spec.pruning)  # backend: the old name
     assert s.executor == "ray" and s.stopped == 1 and s.skipped == 1 and s.flops_saved > 0
     row = SQLiteStore(db).to_dataframe().set_index("lr").loc[1e-5]
     assert row["status"] == "stopped" and "pruned" in row["stop_reason"]

@@ -161,13 +161,3 @@ def test_failed_runs_are_recorded_and_retried_once(tmp_path):
     assert s2.failed == 1  # retried once
     s3 = run_sweep(runs, db)
     assert s3.gave_up == 1 and s3.failed == 0
-
-
-def test_ray_backend(tmp_path):
-    pytest.importorskip(
-        "ray", reason="ray is not installed: `pip install 'oasl[ray]'` to test the Ray backend"
-    )
-    runs = expand(tiny_sweep())
-    s = run_sweep(runs, tmp_path / "runs.db", workers=2, backend="ray")
-    assert s.done == 2
-    assert sorted(SQLiteStore(tmp_path / "runs.db").to_dataframe()["key"]) == sorted(r.key() for r in runs)
