@@ -86,9 +86,9 @@ def max_diff(a: dict, b: dict) -> float | None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument(
-        "--steps", type=int, default=192, help="steps per run at the demo shapes (16x64 tokens each)"
+        "--steps", type=int, default=96, help="steps per run at the demo shapes (16x64 tokens each)"
     )
-    ap.add_argument("--steps-large", type=int, default=96, help="steps per run at width 128 / depth 4")
+    ap.add_argument("--steps-large", type=int, default=48, help="steps per run at width 128 / depth 4")
     ap.add_argument("--quick", action="store_true", help="30 steps per run: a smoke test, not a result")
     args = ap.parse_args()
     if args.quick:

@@ -264,7 +264,12 @@ def test_auto_batches_compatible_runs_as_the_local_executor_would_train_them(tmp
     assert 0.5 < p.est_seconds / wall < 2.0, (p.est_seconds, wall)
     local = run_sweep(runs, tmp_path / "l.db", executor="local")
     assert local.executor == "local" and local.done == 4
-    a = SQLiteStore(tmp_path / "b.db").to_dataframe().set_index("key").sort_index()
-    b = SQLiteStore(tmp_path / "l.db").to_dataframe().set_index("key").sort_index()
-    assert list(a.index) == list(b.index) == sorted(r.key() for r in runs)  # the same runs, by key
+    two = run_sweep(runs, tmp_path / "k2.db", executor="batched", members=2)  # batches of 2 and 1
+    assert two.done == 4 and not two.notes[1:]
+    a, b, c = (
+        SQLiteStore(tmp_path / name).to_dataframe().set_index("key").sort_index()
+        for name in ("b.db", "l.db", "k2.db")
+    )
+    assert list(a.index) == list(b.index) == list(c.index) == sorted(r.key() for r in runs)  # the same runs
     np.testing.assert_allclose(a["final_val_loss"], b["final_val_loss"], rtol=1e-4)
+    np.testing.assert_allclose(c["final_val_loss"], b["final_val_loss"], rtol=1e-4)

@@ -175,19 +175,19 @@ def _placed(spec: RunSpec) -> RunSpec:
 
 def run_one(spec: RunSpec, job: Job) -> list[dict]:
     """Claim ``spec``, train it, write its result, release the claim; a one-element list of outcomes."""
+    with Lease(job.store, [spec.key()], job.lease_s) as lease:
+        return _train_claimed(spec, job) if lease.claimed else [busy(spec)]
+
+
+def _train_claimed(spec: RunSpec, job: Job) -> list[dict]:
     from oasl.train import train
 
-    with Lease(job.store, [spec.key()], job.lease_s) as lease:
-        if not lease.claimed:
-            return [busy(spec)]
-        job.store.mark_running(spec)
-        try:
-            result = train(
-                _placed(spec), should_stop=make_stopper(spec, job.store, job.pruning, job.early_warn)
-            )
-        except Exception as exc:  # recorded, retried once on the next start
-            return [failed(spec, exc, job.store)]
-        job.store.put(result)
+    job.store.mark_running(spec)
+    try:
+        result = train(_placed(spec), should_stop=make_stopper(spec, job.store, job.pruning, job.early_warn))
+    except Exception as exc:  # recorded, retried once on the next start
+        return [failed(spec, exc, job.store)]
+    job.store.put(result)
     return [outcome(spec, result)]
 
 
@@ -198,8 +198,8 @@ def run_batch(specs: list[RunSpec], job: Job) -> list[dict]:
     with Lease(job.store, [s.key() for s in specs], job.lease_s) as lease:
         mine = [s for s in specs if s.key() in set(lease.claimed)]
         outs = [busy(s) for s in specs if s.key() not in set(lease.claimed)]
-        if len(mine) == 1:
-            return outs + run_one(mine[0], job)
+        if len(mine) == 1:  # trained alone, under this lease
+            return outs + _train_claimed(mine[0], job)
         if not mine:
             return outs
         for s in mine:
@@ -305,7 +305,7 @@ def split_batches(groups: list[list[RunSpec]], k_max: list[int], workers: int) -
         n = math.ceil(len(group) / k)
         size = math.ceil(len(group) / n)
         batches.extend(group[i : i + size] for i in range(0, len(group), size))
-    while len(batches) < workers:
+    while batches and len(batches) < workers:
         big = max(batches, key=len)
         if len(big) < 4:  # two members or fewer per half: batching would gain little
             break

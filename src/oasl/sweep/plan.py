@@ -22,8 +22,8 @@ import pandas as pd
 
 from oasl.config import RunSpec
 
-MIN_TIMED_S = 0.5  # training seconds the longest timing run reaches (unless it hits MAX_STEPS)
-MAX_STEPS = 64
+MIN_TIMED_S = 1.0  # training seconds the longest timing run reaches (unless it hits MAX_STEPS)
+MAX_STEPS = 128
 
 
 @dataclass
@@ -62,10 +62,12 @@ def measure_speed(spec: RunSpec, members: int = 1, threads: int | None = None) -
     """Speed of ONE member of a batch of ``members`` copies of ``spec`` (one run alone when ``members`` is 1)
     on this machine with ``threads`` torch threads, from short real runs of oasl's own training loop.
 
-    Returns (training tokens/s per member, fixed seconds per run: set-up, the first steps' extra cost and
-    the evaluations before and after training). After one run that pays one-time costs, runs of 4, 8,
-    16, ... steps are trained until one spends ``MIN_TIMED_S`` training (at most ``MAX_STEPS`` steps); the
-    difference of the last two runs' training times over the difference of their steps is the speed."""
+    Returns (training tokens/s per member, fixed seconds per run: set-up and the evaluations before and
+    after training). After one run that pays one-time costs, runs of 4, 8, 16, ... steps are trained
+    until one spends ``MIN_TIMED_S`` training (or reaches ``MAX_STEPS`` steps); that run's training
+    tokens over its training time is the speed (first-step costs included: a slight overestimate of the
+    time), its other wall time the fixed cost. (A difference of two runs' times would leave out the
+    first steps, but on a busy machine it is as noisy as the times themselves.)"""
     import torch
 
     from oasl.train import train, train_batched
@@ -80,14 +82,12 @@ def measure_speed(spec: RunSpec, members: int = 1, threads: int | None = None) -
         torch.set_num_threads(threads)
     try:
         short_run(2)
-        timed = [short_run(4)]
-        while timed[-1][0] < MIN_TIMED_S and 2 * timed[-1][1] // spec.batch_tokens <= MAX_STEPS:
-            timed.append(short_run(2 * timed[-1][1] // spec.batch_tokens))
+        train_s, tokens, wall = short_run(4)
+        while train_s < MIN_TIMED_S and 2 * tokens // spec.batch_tokens <= MAX_STEPS:
+            train_s, tokens, wall = short_run(2 * tokens // spec.batch_tokens)
     finally:
         torch.set_num_threads(old)
-    (t_a, n_a, _), (t_b, n_b, wall_b) = timed[-2:] if len(timed) > 1 else timed * 2
-    speed = (n_b - n_a) / (t_b - t_a) if t_b > t_a and n_b > n_a else n_b / t_b
-    return speed, max(0.0, wall_b - n_b / speed)
+    return tokens / train_s, max(0.0, wall - train_s)
 
 
 def measure_tokens_per_s(spec: RunSpec, members: int = 1, threads: int | None = None) -> float:
@@ -198,7 +198,12 @@ def plan(
     df = pd.DataFrame(rows)
     table = (
         df.groupby(["optimizer", "width", "depth", "n_params"])
-        .agg(runs=("flops", "size"), todo=("todo", "sum"), flops=("flops", "sum"), seconds=("seconds", "sum"))
+        .agg(
+            runs=("flops", "size"),
+            todo=("todo", "sum"),
+            flops=("flops", "sum"),
+            seconds=("seconds", lambda x: x.sum(min_count=1)),
+        )
         .reset_index()
     )
     return SweepPlan(
