@@ -251,16 +251,19 @@ def test_auto_batches_compatible_runs_as_the_local_executor_would_train_them(tmp
     pytest.importorskip("oasl.train.batched")
     spec = tiny_sweep(optimizers={"adamw": {"lr": [1e-3, 3e-3, 1e-2]}, "adafactor": {"lr": [1e-2]}})
     runs = expand(spec)
-    p = plan(runs, workers=1)
-    assert p.executor == "batched" and p.batches == [3] and p.est_seconds > 0
-    t0 = time.perf_counter()
-    s = run_sweep(runs, tmp_path / "b.db")  # the default executor: auto
-    wall = time.perf_counter() - t0
-    assert s.executor == "batched" and s.done == 4
-    assert s.notes == [
-        "note: 1 run(s) of adafactor do not batch (batched: adamw, lion, sgd); they train one per process"
-    ]
-    # the plan's estimate, from a few timed steps, is within 2x of the real wall time
+    for attempt in range(2):  # timings on a machine shared with other work vary: one retry
+        p = plan(runs, workers=1)
+        assert p.executor == "batched" and p.batches == [3] and p.est_seconds > 0
+        t0 = time.perf_counter()
+        s = run_sweep(runs, tmp_path / f"b{attempt}.db")  # the default executor: auto
+        wall = time.perf_counter() - t0
+        assert s.executor == "batched" and s.done == 4
+        assert s.notes == [
+            "note: 1 run(s) of adafactor do not batch (batched: adamw, lion, sgd); they train one per process"
+        ]
+        # the plan's estimate, from a few timed steps, is within 2x of the real wall time
+        if 0.5 < p.est_seconds / wall < 2.0:
+            break
     assert 0.5 < p.est_seconds / wall < 2.0, (p.est_seconds, wall)
     local = run_sweep(runs, tmp_path / "l.db", executor="local")
     assert local.executor == "local" and local.done == 4
@@ -268,7 +271,7 @@ def test_auto_batches_compatible_runs_as_the_local_executor_would_train_them(tmp
     assert two.done == 4 and not two.notes[1:]
     a, b, c = (
         SQLiteStore(tmp_path / name).to_dataframe().set_index("key").sort_index()
-        for name in ("b.db", "l.db", "k2.db")
+        for name in (f"b{attempt}.db", "l.db", "k2.db")
     )
     assert list(a.index) == list(b.index) == list(c.index) == sorted(r.key() for r in runs)  # the same runs
     np.testing.assert_allclose(a["final_val_loss"], b["final_val_loss"], rtol=1e-4)

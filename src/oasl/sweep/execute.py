@@ -22,7 +22,7 @@ from oasl.config import RunSpec, build
 from oasl.errors import SweepError
 from oasl.store import FINISHED, Store, open_store
 from oasl.sweep.claims import owner_dead
-from oasl.sweep.executors import EXECUTORS, Executor, ExecutorOptions, Job, make_executor
+from oasl.sweep.executors import EXECUTORS, Executor, Job, make_executor
 from oasl.sweep.prune import GroupPruner, group_reference
 from oasl.sweep.spec import EarlyWarn, Execution, Pruning, group_key
 
@@ -180,18 +180,7 @@ def run_sweep(
             pred.threshold = early_warn.threshold
         warn = pred.to_dict()
     pending, finished, gave_up = todo(runs, st)
-    ex = ex_obj or make_executor(
-        opts.executor,
-        pending,
-        ExecutorOptions(
-            workers=opts.workers,
-            members=opts.members,
-            runs_per_gpu=opts.runs_per_gpu,
-            gpus_per_run=opts.gpus_per_run,
-            cpus_per_run=opts.cpus_per_run,
-            ray_address=opts.ray_address,
-        ),
-    )
+    ex = ex_obj or make_executor(opts.executor, pending, opts)
     summary = SweepSummary(planned=len(runs), skipped=finished, gave_up=gave_up, executor=ex.name)
     if on_update is not None:
         on_update(summary, len(pending))  # shows the runs already in the store at once

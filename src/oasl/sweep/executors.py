@@ -32,7 +32,7 @@ from oasl.errors import SweepError
 from oasl.store import Store
 from oasl.sweep.claims import DEFAULT_LEASE_S, Lease
 from oasl.sweep.prune import GroupBoard, make_stopper
-from oasl.sweep.spec import Pruning
+from oasl.sweep.spec import Execution, Pruning
 
 Record = Callable[[dict], None]
 EXECUTORS = ("auto", "local", "batched", "ray")
@@ -377,31 +377,12 @@ class BatchedExecutor(Executor):
         run_tasks(tasks, job, record, slots)
 
 
-@dataclass(frozen=True)
-class ExecutorOptions:
-    """Options every executor may read (see :class:`oasl.sweep.spec.Execution`)."""
-
-    workers: int = 1
-    members: int | None = None
-    runs_per_gpu: int | None = None
-    gpus_per_run: float | None = None
-    cpus_per_run: float = 1.0
-    ray_address: str | None = None
-
-
-def make_executor(name: str, runs: list[RunSpec], opts: ExecutorOptions) -> Executor:
-    """The executor called ``name`` (auto, local, batched, ray) for ``runs``. "auto" is batched when
-    :meth:`BatchedExecutor.applies`, else local. SweepError (one line) on a bad name or option."""
+def make_executor(name: str, runs: list[RunSpec], opts: Execution) -> Executor:
+    """The executor called ``name`` (auto, local, batched, ray) for ``runs``, with the counts of ``opts``
+    (validated by :class:`Execution`). "auto" is batched when :meth:`BatchedExecutor.applies`, else local.
+    SweepError (one line) on an unknown name; DependencyError for "ray" without Ray."""
     if name not in EXECUTORS:
         raise SweepError(f"unknown executor {name!r}: use one of {', '.join(EXECUTORS)}")
-    if opts.workers < 1:
-        raise SweepError(f"--workers must be at least 1, got {opts.workers}")
-    if opts.members is not None and opts.members < 1:
-        raise SweepError(f"--members must be at least 1, got {opts.members}")
-    if opts.runs_per_gpu is not None and opts.runs_per_gpu < 1:
-        raise SweepError(f"--runs-per-gpu must be at least 1, got {opts.runs_per_gpu}")
-    if opts.gpus_per_run is not None and not (math.isfinite(opts.gpus_per_run) and opts.gpus_per_run >= 0):
-        raise SweepError(f"--gpus-per-run must be a finite number >= 0, got {opts.gpus_per_run}")
     if name == "auto":
         name = "batched" if BatchedExecutor.applies(runs) else "local"
     if name == "local":

@@ -141,16 +141,18 @@ def plan(
     from oasl.sweep.execute import todo
     from oasl.sweep.executors import (
         BatchedExecutor,
-        ExecutorOptions,
         cpu_cores,
         gpu_slots,
         make_executor,
         visible_gpus,
     )
+    from oasl.sweep.spec import Execution
 
     pending = runs if store is None else todo(runs, store)[0]
     pending_keys = {r.key() for r in pending}
-    ex = make_executor("local" if executor == "ray" else executor, pending, ExecutorOptions(workers, members))
+    ex = make_executor(
+        "local" if executor == "ray" else executor, pending, Execution(workers=workers, members=members)
+    )
     if isinstance(ex, BatchedExecutor) and pending:
         batches, single, slots = ex.plan(pending)
     else:

@@ -135,6 +135,7 @@ class SweepSpec(_Spec):
     RunSpec defaults shared by every run (eval interval, grad clip, device, ...). ``schedules`` (optional)
     sweeps schedule shapes by short name (``cosine``, ``wsd:0.2``, ``constant``, ...; see
     :func:`oasl.optim.schedules.parse_schedule`), each taking its other fields from ``schedule``.
+    ``execution`` says how the runs are trained (:class:`Execution`; ``oasl sweep run`` flags override it).
     """
 
     name: str = "sweep"
