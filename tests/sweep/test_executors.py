@@ -276,3 +276,15 @@ def test_auto_batches_compatible_runs_as_the_local_executor_would_train_them(tmp
     assert list(a.index) == list(b.index) == list(c.index) == sorted(r.key() for r in runs)  # the same runs
     np.testing.assert_allclose(a["final_val_loss"], b["final_val_loss"], rtol=1e-4)
     np.testing.assert_allclose(c["final_val_loss"], b["final_val_loss"], rtol=1e-4)
+
+
+def test_cli_plan_names_the_executor_and_its_batches(tmp_path, capsys):
+    path = tmp_path / "s.yaml"
+    grid = {"adamw": {"lr": [1e-3, 2e-3, 3e-3, 4e-3, 5e-3]}, "adafactor": {"lr": [1e-2]}}
+    path.write_text(yaml.safe_dump({**TINY, "optimizers": grid, "execution": {"workers": 2}}))
+    code, out, err = run_cli(["sweep", "plan", str(path), "--no-measure"], capsys)
+    assert code == 0, err
+    text = " ".join(out.split())
+    assert "6 runs (6 to do)" in text and "batched executor, 2 worker(s), batches of 3, 2 runs" in text
+    code, out, err = run_cli(["sweep", "plan", str(path), "--no-measure", "--executor", "local"], capsys)
+    assert code == 0 and "local executor, 2 worker(s)" in " ".join(out.split())
