@@ -7,7 +7,9 @@ batch 16, cosine schedule, demo's evaluation settings), the same 9 runs (lr log-
 
 - ``local``: one run per process, 2 worker processes (1 torch thread each), as before batching;
 - ``batched``: the batched executor with 2 workers (the demo's setting: the grid split 5 + 4 members);
-- ``batched1``: the batched executor with 1 worker (all 9 members in one process, 2 threads).
+- ``batched1`` (only with ``--modes local,batched,batched1``): the batched executor with 1 worker (all 9
+  members in one process, 2 threads). Left out by default: on 2 busy cores two torch threads in one
+  process were 5.8x slower than two processes of one thread (w24: 290.6 s vs 50.4 s), far over budget.
 
 Configurations per hour = 9 / wall seconds * 3600. Equivalence is checked in the same run: each lr's final
 validation loss from the batched stores against the local one (max absolute difference).
@@ -90,7 +92,11 @@ def main() -> int:
     )
     ap.add_argument("--steps-large", type=int, default=48, help="steps per run at width 128 / depth 4")
     ap.add_argument("--quick", action="store_true", help="30 steps per run: a smoke test, not a result")
+    ap.add_argument("--modes", default="local,batched", help=f"comma-separated, of {', '.join(MODES)}")
     args = ap.parse_args()
+    modes = args.modes.split(",")
+    if "local" not in modes or not set(modes) <= set(MODES):
+        ap.error(f"--modes must include local and name only {', '.join(MODES)}")
     if args.quick:
         args.steps = args.steps_large = 30
     rows = []
@@ -100,7 +106,7 @@ def main() -> int:
             runs = grid(width, depth, steps)
             load_before = os.getloadavg()[0]
             row = {"width": width, "depth": depth, "steps": steps, "tokens_per_run": runs[0].tokens}
-            for mode in MODES:
+            for mode in modes:
                 folder = Path(tmp) / f"w{width}d{depth}"
                 folder.mkdir(exist_ok=True)
                 row[mode] = measure(runs, mode, folder)
@@ -110,37 +116,39 @@ def main() -> int:
                     flush=True,
                 )
             row["load_avg_1min"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
-            for mode in ("batched", "batched1"):
+            for mode in modes[1:]:
                 row[f"speedup_{mode}"] = round(row["local"]["wall_s"] / row[mode]["wall_s"], 2)
                 row[f"max_loss_diff_{mode}"] = max_diff(
                     row["local"]["final_val_loss"], row[mode]["final_val_loss"]
                 )
             rows.append(row)
+    others = modes[1:]
     lines = [
-        "Configurations per hour of a 9-point AdamW lr grid (lr 1e-3..1.6e-2, seed 0), seq 64, batch 16, on "
-        "2 CPU cores shared with other work (1-minute load average before/after each shape in the table). "
-        "`local`: one run per process, 2 worker processes; `batched`: the batched executor, 2 workers (members "
-        "split 5 + 4); `batched1`: 1 worker, 9 members, 2 threads. Wall time is the whole `run_sweep` call "
-        "(process start-up, evaluations, store writes). Loss diff: the largest |final val loss| difference "
-        "between a batched store and the local one over the 9 lrs (the same runs: same keys). No GPU on this "
-        "machine: no GPU rows.",
+        "Configurations per hour of a 9-point AdamW lr grid (lr 1e-3..1.6e-2, seed 0), seq 64, batch 16, eval "
+        "every 64 steps on 16384 tokens (the demo's settings), on 2 CPU cores shared with other work (1-minute "
+        "load average before/after each shape in the table). `local`: one run per process, 2 worker "
+        "processes; `batched`: the batched executor, 2 workers (members split 5 + 4)"
+        + ("; `batched1`: 1 worker, 9 members, 2 threads" if "batched1" in modes else "")
+        + ". Wall time is the whole `run_sweep` call (process start-up, evaluations, store writes). Loss "
+        "diff: the largest |final val loss| difference between a batched store and the local one over the 9 "
+        "lrs (the same runs: same keys). No GPU on this machine: no GPU rows.",
         "",
-        "| shape | steps | local configs/h | batched configs/h | batched1 configs/h | speed-up (batched, batched1) "
-        "| loss diff (batched, batched1) | load avg |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| shape | steps | "
+        + " | ".join(f"{m} configs/h" for m in modes)
+        + " | speed-up | loss diff | load avg |",
+        "| --- | ---: | " + " | ".join("---:" for _ in modes) + " | ---: | ---: | ---: |",
     ]
     for r in rows:
+        speed = ", ".join(f"{r[f'speedup_{m}']:.2f}x" for m in others)
         diffs = ", ".join(
-            "n/a" if r[f"max_loss_diff_{m}"] is None else f"{r[f'max_loss_diff_{m}']:.1e}"
-            for m in ("batched", "batched1")
+            "n/a" if r[f"max_loss_diff_{m}"] is None else f"{r[f'max_loss_diff_{m}']:.1e}" for m in others
         )
         lines.append(
-            f"| w{r['width']} d{r['depth']} | {r['steps']} | {r['local']['configs_per_hour']:.0f} | "
-            f"{r['batched']['configs_per_hour']:.0f} | {r['batched1']['configs_per_hour']:.0f} | "
-            f"{r['speedup_batched']:.2f}x, {r['speedup_batched1']:.2f}x | {diffs} | "
-            f"{r['load_avg_1min'][0]:.1f} / {r['load_avg_1min'][1]:.1f} |"
+            f"| w{r['width']} d{r['depth']} | {r['steps']} | "
+            + " | ".join(f"{r[m]['configs_per_hour']:.0f}" for m in modes)
+            + f" | {speed} | {diffs} | {r['load_avg_1min'][0]:.1f} / {r['load_avg_1min'][1]:.1f} |"
         )
-    write_result("sweep_throughput", {"quick": args.quick, "rows": rows}, "\n".join(lines))
+    write_result("sweep_throughput", {"quick": args.quick, "modes": modes, "rows": rows}, "\n".join(lines))
     return 0
 
 
