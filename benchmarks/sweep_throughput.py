@@ -85,6 +85,50 @@ def max_diff(a: dict, b: dict) -> float | None:
     return max(d) if d else None
 
 
+def agreeing(a: dict, b: dict, tol: float = 1e-3) -> str:
+    """How many lrs' final losses agree within ``tol``, and up to which lr all do (e.g. "5/9, all up to lr 0.004")."""
+    lrs = sorted(a, key=float)
+    ok = [a[k] is not None and b.get(k) is not None and abs(a[k] - b[k]) <= tol for k in lrs]
+    upto = next((i for i, good in enumerate(ok) if not good), len(ok))
+    below = f", all up to lr {lrs[upto - 1]}" if upto else ""
+    return f"{sum(ok)}/{len(ok)}{below}"
+
+
+def markdown(rows: list[dict], modes: list[str]) -> str:
+    """The RESULTS.md section (without heading and footer) for ``rows`` measured with ``modes``."""
+    others = modes[1:]
+    lines = [
+        "Configurations per hour of a 9-point AdamW lr grid (lr 1e-3..1.6e-2, seed 0), seq 64, batch 16, eval "
+        "every 64 steps on 16384 tokens (the demo's settings), on 2 CPU cores shared with other work (1-minute "
+        "load average before/after each shape in the table). `local`: one run per process, 2 worker "
+        "processes; `batched`: the batched executor, 2 workers (members split 5 + 4)"
+        + ("; `batched1`: 1 worker, 9 members, 2 threads" if "batched1" in modes else "")
+        + ". Wall time is the whole `run_sweep` call (process start-up, evaluations, store writes). Loss "
+        "diff: the largest |final val loss| difference between a batched store and the local one over the 9 "
+        "lrs (the same runs: same keys); agree: lrs whose final losses agree within 1e-3. Stable (small) lrs "
+        "agree to float rounding; at the large lrs, where these landscapes are jagged (loss spikes), rounding "
+        "differences between the stacked and the single model grow into different trajectories. No GPU on "
+        "this machine: no GPU rows.",
+        "",
+        "| shape | steps | "
+        + " | ".join(f"{m} configs/h" for m in modes)
+        + " | speed-up | loss diff | agree | load avg |",
+        "| --- | ---: | " + " | ".join("---:" for _ in modes) + " | ---: | ---: | --- | ---: |",
+    ]
+    for r in rows:
+        speed = ", ".join(f"{r[f'speedup_{m}']:.2f}x" for m in others)
+        diffs = ", ".join(
+            "n/a" if r[f"max_loss_diff_{m}"] is None else f"{r[f'max_loss_diff_{m}']:.1e}" for m in others
+        )
+        agree = "; ".join(agreeing(r["local"]["final_val_loss"], r[m]["final_val_loss"]) for m in others)
+        lines.append(
+            f"| w{r['width']} d{r['depth']} | {r['steps']} | "
+            + " | ".join(f"{r[m]['configs_per_hour']:.0f}" for m in modes)
+            + f" | {speed} | {diffs} | {agree} | {r['load_avg_1min'][0]:.1f} / {r['load_avg_1min'][1]:.1f} |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument(
@@ -122,33 +166,9 @@ def main() -> int:
                     row["local"]["final_val_loss"], row[mode]["final_val_loss"]
                 )
             rows.append(row)
-    others = modes[1:]
-    lines = [
-        "Configurations per hour of a 9-point AdamW lr grid (lr 1e-3..1.6e-2, seed 0), seq 64, batch 16, eval "
-        "every 64 steps on 16384 tokens (the demo's settings), on 2 CPU cores shared with other work (1-minute "
-        "load average before/after each shape in the table). `local`: one run per process, 2 worker "
-        "processes; `batched`: the batched executor, 2 workers (members split 5 + 4)"
-        + ("; `batched1`: 1 worker, 9 members, 2 threads" if "batched1" in modes else "")
-        + ". Wall time is the whole `run_sweep` call (process start-up, evaluations, store writes). Loss "
-        "diff: the largest |final val loss| difference between a batched store and the local one over the 9 "
-        "lrs (the same runs: same keys). No GPU on this machine: no GPU rows.",
-        "",
-        "| shape | steps | "
-        + " | ".join(f"{m} configs/h" for m in modes)
-        + " | speed-up | loss diff | load avg |",
-        "| --- | ---: | " + " | ".join("---:" for _ in modes) + " | ---: | ---: | ---: |",
-    ]
-    for r in rows:
-        speed = ", ".join(f"{r[f'speedup_{m}']:.2f}x" for m in others)
-        diffs = ", ".join(
-            "n/a" if r[f"max_loss_diff_{m}"] is None else f"{r[f'max_loss_diff_{m}']:.1e}" for m in others
-        )
-        lines.append(
-            f"| w{r['width']} d{r['depth']} | {r['steps']} | "
-            + " | ".join(f"{r[m]['configs_per_hour']:.0f}" for m in modes)
-            + f" | {speed} | {diffs} | {r['load_avg_1min'][0]:.1f} / {r['load_avg_1min'][1]:.1f} |"
-        )
-    write_result("sweep_throughput", {"quick": args.quick, "modes": modes, "rows": rows}, "\n".join(lines))
+    write_result(
+        "sweep_throughput", {"quick": args.quick, "modes": modes, "rows": rows}, markdown(rows, modes)
+    )
     return 0
 
 
