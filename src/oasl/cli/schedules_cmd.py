@@ -1,17 +1,15 @@
-"""``oasl schedules fit|predict|rank``: schedule-aware loss laws on a store's curves. Thin: parse, call
-:mod:`oasl.laws.schedule` and :mod:`oasl.laws.schedule_runs`, print."""
+"""``oasl schedules fit|eval|predict|rank``: schedule-aware loss laws on a store's curves or on curve
+files (CSV with columns step, lr, loss: :func:`oasl.curves.io.read_curve_file`). Thin: parse, call
+:mod:`oasl.curves`, print."""
 
 from __future__ import annotations
 
-from collections import Counter
 from pathlib import Path
 
 import typer
 from rich.table import Table
 
 from oasl.cli.common import console
-
-LAWS = ("mpl", "annealing")
 
 
 def _where(items: list[str] | None) -> dict[str, object]:
@@ -26,60 +24,24 @@ def _where(items: list[str] | None) -> dict[str, object]:
     return out
 
 
-def _make_law(name: str, boot: int):
+def _check_positive(**values) -> None:
+    """ConfigError naming the option when a given number is not finite and positive."""
+    import math
+
     from oasl.errors import ConfigError
-    from oasl.laws.schedule import AnnealingLaw, MultiPowerLaw
 
-    if name not in LAWS:
-        raise ConfigError(f"unknown schedule law {name!r}: choose one of {', '.join(LAWS)}")
-    return (MultiPowerLaw if name == "mpl" else AnnealingLaw)(n_boot=max(boot, 1))
+    for name, v in values.items():
+        if v is not None and not (math.isfinite(v) and v > 0):
+            raise ConfigError(f"--{name.replace('_', '-')} must be a finite number > 0, got {v}")
 
 
-def fit_from_store(
-    store: str, where: dict, law: str = "mpl", source: str = "auto", scaled: bool = False, boot: int = 20
-):
-    """Fit a schedule law on the matching runs of ``store``; returns ``(law, context, run_curves)``.
+def _check_level(level: float) -> None:
+    import math
 
-    One model size unless ``scaled`` (then a :class:`~oasl.laws.schedule.ScaledScheduleLaw` over the
-    sizes). ``context`` records what the fit saw: planned steps, peak lr, warmup steps, sizes, filters."""
-    import numpy as np
+    from oasl.errors import ConfigError
 
-    from oasl.errors import DataError
-    from oasl.laws.schedule import ScaledScheduleLaw
-    from oasl.laws.schedule_core import infer_warmup_steps
-    from oasl.laws.schedule_runs import store_curves
-
-    base = _make_law(law, boot)  # an unknown law name fails before the store is read
-    rcs = store_curves(store, where, source=source)
-    sizes = sorted({rc.n_params for rc in rcs})
-    if len(sizes) > 1 and not scaled:
-        raise DataError(
-            f"the matching runs have {len(sizes)} model sizes ({', '.join(f'{s:.3g}' for s in sizes)}): "
-            "pick one with --where width=... or fit across sizes with --scaled"
-        )
-    if scaled:
-        import warnings
-
-        with warnings.catch_warnings():  # surfaced below through warnings_
-            warnings.simplefilter("ignore")
-            fitted = ScaledScheduleLaw(base, n_boot=boot).fit([rc.curve for rc in rcs])
-    else:
-        fitted = base.fit([rc.curve for rc in rcs])
-        if boot > 0:
-            fitted.bootstrap(boot)
-    steps = Counter(rc.steps for rc in rcs).most_common(1)[0][0]
-    context = {
-        "store": str(store),
-        "where": {k: str(v) for k, v in where.items()},
-        "source": rcs[0].source,
-        "steps": int(steps),
-        "lr": float(np.median([rc.lr for rc in rcs])),
-        "warmup_steps": int(Counter(infer_warmup_steps(rc.curve.lrs) for rc in rcs).most_common(1)[0][0]),
-        "n_params": sizes[-1],
-        "sizes": sizes,
-        "curves": [rc.curve.name for rc in rcs],
-    }
-    return fitted, context, rcs
+    if not (math.isfinite(level) and 0 < level < 1):
+        raise ConfigError(f"--level must lie strictly between 0 and 1 (e.g. 0.9), got {level}")
 
 
 def _target(
@@ -90,8 +52,36 @@ def _target(
     return int(steps or ctx["steps"]), float(lr or ctx["lr"]), int(warm)
 
 
+def _check_steps(steps: int | None, warmup_steps: int | None) -> None:
+    from oasl.errors import ConfigError
+
+    if steps is not None and steps < 2:
+        raise ConfigError(f"--steps must be at least 2 (a run length in optimizer steps), got {steps}")
+    if warmup_steps is not None and warmup_steps < 0:
+        raise ConfigError(f"--warmup-steps must be >= 0, got {warmup_steps}")
+    if steps is not None and warmup_steps is not None and warmup_steps >= steps:
+        raise ConfigError(f"--warmup-steps {warmup_steps} must be shorter than --steps {steps}")
+
+
+def check_candidate_names(names: list[str]) -> None:
+    """ConfigError naming the unknown schedule names (none given is an error too)."""
+    from oasl.errors import ConfigError, OaslError
+    from oasl.optim.schedules import parse_schedule
+
+    if not names:
+        raise ConfigError("no candidate schedules: pass e.g. --candidates cosine,wsd:0.1,wsd:0.2,constant")
+    bad = []
+    for n in names:
+        try:
+            parse_schedule(n)
+        except OaslError as exc:
+            bad.append(f"{n!r} ({exc})")
+    if bad:
+        raise ConfigError("unknown candidate schedule(s): " + "; ".join(bad))
+
+
 def _predict_kwargs(law, n_params: float | None, context: dict) -> dict:
-    from oasl.laws.schedule import ScaledScheduleLaw
+    from oasl.curves import ScaledScheduleLaw
 
     if isinstance(law, ScaledScheduleLaw):
         return {"n_params": float(n_params if n_params is not None else context.get("n_params"))}
@@ -106,7 +96,10 @@ def register(app: typer.Typer) -> None:
 
     @sched.command("fit")
     def fit_cmd(
-        store: str = typer.Option(..., "--store", help="Store with the runs' curves."),
+        store: str = typer.Option(None, "--store", help="Store with the runs' curves (or give --curves)."),
+        curves: list[Path] = typer.Option(
+            None, "--curves", help="Curve CSV files with columns step, lr, loss (repeatable)."
+        ),
         where: list[str] = typer.Option(
             None, "--where", help="Keep runs with column=value (repeatable; value a,b matches either)."
         ),
@@ -119,19 +112,51 @@ def register(app: typer.Typer) -> None:
         scaled: bool = typer.Option(
             False, "--scaled", help="Fit across model sizes (parameters as powers of N)."
         ),
+        n_params: float = typer.Option(
+            None, "--n-params", help="With --curves: the model's parameter count."
+        ),
+        prior: Path = typer.Option(
+            None,
+            "--prior",
+            help="A schedule-law file (mpl) whose loss-drop shape centres a prior (default: none).",
+        ),
+        transfer_from: Path = typer.Option(
+            None,
+            "--transfer-from",
+            help="With --curves: a law of another model size; refit only L0, A, alpha on these curves "
+            "(one constant-LR run of the new size is enough).",
+        ),
         boot: int = typer.Option(20, "--boot", help="Bootstrap refits for intervals (0: none)."),
         out: Path = typer.Option(Path("schedule_law.json"), "--out", help="Where to write the fitted law."),
     ) -> None:
-        """Fit a schedule law on a store's training curves and save it."""
-        from oasl.laws.schedule_runs import save_schedule_law
+        """Fit a schedule law on a store's training curves or on curve files, and save it."""
+        from oasl.curves.fit import fit_from_files, fit_from_store
+        from oasl.curves.io import save_schedule_law
+        from oasl.errors import ConfigError
 
-        with console.status(f"fitting {law} on the store's curves"):
-            fitted, context, rcs = fit_from_store(store, _where(where), law, source, scaled, boot)
+        if (store is None) == (not curves):
+            raise ConfigError("give exactly one of --store PATH or --curves FILE (repeatable)")
+        if boot < 0:
+            raise ConfigError(f"--boot must be >= 0, got {boot}")
+        if store is not None and (n_params is not None or transfer_from is not None):
+            raise ConfigError(
+                "--n-params and --transfer-from go with --curves (a store knows its runs' sizes)"
+            )
+        with console.status(f"fitting {law} on the curves"):
+            if store is not None:
+                fitted, context, rcs = fit_from_store(store, _where(where), law, source, scaled, boot, prior)
+                fitted_curves = [rc.curve for rc in rcs]
+            else:
+                if scaled:
+                    raise ConfigError("--scaled fits a store's runs of several sizes: use --store")
+                fitted, context, fitted_curves = fit_from_files(
+                    curves, law, n_params, boot, prior, transfer_from
+                )
         table = Table(title=f"{fitted!r}" if not scaled else "scaled schedule law", show_lines=False)
         for col in ("curve", "points", "mean err", "worst err", "final err"):
             table.add_column(col, justify="left" if col == "curve" else "right")
         for name, e in fitted.train_errors_.items():
-            n = next((len(rc.curve) for rc in rcs if name.startswith(rc.curve.name)), 0)
+            n = next((len(c) for c in fitted_curves if name.startswith(c.name)), 0)
             table.add_row(
                 name, str(n), f"{e['mean_rel']:.3%}", f"{e['worst_rel']:.3%}", f"{e['final_rel']:.3%}"
             )
@@ -141,7 +166,48 @@ def register(app: typer.Typer) -> None:
                 "slopes d log p / d log N: " + ", ".join(f"{k} {v:+.3f}" for k, v in fitted.slopes_.items())
             )
         path = save_schedule_law(out, fitted, context)
-        console.print(f"{len(rcs)} curves; law written to {path}")
+        console.print(f"{len(fitted_curves)} curves; law written to {path}")
+
+    @sched.command("eval")
+    def eval_cmd(
+        law_file: Path = typer.Option(..., "--law", help="File from `oasl schedules fit`."),
+        curves: list[Path] = typer.Option(
+            ..., "--curves", help="Curve CSV files with columns step, lr, loss (repeatable)."
+        ),
+        n_params: float = typer.Option(None, "--n-params", help="Model size, for a --scaled law."),
+        fmt: str = typer.Option("table", "--format", help="table or json."),
+    ) -> None:
+        """Score a fitted law on curve files: per curve the mean, worst and final-loss relative error."""
+        import json
+
+        from oasl.curves.io import load_schedule_law
+        from oasl.errors import ConfigError
+
+        if fmt not in ("table", "json"):
+            raise ConfigError(f"unknown --format {fmt!r}: use table or json")
+        from oasl.curves.fit import evaluate_curves, read_curves
+
+        _check_positive(n_params=n_params)
+        law, ctx = load_schedule_law(law_file)
+        kw = _predict_kwargs(law, n_params, ctx)
+        res = evaluate_curves(law, read_curves(curves, n_params), **kw)
+        if fmt == "json":
+            typer.echo(json.dumps({"law": str(law_file), **res}, indent=1))
+            return
+        table = Table(title=f"{law_file}: relative errors |L - Lhat| / L")
+        for col in ("curve", "points", "mean", "worst", "final"):
+            table.add_column(col, justify="left" if col == "curve" else "right")
+        for name, e in res["curves"].items():
+            table.add_row(
+                name,
+                str(e["points"]),
+                f"{e['mean_rel']:.3%}",
+                f"{e['worst_rel']:.3%}",
+                f"{e['final_rel']:.3%}",
+            )
+        m = res["mean"]
+        table.add_row("mean", "", f"{m['mean_rel']:.3%}", f"{m['worst_rel']:.3%}", f"{m['final_rel']:.3%}")
+        console.print(table)
 
     @sched.command("predict")
     def predict_cmd(
@@ -161,9 +227,13 @@ def register(app: typer.Typer) -> None:
         plot: Path = typer.Option(None, "--plot", help="Write the predicted curve to this PNG."),
     ) -> None:
         """Predict the loss curve and final loss of one schedule."""
-        from oasl.laws.schedule_runs import candidate_schedules, load_schedule_law
+        from oasl.curves.io import load_schedule_law
+        from oasl.curves.ranking import candidate_schedules
         from oasl.report.schedules import has_intervals, plot_schedules
 
+        _check_steps(steps, warmup_steps)
+        _check_positive(lr=lr, n_params=n_params)
+        _check_level(level)
         law, ctx = load_schedule_law(law_file)
         steps, lr, warm = _target(ctx, steps, lr, warmup_steps)
         kw = _predict_kwargs(law, n_params, ctx)
@@ -208,20 +278,27 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Rank candidate schedules for a target run by predicted final loss, with intervals."""
+        from oasl.curves.io import load_schedule_law
+        from oasl.curves.ranking import rank_candidates
         from oasl.errors import ConfigError
-        from oasl.laws.schedule_runs import load_schedule_law, rank_candidates
         from oasl.report.schedules import has_intervals, plot_schedules
 
         if (law_file is None) == (store is None):
             raise ConfigError("give exactly one of --law (a fitted law file) or --store (fit on its curves)")
+        _check_steps(steps, warmup_steps)
+        _check_positive(lr=lr, n_params=n_params)
+        _check_level(level)
+        names = [c.strip() for c in candidates.split(",") if c.strip()]
+        check_candidate_names(names)  # before any fit or bootstrap
         if store is not None:
             with console.status("fitting the schedule law on the store's curves"):
+                from oasl.curves.fit import fit_from_store
+
                 law, ctx, _ = fit_from_store(store, _where(where), law_name, boot=20)
         else:
             law, ctx = load_schedule_law(law_file)
         steps, lr, warm = _target(ctx, steps, lr, warmup_steps)
         kw = _predict_kwargs(law, n_params, ctx)
-        names = [c.strip() for c in candidates.split(",") if c.strip()]
         df = rank_candidates(
             law,
             names,

@@ -24,6 +24,7 @@ from scipy import stats
 from oasl.errors import ConfigError, FitError
 from oasl.laws import base
 from oasl.laws.base import FEATURES, as_frame
+from oasl.laws.power_json import power_law_to_dict, restore_power_law
 
 
 def _check_level(level: float) -> float:
@@ -53,6 +54,14 @@ class PowerLaw:
     """
 
     kind: ClassVar[str] = "power"
+    # kind -> class, filled as subclasses are defined (oasl.laws.forms), read by from_dict
+    KINDS: ClassVar[dict[str, type[PowerLaw]]] = {}
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "kind" in cls.__dict__:
+            PowerLaw.KINDS[cls.kind] = cls
+
     _PARAMS: ClassVar[tuple[str, ...]] = (
         "features",
         "target",
@@ -212,6 +221,7 @@ class PowerLaw:
         if post.rank < p:
             raise FitError(f"cannot fit the {what}: the features vary only within groups, not across them")
         self.unscaled_cov_, self.sigma2_, self.dof_ = post.unscaled, post.sigma2, post.dof
+        self.new_group_var_ = post.new_var
         self.cov_ = post.sigma2 * post.unscaled
         self.n_groups_, self.group_resid_ = post.n_groups, post.group_resid
         resid = z - A @ beta
@@ -302,7 +312,8 @@ class PowerLaw:
         """Central ``level`` interval ``(low, high)`` of the optimum at each row of ``X``.
 
         "bayes": the Student-t posterior predictive, which holds both the scatter of optima about
-        the law and the uncertainty of the coefficients (wider away from the fitted points).
+        the law and the uncertainty of the coefficients (wider away from the fitted points); with
+        precision weights, the scatter is that of a group located as precisely as a typical fitted one.
         "bootstrap": refit on resampled groups, add a resampled group residual (inflated by
         ``sqrt(G / (G - p))``), take percentiles. Default: the law's ``interval``.
         """
@@ -315,7 +326,8 @@ class PowerLaw:
             if not hasattr(self, "unscaled_cov_"):
                 raise FitError("this law has no posterior (it was fitted without an error estimate)")
             lev = np.einsum("ij,jk,ik->i", A, self.unscaled_cov_, A)
-            scale = np.sqrt(self.sigma2_ * (1 + lev)) if self.sigma2_ > 0 else np.zeros(len(z))
+            new = getattr(self, "new_group_var_", 1.0)  # a new group of typical precision (base.Posterior)
+            scale = np.sqrt(self.sigma2_ * (new + lev)) if self.sigma2_ > 0 else np.zeros(len(z))
             half = stats.t.ppf(0.5 + level / 2, self.dof_) * scale
             lo, hi = self._inverse(z - half), self._inverse(z + half)
         elif method == "bootstrap":
@@ -453,20 +465,20 @@ class PowerLaw:
         except FitError:
             return f"{type(self).__name__}(features={self.features}, target={self.target!r})"
 
-    # -- serialisation (the JSON layout lives in oasl.laws.io) -----------------------------------
+    # -- serialisation (the JSON layout lives in oasl.laws.power_json) ---------------------------
     def to_dict(self, data: bool = True) -> dict[str, Any]:
         """JSON-able dict of the form, the fitted state (coefficients, posterior, fitted range,
         diagnostics), the source of a published law, and (``data=True``) the optima it was fitted on."""
-        from oasl.laws.io import power_law_to_dict
-
         return power_law_to_dict(self, data)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PowerLaw:
-        """Rebuild a law written by :meth:`to_dict` (any kind: power, one_minus, constant, log_linear)."""
-        from oasl.laws.io import power_law_from_dict
-
-        return power_law_from_dict(d)
+        """Rebuild a law written by :meth:`to_dict` (any registered kind: power, one_minus, constant,
+        log_linear)."""
+        klass = PowerLaw.KINDS.get(d.get("kind", "power"))
+        if klass is None:
+            raise ConfigError(f"unknown law kind {d.get('kind')!r} (known: {', '.join(PowerLaw.KINDS)})")
+        return restore_power_law(klass(**{k: d[k] for k in klass._PARAMS if k in d}), d)
 
     @classmethod
     def fixed(
@@ -504,3 +516,6 @@ class PowerLaw:
         law.group_resid_ = np.zeros(0)
         law.range_ = dict(law.valid_range)
         return law
+
+
+PowerLaw.KINDS["power"] = PowerLaw
