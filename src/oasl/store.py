@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 SCHEMA_VERSION = 1
 FINISHED = ("done", "diverged", "stopped")  # statuses a sweep does not run again
 STATUSES = (*FINISHED, "running", "failed")
+ROLES = ("sweep", "target", "baseline")  # what a run was for: laws are fitted on sweep runs
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -160,6 +161,7 @@ def flatten_row(row: dict[str, Any]) -> dict[str, Any]:
     out.setdefault("final_val_loss", math.nan)
     out.setdefault("diverged", row["status"] == "diverged")
     out["error"] = row.get("error")
+    out["role"] = row.get("role") or "sweep"
     return out
 
 
@@ -181,6 +183,7 @@ class SQLiteStore(Store):
         try:
             with self._connect() as con:
                 con.executescript(_SCHEMA)
+                self._ensure_role_column(con)
                 found = con.execute("SELECT value FROM meta WHERE name='schema_version'").fetchone()
                 if found is None:
                     con.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
@@ -346,6 +349,36 @@ class SQLiteStore(Store):
                 )
                 new += cur.rowcount
         return new
+
+    # -- run roles (sweep, target, baseline): which runs a law is fitted on ------------------------
+    @staticmethod
+    def _ensure_role_column(con: sqlite3.Connection) -> None:
+        """Add the ``role`` column to a store written before roles existed (idempotent): every old run
+        reads as a sweep run until a harness marks it."""
+        cols = {r[1] for r in con.execute("PRAGMA table_info(runs)")}
+        if "role" not in cols:
+            try:
+                con.execute("ALTER TABLE runs ADD COLUMN role TEXT NOT NULL DEFAULT 'sweep'")
+            except sqlite3.OperationalError as exc:  # another process added it first
+                if "duplicate column" not in str(exc):
+                    raise
+
+    def set_role(self, keys: Iterable[str], role: str) -> int:
+        """Mark the runs ``keys`` with ``role`` ("sweep", "target" or "baseline"); a run already marked
+        "target" or "baseline" is not turned back into a sweep run (marking "sweep", the default, changes
+        nothing). Returns how many rows changed."""
+        if role not in ROLES:
+            raise StoreError(f"unknown run role {role!r}: use one of {', '.join(ROLES)}")
+        keys = list(keys)
+        guard = " AND role = 'sweep'" if role != "sweep" else " AND 0"
+        with self._transaction() as con:
+            cur = con.executemany(f"UPDATE runs SET role=? WHERE key=?{guard}", [(role, k) for k in keys])
+            return cur.rowcount
+
+    def roles(self) -> dict[str, str]:
+        """Role of every run, by key."""
+        with self._connect() as con:
+            return dict(con.execute("SELECT key, role FROM runs").fetchall())
 
 
 def _sql(v: Any) -> Any:

@@ -51,23 +51,17 @@ def run_demo(
 
     Returns ``(ValidationResult, FitReport, report_path)``.
     """
-    from oasl.laws import save_laws
-    from oasl.laws.pipeline import fit_laws
     from oasl.report.html import write_report
-    from oasl.store import open_store
+    from oasl.sweep import expand
     from oasl.validate.harness import validate
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     spec = spec or demo_spec()
     store = out / "runs.db"
+    # the harness writes validation.json and laws.json (the law it validated, as `oasl fit` writes it)
     result = validate(spec, store, workers=workers, log=log, out=out, progress=progress)
-    from oasl.sweep import expand
-
+    report = result.fit
     keys = {r.key() for r in expand(spec.sweep)}
-    df = open_store(store).to_dataframe()
-    # the same law form the harness recommended with: a power law of N per optimizer
-    report = fit_laws(df[df["key"].isin(keys)], hps=["lr"], forms=["power"], sharings=["separate"])
-    save_laws(out / "laws.json", report.laws, {"source": str(store), "features": list(report.features)})
     page = write_report(store, out / "report", validation=result, fit=report, sweep_keys=keys)
     return result, report, page
