@@ -117,7 +117,7 @@ class Store(ABC):
 def flatten_row(row: dict[str, Any]) -> dict[str, Any]:
     """Flatten a stored run into analysis columns.
 
-    Columns: key, status, source, optimizer, parametrization, width, depth, n_heads, seq_len,
+    Columns: key, status, source, role, optimizer, parametrization, width, depth, n_heads, seq_len,
     vocab_size, lr, each optimizer HP (beta1, momentum, weight_decay, ...), batch_seqs, batch_tokens,
     tokens, steps, schedule, warmup_frac, final_frac, decay_frac, seed, n_params, n_params_total,
     flops, final_val_loss, diverged, diverge_reason, tokens_per_s, wall_s, corpus_hash. Imported rows
@@ -125,6 +125,7 @@ def flatten_row(row: dict[str, Any]) -> dict[str, Any]:
     """
     spec, result = row["spec"], row.get("result") or {}
     out: dict[str, Any] = {"key": row["key"], "status": row["status"], "source": row["source"]}
+    out["role"] = row.get("role") or "sweep"
     if row["source"] != "oasl":
         out.update(spec)
         out.update(result)
@@ -161,7 +162,6 @@ def flatten_row(row: dict[str, Any]) -> dict[str, Any]:
     out.setdefault("final_val_loss", math.nan)
     out.setdefault("diverged", row["status"] == "diverged")
     out["error"] = row.get("error")
-    out["role"] = row.get("role") or "sweep"
     return out
 
 

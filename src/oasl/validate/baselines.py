@@ -194,7 +194,9 @@ class TPESearch:
             spec = with_changes(ctx.base, lr=lr)
             loss = ctx.runner.losses([spec])[0]
             study.tell(trial, loss if math.isfinite(loss) else 1e3)
-            lrs.append(lr), losses.append(loss), specs.append(spec)
+            lrs.append(lr)
+            losses.append(loss)
+            specs.append(spec)
         return _search_result(self.k, "tpe", lrs, losses, ctx.runner.flops(specs), lo, hi)
 
 

@@ -156,7 +156,9 @@ def validate(
         sub = law.law_for(opt)
         ov = _measure_target(ctx, (float(lo[0]), float(hi[0])), n_max)
         ov.law, ov.law_formula = sub.to_dict(), sub.formula()
-        ov.law_exponent_interval = {k: (float(a), float(b)) for k, (a, b) in sub.exponent_interval(0.9).items()}
+        ov.law_exponent_interval = {
+            k: (float(a), float(b)) for k, (a, b) in sub.exponent_interval(0.9).items()
+        }
         results.append(ov)
     floors = [ov.noise_floor for ov in results if math.isfinite(ov.noise_floor)]
     result = ValidationResult(
