@@ -77,8 +77,9 @@ def summarize(rows: list[dict], top1: int, top2: int, n_cfg: int) -> dict:
 
 def main() -> None:
     from oasl.config import build
-    from oasl.laws.schedule import AnnealingLaw, MultiPowerLaw, ScaledScheduleLaw
-    from oasl.laws.schedule_runs import rank_candidates, store_curves
+    from oasl.curves import AnnealingLaw, MultiPowerLaw, ScaledScheduleLaw
+    from oasl.curves.ranking import rank_candidates
+    from oasl.curves.runs import store_curves
     from oasl.report.plots import plot_curves
     from oasl.sweep import SweepSpec, expand, run_sweep
 

@@ -22,8 +22,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import write_result  # noqa: E402
 
-from oasl.laws.schedule import AnnealingLaw, MultiPowerLaw, ScaledScheduleLaw  # noqa: E402
-from oasl.laws.schedule_data import (  # noqa: E402
+from oasl.curves import AnnealingLaw, MultiPowerLaw, ScaledScheduleLaw  # noqa: E402
+from oasl.curves.paper import (  # noqa: E402
     PAPER_PARAMS,
     PAPER_TEST_ERRORS,
     SIZES,

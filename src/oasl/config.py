@@ -19,6 +19,11 @@ from oasl.errors import ConfigError
 
 ScheduleName = Literal["constant", "cosine", "linear", "wsd", "inverse_sqrt", "step"]
 
+# RunSpec fields added after stores existed: each is left out of the hashed key payload while it equals
+# the default named here, so every run recorded before the field existed keeps its key. A new RunSpec
+# field must be added here with its default (tests/test_config_key.py checks this).
+KEY_DEFAULTS: dict[str, Any] = {"data_seed": None, "compile": False}
+
 
 class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -116,6 +121,12 @@ class RunSpec(_Spec):
     missing ones take the registry defaults. ``tokens`` is the training budget D; steps =
     tokens // (batch_seqs * seq_len). ``device`` is not part of the key (where a run ran does not
     change which experiment it is).
+
+    ``seed`` draws the initial weights; ``data_seed`` draws the order of training batches and defaults
+    to ``seed`` (None). Runs of a grid that share a ``data_seed`` see the same batches (common random
+    numbers), so lr comparisons are paired. ``compile=True`` trains through ``torch.compile``; it is part
+    of the key when True because compiled kernels may round differently. Both fields are left out of
+    the key while they hold their defaults (:data:`KEY_DEFAULTS`), so keys of older runs are unchanged.
     """
 
     shape: ModelShape
@@ -129,6 +140,8 @@ class RunSpec(_Spec):
     schedule: ScheduleSpec = ScheduleSpec()
     grad_clip: float | None = Field(default=1.0, gt=0)
     seed: int = 0
+    data_seed: int | None = None
+    compile: bool = False
     device: str = "auto"
     eval_interval: int = Field(default=50, gt=0)
     eval_tokens: int = Field(default=16384, gt=0)
@@ -155,9 +168,21 @@ class RunSpec(_Spec):
     def steps(self) -> int:
         return self.tokens // self.batch_tokens
 
+    @property
+    def data_order_seed(self) -> int:
+        """The seed of the training-batch order: ``data_seed``, or ``seed`` when that is None."""
+        return self.seed if self.data_seed is None else self.data_seed
+
     def key(self) -> str:
-        """Stable 16-hex-digit hash of the spec (device excluded)."""
+        """Stable 16-hex-digit hash of the spec (device excluded; fields of :data:`KEY_DEFAULTS` excluded
+        while they hold their default, so adding such a field left every existing key unchanged;
+        ``data_seed`` equal to ``seed`` counts as the default)."""
         payload = self.model_dump(mode="json", exclude={"device"})
+        if payload["data_seed"] == payload["seed"]:  # data_seed = seed is the default data order: same run
+            payload["data_seed"] = None
+        for name, default in KEY_DEFAULTS.items():
+            if payload.get(name, default) == default:
+                payload.pop(name, None)
         text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 

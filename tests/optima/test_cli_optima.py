@@ -201,3 +201,50 @@ def test_import_warns_about_missing_grouping_columns(app, runs_csv, tmp_path):
     pd.read_csv(runs_csv).drop(columns=["optimizer"]).to_csv(slim, index=False)
     res = run(app, ["import", slim, "--store", tmp_path / "r.db"])
     assert res.exit_code == 0 and "no optimizer column" in text(res) and "imported 28 new run(s)" in text(res)
+
+
+def test_import_names_a_negative_count_as_the_user_wrote_it(app, runs_csv, tmp_path):
+    bad = tmp_path / "neg.csv"
+    d = pd.read_csv(runs_csv)
+    d["n_params"] = d["n_params"].astype(int)
+    d.loc[2, "n_params"] = -5
+    d.to_csv(bad, index=False)
+    res = run(app, ["import", bad, "--store", tmp_path / "r.db"])
+    msg = str(res.exception)
+    assert isinstance(res.exception, DataError) and "data row 3 has -5" in msg and "np." not in msg
+
+
+def test_import_chooses_the_loss_column_and_maps_names(app, runs_csv, tmp_path):
+    """Step Law's layout: N, D, bs (sequences), two loss columns; no optimizer column."""
+    d = pd.read_csv(runs_csv).rename(columns={"n_params": "N", "tokens": "D"}).drop(columns="optimizer")
+    d["bs"] = 4
+    d["smooth loss"] = d["loss"] - 1.0
+    path = tmp_path / "steplaw_like.csv"
+    d.to_csv(path, index=False)
+    db = tmp_path / "r.db"
+    args = ["import", path, "--store", db, "--loss-column", "smooth loss"]
+    args += ["--column-map", "N=n_params,D=tokens,bs=batch_seqs", "--set", "optimizer=adamw,seq_len=2048"]
+    res = run(app, args)
+    assert res.exit_code == 0, res.output
+    from oasl.store import open_store
+
+    got = open_store(db).to_dataframe()
+    fin = got["final_val_loss"].notna()
+    assert np.allclose(got.loc[fin, "final_val_loss"], got.loc[fin, "loss"] - 1.0)
+    assert set(got["optimizer"]) == {"adamw"} and set(got["batch_tokens"]) == {4 * 2048}
+    assert {"n_params", "tokens"} <= set(got.columns)
+
+
+@pytest.mark.parametrize(
+    "extra, error, words",
+    [
+        (["--loss-column", "smooth"], DataError, "--loss-column 'smooth' is not a column"),
+        (["--column-map", "X=n_params"], DataError, "--column-map names 'X'"),
+        (["--column-map", "n_params"], ConfigError, "NAME=VALUE pairs"),
+        (["--set", "lr=1"], DataError, "already has a column lr"),
+    ],
+)
+def test_import_option_errors_name_the_fix(app, runs_csv, tmp_path, extra, error, words):
+    res = run(app, ["import", runs_csv, "--store", tmp_path / "r.db", *extra])
+    assert isinstance(res.exception, error), res.output
+    assert words in str(res.exception)

@@ -10,7 +10,6 @@ import typer
 from rich.table import Table
 
 from oasl.cli.common import console
-from oasl.cli.optima_cmd import load_runs
 
 
 def register(app: typer.Typer) -> None:
@@ -60,6 +59,7 @@ def register(app: typer.Typer) -> None:
         from oasl.laws import save_laws
         from oasl.laws.pipeline import fit_laws
         from oasl.store import ROLES
+        from oasl.store_csv import load_runs
 
         if role != "all" and role not in ROLES:
             raise ConfigError(f"unknown --role {role!r}: use {', '.join(ROLES)} or all")
@@ -109,7 +109,10 @@ def register(app: typer.Typer) -> None:
             p = report.loss_law.params_
             console.print("loss law: L = {E:.3f} + {A:.3g}/N^{alpha:.3f} + {B:.3g}/D^{beta:.3f}".format(**p))
         for k, why in report.skipped.items():
-            console.print(f"[yellow]skipped {k}[/yellow]: {why}")
+            if k == "loss_law" and report.loss_law is not None:
+                console.print(f"[yellow]warning[/yellow]: {why}", highlight=False)
+            else:
+                console.print(f"[yellow]skipped {k}[/yellow]: {why}", highlight=False)
         if plot is not None:
             from oasl.report.plots import plot_laws
 

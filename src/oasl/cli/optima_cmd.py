@@ -11,146 +11,15 @@ from rich.table import Table
 
 from oasl.cli.common import console
 
-# Columns that, when present, must be numbers; the first group is taken in log space, so also > 0.
-POSITIVE_COLUMNS = (
-    "lr",
-    "batch_seqs",
-    "batch_tokens",
-    "batch_size",
-    "n_params",
-    "n_params_total",
-    "tokens",
-    "width",
-    "depth",
-    "seq_len",
-    "flops",
-)
-NUMERIC_COLUMNS = (
-    "final_val_loss",
-    "loss",
-    "seed",
-    "beta1",
-    "beta2",
-    "momentum",
-    "weight_decay",
-    "eps",
-    "warmup_frac",
-    "grad_clip",
-)
-HP_COLUMNS = (
-    "lr",
-    "batch_seqs",
-    "batch_tokens",
-    "batch_size",
-    "beta1",
-    "beta2",
-    "momentum",
-    "weight_decay",
-    "warmup_frac",
-)
-
 
 def _split(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
 
-def read_csv(path: Path):
-    """A runs CSV as a DataFrame (``loss`` renamed to ``final_val_loss``); DataError when unreadable."""
-    import pandas as pd
-
-    from oasl.errors import DataError
-
-    if not Path(path).is_file():
-        raise DataError(f"CSV file {path} does not exist")
-    try:
-        df = pd.read_csv(path)
-    except pd.errors.EmptyDataError:
-        raise DataError(f"{path} is empty: it needs a header row and one row per run") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise DataError(
-            f"cannot parse {path} as CSV ({str(exc).splitlines()[0]}): save it as UTF-8 CSV"
-        ) from None
-    if "final_val_loss" not in df.columns and "loss" in df.columns:
-        df = df.rename(columns={"loss": "final_val_loss"})
-    return df
-
-
-def load_runs(store: str | None, csv: Path | None, finished_only: bool = False):
-    """Runs from exactly one of a store (``Store.to_dataframe()``) or a CSV."""
-    from oasl.errors import ConfigError, StoreError
-
-    if (store is None) == (csv is None):
-        raise ConfigError("give exactly one of --store PATH or --csv PATH")
-    if csv is not None:
-        return read_csv(csv)
-    if not Path(store).exists():
-        raise StoreError(
-            f"store {store} does not exist: run `oasl sweep run` or `oasl import RUNS.csv --store {store}`"
-        )
-    from oasl.store import open_store
-
-    return open_store(store).to_dataframe(finished_only=finished_only)
-
-
-def validate_import(df, name: str = "the CSV") -> list[str]:
-    """Check a runs table before import; raises DataError on a fault, returns warnings (strings)."""
-    import pandas as pd
-
-    from oasl.errors import DataError
-
-    if len(df) == 0:
-        raise DataError(f"{name} has a header but no rows: nothing to import")
-    dup = [c for c in df.columns if str(c).endswith(".1") and str(c)[:-2] in df.columns]
-    if dup:
-        raise DataError(f"{name} repeats column(s) {', '.join(str(c)[:-2] for c in dup)}: keep one of each")
-    if "final_val_loss" not in df.columns:
-        raise DataError(f"{name} has no loss column: name the final validation loss final_val_loss (or loss)")
-    for col in (*POSITIVE_COLUMNS, *NUMERIC_COLUMNS):
-        if col not in df.columns:
-            continue
-        raw = df[col]
-        num = pd.to_numeric(raw, errors="coerce")
-        bad = num.isna() & raw.notna() & (raw.astype(str).str.strip() != "")
-        if col == "final_val_loss":  # "nan"/"inf" mean a diverged run, which is a result
-            bad &= ~raw.astype(str).str.strip().str.lower().isin(["nan", "inf", "-inf", "infinity"])
-        if bad.any():
-            i = int(bad.to_numpy().nonzero()[0][0])
-            raise DataError(
-                f"column {col} of {name} holds {int(bad.sum())} non-number(s), e.g. {raw.iloc[i]!r} "
-                f"on data row {i + 1}: fix or drop those rows"
-            )
-        if col in POSITIVE_COLUMNS and (num <= 0).any():
-            i = int((num <= 0).to_numpy().nonzero()[0][0])
-            raise DataError(
-                f"column {col} of {name} must be positive (it is used in log space); "
-                f"data row {i + 1} has {raw.iloc[i]!r}"
-            )
-    if "diverged" in df.columns:
-        ok = df["diverged"].isna() | df["diverged"].astype(str).str.strip().str.lower().isin(
-            ["true", "false", "1", "0", "yes", "no", "1.0", "0.0"]
-        )
-        if not ok.all():
-            i = int((~ok).to_numpy().nonzero()[0][0])
-            raise DataError(
-                f"column diverged of {name} must be true/false; data row {i + 1} has "
-                f"{df['diverged'].iloc[i]!r}"
-            )
-    warnings = []
-    if not any(c in df.columns for c in HP_COLUMNS):
-        warnings.append(
-            f"no known hyperparameter column ({', '.join(HP_COLUMNS[:4])}, ...): `oasl optima "
-            "--over NAME` will need the name of yours"
-        )
-    for col in ("optimizer", "n_params", "tokens"):
-        if col not in df.columns:
-            warnings.append(
-                f"no {col} column: pass --group-by with your own grouping columns to `oasl optima`"
-            )
-    return warnings
-
-
 def mixed_columns(df, over: list[str], groups: list[str]) -> list[str]:
     """Known HP columns (not swept here, not grouped on) that take several values within a group."""
+    from oasl.store_csv import HP_COLUMNS
+
     cols = [c for c in HP_COLUMNS if c in df.columns and c not in over and c not in groups]
     if not cols or any(g not in df.columns for g in groups):
         return []
@@ -256,6 +125,7 @@ def register(app: typer.Typer) -> None:
         """Locate the optimum of a swept HP per group, with its CI, near-optimal band and flags."""
         from oasl.errors import ConfigError
         from oasl.optima import locate_joint_optima, locate_optima
+        from oasl.store_csv import load_runs
 
         hps = _split(over)
         if len(hps) not in (1, 2):
@@ -306,13 +176,35 @@ def register(app: typer.Typer) -> None:
     def import_cmd(
         csv: Path = typer.Argument(..., help="CSV of runs from your own training code, one row per run."),
         store: str = typer.Option("runs.db", "--store", help="Store to add them to (created if absent)."),
+        loss_column: str = typer.Option(
+            None,
+            "--loss-column",
+            help="Column holding the loss to optimize (default final_val_loss, else loss), e.g. 'smooth loss'.",
+        ),
+        column_map: str = typer.Option(
+            None,
+            "--column-map",
+            help="Rename columns to oasl's names: OLD=NEW,... (e.g. N=n_params,D=tokens,bs=batch_seqs).",
+        ),
+        constants: str = typer.Option(
+            None,
+            "--set",
+            help="Columns the CSV lacks, one value for every row: NAME=VALUE,... (e.g. optimizer=adamw,seq_len=2048).",
+        ),
     ) -> None:
-        """Import runs into a store (needs a loss column, final_val_loss or loss; NaN/inf = diverged)."""
-        import oasl.store as store_mod
+        """Import runs into a store (needs a loss column; NaN/inf = diverged). batch_tokens is derived
+        from batch_seqs x seq_len when absent."""
+        from oasl.store_csv import import_runs_csv, parse_pairs
 
-        df = read_csv(csv)
-        for w in validate_import(df, str(csv)):
+        res = import_runs_csv(
+            csv,
+            store,
+            loss_column=loss_column,
+            column_map=parse_pairs(column_map, "--column-map"),
+            constants=parse_pairs(constants, "--set"),
+        )
+        for w in res.warnings:
             console.print(f"[yellow]warning[/yellow]: {w}", highlight=False)
-        opener = getattr(store_mod, "open_store", None) or store_mod.Store
-        n = opener(store).import_frame(df, source=f"import:{csv.name}")
-        console.print(f"imported {n} new run(s) from {csv} into {store} ({len(df) - n} already there)")
+        console.print(
+            f"imported {res.n_new} new run(s) from {csv} into {store} ({res.n_rows - res.n_new} already there)"
+        )

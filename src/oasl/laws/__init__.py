@@ -2,8 +2,8 @@
 Chinchilla loss law, published laws, and the laws file.
 
 Works on any table of optima (a pandas DataFrame with feature columns N, D, C, B, width, depth and
-the target), independent of oasl's training code; schedule-aware loss laws (multi-power, annealing) on
-(step, lr, loss) curves.
+the target), independent of oasl's training code. Schedule-aware loss-curve laws (multi-power,
+annealing) live in the sibling package :mod:`oasl.curves`.
 """
 
 from oasl.laws.base import FEATURE_UNITS, FEATURES, best_runs, near_optimal
@@ -27,17 +27,13 @@ __all__ = [
     "FORMS",
     "PUBLISHED",
     "SHARING",
-    "AnnealingLaw",
     "ConstantLaw",
-    "Curve",
     "LogLinearLaw",
     "LossLaw",
-    "MultiPowerLaw",
     "OneMinusPowerLaw",
     "OptimizerLaw",
     "PowerLaw",
     "PublishedLawSet",
-    "ScaledScheduleLaw",
     "best_runs",
     "deepseek_flops",
     "deepseek_flops_from_6nd",
@@ -47,19 +43,6 @@ __all__ = [
     "law_from_dict",
     "load_laws",
     "near_optimal",
-    "rank_schedules",
     "save_laws",
     "select_law",
 ]
-
-# The schedule laws need torch (autograd fits); import them on first use so `oasl laws list` and the
-# optimal-HP laws stay light.
-_SCHEDULE_NAMES = {"AnnealingLaw", "Curve", "MultiPowerLaw", "ScaledScheduleLaw", "rank_schedules"}
-
-
-def __getattr__(name: str):
-    if name in _SCHEDULE_NAMES:
-        from oasl.laws import schedule
-
-        return getattr(schedule, name)
-    raise AttributeError(f"module 'oasl.laws' has no attribute {name!r}")

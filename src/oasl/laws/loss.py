@@ -30,6 +30,9 @@ from oasl.errors import ConfigError, FitError
 from oasl.laws.base import as_frame
 
 PARAMS = ("E", "A", "B", "alpha", "beta")
+# E below this fraction of the smallest fitted loss counts as "at its bound" (E >= 0): the fit found no
+# irreducible term, so the law's N and D terms carry all of the loss and extrapolate too low
+E_AT_BOUND = 0.01
 
 # The initialisation grid of Hoffmann et al. (App. D.2) as the replication's code spells it out:
 # a, b in {0, 5, ..., 25}, e in {-1, -0.5, ..., 1}, alpha, beta in {0, 0.5, ..., 2}.
@@ -86,7 +89,7 @@ class LossLaw:
     optimisations from the best grid points. ``n_boot``: bootstrap resamples for parameter intervals
     (0: none). ``method``: the local optimiser, "BFGS" (default) or "L-BFGS-B" (the papers').
     Fitted: ``params_`` (E, A, B, alpha, beta), ``theta_`` (a, b, e, alpha, beta), ``boot_params_``
-    (DataFrame of resampled parameters), ``range_``, ``rmse_log_``.
+    (DataFrame of resampled parameters), ``range_``, ``rmse_log_``, ``warnings_`` (e.g. E at its bound 0).
     """
 
     kind = "loss_law"
@@ -162,6 +165,13 @@ class LossLaw:
         self.n_ = len(N)
         self.rmse_log_ = float(np.sqrt(np.mean((np.log(self.predict(N, D)) - logL) ** 2)))
         self.boot_params_ = None
+        self.warnings_ = []
+        if self.params_["E"] < E_AT_BOUND * float(L.min()):
+            self.warnings_.append(
+                f"the loss law's E = {self.params_['E']:.3g} sits at its bound 0: these (N, D, loss) points do not "
+                "show an irreducible loss, so its predictions beyond the fitted N and D are too low; fit on a wider "
+                "range of N and D"
+            )
         if self.n_boot:
             rng = np.random.default_rng(self.seed)
             thetas = []
@@ -261,6 +271,7 @@ class LossLaw:
                 rmse_log=self.rmse_log_,
                 n=self.n_,
                 formula=self.formula(),
+                warnings=list(getattr(self, "warnings_", [])),
             )
             if data and self.boot_params_ is not None:
                 d["boot_params"] = self.boot_params_.to_dict(orient="list")
@@ -285,4 +296,5 @@ class LossLaw:
             law.range_ = {k: tuple(v) for k, v in d.get("range", {}).items()}
             law.rmse_log_, law.n_ = d.get("rmse_log", math.nan), d.get("n", 0)
             law.boot_params_ = pd.DataFrame(d["boot_params"]) if d.get("boot_params") else None
+            law.warnings_ = list(d.get("warnings", []))
         return law

@@ -1,9 +1,12 @@
 """From a runs table to fitted laws: optima of each swept HP, then the best law of each.
 
-``fit_laws`` is what ``oasl fit`` calls: for every swept hyperparameter it locates the optimum per
-(optimizer, N, D) — profiling out the other swept HPs by keeping, for each (optimizer, N, D), the
-setting of the others whose best loss is lowest — and chooses the law form and optimizer sharing by
-leave-one-group-out error (:func:`oasl.laws.select_law`).
+``fit_laws`` is what ``oasl fit`` calls. When both lr and batch size are swept it locates their
+optimum jointly per (optimizer, N, D), on the lr x batch loss surface (:func:`oasl.optima.locate_joint_optima`);
+every other swept HP is located alone, profiling out the others by keeping, for each (optimizer, N, D),
+the setting whose best loss is lowest. Each law is fitted with precision weights (the inverse variance of
+each optimum's bootstrap interval in log space), which held-out tests on Step Law's released sweep support
+(benchmarks/laws_steplaw.py: variant located-w beside located), and its form and optimizer sharing are
+chosen by leave-one-group-out error (:func:`oasl.laws.select_law`).
 """
 
 from __future__ import annotations
@@ -20,6 +23,10 @@ from oasl.laws.select import select_law
 
 HP_COLUMNS = ("lr", "batch_tokens", "beta1", "beta2", "momentum", "weight_decay", "warmup_frac")
 BASE_GROUP = ("optimizer", "n_params", "tokens")
+JOINT = ("lr", "batch_tokens")  # located together when both are swept
+# floor of an optimum's log-space sd for its weight: a CI narrower than this (a grid step of ~1.4x has
+# log width 0.35) says more about the bootstrap than about the optimum
+MIN_SD_LOG = 0.02
 
 
 @dataclass
@@ -75,17 +82,65 @@ def choose_features(optima: pd.DataFrame) -> tuple[str, ...]:
     return ("N",)
 
 
-def profile_optima(df: pd.DataFrame, over: str, loss: str = "final_val_loss") -> pd.DataFrame:
+def profile_optima(
+    df: pd.DataFrame, over: str, loss: str = "final_val_loss", n_boot: int = 200
+) -> pd.DataFrame:
     """Optimum of ``over`` per (optimizer, N, D), the other swept HPs set to their best setting."""
     from oasl.optima import locate_optima
 
     others = [h for h in swept_hps(df) if h != over]
-    opt = locate_optima(df, over=over, group_by=[*BASE_GROUP, *others], loss=loss)
+    opt = locate_optima(df, over=over, group_by=[*BASE_GROUP, *others], loss=loss, n_boot=n_boot)
     opt = opt[np.isfinite(opt["opt"].astype(float)) & ~opt["too_few"].astype(bool)]
     if opt.empty:
         return opt
     best = opt.loc[opt.groupby(list(BASE_GROUP))["best_loss"].idxmin()].reset_index(drop=True)
     return drop_bounds(best)
+
+
+def joint_profile_optima(
+    df: pd.DataFrame, loss: str = "final_val_loss", n_boot: int = 200
+) -> dict[str, pd.DataFrame]:
+    """Joint optimum of lr and batch_tokens per (optimizer, N, D) (other swept HPs at their best
+    setting), as one table per HP in :func:`profile_optima`'s layout (``opt``, ``ci_low``,
+    ``ci_high``, ``at_edge``, ...). Groups whose surface fit is refused or too small are left out."""
+    from oasl.optima import locate_joint_optima
+
+    others = [h for h in swept_hps(df) if h not in JOINT]
+    opt = locate_joint_optima(df, over=JOINT, group_by=[*BASE_GROUP, *others], loss=loss, n_boot=n_boot)
+    ok = ~opt["too_few"].astype(bool)
+    for h in JOINT:
+        ok &= np.isfinite(opt[f"opt_{h}"].astype(float))
+    opt = opt[ok]
+    out = {}
+    for h in JOINT:
+        if opt.empty:
+            out[h] = opt
+            continue
+        one = opt.assign(
+            opt=opt[f"opt_{h}"],
+            ci_low=opt[f"ci_low_{h}"],
+            ci_high=opt[f"ci_high_{h}"],
+            at_edge=opt[f"at_edge_{h}"],
+            partner=[f"{JOINT[1 - JOINT.index(h)]}={v:.4g}" for v in opt[f"opt_{JOINT[1 - JOINT.index(h)]}"]],
+        )
+        best = one.loc[one.groupby(list(BASE_GROUP))["best_loss"].idxmin()].reset_index(drop=True)
+        out[h] = drop_bounds(best)
+    return out
+
+
+def precision_weights(optima: pd.DataFrame, level: float = 0.9) -> np.ndarray:
+    """Weight of each optimum: 1 / sd^2 of its log value, the sd read off its ``level`` bootstrap
+    interval (``ci_low``/``ci_high``) and floored at ``MIN_SD_LOG``; groups without a finite interval get
+    the median weight of the others (1 when none has one)."""
+    from scipy.stats import norm
+
+    lo, hi = optima["ci_low"].astype(float).to_numpy(), optima["ci_high"].astype(float).to_numpy()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        sd = (np.log(hi) - np.log(lo)) / (2 * norm.ppf(0.5 + level / 2))
+    w = 1.0 / np.maximum(sd, MIN_SD_LOG) ** 2
+    good = np.isfinite(w) & (w > 0)
+    fill = float(np.median(w[good])) if good.any() else 1.0
+    return np.where(good, w, fill)
 
 
 def drop_bounds(optima: pd.DataFrame, min_points: int = 3) -> pd.DataFrame:
@@ -107,10 +162,18 @@ def fit_laws(
     loss: str = "final_val_loss",
     forms: Sequence[str] | None = None,
     sharings: Sequence[str] | None = None,
+    joint: bool = True,
+    weighted: bool = True,
+    n_boot: int = 200,
 ) -> FitReport:
     """Fit a law for each swept HP (default: all swept among lr, batch_tokens, betas, momentum, weight
-    decay, warmup) of a runs table; also the loss law L(N, D) when N and D vary enough. ``forms`` and
-    ``sharings`` restrict the candidates of :func:`select_law` (default: all)."""
+    decay, warmup) of a runs table; also the loss law L(N, D) when N and D vary enough.
+
+    ``joint``: locate lr and batch_tokens together when both are fitted (module docstring);
+    ``weighted``: precision weights from each optimum's bootstrap interval (:func:`precision_weights`);
+    ``n_boot``: bootstrap refits per group for those intervals. ``forms`` and ``sharings`` restrict the
+    candidates of :func:`select_law` (default: all). A loss law whose E sits at its bound is kept, with a
+    line in ``skipped["loss_law"]`` saying so (its E is then not an estimate)."""
     for col in (*BASE_GROUP, loss):
         if col not in df:
             raise FitError(
@@ -119,12 +182,15 @@ def fit_laws(
     hps = list(hps) if hps is not None else swept_hps(df)
     if not hps:
         raise FitError("no hyperparameter takes more than one value in these runs: sweep at least lr")
-    laws, optima, selection, skipped = {}, {}, {}, {}
-    feats: tuple[str, ...] = tuple(features) if features else ()
     for h in hps:
         if h not in df:
             raise FitError(f"no column {h} in the runs table")
-        opt = profile_optima(df, h, loss)
+    laws, optima, selection, skipped = {}, {}, {}, {}
+    if joint and set(JOINT) <= set(hps) and set(JOINT) <= set(swept_hps(df)):
+        optima.update(joint_profile_optima(df, loss, n_boot))
+    feats: tuple[str, ...] = tuple(features) if features else ()
+    for h in hps:
+        opt = optima[h] if h in optima else profile_optima(df, h, loss, n_boot)
         optima[h] = opt
         if opt.empty:
             skipped[h] = "no group has 3 or more finite points"
@@ -132,8 +198,11 @@ def fit_laws(
         f = feats or choose_features(opt)
         table = opt.rename(columns={"n_params": "N", "tokens": "D"}).assign(**{h: opt["opt"].astype(float)})
         table["C"] = 6.0 * table["N"] * table["D"]
+        table["weight"] = precision_weights(opt) if weighted else 1.0
         try:
-            law, sel = select_law(table, h, f, forms=forms, **({"sharings": sharings} if sharings else {}))
+            law, sel = select_law(
+                table, h, f, forms=forms, weights="weight", **({"sharings": sharings} if sharings else {})
+            )
         except FitError as exc:
             skipped[h] = str(exc)
             continue
@@ -147,6 +216,9 @@ def fit_laws(
             loss_law = LossLaw().fit(best["n_params"], best["tokens"], best[loss])
         except FitError as exc:
             skipped["loss_law"] = str(exc)
+        else:
+            for w in loss_law.warnings_:
+                skipped["loss_law"] = w
     if not laws:
         raise FitError("no law could be fitted: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
     return FitReport(laws, optima, selection, feats or ("N",), loss_law, skipped)

@@ -24,6 +24,7 @@ from scipy import stats
 from oasl.errors import ConfigError, FitError
 from oasl.laws import base
 from oasl.laws.base import FEATURES, as_frame
+from oasl.laws.power_json import power_law_to_dict, restore_power_law
 
 
 def _check_level(level: float) -> float:
@@ -53,6 +54,14 @@ class PowerLaw:
     """
 
     kind: ClassVar[str] = "power"
+    # kind -> class, filled as subclasses are defined (oasl.laws.forms), read by from_dict
+    KINDS: ClassVar[dict[str, type[PowerLaw]]] = {}
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "kind" in cls.__dict__:
+            PowerLaw.KINDS[cls.kind] = cls
+
     _PARAMS: ClassVar[tuple[str, ...]] = (
         "features",
         "target",
@@ -453,20 +462,20 @@ class PowerLaw:
         except FitError:
             return f"{type(self).__name__}(features={self.features}, target={self.target!r})"
 
-    # -- serialisation (the JSON layout lives in oasl.laws.io) -----------------------------------
+    # -- serialisation (the JSON layout lives in oasl.laws.power_json) ---------------------------
     def to_dict(self, data: bool = True) -> dict[str, Any]:
         """JSON-able dict of the form, the fitted state (coefficients, posterior, fitted range,
         diagnostics), the source of a published law, and (``data=True``) the optima it was fitted on."""
-        from oasl.laws.io import power_law_to_dict
-
         return power_law_to_dict(self, data)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PowerLaw:
-        """Rebuild a law written by :meth:`to_dict` (any kind: power, one_minus, constant, log_linear)."""
-        from oasl.laws.io import power_law_from_dict
-
-        return power_law_from_dict(d)
+        """Rebuild a law written by :meth:`to_dict` (any registered kind: power, one_minus, constant,
+        log_linear)."""
+        klass = PowerLaw.KINDS.get(d.get("kind", "power"))
+        if klass is None:
+            raise ConfigError(f"unknown law kind {d.get('kind')!r} (known: {', '.join(PowerLaw.KINDS)})")
+        return restore_power_law(klass(**{k: d[k] for k in klass._PARAMS if k in d}), d)
 
     @classmethod
     def fixed(
@@ -504,3 +513,6 @@ class PowerLaw:
         law.group_resid_ = np.zeros(0)
         law.range_ = dict(law.valid_range)
         return law
+
+
+PowerLaw.KINDS["power"] = PowerLaw

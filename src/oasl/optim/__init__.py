@@ -10,12 +10,18 @@ from oasl.optim.schedules import lr_curve, lr_factor, parse_schedule
 
 
 def make_optimizer(
-    model: torch.nn.Module, optimizer: str, lr: float, hps: dict[str, float], decay_embeddings: bool = False
+    model: torch.nn.Module,
+    optimizer: str,
+    lr: float,
+    hps: dict[str, float],
+    decay_embeddings: bool = False,
+    fused: bool = False,
 ) -> torch.optim.Optimizer:
     """Build ``optimizer`` (a registry name) over ``model`` with peak ``lr`` and validated ``hps``.
 
     Every param group keeps ``lr_mult``; :func:`set_lr` applies ``peak * factor * lr_mult``. muP groups
-    with weight decay get it scaled by ``wd_mult`` (see :func:`param_groups`).
+    with weight decay get it scaled by ``wd_mult`` (see :func:`param_groups`). ``fused=True`` selects
+    torch's fused AdamW kernel when the optimizer is AdamW (meant for CUDA; other optimizers ignore it).
     """
     entry = get_optimizer(optimizer)
     full = validate_hps(entry.name, hps)
@@ -24,6 +30,9 @@ def make_optimizer(
     for g in opt.param_groups:
         if "wd_mult" in g:
             g["weight_decay"] = g["weight_decay"] * g["wd_mult"]
+        if fused and type(opt) is torch.optim.AdamW:
+            # the same flags AdamW(fused=True) sets; read by every step
+            g["fused"], g["foreach"] = True, False
     set_lr(opt, lr, 1.0)
     return opt
 

@@ -26,8 +26,10 @@ def schedule_section(
     (predicted curves of ``candidates`` at the fitted run length and peak lr). Returns a dict with
     ``law`` (a one-line description), ``errors`` (DataFrame: per-curve mean / worst / final relative
     error), ``table`` (the ranking DataFrame), ``fit_figure`` and ``figure`` (PNG paths)."""
-    from oasl.laws.schedule import ScaledScheduleLaw
-    from oasl.laws.schedule_runs import load_schedule_law, rank_candidates, store_curves
+    from oasl.curves import ScaledScheduleLaw
+    from oasl.curves.io import load_schedule_law
+    from oasl.curves.ranking import rank_candidates
+    from oasl.curves.runs import store_curves
     from oasl.report.plots import plot_curves
 
     out = Path(out)
@@ -93,7 +95,7 @@ def has_intervals(law) -> bool:
 def plot_schedules(law, names, steps: int, peak_lr: float, warmup_steps: int, path, **predict_kwargs) -> Path:
     """Predicted loss curves of the schedules ``names`` for a run of ``steps`` steps at ``peak_lr``,
     framed on the part of the run where they differ; writes the PNG at ``path`` and returns it."""
-    from oasl.laws.schedule_runs import candidate_schedules
+    from oasl.curves.ranking import candidate_schedules
     from oasl.report.plots import plot_curves
 
     xs = np.unique(np.linspace(0, steps - 1, 200).astype(int))

@@ -1,5 +1,17 @@
-"""One training run, end to end, with divergence detection."""
+"""One training run, and K runs of one shape batched in one process, with divergence detection."""
 
-from oasl.train.run import RunResult, evaluate, get_dataset, resolve_device, train
+from oasl.train.batched import BATCHED_OPTIMIZERS, batch_signature, member_bytes, train_batched
+from oasl.train.result import RunResult
+from oasl.train.run import evaluate, get_dataset, resolve_device, train
 
-__all__ = ["RunResult", "evaluate", "get_dataset", "resolve_device", "train"]
+__all__ = [
+    "BATCHED_OPTIMIZERS",
+    "RunResult",
+    "batch_signature",
+    "evaluate",
+    "get_dataset",
+    "member_bytes",
+    "resolve_device",
+    "train",
+    "train_batched",
+]

@@ -2,81 +2,24 @@
 
 Divergence is a result, not a crash: a non-finite loss, or a smoothed training loss far above the
 initial loss, stops the run early and is recorded with its reason. On CPU the same spec and seed
-give the same losses (one thread count, same machine).
+give the same losses (one thread count, same machine). The loop itself (reads, evaluation, curve,
+divergence, stopping) is :func:`oasl.train.loop.run_loop`, shared with :func:`oasl.train.train_batched`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import math
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 
 from oasl.config import RunSpec
 from oasl.errors import TrainError
+from oasl.train.loop import EVAL_BATCH_SEQS, ProgressFn, StopFn, make_autocast, mean_loss, run_loop
+from oasl.train.result import RunResult
 
-EVAL_BATCH_SEQS = 8  # held-out batches have a fixed size so every run is scored on the same tokens
+__all__ = ["EVAL_BATCH_SEQS", "RunResult", "evaluate", "get_dataset", "resolve_device", "train"]
+
 _DATASETS: dict[str, Any] = {}
-
-
-@dataclass
-class RunResult:
-    """What one run produced. ``status`` is "done", "diverged" or "stopped" (stopped early on purpose).
-
-    ``final_val_loss`` is the mean cross-entropy (nats/token) over the fixed held-out batches at the
-    end (NaN when diverged). ``curve`` holds one dict per step: step, tokens, lr, train_loss,
-    grad_norm, and val_loss / update_ratio at evaluation steps. ``flops`` counts training FLOPs
-    (``flops_per_token * tokens_trained``).
-    """
-
-    spec: RunSpec
-    status: str
-    final_val_loss: float
-    curve: list[dict[str, float]]
-    n_params: int
-    n_params_total: int
-    flops: float
-    tokens_trained: int
-    steps_done: int
-    tokens_per_s: float
-    wall_s: float
-    initial_val_loss: float
-    diverged: bool = False
-    diverge_reason: str | None = None
-    stop_reason: str | None = None
-    corpus_hash: str = ""
-    device: str = "cpu"
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def metrics(self) -> dict[str, Any]:
-        """Scalar results as a JSON-able dict (what the store keeps beside the spec)."""
-        out = {
-            "final_val_loss": self.final_val_loss if math.isfinite(self.final_val_loss) else None,
-            "initial_val_loss": self.initial_val_loss,
-            "n_params": self.n_params,
-            "n_params_total": self.n_params_total,
-            "flops": self.flops,
-            "tokens_trained": self.tokens_trained,
-            "steps_done": self.steps_done,
-            "tokens_per_s": self.tokens_per_s,
-            "wall_s": self.wall_s,
-            "diverged": self.diverged,
-            "diverge_reason": self.diverge_reason,
-            "stop_reason": self.stop_reason,
-            "device": self.device,
-        }
-        out.update(self.extra)
-        return out
-
-    def curve_frame(self):
-        import pandas as pd
-
-        return pd.DataFrame(self.curve)
 
 
 def resolve_device(device: str) -> torch.device:
@@ -104,156 +47,90 @@ def get_dataset(spec: RunSpec):
 
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, batches, device: torch.device, autocast) -> float:
-    """Mean loss over ``batches`` (each weighted equally: they have the same size)."""
+    """Mean loss (nats/token) of ``model`` over ``batches`` (each weighted equally: they have the same size)."""
     was_training = model.training
     model.eval()
-    total = 0.0
-    for x, y in batches:
+
+    def loss_fn(x, y):
         with autocast():
-            _, loss = model(x.to(device), y.to(device))
-        total += float(loss)
+            return model(x.to(device), y.to(device))[1]
+
+    out = float(mean_loss(loss_fn, batches))
     model.train(was_training)
-    return total / len(batches)
+    return out
 
 
-ProgressFn = Callable[[dict[str, float]], None]
-StopFn = Callable[[int, float, list[dict[str, float]]], "str | None"]
+def maybe_compile(fn, spec: RunSpec):
+    """``torch.compile(fn)`` when ``spec.compile`` is set, else ``fn``."""
+    return torch.compile(fn) if spec.compile else fn
+
+
+class _SingleStepper:
+    """One model and its torch optimizer (any registry optimizer), driven by :func:`run_loop`."""
+
+    n = 1
+
+    def __init__(self, spec: RunSpec, device: torch.device):
+        from oasl.models import GPT, Parametrization
+        from oasl.optim import make_optimizer
+
+        self.spec, self.device = spec, device
+        torch.manual_seed(spec.seed)
+        self.model = GPT(spec.shape, Parametrization(spec.parametrization, spec.base_width)).to(device)
+        # torch's fused AdamW kernel on CUDA: one launch per step instead of several per tensor
+        self.opt = make_optimizer(self.model, spec.optimizer, spec.lr, spec.hps, fused=device.type == "cuda")
+        self.forward = maybe_compile(self.model, spec)
+        self.autocast = make_autocast(device)
+        self.clip = spec.grad_clip if spec.grad_clip is not None else float("inf")
+        self.model.train()
+
+    def lrs(self, step: int) -> list[float]:
+        from oasl.optim import lr_factor
+
+        return [self.spec.lr * lr_factor(self.spec.schedule, step, self.spec.steps)]
+
+    def step(self, step: int, x: torch.Tensor, y: torch.Tensor, snapshot: bool):
+        from oasl.optim import lr_factor, set_lr
+
+        set_lr(self.opt, self.spec.lr, lr_factor(self.spec.schedule, step, self.spec.steps))
+        with self.autocast():
+            _, loss = self.forward(x, y)
+        loss.backward()
+        gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip)
+        params = list(self.model.parameters())
+        before = [p.detach().clone() for p in params] if snapshot else None
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+        ratio = None
+        if before is not None:
+            with torch.no_grad():
+                num = torch.stack([(p - b).pow(2).sum() for p, b in zip(params, before, strict=True)])
+                den = torch.stack([b.pow(2).sum() for b in before])
+                ratio = torch.stack([num.double().sum(), den.double().sum()]).view(2, 1)
+        return loss.detach().reshape(1), gnorm.detach().reshape(1), ratio
+
+    def evaluate(self, batches) -> torch.Tensor:
+        self.model.eval()
+        with self.autocast():
+            out = mean_loss(lambda x, y: self.model(x, y)[1], batches).reshape(1)
+        self.model.train()
+        return out
+
+    def finish(self, members: list[int]) -> None:
+        pass
 
 
 def train(spec: RunSpec, progress: ProgressFn | None = None, should_stop: StopFn | None = None) -> RunResult:
     """Train the model of ``spec`` for ``spec.steps`` steps and evaluate it.
 
     ``progress`` is called after every step with a dict (step, steps, train_loss, lr, tokens_per_s,
-    val_loss when evaluated). ``should_stop(step, val_loss, curve)`` is called at each evaluation and
-    may return a reason to stop early (multi-fidelity pruning, divergence prediction): the run is
-    then recorded with status "stopped". Returns a :class:`RunResult`.
+    val_loss when evaluated); calls come in bursts at each read of the device (every
+    :func:`oasl.train.loop.read_interval` steps). ``should_stop(step, val_loss, curve)`` is called at
+    each evaluation and may return a reason to stop early (multi-fidelity pruning, divergence
+    prediction): the run is then recorded with status "stopped". Returns a :class:`RunResult`.
     """
-    from oasl.models import GPT, Parametrization, count_params, flops_per_token
-    from oasl.optim import lr_factor, make_optimizer, set_lr
-
     device = resolve_device(spec.device)
     data = get_dataset(spec)
     data.check_fits(spec.shape.seq_len, spec.shape.vocab_size)
-    torch.manual_seed(spec.seed)
-    rng = np.random.default_rng(spec.seed)
-    model = GPT(spec.shape, Parametrization(spec.parametrization, spec.base_width)).to(device)
-    opt = make_optimizer(model, spec.optimizer, spec.lr, spec.hps)
-    counts = count_params(spec.shape)
-    fpt = flops_per_token(spec.shape)
-    if device.type == "cuda":
-
-        def autocast():
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-    else:
-        autocast = contextlib.nullcontext
-
-    eval_batches = data.eval_batches(spec.eval_tokens, EVAL_BATCH_SEQS, spec.shape.seq_len)
-    initial = evaluate(model, eval_batches, device, autocast)
-    steps, bt = spec.steps, spec.batch_tokens
-    threshold = spec.diverge_factor * initial
-    ema, beta = None, 0.9
-    curve: list[dict[str, float]] = []
-    status, reason, stop_reason = "done", None, None
-    train_s = 0.0
-    t_start = time.perf_counter()
-    snapshot_every = max(1, steps // 40)
-    model.train()
-    step = 0
-    for step in range(steps):
-        t0 = time.perf_counter()
-        lr = set_lr(opt, spec.lr, lr_factor(spec.schedule, step, steps))
-        x, y = data.batch(rng, spec.batch_seqs, spec.shape.seq_len)
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        with autocast():
-            _, loss = model(x, y)
-        loss.backward()
-        if spec.grad_clip is not None:
-            gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), spec.grad_clip)
-        else:
-            gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), float("inf"))
-        before = None
-        if step % snapshot_every == 0:
-            before = [p.detach().clone() for p in model.parameters()]
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        loss_v, gnorm_v = float(loss.detach()), float(gnorm)
-        train_s += time.perf_counter() - t0
-        point = {
-            "step": step + 1,
-            "tokens": (step + 1) * bt,
-            "lr": lr,
-            "train_loss": loss_v,
-            "grad_norm": gnorm_v,
-        }
-        if before is not None:
-            with torch.no_grad():
-                num = sum(
-                    float((p - b).pow(2).sum()) for p, b in zip(model.parameters(), before, strict=True)
-                )
-                den = sum(float(b.pow(2).sum()) for b in before)
-            point["update_ratio"] = math.sqrt(num / max(den, 1e-30))
-        if not math.isfinite(loss_v) or not math.isfinite(gnorm_v):
-            status, reason = "diverged", f"non-finite loss at step {step + 1}"
-        else:
-            ema = loss_v if ema is None else beta * ema + (1 - beta) * loss_v
-            if ema > threshold:
-                status, reason = (
-                    "diverged",
-                    (
-                        f"smoothed train loss {ema:.3g} above {spec.diverge_factor:g}x the initial {initial:.3g} at step {step + 1}"
-                    ),
-                )
-        is_eval = (step + 1) % spec.eval_interval == 0 and step + 1 < steps
-        if is_eval and status == "done":
-            point["val_loss"] = evaluate(model, eval_batches, device, autocast)
-            if not math.isfinite(point["val_loss"]):
-                status, reason = "diverged", f"non-finite validation loss at step {step + 1}"
-        curve.append(point)
-        if progress is not None:
-            progress(
-                {
-                    "step": step + 1,
-                    "steps": steps,
-                    "train_loss": loss_v,
-                    "lr": lr,
-                    "tokens_per_s": (step + 1) * bt / max(train_s, 1e-9),
-                    "val_loss": point.get("val_loss", math.nan),
-                }
-            )
-        if status != "done":
-            break
-        if is_eval and should_stop is not None:
-            stop_reason = should_stop(step + 1, point["val_loss"], curve)
-            if stop_reason:
-                status = "stopped"
-                break
-
-    steps_done = step + 1 if steps else 0
-    if status == "diverged":
-        final = math.nan
-    else:
-        final = evaluate(model, eval_batches, device, autocast)
-        if status == "done":
-            curve[-1]["val_loss"] = final
-        if not math.isfinite(final):
-            status, reason, final = "diverged", "non-finite final validation loss", math.nan
-    tokens = steps_done * bt
-    return RunResult(
-        spec=spec,
-        status=status,
-        final_val_loss=final,
-        curve=curve,
-        n_params=counts.n_params,
-        n_params_total=counts.n_params_total,
-        flops=fpt * tokens,
-        tokens_trained=tokens,
-        steps_done=steps_done,
-        tokens_per_s=tokens / max(train_s, 1e-9),
-        wall_s=time.perf_counter() - t_start,
-        initial_val_loss=initial,
-        diverged=status == "diverged",
-        diverge_reason=reason,
-        stop_reason=stop_reason,
-        corpus_hash=data.corpus_hash,
-        device=str(device),
-    )
+    stepper = _SingleStepper(spec, device)
+    return run_loop([spec], stepper, data, device, [progress], [should_stop])[0]

@@ -6,15 +6,14 @@ import numpy as np
 import pytest
 
 from oasl.config import build
-from oasl.errors import ConfigError, DataError
-from oasl.laws.schedule import MultiPowerLaw
-from oasl.laws.schedule_runs import (
-    candidate_schedules,
-    load_schedule_law,
-    rank_candidates,
+from oasl.curves import MultiPowerLaw
+from oasl.curves.io import load_schedule_law
+from oasl.curves.ranking import candidate_schedules, rank_candidates
+from oasl.curves.runs import (
     schedule_label,
     store_curves,
 )
+from oasl.errors import ConfigError, DataError
 from oasl.optim.schedules import lr_curve, parse_schedule
 from oasl.store import open_store
 from oasl.sweep import SweepSpec, expand, run_sweep

@@ -1,27 +1,153 @@
-"""The estimator base class shared by the schedule-aware loss laws (fit / predict / predict_interval /
-to_dict), in the scikit-learn habit the rest of :mod:`oasl.laws` follows: settings in ``__init__``,
-learned state with a trailing underscore, nothing fitted in the constructor."""
+"""The estimator behind every schedule-aware loss law: the :class:`ScheduleLaw` base class (fit / predict /
+predict_interval / to_dict, in the scikit-learn habit of the rest of oasl: settings in ``__init__``, learned
+state with a trailing underscore, nothing fitted in the constructor) and :class:`RobustFit`, the robust
+multi-start fit that :class:`~oasl.curves.MultiPowerLaw`, :class:`~oasl.curves.AnnealingLaw` and
+:class:`~oasl.curves.ScaledScheduleLaw` share.
+
+Fitting recipe (Luo et al., ICLR 2025, arXiv 2503.12811, Sec. 4 and App. C): Huber loss (delta 1e-3)
+on the residual of the log loss, a grid of starting points, then a gradient optimizer. oasl uses
+L-BFGS-B (scipy) on gradients from torch autograd in float64, with every parameter optimised in log
+space (all are positive), see docs/deviations.md.
+"""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 import torch
 
+from oasl.curves.curve import HUBER_DELTA, Curve, check_curves, curve_errors, infer_warmup_steps
 from oasl.errors import DataError, FitError
-from oasl.laws.schedule_core import (
-    HUBER_DELTA,
-    Curve,
-    RobustFit,
-    check_curves,
-    curve_errors,
-    infer_warmup_steps,
-    segment_weights,
-    single_thread,
-)
+
+
+@contextmanager
+def single_thread():
+    """Run torch on one thread: the fit's tensors (~1e5 cells) gain little from threads, and on a
+    shared machine thread contention made each evaluation ~10x slower."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
+
+
+def huber(r: torch.Tensor, delta: float) -> torch.Tensor:
+    """Huber loss of residuals ``r`` scaled by 1/delta^2 (0.5 (r/delta)^2 inside, linear outside)."""
+    a = r.abs() / delta
+    return torch.where(a < 1, 0.5 * a**2, a - 0.5)
+
+
+PredFn = Callable[[torch.Tensor, int], torch.Tensor]
+
+
+class RobustFit:
+    """Huber-on-log-loss objective over several curves, minimised with L-BFGS-B from several starts.
+
+    ``pred(theta, i)`` returns the predicted loss (torch, float64) at the observed points of curve
+    ``i`` for the log-space parameter vector ``theta``; ``log_loss[i]`` are the observed log losses.
+    ``penalty(theta)``, if given, is a negative log prior: the objective reads as -log posterior / n
+    for Gaussian log-loss residuals of sd ``delta`` (the Huber loss is 0.5 (r/delta)^2 inside).
+    """
+
+    def __init__(
+        self,
+        pred: PredFn,
+        log_loss: list[np.ndarray],
+        bounds: list[tuple[float, float]],
+        delta: float = HUBER_DELTA,
+        penalty: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ):
+        self.pred, self.delta, self.bounds, self.penalty = pred, delta, bounds, penalty
+        self.log_loss = [torch.as_tensor(v, dtype=torch.float64) for v in log_loss]
+        self.n = sum(len(v) for v in log_loss)
+        self.weights = [torch.ones(len(v), dtype=torch.float64) for v in log_loss]
+
+    def value(self, theta: torch.Tensor) -> torch.Tensor:
+        """Mean Huber loss of the log-loss residuals (weighted by ``self.weights``)."""
+        total = theta.new_zeros(())
+        for i, logL in enumerate(self.log_loss):
+            pred = self.pred(theta, i)
+            r = torch.log(pred.clamp_min(1e-8)) - logL
+            total = total + (self.weights[i] * huber(r, self.delta)).sum()
+        if self.penalty is not None:
+            total = total + self.penalty(theta)
+        return total / self.n
+
+    def _fun(self, x: np.ndarray) -> tuple[float, np.ndarray]:
+        theta = torch.tensor(x, dtype=torch.float64, requires_grad=True)
+        v = self.value(theta)
+        if not torch.isfinite(v):
+            return 1e10, np.zeros_like(x)
+        (g,) = torch.autograd.grad(v, theta)
+        g = torch.nan_to_num(g, nan=0.0, posinf=0.0, neginf=0.0)
+        return float(v.detach()), g.numpy().copy()
+
+    def evaluate(self, x: np.ndarray) -> float:
+        with torch.no_grad(), single_thread():
+            v = float(self.value(torch.as_tensor(np.asarray(x, float), dtype=torch.float64)))
+        return v if math.isfinite(v) else math.inf
+
+    def minimize(self, x0: np.ndarray, maxiter: int = 500) -> tuple[np.ndarray, float]:
+        """Run L-BFGS-B from ``x0`` (clipped into the bounds); return (theta, objective)."""
+        from scipy.optimize import minimize
+
+        lo = np.array([b[0] for b in self.bounds])
+        hi = np.array([b[1] for b in self.bounds])
+        x0 = np.clip(np.asarray(x0, float), lo, hi)
+        with single_thread():
+            res = minimize(
+                self._fun,
+                x0,
+                jac=True,
+                method="L-BFGS-B",
+                bounds=self.bounds,
+                options={"maxiter": maxiter, "ftol": 1e-12, "gtol": 1e-9, "maxcor": 30},
+            )
+        return res.x, self.evaluate(res.x)
+
+    def best_of(
+        self, starts: Sequence[np.ndarray], n_keep: int, maxiter: int = 500, screen_iter: int = 60
+    ) -> tuple[np.ndarray, float]:
+        """Evaluate every start, run ``screen_iter`` L-BFGS-B iterations from the ``n_keep`` best, then
+        run the best of those to convergence (``maxiter``); return (theta, objective)."""
+        vals = [self.evaluate(s) for s in starts]
+        order = [j for j in np.argsort(vals)[: max(1, n_keep)] if math.isfinite(vals[j])]
+        if not order:
+            raise FitError(
+                "the fit diverged from every starting point; check that losses and LRs are on sensible scales"
+            )
+        runs = (
+            [self.minimize(starts[j], screen_iter) for j in order]
+            if len(order) > 1
+            else [(starts[order[0]], vals[order[0]])]
+        )
+        x, v = min(runs, key=lambda r: r[1])
+        if not math.isfinite(v):
+            raise FitError(
+                "the fit diverged from every starting point; check that losses and LRs are on sensible scales"
+            )
+        return self.minimize(x, maxiter)
+
+
+def segment_weights(lengths: Sequence[int], n_segments: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Bootstrap weights: each curve is cut into ``n_segments`` contiguous segments which are resampled
+    with replacement (a moving-block bootstrap that keeps the autocorrelation within a segment)."""
+    out = []
+    for n in lengths:
+        k = max(1, min(n_segments, n // 2))
+        edges = np.linspace(0, n, k + 1).astype(int)
+        counts = rng.multinomial(k, np.full(k, 1.0 / k))
+        w = np.zeros(n)
+        for j in range(k):
+            w[edges[j] : edges[j + 1]] = counts[j]
+        out.append(w)
+    return out
+
 
 WARMUP_MODES = ("include", "exclude")
 MAX_CELLS = 4_000_000  # float64 cells of one (steps x LR-drop blocks) matrix when predicting
@@ -258,6 +384,8 @@ class ScheduleLaw:
             "settings": self._settings(),
             "citation": self.CITATION,
         }
+        if getattr(self, "lr_ref_", None) is not None:
+            d["lr_ref"] = float(self.lr_ref_)  # the peak LR of the fitted curves (for a shape prior)
         if getattr(self, "boot_thetas_", None) is not None:
             d["boot_thetas"] = self.boot_thetas_.tolist()
         return d
@@ -285,6 +413,8 @@ class ScheduleLaw:
         if d.get("kind") != cls.KIND:
             raise FitError(f"not a {cls.__name__} dict (kind {d.get('kind')!r}, expected {cls.KIND!r})")
         law = cls.from_params(d["params"], **d.get("settings", {}))
+        if d.get("lr_ref") is not None:
+            law.lr_ref_ = float(d["lr_ref"])
         if d.get("boot_thetas") is not None:
             law.boot_thetas_ = np.asarray(d["boot_thetas"], dtype=float)
         return law

@@ -8,7 +8,7 @@ with ``b_j`` fitted for the parameters in ``scaled`` (default L0, A, alpha, B: t
 across the multi-power-law paper's 25M/100M/400M fits, while C, beta, gamma stay within a few
 percent) and ``b_j = 0`` (shared) for the rest. Slopes given in ``slopes`` are held fixed: that is
 how a law fitted on a single size is transferred to another (e.g. with
-:func:`oasl.laws.schedule_data.paper_slopes`). The power-in-N form follows the Chinchilla habit
+:func:`oasl.curves.paper.paper_slopes`). The power-in-N form follows the Chinchilla habit
 (Hoffmann et al. 2022, Eq. 2) for the irreducible part L0 and is an assumption for the shape
 parameters, not a result of either schedule paper (docs/deviations.md).
 """
@@ -23,11 +23,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from oasl.curves.annealing import AnnealingLaw
+from oasl.curves.curve import Curve, curve_errors
+from oasl.curves.estimator import RobustFit, ScheduleLaw, as_schedule, segment_weights
+from oasl.curves.multipower import MultiPowerLaw
 from oasl.errors import FitError, OaslError
-from oasl.laws.schedule_anneal import AnnealingLaw
-from oasl.laws.schedule_base import ScheduleLaw, as_schedule
-from oasl.laws.schedule_core import Curve, RobustFit, curve_errors, segment_weights
-from oasl.laws.schedule_mpl import MultiPowerLaw
 
 _BASES = {"multi_power": MultiPowerLaw, "annealing": AnnealingLaw}
 
@@ -87,7 +87,7 @@ class ScaledScheduleLaw:
         if len(sizes) == 1 and free:
             raise FitError(
                 f"one model size ({sizes[0]:.3g}) cannot show how {', '.join(free)} move with N: add curves of a "
-                "second size, or pass slopes={...} (e.g. oasl.laws.schedule_data.paper_slopes())"
+                "second size, or pass slopes={...} (e.g. oasl.curves.paper.paper_slopes())"
             )
         n_ref = float(self.n_ref) if self.n_ref is not None else sizes[-1]
 
@@ -275,3 +275,47 @@ def _clone(law: ScheduleLaw) -> ScheduleLaw:
     }
     extra = {k: v for k, v in law._settings().items() if k not in settings}
     return type(law)(**settings, **extra)
+
+
+TRANSFER_FREE = ("L0", "A", "alpha")
+
+
+def transfer_law(
+    law: ScheduleLaw, curves: Sequence[Curve], free: Sequence[str] = TRANSFER_FREE
+) -> ScheduleLaw:
+    """A schedule law for a new model size from a fitted ``law`` of another size plus a few curves of the
+    new size, typically one constant-LR run: the parameters in ``free`` (default L0, A, alpha: the power
+    law in the LR area, which a constant-LR curve pins down) are refitted on ``curves``, the others (the
+    loss-drop term B, C, beta, gamma, which a constant run cannot identify and which move little with N
+    in the multi-power-law authors' 25M-400M fits) are kept. Returns a new law of the same kind (no
+    bootstrap state). oasl's own rule, not from either schedule paper (docs/deviations.md)."""
+    law._check_fitted()
+    names = law.PARAMS
+    unknown = [k for k in free if k not in names]
+    if unknown or not free:
+        raise FitError(f"free must name some of {', '.join(names)}; got {list(free)}")
+    curves = [curves] if isinstance(curves, Curve) else list(curves)
+    if not curves or any(not isinstance(c, Curve) or len(c) < 3 for c in curves):
+        raise FitError("transfer_law needs at least one Curve of the new size with 3 or more points")
+    n = sum(len(c) for c in curves)
+    if n < 3 * len(free):
+        raise FitError(f"{n} observed points for {len(free)} free parameters; log the loss more often")
+    work = _clone(law)
+    feats = [work._features(c.lrs, c.steps, True) for c in curves]
+    idx = torch.tensor([names.index(k) for k in free])
+    theta0 = torch.as_tensor(np.asarray(law.theta_, dtype=float))
+
+    def full(u: torch.Tensor) -> torch.Tensor:
+        return theta0.index_put((idx,), u)
+
+    fitter = RobustFit(
+        lambda u, i: work._pred(work._unpack(full(u)), feats[i]),
+        [np.log(c.loss) for c in curves],
+        [(math.log(1e-8), math.log(1e8))] * len(free),
+        law.delta,
+    )
+    u, _ = fitter.best_of([theta0[idx].numpy()], 1, law.maxiter)
+    theta = full(torch.as_tensor(u)).numpy()
+    out = type(law).from_params(dict(zip(names, np.exp(theta).tolist(), strict=True)), **law._settings())
+    out.train_errors_ = {c.name or str(i): out.score(c) for i, c in enumerate(curves)}
+    return out

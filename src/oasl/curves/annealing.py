@@ -6,7 +6,7 @@ Annealing", arXiv 2408.11029, Eq. 1)::
 
 with the annealing momentum ``lam`` fixed (0.999 in the paper, Sec. 3). S1 is the LR area of every
 step from 0, warmup included. With ``warmup="include"`` (default, the same convention as
-:class:`~oasl.laws.schedule_mpl.MultiPowerLaw`) the warmup's LR increases enter S2 as negative
+:class:`~oasl.curves.multipower.MultiPowerLaw`) the warmup's LR increases enter S2 as negative
 annealing; ``warmup="exclude"`` counts only LR changes after warmup (docs/deviations.md).
 """
 
@@ -18,9 +18,9 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from oasl.curves.curve import HUBER_DELTA, Curve
+from oasl.curves.estimator import ScheduleLaw
 from oasl.errors import FitError
-from oasl.laws.schedule_base import ScheduleLaw
-from oasl.laws.schedule_core import HUBER_DELTA, Curve
 
 
 def annealing_area(lrs: np.ndarray, steps: np.ndarray, lam: float, first_k: int = 0) -> np.ndarray:
@@ -40,7 +40,7 @@ class AnnealingLaw(ScheduleLaw):
     """Tissue et al. 2024: ``L = L0 + A S1^-alpha - C S2`` with annealing momentum ``lam`` (fixed, not
     fitted). ``fit(curves)`` needs at least one curve whose LR decays; fitting one schedule alone is
     allowed (the paper does it) but warns. Settings as in
-    :class:`~oasl.laws.schedule_base.ScheduleLaw`."""
+    :class:`~oasl.curves.estimator.ScheduleLaw`."""
 
     PARAMS = ("L0", "A", "alpha", "C")
     KIND = "annealing"

@@ -1,28 +1,20 @@
-"""Shared machinery of the schedule-aware loss laws: the :class:`Curve` value, warmup inference, and the
-robust multi-start fit that :class:`~oasl.laws.schedule.MultiPowerLaw`,
-:class:`~oasl.laws.schedule.AnnealingLaw` and :class:`~oasl.laws.schedule.ScaledScheduleLaw` share.
+"""The :class:`Curve` value every schedule-aware loss law fits and predicts, the checks of a fit's input,
+warmup inference, and the per-curve error measures.
 
 Step convention (every law): ``lrs[t]`` is the learning rate of the optimizer update at step ``t``
 (0-based), and the loss observed at step ``t`` is the loss after that update, so the LR area seen by
 it is ``S1(t) = lrs[0] + ... + lrs[t]``. This is the indexing of the multi-power-law authors' code
 (thu-yao-01-luo/MultiPowerLaw, ``src/utils.py``) and of :func:`oasl.optim.schedules.lr_curve`.
-
-Fitting recipe (Luo et al., ICLR 2025, arXiv 2503.12811, Sec. 4 and App. C): Huber loss (delta 1e-3)
-on the residual of the log loss, a grid of starting points, then a gradient optimizer. oasl uses
-L-BFGS-B (scipy) on gradients from torch autograd in float64, with every parameter optimised in log
-space (all are positive), see docs/deviations.md.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 
 from oasl.errors import DataError, FitError
 
@@ -122,6 +114,39 @@ def anneals(lrs: np.ndarray, upto: int | None = None) -> bool:
     return bool(np.any(np.diff(seg) < -1e-12 * max(float(lrs.max()), 1e-300)))
 
 
+def check_curve_set(curves: Sequence[Curve], optimizers: Sequence[str] | None = None) -> None:
+    """Refuse a set of curves a schedule law cannot learn from, naming what is missing: at least one
+    constant-LR schedule (no decay after warmup, which pins down the power law in the LR area) and one
+    that decays its LR (which identifies the loss-drop term), all of one optimizer (``optimizers``: each
+    curve's, when known) and one model size (``n_params``, when set)."""
+    curves = list(curves)
+    if not curves:
+        raise DataError("no curves: give at least a constant-LR and a decaying schedule of one model")
+    if optimizers is not None:
+        opts = sorted({str(o) for o in optimizers})
+        if len(opts) > 1:
+            raise DataError(
+                f"the curves mix optimizers ({', '.join(opts)}): a schedule law describes one optimizer; "
+                "pick one (e.g. --where optimizer=adamw)"
+            )
+    sizes = sorted({c.n_params for c in curves if c.n_params is not None})
+    if len(sizes) > 1:
+        raise DataError(
+            f"the curves come from {len(sizes)} model sizes ({', '.join(f'{s:.3g}' for s in sizes)}): "
+            "fit one size (e.g. --where width=...) or across sizes with --scaled"
+        )
+    decaying = [c.name for c in curves if anneals(c.lrs, c.steps[-1])]
+    constant = [c.name for c in curves if not anneals(c.lrs)]
+    missing = []
+    if not constant:
+        missing.append("a constant-LR schedule (it pins down the power law in the LR area)")
+    if not decaying:
+        missing.append("a schedule whose LR decays before its last logged point (cosine, WSD, a step drop)")
+    if missing:
+        have = ", ".join(c.name or "?" for c in curves[:6]) + (" ..." if len(curves) > 6 else "")
+        raise DataError(f"the curves ({have}) lack " + " and ".join(missing) + "; add such a run")
+
+
 def check_curves(curves: Sequence[Curve], n_free: int, law: str) -> list[Curve]:
     """Validate a fit's input; raise FitError naming the fix, warn when one schedule is all there is."""
     if isinstance(curves, Curve):
@@ -154,131 +179,6 @@ def check_curves(curves: Sequence[Curve], n_free: int, law: str) -> list[Curve]:
             stacklevel=3,
         )
     return curves
-
-
-@contextmanager
-def single_thread():
-    """Run torch on one thread: the fit's tensors (~1e5 cells) gain little from threads, and on a
-    shared machine thread contention made each evaluation ~10x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(n)
-
-
-def huber(r: torch.Tensor, delta: float) -> torch.Tensor:
-    """Huber loss of residuals ``r`` scaled by 1/delta^2 (0.5 (r/delta)^2 inside, linear outside)."""
-    a = r.abs() / delta
-    return torch.where(a < 1, 0.5 * a**2, a - 0.5)
-
-
-PredFn = Callable[[torch.Tensor, int], torch.Tensor]
-
-
-class RobustFit:
-    """Huber-on-log-loss objective over several curves, minimised with L-BFGS-B from several starts.
-
-    ``pred(theta, i)`` returns the predicted loss (torch, float64) at the observed points of curve
-    ``i`` for the log-space parameter vector ``theta``; ``log_loss[i]`` are the observed log losses.
-    ``penalty(theta)``, if given, is a negative log prior: the objective reads as -log posterior / n
-    for Gaussian log-loss residuals of sd ``delta`` (the Huber loss is 0.5 (r/delta)^2 inside).
-    """
-
-    def __init__(
-        self,
-        pred: PredFn,
-        log_loss: list[np.ndarray],
-        bounds: list[tuple[float, float]],
-        delta: float = HUBER_DELTA,
-        penalty: Callable[[torch.Tensor], torch.Tensor] | None = None,
-    ):
-        self.pred, self.delta, self.bounds, self.penalty = pred, delta, bounds, penalty
-        self.log_loss = [torch.as_tensor(v, dtype=torch.float64) for v in log_loss]
-        self.n = sum(len(v) for v in log_loss)
-        self.weights = [torch.ones(len(v), dtype=torch.float64) for v in log_loss]
-
-    def value(self, theta: torch.Tensor) -> torch.Tensor:
-        """Mean Huber loss of the log-loss residuals (weighted by ``self.weights``)."""
-        total = theta.new_zeros(())
-        for i, logL in enumerate(self.log_loss):
-            pred = self.pred(theta, i)
-            r = torch.log(pred.clamp_min(1e-8)) - logL
-            total = total + (self.weights[i] * huber(r, self.delta)).sum()
-        if self.penalty is not None:
-            total = total + self.penalty(theta)
-        return total / self.n
-
-    def _fun(self, x: np.ndarray) -> tuple[float, np.ndarray]:
-        theta = torch.tensor(x, dtype=torch.float64, requires_grad=True)
-        v = self.value(theta)
-        if not torch.isfinite(v):
-            return 1e10, np.zeros_like(x)
-        (g,) = torch.autograd.grad(v, theta)
-        g = torch.nan_to_num(g, nan=0.0, posinf=0.0, neginf=0.0)
-        return float(v.detach()), g.numpy().copy()
-
-    def evaluate(self, x: np.ndarray) -> float:
-        with torch.no_grad(), single_thread():
-            v = float(self.value(torch.as_tensor(np.asarray(x, float), dtype=torch.float64)))
-        return v if math.isfinite(v) else math.inf
-
-    def minimize(self, x0: np.ndarray, maxiter: int = 500) -> tuple[np.ndarray, float]:
-        """Run L-BFGS-B from ``x0`` (clipped into the bounds); return (theta, objective)."""
-        from scipy.optimize import minimize
-
-        lo = np.array([b[0] for b in self.bounds])
-        hi = np.array([b[1] for b in self.bounds])
-        x0 = np.clip(np.asarray(x0, float), lo, hi)
-        with single_thread():
-            res = minimize(
-                self._fun,
-                x0,
-                jac=True,
-                method="L-BFGS-B",
-                bounds=self.bounds,
-                options={"maxiter": maxiter, "ftol": 1e-12, "gtol": 1e-9, "maxcor": 30},
-            )
-        return res.x, self.evaluate(res.x)
-
-    def best_of(
-        self, starts: Sequence[np.ndarray], n_keep: int, maxiter: int = 500, screen_iter: int = 60
-    ) -> tuple[np.ndarray, float]:
-        """Evaluate every start, run ``screen_iter`` L-BFGS-B iterations from the ``n_keep`` best, then
-        run the best of those to convergence (``maxiter``); return (theta, objective)."""
-        vals = [self.evaluate(s) for s in starts]
-        order = [j for j in np.argsort(vals)[: max(1, n_keep)] if math.isfinite(vals[j])]
-        if not order:
-            raise FitError(
-                "the fit diverged from every starting point; check that losses and LRs are on sensible scales"
-            )
-        runs = (
-            [self.minimize(starts[j], screen_iter) for j in order]
-            if len(order) > 1
-            else [(starts[order[0]], vals[order[0]])]
-        )
-        x, v = min(runs, key=lambda r: r[1])
-        if not math.isfinite(v):
-            raise FitError(
-                "the fit diverged from every starting point; check that losses and LRs are on sensible scales"
-            )
-        return self.minimize(x, maxiter)
-
-
-def segment_weights(lengths: Sequence[int], n_segments: int, rng: np.random.Generator) -> list[np.ndarray]:
-    """Bootstrap weights: each curve is cut into ``n_segments`` contiguous segments which are resampled
-    with replacement (a moving-block bootstrap that keeps the autocorrelation within a segment)."""
-    out = []
-    for n in lengths:
-        k = max(1, min(n_segments, n // 2))
-        edges = np.linspace(0, n, k + 1).astype(int)
-        counts = rng.multinomial(k, np.full(k, 1.0 / k))
-        w = np.zeros(n)
-        for j in range(k):
-            w[edges[j] : edges[j + 1]] = counts[j]
-        out.append(w)
-    return out
 
 
 def curve_errors(pred: np.ndarray, loss: np.ndarray) -> dict[str, float]:

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from oasl.laws.schedule import AnnealingLaw, MultiPowerLaw, rank_schedules
-from oasl.laws.schedule_data import (
+from oasl.curves import AnnealingLaw, MultiPowerLaw, rank_schedules
+from oasl.curves.paper import (
     PAPER_PARAMS,
     PAPER_TEST_ERRORS,
     TEST_SCHEDULES,

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from oasl.curves.curve import Curve
 from oasl.errors import DataError
-from oasl.laws.schedule_core import Curve
 
 PEAK_LR, END_LR, WARMUP_STEPS = 3e-4, 3e-5, 2160
 TRAIN_SCHEDULES = ("cosine_24000", "constant_24000", "wsdcon_9")
@@ -146,7 +146,7 @@ def paper_slopes(
     sizes: tuple[str, str] = ("25M", "400M"), names=("L0", "A", "alpha", "B", "C", "beta", "gamma")
 ) -> dict[str, float]:
     """Elasticities d log(param) / d log N between two of the paper's published parameter sets, a
-    transfer rule for :class:`~oasl.laws.schedule.ScaledScheduleLaw` fitted on one size."""
+    transfer rule for :class:`~oasl.curves.ScaledScheduleLaw` fitted on one size."""
     a, b = sizes
     dn = math.log(SIZES[b] / SIZES[a])
     return {k: math.log(PAPER_PARAMS[b][k] / PAPER_PARAMS[a][k]) / dn for k in names}

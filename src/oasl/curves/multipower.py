@@ -27,12 +27,11 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from oasl.laws.schedule_base import MAX_CELLS, ScheduleLaw
-from oasl.laws.schedule_core import HUBER_DELTA, Curve, RobustFit
+from oasl.curves.curve import HUBER_DELTA, Curve
+from oasl.curves.estimator import MAX_CELLS, RobustFit, ScheduleLaw
+from oasl.errors import FitError
 
-# Centre of the shape prior: the multi-power-law authors' 400M fit (README / config.py), peak LR 3e-4.
-PRIOR = {"C": 2.02462735, "beta": 0.59350493, "gamma": 0.63472457}
-PRIOR_LOG_ETA = math.log(3e-4)
+SHAPE = ("C", "beta", "gamma")  # the parameters of G, the shape of the loss drop
 
 
 def _merge(d, eta, Pm1, k, cell, block):
@@ -119,9 +118,12 @@ class MultiPowerLaw(ScheduleLaw):
 
     ``MultiPowerLaw().fit(curves)`` fits L0, A, alpha, B, C, beta, gamma on curves of one model size
     (the paper fits on a constant, a cosine and a two-stage schedule); ``predict(lrs, steps)`` gives
-    the loss of any schedule. See :class:`~oasl.laws.schedule_base.ScheduleLaw` for the shared
-    settings. ``shape_prior``: sd (log units) of the prior on G's shape (None: the paper's plain
-    objective); ``fit_block``: (near block, far block, near span) in steps of the quadrature used
+    the loss of any schedule. See :class:`~oasl.curves.estimator.ScheduleLaw` for the shared
+    settings. ``prior``: an optional prior on G's shape from another fit the user supplies (a fitted
+    :class:`MultiPowerLaw`, or a dict with C, beta, gamma and ``lr``, the peak LR of the curves it was
+    fitted on; :meth:`shape_of`); ``shape_prior``: its sd in log units (default 0.25 when a prior is
+    given). Without ``prior`` the fit is the paper's plain objective: nothing outside the curves being
+    fitted enters it. ``fit_block``: (near block, far block, near span) in steps of the quadrature used
     while fitting (``(1, 1, 0)`` = exact).
     """
 
@@ -133,7 +135,8 @@ class MultiPowerLaw(ScheduleLaw):
         self,
         warmup: str = "include",
         warmup_steps: int | None = None,
-        shape_prior: float | None = 0.25,
+        shape_prior: float | None = None,
+        prior=None,
         fit_block: tuple[int, int, int] = (4, 64, 256),
         n_starts: int = 3,
         n_boot: int = 30,
@@ -144,24 +147,56 @@ class MultiPowerLaw(ScheduleLaw):
     ):
         super().__init__(warmup, warmup_steps, n_starts, n_boot, n_segments, seed, delta, maxiter)
         self.shape_prior, self.fit_block = shape_prior, fit_block
+        self.prior = None if prior is None else self.shape_of(prior)
 
     def _settings(self):
-        return {**super()._settings(), "shape_prior": self.shape_prior, "fit_block": tuple(self.fit_block)}
+        return {
+            **super()._settings(),
+            "shape_prior": self.shape_prior,
+            "prior": self.prior,
+            "fit_block": tuple(self.fit_block),
+        }
+
+    @staticmethod
+    def shape_of(law) -> dict[str, float]:
+        """G's shape (C, beta, gamma) and the peak LR ``lr`` it was fitted at, from a fitted
+        :class:`MultiPowerLaw` (its ``lr_ref_``) or a dict with those keys; FitError when incomplete."""
+        if isinstance(law, MultiPowerLaw):
+            law._check_fitted()
+            if getattr(law, "lr_ref_", None) is None:
+                raise FitError(
+                    "the prior law carries no reference LR: fit it, or pass a dict with C, beta, gamma, lr"
+                )
+            d = {**{k: law.params_[k] for k in SHAPE}, "lr": law.lr_ref_}
+        else:
+            d = dict(law)
+        missing = [k for k in (*SHAPE, "lr") if k not in d]
+        if missing:
+            raise FitError(
+                f"a shape prior needs C, beta, gamma and lr (the peak LR it was fitted at); missing {missing}"
+            )
+        out = {k: float(d[k]) for k in (*SHAPE, "lr")}
+        if not all(math.isfinite(v) and v > 0 for v in out.values()):
+            raise FitError(f"shape prior values must be positive and finite: {out}")
+        return out
 
     def _penalty(self, logp):
-        """Gaussian prior of sd ``shape_prior`` (log units) on C, beta and gamma, centred on the authors'
-        400M fit (README; no 25M/100M data), with C's centre moved to the training LR scale as
-        C0 (eta_ref / 3e-4)^-(1 - gamma0) (eta_ref: the largest training LR), which keeps the rate of G
-        per LR-step unchanged. Without it the fit slides along the nearly flat C-gamma valley (C eta^-gamma
-        about constant) to shapes that extrapolate worse to long horizons (docs/deviations.md)."""
-        if self.shape_prior is None:
+        """Gaussian prior of sd ``shape_prior`` (log units, 0.25 by default) on C, beta and gamma, centred on
+        the user-supplied ``prior``, with C's centre moved to this fit's LR scale as
+        C0 (eta_ref / eta_prior)^-(1 - gamma0) (eta_ref: the largest training LR), which keeps the rate of G
+        per LR-step unchanged. Without a prior the fit is the paper's plain objective (docs/deviations.md)."""
+        if self.prior is None:
+            if self.shape_prior is not None:
+                raise FitError(
+                    "shape_prior sets the sd of a prior: give its centre too (prior=another fitted law)"
+                )
             return None
-        ref = getattr(self, "_log_eta_ref", PRIOR_LOG_ETA)
-        log_c0 = math.log(PRIOR["C"]) - (1 - PRIOR["gamma"]) * (ref - PRIOR_LOG_ETA)
-        d = torch.stack(
-            [logp[4] - log_c0, logp[5] - math.log(PRIOR["beta"]), logp[6] - math.log(PRIOR["gamma"])]
-        )
-        return (d**2).sum() / (2 * self.shape_prior**2)
+        sd = 0.25 if self.shape_prior is None else float(self.shape_prior)
+        P = self.prior
+        ref = getattr(self, "_log_eta_ref", math.log(P["lr"]))
+        log_c0 = math.log(P["C"]) - (1 - P["gamma"]) * (ref - math.log(P["lr"]))
+        d = torch.stack([logp[4] - log_c0, logp[5] - math.log(P["beta"]), logp[6] - math.log(P["gamma"])])
+        return (d**2).sum() / (2 * sd**2)
 
     def _features(self, lrs, steps, fit):
         if fit:
@@ -201,6 +236,7 @@ class MultiPowerLaw(ScheduleLaw):
     # training curves), which removes most of that correlation; results are reported as C.
     def _reference(self, curves):
         self._log_eta_ref = math.log(max(float(c.lrs.max()) for c in curves))
+        self.lr_ref_ = math.exp(self._log_eta_ref)
 
     def _to_log(self, u):
         ref = getattr(self, "_log_eta_ref", 0.0)

@@ -1,18 +1,11 @@
-"""Schedule laws on oasl's own runs: training curves out of a store, candidate schedules, ranking and
-tuning of a schedule's own parameter.
-
-- :func:`store_curves` turns finished runs of a store into :class:`~oasl.laws.schedule.Curve` values
-  (per-step LR rebuilt from each run's spec; training loss averaged over short bins of steps, or the
-  validation loss at evaluation steps).
-- :func:`candidate_schedules` builds per-step LR arrays for short names (``cosine``, ``wsd:0.2``, ...).
-- :func:`rank_candidates` ranks them by predicted final loss, optionally tuning each family's own
-  parameter (the WSD decay fraction, the cosine/linear final-LR fraction) on a grid.
-"""
+"""Schedule laws on oasl's own runs: :func:`store_curves` turns finished runs of a store into
+:class:`~oasl.curves.Curve` values (per-step LR rebuilt from each run's spec; training loss averaged over
+short bins of steps, or the validation loss at evaluation steps)."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,15 +13,8 @@ import numpy as np
 import pandas as pd
 
 from oasl.config import RunSpec, ScheduleSpec
+from oasl.curves.curve import Curve
 from oasl.errors import DataError
-from oasl.laws.schedule_core import Curve
-
-# Grids over which `rank_candidates(tune=True)` tunes a family's own parameter.
-TUNE_GRIDS: dict[str, tuple[str, tuple[float, ...]]] = {
-    "wsd": ("decay_frac", (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.7)),
-    "cosine": ("final_frac", (0.0, 0.01, 0.03, 0.1, 0.2, 0.3)),
-    "linear": ("final_frac", (0.0, 0.01, 0.03, 0.1, 0.2, 0.3)),
-}
 
 
 def schedule_label(s: ScheduleSpec) -> str:
@@ -172,114 +158,3 @@ def store_curves(
             "log every step (train loss) or evaluate more often (run.eval_interval)"
         )
     return out
-
-
-def candidate_schedules(
-    names: Sequence[str],
-    steps: int,
-    peak_lr: float,
-    warmup_frac: float = 0.0,
-    warmup_steps: int | None = None,
-) -> dict[str, np.ndarray]:
-    """Per-step LR arrays (length ``steps``) for short schedule names (``cosine``, ``cosine:0.1``,
-    ``wsd:0.2``, ``linear``, ``constant``, ``step``, ``inverse_sqrt``), all with peak ``peak_lr``
-    and the same warmup. Unknown names raise ConfigError naming the known ones."""
-    from oasl.errors import ConfigError
-    from oasl.optim.schedules import lr_curve, parse_schedule
-
-    if steps < 2:
-        raise ConfigError(f"a run of {steps} steps is too short to compare schedules")
-    if not (math.isfinite(peak_lr) and peak_lr > 0):
-        raise ConfigError(f"peak lr must be positive, got {peak_lr}")
-    if not names:
-        raise ConfigError("no candidate schedules: pass e.g. cosine,wsd:0.1,wsd:0.2,linear,constant")
-    warm = {"warmup_steps": warmup_steps} if warmup_steps is not None else {"warmup_frac": warmup_frac}
-    out = {}
-    for n in names:
-        out[n.strip()] = lr_curve(parse_schedule(n.strip(), **warm), steps, peak_lr)
-    return out
-
-
-def rank_candidates(
-    law,
-    names: Sequence[str],
-    steps: int,
-    peak_lr: float,
-    warmup_frac: float = 0.0,
-    warmup_steps: int | None = None,
-    tune: bool = False,
-    level: float | None = None,
-    **predict_kwargs,
-) -> pd.DataFrame:
-    """Rank candidate schedules for a run of ``steps`` steps at peak LR ``peak_lr`` by ``law``'s
-    predicted final loss (nats), best first. With ``tune``, each family with a parameter of its own
-    (see ``TUNE_GRIDS``) also gets its best value on the grid, added as an extra row (``tuned`` True).
-    ``level`` adds a bootstrap interval; ``predict_kwargs`` go to the law (``n_params=`` for a
-    :class:`~oasl.laws.schedule.ScaledScheduleLaw`)."""
-    from oasl.laws.schedule import rank_schedules
-    from oasl.optim.schedules import parse_schedule
-
-    scheds = candidate_schedules(names, steps, peak_lr, warmup_frac, warmup_steps)
-    tuned: set[str] = set()
-    if tune:
-        warm = {"warmup_steps": warmup_steps} if warmup_steps is not None else {"warmup_frac": warmup_frac}
-        families = {parse_schedule(n, **warm).name for n in scheds}
-        for fam in sorted(families & set(TUNE_GRIDS)):
-            field, grid = TUNE_GRIDS[fam]
-            names_f = [f"{fam}:{v:g}" for v in grid]
-            grid_s = candidate_schedules(names_f, steps, peak_lr, warmup_frac, warmup_steps)
-            finals = {n: float(law.predict(v, [steps - 1], **predict_kwargs)[0]) for n, v in grid_s.items()}
-            best = min(finals, key=finals.get)
-            scheds.setdefault(best, grid_s[best])
-            tuned.add(best)
-    df = rank_schedules(law, scheds, level=level, **predict_kwargs)
-    df["tuned"] = df["schedule"].isin(tuned)
-    return df
-
-
-# -- the schedule-law file ---------------------------------------------------------------------------
-FILE_KIND = "oasl-schedule-law"
-
-
-def save_schedule_law(path, law, context: Mapping[str, Any] | None = None):
-    """Write ``law`` (a fitted schedule law, with its bootstrap draws when computed) and ``context``
-    (what it was fitted on: steps, lr, warmup_frac, n_params, filters) to a JSON file; returns the path."""
-    import json
-    from pathlib import Path
-
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(
-        json.dumps(
-            {"kind": FILE_KIND, "law": law.to_dict(), "context": dict(context or {})}, indent=1, default=float
-        )
-    )
-    return p
-
-
-def load_schedule_law(path):
-    """Read a file written by :func:`save_schedule_law`; returns ``(law, context)``."""
-    import json
-    from pathlib import Path
-
-    from oasl.errors import ConfigError
-    from oasl.laws.schedule import AnnealingLaw, MultiPowerLaw, ScaledScheduleLaw
-
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"schedule-law file {p} does not exist: write one with `oasl schedules fit`")
-    try:
-        d = json.loads(p.read_text())
-        if d.get("kind") != FILE_KIND:
-            raise KeyError("kind")
-        kinds = {c.KIND: c for c in (MultiPowerLaw, AnnealingLaw)}
-        ld = d["law"]
-        if ld.get("kind") == "scaled_schedule":
-            law = ScaledScheduleLaw.from_dict(ld)
-        elif ld.get("kind") in kinds:
-            law = kinds[ld["kind"]].from_dict(ld)
-        else:
-            raise KeyError(f"law kind {ld.get('kind')!r}")
-        return law, d.get("context", {})
-    except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
-        raise ConfigError(f"{p} is not a schedule-law file written by oasl ({exc})") from None

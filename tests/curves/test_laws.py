@@ -7,8 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from oasl.errors import DataError, FitError
-from oasl.laws.schedule import (
+from oasl.curves import (
     AnnealingLaw,
     Curve,
     MultiPowerLaw,
@@ -17,8 +16,9 @@ from oasl.laws.schedule import (
     infer_warmup_steps,
     rank_schedules,
 )
-from oasl.laws.schedule_data import PAPER_PARAMS, load_paper_curves, paper_lrs
-from oasl.laws.schedule_mpl import drop_blocks
+from oasl.curves.multipower import drop_blocks
+from oasl.curves.paper import PAPER_PARAMS, load_paper_curves, paper_lrs
+from oasl.errors import DataError, FitError
 from oasl.optim.schedules import lr_curve, parse_schedule
 
 P25 = PAPER_PARAMS["25M"]
