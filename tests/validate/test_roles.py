@@ -58,7 +58,9 @@ def test_fit_uses_sweep_runs_unless_told_otherwise(tmp_path, capsys):
 
     def fit(*extra):
         out = tmp_path / f"laws{len(extra)}.json"
-        code, _, err = run_cli(["fit", "--store", str(store.path), "--out", str(out), "--hp", "lr", *extra], capsys)
+        code, _, err = run_cli(
+            ["fit", "--store", str(store.path), "--out", str(out), "--hp", "lr", *extra], capsys
+        )
         assert code == 0, err
         return load_laws(out)[0]["lr"], json.loads(out.read_text())["meta"]
 
