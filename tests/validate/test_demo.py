@@ -109,6 +109,7 @@ def test_harness_with_baselines_from_yaml(tmp_path):
                 "seeds": [0],
                 "oracle_num": 4,
                 "oracle_max_extend": 0,
+                "oracle_refine": False,  # refinement is tested on a synthetic landscape (test_oracle.py)
                 "baselines": ["naive", "defaults", "step-law", "random:2", "tpe:2"],
             }
         )
