@@ -36,7 +36,9 @@ def _check(result, methods):
         assert math.isfinite(m.lr) and m.lr > 0 and m.tuning_flops >= 0
         assert len(m.losses) == len(result.seeds) == len(m.regrets)
         if m.method not in ("oasl", "oracle"):
-            assert m.verdict in ("better than oasl", "indistinguishable", "worse than oasl")
+            assert m.verdict in ("better than oasl", "indistinguishable", "worse than oasl") or (
+                len(result.seeds) == 1 and m.verdict == "one seed: no verdict"
+            )
         if m.method != "mup" and all(math.isfinite(v) for v in m.losses):  # muP trains another model
             assert np.mean(m.losses) >= np.mean(ov.oracle_losses) - 1e-12, m.method
     assert ov.oracle_flops >= 3 * ov.target_run_flops * 0.99 and ov.sweep_flops > 0

@@ -49,6 +49,10 @@ def test_verdicts_are_paired_by_seed(baseline, oasl, expected):
     assert stats.verdict(baseline, oasl) == expected
 
 
+def test_one_seed_gives_no_verdict():
+    assert stats.verdict([0.05], [0.01]) == stats.NO_VERDICT
+
+
 def test_pairing_resolves_what_unpaired_spread_hides():
     # seed luck moves both methods together: the seed spread (3%) dwarfs the gap (0.2%), yet the
     # gap has the same sign on every seed, so the paired verdict resolves it

@@ -14,8 +14,8 @@ Schema of ``validation.json`` (fractions are relative to the oracle's loss, e.g.
                        oracle_note, sweep_flops, target_run_flops, noise_floor,
                        methods: [ {method, lr, losses [per seed], regret_mean, regret_std,
                                    regret_ci [lo, hi] (paired-bootstrap 90%), regrets [per seed],
-                                   verdict ("better than oasl" | "indistinguishable" | "worse than oasl";
-                                   "" for oasl and the oracle), tuning_flops, tuning_runs, note} ],
+                                   verdict ("better than oasl" | "indistinguishable" | "worse than oasl" |
+                                   "one seed: no verdict"; "" for oasl and the oracle), tuning_flops, tuning_runs, note} ],
                        efficiency, optima, oracle_grid} ]
 """
 

@@ -19,6 +19,7 @@ import numpy as np
 LEVEL = 0.9
 N_BOOT = 4000
 VERDICTS = ("better than oasl", "indistinguishable", "worse than oasl")
+NO_VERDICT = "one seed: no verdict"  # a single seed cannot tell a difference from seed luck
 
 
 def per_seed_regret(losses: Sequence[float], oracle: Sequence[float]) -> np.ndarray:
@@ -63,13 +64,16 @@ def verdict(method_regrets: Sequence[float], oasl_regrets: Sequence[float], leve
     """Compare a baseline with oasl seed by seed: the paired bootstrap interval of the mean of
     ``regret_baseline(s) - regret_oasl(s)``. Entirely below 0: "better than oasl"; entirely above:
     "worse than oasl"; containing 0: "indistinguishable". A baseline that diverged where oasl did not is
-    worse; when oasl diverged and the baseline did not, it is better."""
+    worse; when oasl diverged and the baseline did not, it is better. With one seed there is no
+    interval to judge by: :data:`NO_VERDICT`."""
     m, o = np.asarray(method_regrets, dtype=float), np.asarray(oasl_regrets, dtype=float)
     m_ok, o_ok = bool(np.all(np.isfinite(m))), bool(np.all(np.isfinite(o)))
     if not m_ok or not o_ok:
         if m_ok == o_ok:
             return VERDICTS[1]
         return VERDICTS[0] if m_ok else VERDICTS[2]
+    if m.size < 2:
+        return NO_VERDICT
     lo, hi = bootstrap_mean_interval(m - o, level)
     if hi < 0:
         return VERDICTS[0]
