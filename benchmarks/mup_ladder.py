@@ -85,7 +85,12 @@ def diagnose(widths: list[int], base_width: int, batches: int = 4) -> list[dict]
         for w in widths:
             spec = build(
                 RunSpec,
-                {"shape": {"width": w, "depth": 2, "seq_len": 64}, "lr": 1e-3, "tokens": 65536, "device": "cpu"},
+                {
+                    "shape": {"width": w, "depth": 2, "seq_len": 64},
+                    "lr": 1e-3,
+                    "tokens": 65536,
+                    "device": "cpu",
+                },
             )
             data = get_dataset(spec)
             torch.manual_seed(0)
