@@ -37,11 +37,15 @@ def test_step_law_and_exports():
     assert sum(p.numel() for g in opt.param_groups for p in g["params"]) == sum(
         p.numel() for p in model.parameters()
     )
-    hf = rec.hf_training_arguments(devices=4)
-    assert hf["learning_rate"] == rec.value("lr") and hf["per_device_train_batch_size"] * 4 <= rec.value(
-        "batch_seqs"
-    )
-    assert rec.value("total_steps") == int(1e11 // (rec.value("batch_seqs") * 2048))
+    batch = rec.value("batch_seqs")
+    hf = rec.hf_training_arguments()
+    assert hf["learning_rate"] == rec.value("lr") and hf["per_device_train_batch_size"] == batch
+    with pytest.raises(ConfigError, match="not divisible by --world-size 4"):
+        rec.hf_training_arguments(world_size=4)  # 541 sequences: a rounded split would change the batch
+    rec.items["batch_seqs"].value = 544
+    hf = rec.hf_training_arguments(world_size=4, grad_accum=2)
+    assert hf["per_device_train_batch_size"] == 68 and hf["gradient_accumulation_steps"] == 2
+    assert rec.value("total_steps") == int(1e11 // (batch * 2048))
 
 
 def test_extrapolation_warning_and_bad_input():
@@ -51,5 +55,24 @@ def test_extrapolation_warning_and_bad_input():
     assert math.isclose(no_law.value("lr"), 0.1) or "default" in no_law.items["lr"].source
     with pytest.raises(ConfigError, match="positive"):
         recommend("adamw", n_params=-1, tokens=1e9)
+    with pytest.raises(ConfigError, match="params must be a finite positive number, got nan"):
+        recommend("adamw", n_params=float("nan"), tokens=1e9, published="step-law")
     with pytest.raises(ConfigError):
         recommend("adamw")
+
+
+def test_published_law_of_another_optimizer_is_refused_unless_forced():
+    with pytest.raises(ConfigError, match="fitted on adamw, not sgd"):
+        recommend("sgd", n_params=1e8, tokens=1e10, published="step-law")
+    rec = recommend("sgd", n_params=1e8, tokens=1e10, published="step-law", force=True)
+    assert "the adamw law applied to sgd" in rec.items["lr"].warning
+    assert not recommend("adamw", n_params=1e8, tokens=1e10, published="step-law").warnings
+
+
+def test_implausible_token_budgets_warn():
+    few = recommend("adamw", n_params=1e9, tokens=10, published="step-law")
+    assert any("step(s)" in w for w in few.warnings) and any(
+        "tokens per parameter" in w for w in few.warnings
+    )
+    huge = recommend("adamw", n_params=1e6, tokens=1e11, published="step-law")
+    assert any("1e+05 tokens per parameter" in w for w in huge.warnings)

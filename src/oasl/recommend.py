@@ -21,6 +21,12 @@ from oasl.optim.registry import get_optimizer
 DEFAULT_WARMUP_FRAC = 0.02
 DEFAULT_SCHEDULE = "cosine"
 DEFAULT_FINAL_FRAC = 0.1
+DEFAULT_SEQ_LEN = 2048  # the target's sequence length when neither --seq-len nor a shape gives one
+# Token budgets outside these bounds get a warning: compute-optimal training is about 20 tokens per
+# parameter (Hoffmann et al. 2022, Table 3) and heavily over-trained models reach a few thousand
+# (Llama 3 8B: 15T tokens, about 1900 per parameter); below 1 or above 10^4 is more likely a unit slip.
+TOKENS_PER_PARAM_RANGE = (1.0, 1e4)
+MIN_STEPS = 100  # fewer optimizer steps than this and warmup, decay and the laws' regime do not apply
 
 
 @dataclass
@@ -47,13 +53,14 @@ class Recommendation:
     seq_len: int
     items: dict[str, Item] = field(default_factory=dict)
     shape: ModelShape | None = None
+    notes: list[str] = field(default_factory=list)  # warnings about the target itself (token budget)
 
     def value(self, name: str):
         return self.items[name].value
 
     @property
     def warnings(self) -> list[str]:
-        return [f"{i.name}: {i.warning}" for i in self.items.values() if i.warning]
+        return [*self.notes, *(f"{i.name}: {i.warning}" for i in self.items.values() if i.warning)]
 
     def to_frame(self) -> pd.DataFrame:
         return pd.DataFrame([i.__dict__ for i in self.items.values()])
@@ -119,8 +126,29 @@ class Recommendation:
 
         return make_optimizer(model, self.optimizer, float(self.value("lr")), self.hps())
 
-    def hf_training_arguments(self, devices: int = 1) -> dict[str, Any]:
-        """Keyword arguments for ``transformers.TrainingArguments`` (global batch split over ``devices``)."""
+    def hf_training_arguments(self, world_size: int = 1, grad_accum: int = 1) -> dict[str, Any]:
+        """Keyword arguments for ``transformers.TrainingArguments``: the recommended global batch (in
+        sequences) split as ``per_device_train_batch_size x world_size x gradient_accumulation_steps``;
+        ConfigError when it does not divide exactly (a rounded split would train another batch size)."""
+        if world_size < 1 or grad_accum < 1:
+            raise ConfigError(
+                f"--world-size and --grad-accum must be >= 1, got {world_size} and {grad_accum}"
+            )
+        batch = int(self.value("batch_seqs"))
+        split = world_size * grad_accum
+        if batch % split:
+            lo, hi = batch // split * split, (batch // split + 1) * split
+            fits = [a for a in range(1, min(batch, 64) + 1) if batch % (world_size * a) == 0]
+            hint = (
+                f"a --grad-accum that divides {batch // world_size} (e.g. {', '.join(map(str, fits[:6]))})"
+                if fits
+                else f"a --world-size that divides {batch}"
+            )
+            raise ConfigError(
+                f"the recommended global batch of {batch} sequences is not divisible by --world-size "
+                f"{world_size} x --grad-accum {grad_accum} = {split}: choose {hint}, or train with "
+                f"{lo or split} or {hi} sequences per step"
+            )
         hp = self.hps()
         optim = {"adamw": "adamw_torch", "sgd": "sgd", "adafactor": "adafactor", "lion": "lion_32bit"}.get(
             self.optimizer
@@ -131,7 +159,8 @@ class Recommendation:
         out = {
             "learning_rate": float(self.value("lr")),
             "max_steps": steps,
-            "per_device_train_batch_size": max(1, int(self.value("batch_seqs")) // devices),
+            "per_device_train_batch_size": batch // split,
+            "gradient_accumulation_steps": grad_accum,
             "warmup_steps": int(self.value("warmup_steps")),
             "lr_scheduler_type": str(self.value("schedule")),
             "weight_decay": hp.get("weight_decay", 0.0),
@@ -192,6 +221,24 @@ def _from_law(name, law, q, level, warn_ratio, source) -> Item:
     return Item(name, value, lo if hi > lo else None, hi if hi > lo else None, source, ratio, warning)
 
 
+def _budget_warnings(n_params: float, tokens: float, steps: int, batch_tokens: float) -> list[str]:
+    """Warnings about an implausible token budget (few steps, tokens per parameter far from usual)."""
+    out = []
+    if steps < MIN_STEPS:
+        out.append(
+            f"tokens: {tokens:.3g} tokens are {steps} step(s) of {batch_tokens:.3g}-token batches, fewer "
+            f"than {MIN_STEPS}: check the units of --tokens (a budget, not a batch)"
+        )
+    ratio = tokens / n_params
+    lo, hi = TOKENS_PER_PARAM_RANGE
+    if not lo <= ratio <= hi:
+        out.append(
+            f"tokens: {ratio:.3g} tokens per parameter is outside the usual {lo:g}-{hi:g} (compute-optimal "
+            "is about 20, Hoffmann et al. 2022): check --tokens and --params"
+        )
+    return out
+
+
 def recommend(
     optimizer: str,
     n_params: float | None = None,
@@ -203,12 +250,16 @@ def recommend(
     level: float = 0.9,
     warn_ratio: float = 4.0,
     laws_source: str = "fitted laws",
+    force: bool = False,
 ) -> Recommendation:
     """Recommend a configuration for a target of ``n_params`` (non-embedding) and ``tokens``.
 
     ``shape`` (optional) gives N, width, depth and seq_len. ``laws`` maps HP names to fitted laws (from
     :func:`oasl.laws.load_laws`); ``published`` names a published law set used for what the fitted
-    laws do not cover (or alone). Returns a :class:`Recommendation`.
+    laws do not cover (or alone). ``seq_len`` defaults to the shape's, else ``DEFAULT_SEQ_LEN``. A
+    published law measured with another optimizer raises ConfigError unless ``force`` (then each value
+    it gives carries a warning). Returns a :class:`Recommendation`; its ``warnings`` include a token
+    budget of under ``MIN_STEPS`` steps or outside ``TOKENS_PER_PARAM_RANGE`` tokens per parameter.
     """
     from oasl.laws.published import get_published
     from oasl.models import count_params
@@ -221,13 +272,23 @@ def recommend(
         raise ConfigError(
             "give the target as --params and --tokens (or a shape with --width/--depth and --tokens)"
         )
-    if n_params <= 0 or tokens <= 0:
-        raise ConfigError(f"target params and tokens must be positive, got {n_params:g} and {tokens:g}")
-    seq_len = seq_len or 2048
+    for what, v in (("params", n_params), ("tokens", tokens)):
+        try:
+            ok = math.isfinite(float(v)) and float(v) > 0
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise ConfigError(f"the target's {what} must be a finite positive number, got {v}")
+    seq_len = seq_len or DEFAULT_SEQ_LEN
     q = _query(n_params, tokens, shape, entry.name)
     rec = Recommendation(entry.name, float(n_params), float(tokens), seq_len, shape=shape)
     laws = dict(laws or {})
     pub = get_published(published) if published else None
+    if pub is not None and pub.optimizer != entry.name and not force:
+        raise ConfigError(
+            f"the published {pub.name} laws were fitted on {pub.optimizer}, not {entry.name}: their values "
+            f"do not transfer across optimizers; fit your own (`oasl fit`) or pass --force to use them anyway"
+        )
     sources: dict[str, tuple[Any, str]] = {k: (v, laws_source) for k, v in laws.items()}
     queries: dict[str, pd.DataFrame] = {}
     if pub is not None:
@@ -243,16 +304,16 @@ def recommend(
                 cnote = "; C taken as 6ND (give a shape for DeepSeek's C = M D, which counts attention)"
         for k, v in pub.laws.items():
             if k not in sources and set(getattr(v, "features", ())) <= set(q.columns):
-                note = (
-                    ""
-                    if pub.optimizer == entry.name
-                    else f"; measured with {pub.optimizer}, not {entry.name}"
-                )
+                note = "" if pub.optimizer == entry.name else f"; measured with {pub.optimizer}"
                 sources[k] = (v, f"published {pub.name} ({pub.citation}){note}{cnote}")
                 queries[k] = pq
 
     def law_item(k: str) -> Item:
-        return _from_law(k, sources[k][0], queries.get(k, q), level, warn_ratio, sources[k][1])
+        it = _from_law(k, sources[k][0], queries.get(k, q), level, warn_ratio, sources[k][1])
+        if pub is not None and pub.optimizer != entry.name and sources[k][1].startswith("published"):
+            mismatch = f"the {pub.optimizer} law applied to {entry.name} (--force)"
+            it.warning = f"{mismatch}; {it.warning}" if it.warning else mismatch
+        return it
 
     if "lr" in sources:
         rec.items["lr"] = law_item("lr")
@@ -282,6 +343,7 @@ def recommend(
             rec.items[h.name] = Item(h.name, h.default, source=f"{entry.name} default ({h.doc})")
     steps = max(1, int(tokens // (bs * seq_len)))
     rec.items["total_steps"] = Item("total_steps", steps, source="tokens / (batch_seqs x seq_len)")
+    rec.notes += _budget_warnings(float(n_params), float(tokens), steps, bs * seq_len)
     if "warmup_frac" in sources:
         it = law_item("warmup_frac")
         frac = float(it.value)

@@ -330,6 +330,23 @@ class SQLiteStore(Store):
             df = df[df["key"].isin(set(keys))]
         return df.drop(columns="extra_json")
 
+    # -- removing runs (`oasl runs drop`) ----------------------------------------------------------
+    def delete(self, keys: Iterable[str]) -> int:
+        """Remove the runs ``keys`` (and their curves) in one transaction; returns how many were removed.
+
+        For rows a user judges bad (a run stored with lr NULL, a failed run that will never succeed);
+        a removed oasl run is trained again by the next sweep that plans it.
+        """
+        keys = list(dict.fromkeys(keys))
+        removed = 0
+        with self._transaction() as con:
+            for i in range(0, len(keys), 500):  # SQLite caps the parameters of one statement
+                chunk = keys[i : i + 500]
+                marks = ",".join("?" * len(chunk))
+                con.execute(f"DELETE FROM curves WHERE key IN ({marks})", chunk)
+                removed += con.execute(f"DELETE FROM runs WHERE key IN ({marks})", chunk).rowcount
+        return removed
+
     def import_frame(self, df: pd.DataFrame, source: str = "import") -> int:
         import hashlib
 

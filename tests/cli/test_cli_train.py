@@ -81,6 +81,12 @@ def test_train_then_runs_end_to_end(tmp_path):
     )
     assert out.returncode == 0, out.stderr
     assert "final val loss" in out.stdout
+    # stdout is a pipe: plain progress lines (count, elapsed, estimate), no live-bar escapes
+    progress = [line for line in out.stdout.splitlines() if line.startswith("train adamw w32d1:")]
+    assert (
+        progress and progress[-1].startswith("train adamw w32d1: 32/32, elapsed") and "done" in progress[-1]
+    )
+    assert "\r" not in out.stdout and "\x1b[" not in out.stdout
     listed = subprocess.run(
         [sys.executable, "-m", "oasl", "runs", "--store", str(db)],
         capture_output=True,
@@ -88,4 +94,4 @@ def test_train_then_runs_end_to_end(tmp_path):
         timeout=60,
         env={**os.environ, "COLUMNS": "200"},
     )
-    assert listed.returncode == 0 and "1 run(s)" in listed.stdout and "adamw" in listed.stdout
+    assert listed.returncode == 0 and "showing 1 of 1 runs" in listed.stdout and "adamw" in listed.stdout

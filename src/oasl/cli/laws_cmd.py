@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from oasl.cli.common import console
+from oasl.cli.common import console, require_positive
 
 
 def register(app: typer.Typer) -> None:
@@ -122,36 +122,56 @@ def register(app: typer.Typer) -> None:
     @app.command("recommend")
     def recommend_cmd(
         params: float = typer.Option(None, "--params", help="Target non-embedding parameters N."),
-        tokens: float = typer.Option(..., "--tokens", help="Target training tokens D."),
-        optimizer: str = typer.Option("adamw", "--optimizer"),
+        tokens: float = typer.Option(..., "--tokens", help="Target training tokens D (the whole budget)."),
+        optimizer: str = typer.Option(
+            "adamw",
+            "--optimizer",
+            help="adamw, sgd, adafactor, lion or muon (the optimizer of the target run).",
+        ),
         width: int = typer.Option(None, "--width", help="Target width (with --depth, instead of --params)."),
-        depth: int = typer.Option(None, "--depth"),
+        depth: int = typer.Option(None, "--depth", help="Target number of blocks (with --width)."),
         seq_len: int = typer.Option(
-            None, "--seq-len", help="Sequence length (default 2048, or the shape's)."
+            None,
+            "--seq-len",
+            help="Sequence length of the target, for --params and --width/--depth alike (default 2048).",
         ),
         laws: Path = typer.Option(None, "--laws", help="Laws file from `oasl fit`."),
         published: str = typer.Option(
             None, "--published", help="Published law set: step-law, deepseek, kaplan."
         ),
+        force: bool = typer.Option(
+            False, "--force", help="Use a published law fitted on another optimizer (with a warning)."
+        ),
         fmt: str = typer.Option("table", "--format", help="table, json, hf or torch."),
+        world_size: int = typer.Option(
+            1, "--world-size", help="With --format hf: data-parallel processes (GPUs) sharing the batch."
+        ),
+        grad_accum: int = typer.Option(
+            1, "--grad-accum", help="With --format hf: gradient accumulation steps per optimizer step."
+        ),
         warn_ratio: float = typer.Option(4.0, "--warn-ratio", help="Warn beyond this extrapolation ratio."),
     ) -> None:
         """Recommend a full HP configuration for a target model, with intervals and sources."""
         from oasl.config import ModelShape, build
         from oasl.errors import ConfigError
         from oasl.laws import load_laws
-        from oasl.recommend import recommend
+        from oasl.recommend import DEFAULT_SEQ_LEN, recommend
 
         if fmt not in ("table", "json", "hf", "torch"):
             raise ConfigError(f"unknown --format {fmt!r}: use table, json, hf or torch")
+        for flag, v in (("--params", params), ("--tokens", tokens), ("--warn-ratio", warn_ratio)):
+            require_positive(v, flag)
+        if world_size < 1 or grad_accum < 1:
+            raise ConfigError(
+                f"--world-size and --grad-accum must be >= 1, got {world_size} and {grad_accum}"
+            )
+        seq_len = seq_len or DEFAULT_SEQ_LEN  # one rule whether the target is --params or a shape
         shape = None
         if width is not None or depth is not None:
             if width is None or depth is None:
                 raise ConfigError("give both --width and --depth for a target shape")
             shape = build(
-                ModelShape,
-                {"width": width, "depth": depth, **({"seq_len": seq_len} if seq_len else {})},
-                what="target shape",
+                ModelShape, {"width": width, "depth": depth, "seq_len": seq_len}, what="target shape"
             )
         fitted, source = {}, "fitted laws"
         if laws is not None:
@@ -172,17 +192,22 @@ def register(app: typer.Typer) -> None:
             seq_len=seq_len,
             warn_ratio=warn_ratio,
             laws_source=source,
+            force=force,
         )
-        if fmt == "json":
-            typer.echo(json.dumps(rec.to_dict(), indent=2, default=str))
+        exported = {  # built before any warning is printed: a failing export stays one line
+            "json": lambda: rec.to_dict(),
+            "hf": lambda: rec.hf_training_arguments(world_size, grad_accum),
+            "torch": lambda: rec.torch_kwargs(),
+        }.get(fmt, lambda: None)()
+        for w in rec.warnings:  # on stderr, so that json/hf/torch output stays parseable
+            typer.secho(f"warning: {w}", err=True, fg="yellow")
+        if exported is not None:
+            typer.echo(json.dumps(exported, indent=2, default=str))
             return
-        if fmt == "hf":
-            typer.echo(json.dumps(rec.hf_training_arguments(), indent=2))
-            return
-        if fmt == "torch":
-            typer.echo(json.dumps(rec.torch_kwargs(), indent=2, default=str))
-            return
-        table = Table(title=f"recommendation for {rec.optimizer}, N={rec.n_params:.3g}, D={rec.tokens:.3g}")
+        table = Table(
+            title=f"recommendation for {rec.optimizer}, N={rec.n_params:.3g}, D={rec.tokens:.3g}, "
+            f"seq_len {rec.seq_len}"
+        )
         for c in ("hyperparameter", "value", "90% interval", "source", "extrapolation"):
             table.add_column(c, overflow="fold")
         for it in rec.items.values():
@@ -191,5 +216,3 @@ def register(app: typer.Typer) -> None:
             ex = f"{it.extrapolation:.1f}x" if it.extrapolation else "-"
             table.add_row(it.name, val, ci, it.source, ex)
         console.print(table)
-        for w in rec.warnings:
-            console.print(f"[yellow]warning[/yellow] {w}")

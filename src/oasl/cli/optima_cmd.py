@@ -130,8 +130,22 @@ def register(app: typer.Typer) -> None:
         hps = _split(over)
         if len(hps) not in (1, 2):
             raise ConfigError(f"--over takes one HP or two comma-separated HPs, got {over!r}")
+        if len(set(hps)) != len(hps):
+            raise ConfigError(f"--over names {hps[0]} twice: give two different HPs for a joint optimum")
+        if not 0 <= eps < 1:
+            raise ConfigError(f"--eps is a relative loss gap in [0, 1), e.g. 0.0025 for 0.25%; got {eps:g}")
+        if n_boot < 0 or seed < 0:
+            raise ConfigError(
+                f"--n-boot and --seed must be >= 0 (--n-boot 0 skips the bootstrap), got {n_boot}, {seed}"
+            )
         groups = _split(group_by)
         df = load_runs(store, csv)
+        absent = [c for c in [*hps, *groups, loss] if c not in df.columns]
+        if absent:  # before any warning about the columns that are there
+            raise ConfigError(
+                f"the runs have no column {', '.join(map(repr, absent))} (columns: "
+                f"{', '.join(map(str, df.columns[:25]))}): check --over, --group-by and --loss"
+            )
         mixed = mixed_columns(df, hps, groups)
         if mixed:
             console.print(

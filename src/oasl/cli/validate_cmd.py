@@ -71,7 +71,14 @@ def _progress_factory(bar):
         task = bar.add_task(label, total=total, status="")
 
         def on_update(summary, _pending) -> None:
-            done = summary.skipped + summary.done + summary.diverged + summary.stopped + summary.failed
+            done = (
+                summary.skipped
+                + summary.done
+                + summary.diverged
+                + summary.stopped
+                + summary.failed
+                + summary.gave_up
+            )
             best = "  ".join(f"{g}: {v:.3f}" for g, v in sorted(summary.best.items())[:3])
             bar.update(task, completed=done, status=best)
 
@@ -86,8 +93,10 @@ def register(app: typer.Typer) -> None:
         spec_path: Path = typer.Argument(
             ..., help="Validation spec (YAML): sweep, target, seeds, baselines."
         ),
-        store: str = typer.Option("runs.db", "--store"),
-        workers: int = typer.Option(1, "--workers"),
+        store: str = typer.Option(
+            "runs.db", "--store", help="SQLite store for every run (resumable: finished runs are reused)."
+        ),
+        workers: int = typer.Option(1, "--workers", help="Parallel training processes."),
         out: Path = typer.Option(Path("validation"), "--out", help="Folder for validation.json."),
     ) -> None:
         """Recommend at a larger target and compare with an oracle grid and baselines there."""
@@ -100,7 +109,7 @@ def register(app: typer.Typer) -> None:
                 spec,
                 store,
                 workers=workers,
-                log=lambda m: bar.console.log(m, markup=False),
+                log=bar.log,
                 out=out,
                 progress=_progress_factory(bar),
             )
@@ -125,7 +134,7 @@ def register(app: typer.Typer) -> None:
             result, report, page = run_demo(
                 out,
                 workers=workers,
-                log=lambda m: bar.console.log(m, markup=False),
+                log=bar.log,
                 progress=_progress_factory(bar),
             )
         _print_laws(report)
@@ -134,8 +143,8 @@ def register(app: typer.Typer) -> None:
 
     @app.command("report")
     def report_cmd(
-        store: str = typer.Option("runs.db", "--store"),
-        out: Path = typer.Option(Path("report"), "--out"),
+        store: str = typer.Option("runs.db", "--store", help="SQLite store of the runs to report on."),
+        out: Path = typer.Option(Path("report"), "--out", help="Folder for index.html and its images."),
         validation: Path = typer.Option(None, "--validation", help="validation.json to include (optional)."),
         schedule_law: Path = typer.Option(
             None, "--schedule-law", help="A file from `oasl schedules fit` to include (optional)."

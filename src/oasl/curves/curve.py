@@ -114,7 +114,9 @@ def anneals(lrs: np.ndarray, upto: int | None = None) -> bool:
     return bool(np.any(np.diff(seg) < -1e-12 * max(float(lrs.max()), 1e-300)))
 
 
-def check_curve_set(curves: Sequence[Curve], optimizers: Sequence[str] | None = None) -> None:
+def check_curve_set(
+    curves: Sequence[Curve], optimizers: Sequence[str] | None = None, one_size: bool = True
+) -> None:
     """Refuse a set of curves a schedule law cannot learn from, naming what is missing: at least one
     constant-LR schedule (no decay after warmup, which pins down the power law in the LR area) and one
     that decays its LR (which identifies the loss-drop term), all of one optimizer (``optimizers``: each
@@ -130,7 +132,7 @@ def check_curve_set(curves: Sequence[Curve], optimizers: Sequence[str] | None = 
                 "pick one (e.g. --where optimizer=adamw)"
             )
     sizes = sorted({c.n_params for c in curves if c.n_params is not None})
-    if len(sizes) > 1:
+    if one_size and len(sizes) > 1:
         raise DataError(
             f"the curves come from {len(sizes)} model sizes ({', '.join(f'{s:.3g}' for s in sizes)}): "
             "fit one size (e.g. --where width=...) or across sizes with --scaled"

@@ -10,6 +10,7 @@ from oasl.laws.base import FEATURE_UNITS, FEATURES, best_runs, near_optimal
 from oasl.laws.forms import ConstantLaw, LogLinearLaw, OneMinusPowerLaw
 from oasl.laws.io import law_from_dict, load_laws, save_laws
 from oasl.laws.loss import LossLaw
+from oasl.laws.overtraining import OvertrainingLossLaw
 from oasl.laws.power import PowerLaw
 from oasl.laws.published import (
     PUBLISHED,
@@ -32,6 +33,7 @@ __all__ = [
     "LossLaw",
     "OneMinusPowerLaw",
     "OptimizerLaw",
+    "OvertrainingLossLaw",
     "PowerLaw",
     "PublishedLawSet",
     "best_runs",

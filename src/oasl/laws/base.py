@@ -225,6 +225,10 @@ class Posterior:
     n_groups: int
     group_resid: np.ndarray  # residuals of the group means (for the bootstrap's noise)
     rank: int  # rank of the group-level design (< p: the features vary only within groups)
+    # variance of a new group's optimum about the law, in units of sigma2: mean(1 / Omega), the typical
+    # precision of the groups fitted (1 without weights; > 1 when weights vary, since a new group is
+    # located as precisely as a typical fitted group, not as an average-weight one)
+    new_var: float = 1.0
 
 
 def posterior(A: np.ndarray, z: np.ndarray, w: np.ndarray, groups: np.ndarray, beta: np.ndarray) -> Posterior:
@@ -236,7 +240,9 @@ def posterior(A: np.ndarray, z: np.ndarray, w: np.ndarray, groups: np.ndarray, b
     dof = G - p
     s2 = float(np.sum(omega * r**2) / dof) if dof > 0 else math.nan
     unscaled = np.linalg.pinv((Ag * omega[:, None]).T @ Ag)
-    return Posterior(beta, unscaled, s2, dof, G, r, int(np.linalg.matrix_rank(Ag)))
+    return Posterior(
+        beta, unscaled, s2, dof, G, r, int(np.linalg.matrix_rank(Ag)), float(np.mean(1.0 / omega))
+    )
 
 
 def leave_one_group_out(

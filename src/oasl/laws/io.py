@@ -24,6 +24,7 @@ from oasl import __version__
 from oasl.errors import ConfigError, OaslError
 from oasl.laws.forms import LAW_KINDS
 from oasl.laws.loss import LossLaw
+from oasl.laws.overtraining import OvertrainingLossLaw
 from oasl.laws.power import PowerLaw
 from oasl.laws.select import OptimizerLaw
 
@@ -37,10 +38,12 @@ def law_from_dict(d: dict[str, Any]):
         return OptimizerLaw.from_dict(d)
     if kind == "loss_law":
         return LossLaw.from_dict(d)
+    if kind == "overtraining_loss_law":
+        return OvertrainingLossLaw.from_dict(d)
     if kind in LAW_KINDS:
         return PowerLaw.from_dict(d)
     raise ConfigError(
-        f"unknown law kind {kind!r} (known: {', '.join([*LAW_KINDS, 'optimizer_law', 'loss_law'])})"
+        f"unknown law kind {kind!r} (known: {', '.join([*LAW_KINDS, 'optimizer_law', 'loss_law', 'overtraining_loss_law'])})"
     )
 
 

@@ -65,11 +65,12 @@ def _objective(theta, logN, logD, logL, delta) -> tuple[float, np.ndarray]:
     return f, np.array([g0.sum(), g1.sum(), float(np.sum(dh * e2)), -(g0 @ logN), -(g1 @ logD)])
 
 
-def _grid_objective(logN, logD, logL, delta) -> np.ndarray:
-    """The objective at every grid point, in chunks (vectorised over starting points)."""
-    out = np.empty(len(_GRID))
-    for s in range(0, len(_GRID), 500):
-        g = _GRID[s : s + 500]
+def _grid_objective(logN, logD, logL, delta, grid: np.ndarray = _GRID) -> np.ndarray:
+    """The objective at every point of ``grid`` (rows a, b, e, alpha, beta), in chunks (vectorised over
+    starting points)."""
+    out = np.empty(len(grid))
+    for s in range(0, len(grid), 500):
+        g = grid[s : s + 500]
         t = np.stack(
             [
                 g[:, [0]] - g[:, [3]] * logN,

@@ -221,6 +221,7 @@ class PowerLaw:
         if post.rank < p:
             raise FitError(f"cannot fit the {what}: the features vary only within groups, not across them")
         self.unscaled_cov_, self.sigma2_, self.dof_ = post.unscaled, post.sigma2, post.dof
+        self.new_group_var_ = post.new_var
         self.cov_ = post.sigma2 * post.unscaled
         self.n_groups_, self.group_resid_ = post.n_groups, post.group_resid
         resid = z - A @ beta
@@ -311,7 +312,8 @@ class PowerLaw:
         """Central ``level`` interval ``(low, high)`` of the optimum at each row of ``X``.
 
         "bayes": the Student-t posterior predictive, which holds both the scatter of optima about
-        the law and the uncertainty of the coefficients (wider away from the fitted points).
+        the law and the uncertainty of the coefficients (wider away from the fitted points); with
+        precision weights, the scatter is that of a group located as precisely as a typical fitted one.
         "bootstrap": refit on resampled groups, add a resampled group residual (inflated by
         ``sqrt(G / (G - p))``), take percentiles. Default: the law's ``interval``.
         """
@@ -324,7 +326,8 @@ class PowerLaw:
             if not hasattr(self, "unscaled_cov_"):
                 raise FitError("this law has no posterior (it was fitted without an error estimate)")
             lev = np.einsum("ij,jk,ik->i", A, self.unscaled_cov_, A)
-            scale = np.sqrt(self.sigma2_ * (1 + lev)) if self.sigma2_ > 0 else np.zeros(len(z))
+            new = getattr(self, "new_group_var_", 1.0)  # a new group of typical precision (base.Posterior)
+            scale = np.sqrt(self.sigma2_ * (new + lev)) if self.sigma2_ > 0 else np.zeros(len(z))
             half = stats.t.ppf(0.5 + level / 2, self.dof_) * scale
             lo, hi = self._inverse(z - half), self._inverse(z + half)
         elif method == "bootstrap":

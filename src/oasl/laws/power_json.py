@@ -44,6 +44,7 @@ def power_law_to_dict(law, data: bool = True) -> dict[str, Any]:
         d.update(
             unscaled_cov=law.unscaled_cov_.tolist(),
             sigma2=_num(law.sigma2_),
+            new_group_var=float(getattr(law, "new_group_var_", 1.0)),
             dof=int(law.dof_),
             n=int(law.n_),
             n_groups=int(law.n_groups_),
@@ -85,6 +86,7 @@ def restore_power_law(law, d: dict[str, Any]) -> Any:
     if "unscaled_cov" in d:
         law.unscaled_cov_ = np.asarray(d["unscaled_cov"], dtype=float)
         law.sigma2_, law.dof_ = _f(d["sigma2"]), int(d["dof"])
+        law.new_group_var_ = float(d.get("new_group_var", 1.0))
         law.cov_ = law.sigma2_ * law.unscaled_cov_
         law.n_, law.n_groups_ = int(d.get("n", 0)), int(d.get("n_groups", 0))
         law.r2_, law.rmse_log_ = _f(d.get("r2")), _f(d.get("rmse_log"))

@@ -11,8 +11,11 @@ from typing import Any
 import pandas as pd
 
 from oasl.report import plots
+from oasl.report.card import CARD_CSS, build_card, pct, render_card
 
-CSS = """
+CSS = (
+    CARD_CSS
+    + """
 body { font-family: system-ui, sans-serif; max-width: 1200px; margin: 2em auto; color: #222; }
 h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: .2em; margin-top: 1.6em; }
 table { border-collapse: collapse; margin: .8em 0; font-size: .9em; }
@@ -21,6 +24,7 @@ th { background: #f3f3f3; } td.l { text-align: left; }
 img { max-width: 100%; border: 1px solid #eee; margin: .5em 0; }
 .warn { color: #a15c00; } .note { color: #555; font-size: .9em; }
 """
+)
 
 
 def _img(path: Path, alt: str) -> str:
@@ -69,10 +73,18 @@ def write_report(
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    df = open_store(store).to_dataframe()
-    if sweep_keys is not None:
-        df = df[df["key"].isin(sweep_keys)]
+    all_runs = open_store(store).to_dataframe()
+    df = all_runs[all_runs["key"].isin(sweep_keys)] if sweep_keys is not None and len(all_runs) else all_runs
     parts = [f"<h1>oasl report</h1><p class='note'>store: {html.escape(str(store))}; {len(df)} runs</p>"]
+    if validation is not None:  # the first screen: what to use for the target, and how sure
+        floor = getattr(validation, "noise_floor", None)
+        parts += [render_card(build_card(ov, all_runs, floor)) for ov in validation.optimizers]
+    else:
+        parts.append(
+            "<p class='note'>No target in this report: pass a validation (<code>oasl report --validation "
+            "validation.json</code>) for a recommendation card, or run <code>oasl recommend</code>.</p>"
+        )
+    parts.append("<h2 class='evidence'>The evidence</h2>")
 
     parts.append("<h2>Loss vs learning rate, with located optima</h2>")
     if over in df and len(df):
@@ -106,33 +118,21 @@ def write_report(
             )
 
     if validation is not None:
-        parts.append("<h2>Recommendation at the target</h2>")
-        rows = []
-        for ov in validation.optimizers:
-            rows.append(
-                {
-                    "optimizer": ov.optimizer,
-                    "law used": str(ov.law.get("kind", "power")),
-                    "target N": float(ov.target_n_params),
-                    "extrapolation": f"{ov.extrapolation_ratio:.1f}x",
-                    "recommended lr": ov.recommended_lr,
-                    "90% interval": f"{ov.recommended_interval[0]:.3g} - {ov.recommended_interval[1]:.3g}",
-                    "verified optimum lr": ov.oracle_lr,
-                    "oasl regret": next(m.regret_mean for m in ov.methods if m.method == "oasl"),
-                }
-            )
-        parts.append(_table(pd.DataFrame(rows)))
-        if any(r["law used"] == "constant" for r in rows):
-            parts.append(
-                "<p class='note'>A constant law means the optima showed no trend with N (the exponent's "
-                "90% interval contains 0): the recommendation is their geometric mean, not the power "
-                "law plotted above.</p>"
-            )
         parts.append("<h2>Validation: regret and tuning compute per method</h2>")
         table = validation.table()
         png = plots.plot_validation(table, out / "validation.png")
         parts.append(_img(png, "validation bars"))
-        parts.append(_table(table.drop(columns=["note"])))
+        shown = pd.DataFrame(
+            {
+                "optimizer": table["optimizer"],
+                "method": table["method"],
+                "lr": table["lr"],
+                "regret vs oracle (%)": table["regret_mean"].map(pct),
+                "seed spread (%)": table["regret_std"].map(lambda v: pct(v, signed=False)),
+                "tuning compute (target runs)": table["tuning_runs"],
+            }
+        )
+        parts.append(_table(shown))
 
     if schedules is not None and not isinstance(schedules, dict):
         from oasl.report.schedules import schedule_section

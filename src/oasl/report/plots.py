@@ -10,14 +10,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from oasl.report.axes import legend_below, log_axis, pyplot
 
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+_plt = pyplot
 
 
 def _grid(n: int):
@@ -28,20 +23,6 @@ def _grid(n: int):
     for ax in axes.flat[n:]:
         ax.set_visible(False)
     return plt, fig, list(axes.flat)
-
-
-def _plain_minor(ax) -> None:
-    from matplotlib.ticker import NullFormatter
-
-    ax.xaxis.set_minor_formatter(NullFormatter())
-
-
-def _short(v) -> str:
-    return (
-        f"{v:.3g}"
-        if isinstance(v, (float, np.floating)) or (isinstance(v, (int, np.integer)) and v > 9999)
-        else str(v)
-    )
 
 
 def plot_laws(report, path: str | Path, target_n: float | None = None, target_d: float | None = None) -> Path:
@@ -65,23 +46,26 @@ def plot_laws(report, path: str | Path, target_n: float | None = None, target_d:
             pred = law.predict(q)
             lo, hi = law.predict_interval(q, 0.9)
             ax.plot(ns, pred, color=color, lw=1.2, label=f"{optimizer} law")
-            ax.fill_between(ns, lo, hi, color=color, alpha=0.15)
+            if np.any(np.asarray(hi) > np.asarray(lo) * (1 + 1e-6)):  # a zero-width band is left out
+                ax.fill_between(ns, lo, hi, color=color, alpha=0.2, label=f"{optimizer} law, 90% band")
         if target_n:
             ax.axvline(target_n, color="k", ls="--", lw=1, label="target")
         ax.set_xscale("log")
         ax.set_yscale("log")
+        log_axis(ax, "x")
+        log_axis(ax, "y")
         ax.set_xlabel("N (non-embedding parameters)")
         ax.set_ylabel(f"optimal {target}")
         ax.set_title(f"{target}: {law.form}, {law.sharing}", fontsize=9)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
+    legend_below(fig, axes, ncol=3)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return Path(path)
 
 
 def plot_validation(table: pd.DataFrame, path: str | Path) -> Path:
-    """Bars of regret (with seed spread) and tuning compute per method, one panel pair per optimizer."""
+    """Bars of regret in % (error bars: the 90% interval when the table has ``regret_lo/regret_hi``, else
+    the seed spread) and tuning compute per method, one panel pair per optimizer."""
     opts = list(dict.fromkeys(table["optimizer"]))
     plt = _plt()
     fig, axes = plt.subplots(len(opts), 2, figsize=(11, 3.4 * len(opts)), squeeze=False)
@@ -89,10 +73,16 @@ def plot_validation(table: pd.DataFrame, path: str | Path) -> Path:
         sub = table[table["optimizer"] == opt]
         x = np.arange(len(sub))
         reg = sub["regret_mean"].replace([np.inf], np.nan) * 100
+        yerr = sub["regret_std"].fillna(0).to_numpy() * 100
+        if {"regret_lo", "regret_hi"} <= set(sub.columns):  # the 90% interval, where validation gives one
+            lo, hi = (sub[c].to_numpy(float) * 100 for c in ("regret_lo", "regret_hi"))
+            ok = np.isfinite(lo) & np.isfinite(hi) & np.isfinite(reg.to_numpy(float))
+            mid = reg.to_numpy(float)
+            yerr = np.where(ok, [np.maximum(mid - lo, 0), np.maximum(hi - mid, 0)], [yerr, yerr])
         row[0].bar(
             x,
             reg.fillna(0),
-            yerr=sub["regret_std"].fillna(0) * 100,
+            yerr=yerr,
             color=["C2" if m == "oasl" else "C7" if m == "oracle" else "C0" for m in sub["method"]],
         )
         for xi, r in zip(x, reg, strict=True):
@@ -103,7 +93,7 @@ def plot_validation(table: pd.DataFrame, path: str | Path) -> Path:
         row[0].set_title(f"{opt}: final-loss regret", fontsize=9)
         row[1].bar(x, sub["tuning_runs"], color="C1")
         row[1].set_xticks(x, sub["method"], rotation=45, ha="right", fontsize=8)
-        row[1].set_ylabel("tuning compute (target runs)")
+        row[1].set_ylabel("tuning compute (target-run equivalents)")
         row[1].set_title(f"{opt}: tuning compute", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -142,8 +132,7 @@ def plot_curves(
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
     ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
+    legend_below(fig, [ax], ncol=3)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return Path(path)

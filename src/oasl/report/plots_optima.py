@@ -12,19 +12,11 @@ import numpy as np
 import pandas as pd
 
 from oasl.errors import DataError
-
-
-def _plt():
-    import matplotlib  # a core dependency, imported here so that `import oasl` stays light
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+from oasl.report.axes import has_width, legend_below, log_axis, pyplot
 
 
 def _panels(n: int, width: float = 4.4, height: float = 3.4):
-    plt = _plt()
+    plt = pyplot()
     cols = min(3, max(1, n))
     rows = max(1, math.ceil(n / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
@@ -75,7 +67,9 @@ def plot_optima(
     """Loss vs ``over`` (log x) per group, one panel per row of ``optima_df`` (from
     :func:`oasl.optima.locate_optima`): the runs (diverged ones as red crosses at the top), the fitted
     parabola over its window, the refined optimum with its CI (grey span), the observed near-optimal
-    band (green span) and the note when a flag is raised. Saves a PNG at ``path`` and returns it."""
+    band (green span; left out when it has no width) and the note when a flag is raised. The legend is
+    one for the figure, under the panels; log-axis labels are few and plain. Saves a PNG at ``path``
+    and returns it."""
     group_by = [group_by] if isinstance(group_by, str) else list(group_by)
     _check(df_runs, optima_df, [over, loss, *group_by])
     plt, fig, axes = _panels(len(optima_df))
@@ -104,7 +98,7 @@ def plot_optima(
                     color="C0",
                     s=22,
                     zorder=3,
-                    label=f"{int(above.sum())} above view",
+                    label="above the view (clipped)",
                 )
             ax.set_ylim(best - 0.25 * span, top + 0.1 * span)
         else:
@@ -131,17 +125,12 @@ def plot_optima(
                 label="parabola",
                 zorder=2,
             )
-        if np.isfinite(o.get("band_low", np.nan)):
-            ax.axvspan(
-                o["band_low"],
-                o["band_high"],
-                color="C2",
-                alpha=0.18,
-                lw=0,
-                label=f"band ({o['band_low']:.3g}-{o['band_high']:.3g})",
-            )
+        if has_width(o.get("band_low", np.nan), o.get("band_high", np.nan)):
+            ax.axvspan(o["band_low"], o["band_high"], color="C2", alpha=0.25, lw=0, label="near-optimal band")
         lo, hi = o.get("ci_low", np.nan), o.get("ci_high", np.nan)
-        if np.isfinite(lo) or np.isfinite(hi):
+        if (np.isfinite(lo) or np.isfinite(hi)) and not (
+            np.isfinite(lo) and np.isfinite(hi) and not has_width(lo, hi)
+        ):
             xl = ax.get_xlim() if len(h) else (lo, hi)
             ax.axvspan(
                 lo if np.isfinite(lo) else xl[0],
@@ -149,25 +138,27 @@ def plot_optima(
                 color="k",
                 alpha=0.1,
                 lw=0,
-                label="CI",
+                label="optimum's CI",
             )
+        title = _title(o, group_by)
         if np.isfinite(o.get("opt", np.nan)):
-            ax.axvline(o["opt"], color="k", lw=1.1, label=f"optimum {o['opt']:.3g}")
+            ax.axvline(o["opt"], color="k", lw=1.1, label="optimum")
+            title += f"\noptimum {o['opt']:.3g}"
         ax.set_xscale("log")
+        log_axis(ax, "x")
         ax.ticklabel_format(axis="y", useOffset=False)
         ax.set_xlabel(over)
         ax.set_ylabel(loss)
         note = str(o.get("note", "") or "")
-        ax.set_title(_title(o, group_by), fontsize=9)
+        ax.set_title(title, fontsize=8.5)
         if note:  # the flag and what to do, under the panel title
             lines = textwrap.wrap(note, 70)
             text = "\n".join(lines[:3]) + (" ..." if len(lines) > 3 else "")
             ax.set_title(text, fontsize=6.5, color="C3", loc="left", y=1.0)
-            ax.set_title(_title(o, group_by) + "\n" * min(len(lines), 3), fontsize=9)
+            ax.set_title(title + "\n" * min(len(lines), 3), fontsize=8.5)
         if not ok.any():
             ax.set_yticks([])
-        ax.legend(fontsize=6.5, loc="best", framealpha=0.8)
-    fig.tight_layout()
+    legend_below(fig, axes)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -244,6 +235,8 @@ def plot_joint_optima(
             )
         ax.set_xscale("log")
         ax.set_yscale("log")
+        log_axis(ax, "x")
+        log_axis(ax, "y")
         ax.set_xlabel(h1)
         ax.set_ylabel(h2)
         ax.set_title(_title(o, group_by), fontsize=9)

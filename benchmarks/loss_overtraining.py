@@ -1,0 +1,151 @@
+"""Loss laws extrapolated to a larger model on Gadre et al.'s over-training runs (arXiv 2403.08540).
+
+Data: ../shared/data/gadre_overtraining (NOTES.md): final C4 validation loss (``loss__eval_data/c4_val``,
+the one their paper fits) of models of 10.6M, 78.9M, 153.7M and 411.6M parameters (with embeddings),
+each trained on three corpora (c4_original, rpj, rw_original) at token multipliers 0.25-32 x 20 tokens per
+parameter. Protocol: per corpus, fit on every model but the largest, predict the largest at every token
+multiplier; report the mean relative error |L - Lhat| / L over those runs (and per multiplier).
+
+Laws: Chinchilla's form (:class:`oasl.laws.LossLaw`, Hoffmann et al. 2022, Eq. 2) and Gadre et al.'s
+over-training form (:class:`oasl.laws.OvertrainingLossLaw`, their Eq. 4: one exponent for N and D), each
+with N counted with embeddings (``params``, Gadre et al.'s and Chinchilla's count) and without
+(``params_no_embed``, oasl's ``n_params``).
+
+Runs that end inside their LR warmup are left out of fits and scores (main figures): with the fixed
+per-size recipe (warmup 2000 steps at 411.6M, 400 at 78.9M), the 0.25x runs of those two sizes stop
+before the schedule reaches its peak, so their loss is not on the curve of fully scheduled runs. The
+figures with them kept are reported too.
+
+Paper's figures for comparison (NOTES.md, their Sec. 4): 0.71% relative error predicting a 1.4B model at
+M = 640 (tokens per parameter 20 x 32) and 0.73% for a 6.9B model at M = 20, from fits on smaller runs.
+
+Run: ``.venv/bin/python benchmarks/loss_overtraining.py`` (under a minute). Writes
+benchmarks/results/loss_overtraining.json and its section of benchmarks/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import write_result  # noqa: E402
+
+from oasl.laws import LossLaw, OvertrainingLossLaw  # noqa: E402
+from oasl.testing import shared_data  # noqa: E402
+
+LOSS = "loss__eval_data/c4_val"
+FORMS = {"Chinchilla (E + A/N^a + B/D^b)": LossLaw, "Gadre et al. Eq. 4 (one exponent)": OvertrainingLossLaw}
+NS = {"with embeddings": "params", "without embeddings": "params_no_embed"}
+PAPER = {"1.4B at M = 640": 0.0071, "6.9B at M = 20": 0.0073}
+
+
+def load() -> pd.DataFrame:
+    path = shared_data("gadre_overtraining") / "overtraining_losses.csv"
+    if not path.exists():
+        sys.exit(f"Gadre et al. data not found at {path}: see ../shared/data/gadre_overtraining/NOTES.md")
+    d = pd.read_csv(path)
+    d["steps"] = d["tokens"] / (d["global_bs"] * 2048)  # sequence length 2048 in their runs
+    d["in_warmup"] = d["steps"] <= d["warmup"]
+    return d
+
+
+def evaluate(d: pd.DataFrame) -> dict:
+    """For each form x N count: per-run errors on the largest N, fitted per corpus on the smaller ones."""
+    big = d["params"].max()
+    out = {}
+    for fname, cls in FORMS.items():
+        for nname, ncol in NS.items():
+            rows, formulas = [], {}
+            for ds, g in d.groupby("dataset"):
+                tr, te = g[g["params"] < big], g[g["params"] == big]
+                law = cls().fit(tr[ncol], tr["tokens"], tr[LOSS])
+                formulas[ds] = {"formula": law.formula(), "warnings": law.warnings_}
+                pred = law.predict(te[ncol], te["tokens"])
+                for m, p, obs in zip(te["chinchilla_multiplier"], pred, te[LOSS], strict=True):
+                    rows.append({"dataset": ds, "M": float(m), "pred": float(p), "obs": float(obs)})
+            r = pd.DataFrame(rows)
+            r["rel_err"] = (r["pred"] - r["obs"]).abs() / r["obs"]
+            out[f"{fname} | N {nname}"] = {
+                "mean_rel": float(r["rel_err"].mean()),
+                "max_rel": float(r["rel_err"].max()),
+                "by_M": {f"{k:g}": float(v) for k, v in r.groupby("M")["rel_err"].mean().items()},
+                "formulas": formulas,
+                "runs": r.to_dict(orient="records"),
+            }
+    return out
+
+
+def main() -> None:
+    t0 = time.time()
+    d = load()
+    main_res = evaluate(d[~d["in_warmup"]])
+    all_res = evaluate(d)
+    big = d["params"].max()
+    n_test = int((~d["in_warmup"] & (d["params"] == big)).sum())
+    best = min(main_res, key=lambda k: main_res[k]["mean_rel"])
+    ok = main_res[best]["mean_rel"] <= 0.01
+    e_at_bound = (
+        "; ".join(
+            f"{key} on {', '.join(ds for ds, f in r['formulas'].items() if f['warnings'])}"
+            for key, r in main_res.items()
+            if any(f["warnings"] for f in r["formulas"].values())
+        )
+        or "none"
+    )
+
+    def pct(x):
+        return f"{100 * x:.2f}%"
+
+    ms = sorted({m for r in main_res.values() for m in r["by_M"]}, key=float)
+    md = [
+        f"Gadre et al.'s over-training runs (C4 validation loss): per corpus, fit on the 10.6M-153.7M models, "
+        f"predict the {big / 1e6:.1f}M model at every token multiplier ({n_test} runs; runs that end inside "
+        "their LR warmup left out, see the script). Mean relative error |L - Lhat| / L; aim <= 1%. Paper, "
+        "their law fitted on small runs: "
+        + ", ".join(f"{k}: {pct(v)}" for k, v in PAPER.items())
+        + " (different, larger targets; not the same test).",
+        "",
+        "| law | N | mean error | max error | "
+        + " | ".join(f"M={m}" for m in ms)
+        + " | with warmup-only runs |",
+        "|---|---|---|---|" + "---|" * len(ms) + "---|",
+    ]
+    for key, r in main_res.items():
+        form, n = key.split(" | ")
+        md.append(
+            f"| {form} | {n.removeprefix('N ')} | {pct(r['mean_rel'])} | {pct(r['max_rel'])} | "
+            + " | ".join(pct(r["by_M"].get(m, float("nan"))) for m in ms)
+            + f" | {pct(all_res[key]['mean_rel'])} |"
+        )
+    md += [
+        "",
+        f"Best: {best}, {pct(main_res[best]['mean_rel'])} (aim <= 1%: {'met' if ok else 'NOT met'}). "
+        f"E at its bound 0 (oasl warns): {e_at_bound}. Per multiplier, the largest errors of Gadre et al.'s "
+        "form are at the longest runs (M = 16, 32), where its single exponent ties the D term to the N term.",
+        "",
+        f"Wall time {time.time() - t0:.0f} s.",
+    ]
+    payload = {
+        "data": str(shared_data("gadre_overtraining") / "overtraining_losses.csv"),
+        "loss_column": LOSS,
+        "held_out_params": float(big),
+        "excluded_in_warmup": d.loc[d["in_warmup"], "name"].tolist(),
+        "results": main_res,
+        "results_with_warmup_only_runs": {
+            k: {x: v[x] for x in ("mean_rel", "max_rel", "by_M")} for k, v in all_res.items()
+        },
+        "best": best,
+        "aim_met": ok,
+        "paper": PAPER,
+    }
+    path = write_result("loss_overtraining", payload, "\n".join(md))
+    print("\n".join(md))
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
