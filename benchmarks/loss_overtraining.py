@@ -4,7 +4,11 @@ Data: ../shared/data/gadre_overtraining (NOTES.md): final C4 validation loss (``
 the one their paper fits) of models of 10.6M, 78.9M, 153.7M and 411.6M parameters (with embeddings),
 each trained on three corpora (c4_original, rpj, rw_original) at token multipliers 0.25-32 x 20 tokens per
 parameter. Protocol: per corpus, fit on every model but the largest, predict the largest at every token
-multiplier; report the mean relative error |L - Lhat| / L over those runs (and per multiplier).
+multiplier; report the mean relative error |L - Lhat| / L over those runs (and per multiplier). The
+figure scored against the aim is oasl's default path, fixed before this data was seen: LossLaw (Chinchilla's
+form) on oasl's non-embedding ``n_params``. A selection inside the training sizes (the same protocol one size
+down: fit on the two smallest, predict the third) is reported beside it; with three sizes it is not
+informative (Chinchilla's form is not identified from two sizes).
 
 Laws: Chinchilla's form (:class:`oasl.laws.LossLaw`, Hoffmann et al. 2022, Eq. 2) and Gadre et al.'s
 over-training form (:class:`oasl.laws.OvertrainingLossLaw`, their Eq. 4: one exponent for N and D), each
@@ -29,7 +33,9 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+from scipy.optimize import curve_fit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import write_result  # noqa: E402
@@ -54,7 +60,8 @@ def load() -> pd.DataFrame:
 
 
 def evaluate(d: pd.DataFrame) -> dict:
-    """For each form x N count: per-run errors on the largest N, fitted per corpus on the smaller ones."""
+    """For each form x N count: per-run errors on the largest N of ``d``, fitted per corpus on the smaller
+    ones."""
     big = d["params"].max()
     out = {}
     for fname, cls in FORMS.items():
@@ -79,14 +86,32 @@ def evaluate(d: pd.DataFrame) -> dict:
     return out
 
 
+def noise_floor(d: pd.DataFrame) -> dict[str, float]:
+    """Per corpus, mean relative residual of ``E + B D^-b`` fitted (least squares) to the largest model's
+    own runs: how far single runs sit from any smooth curve in D, a floor for an extrapolated law."""
+    big = d["params"].max()
+    out = {}
+    for ds, g in d[d["params"] == big].groupby("dataset"):
+        x, y = g["tokens"].to_numpy(float) / 1e9, g[LOSS].to_numpy(float)
+        p, _ = curve_fit(lambda x, e, b, k: e + b * x**-k, x, y, p0=[2.0, 1.0, 0.3], maxfev=20000)
+        out[str(ds)] = float(np.mean(np.abs(p[0] + p[1] * x ** -p[2] - y) / y))
+    return out
+
+
 def main() -> None:
     t0 = time.time()
     d = load()
     main_res = evaluate(d[~d["in_warmup"]])
     all_res = evaluate(d)
     big = d["params"].max()
+    # a selection inside the training sizes (the same protocol one size down), reported beside the default
+    cv_res = evaluate(d[~d["in_warmup"] & (d["params"] < big)])
+    cv_size = float(d.loc[d["params"] < big, "params"].max())
+    floor = noise_floor(d[~d["in_warmup"]])
     n_test = int((~d["in_warmup"] & (d["params"] == big)).sum())
-    best = min(main_res, key=lambda k: main_res[k]["mean_rel"])
+    best = f"{next(iter(FORMS))} | N without embeddings"  # oasl's default: LossLaw on n_params
+    best_cv = min(cv_res, key=lambda k: cv_res[k]["mean_rel"])
+    best_test = min(main_res, key=lambda k: main_res[k]["mean_rel"])
     ok = main_res[best]["mean_rel"] <= 0.01
     e_at_bound = (
         "; ".join(
@@ -109,21 +134,30 @@ def main() -> None:
         + ", ".join(f"{k}: {pct(v)}" for k, v in PAPER.items())
         + " (different, larger targets; not the same test).",
         "",
-        "| law | N | mean error | max error | "
+        f"| law | N | selection: error at {cv_size / 1e6:.1f}M from smaller | mean error | max error | "
         + " | ".join(f"M={m}" for m in ms)
         + " | with warmup-only runs |",
-        "|---|---|---|---|" + "---|" * len(ms) + "---|",
+        "|---|---|---|---|---|" + "---|" * len(ms) + "---|",
     ]
     for key, r in main_res.items():
         form, n = key.split(" | ")
         md.append(
-            f"| {form} | {n.removeprefix('N ')} | {pct(r['mean_rel'])} | {pct(r['max_rel'])} | "
+            f"| {form} | {n.removeprefix('N ')} | {pct(cv_res[key]['mean_rel'])} | {pct(r['mean_rel'])} | "
+            f"{pct(r['max_rel'])} | "
             + " | ".join(pct(r["by_M"].get(m, float("nan"))) for m in ms)
             + f" | {pct(all_res[key]['mean_rel'])} |"
         )
     md += [
         "",
-        f"Best: {best}, {pct(main_res[best]['mean_rel'])} (aim <= 1%: {'met' if ok else 'NOT met'}). "
+        f"oasl's default path (LossLaw on the non-embedding n_params, fixed before this data): "
+        f"{pct(main_res[best]['mean_rel'])} on the {big / 1e6:.1f}M model (aim <= 1%: {'met' if ok else 'NOT met'}; "
+        f"lowest of the four on the held-out model: {best_test}). Selected inside the training sizes instead "
+        f"(lowest error predicting the {cv_size / 1e6:.1f}M model from the two smaller): {best_cv}, "
+        f"{pct(main_res[best_cv]['mean_rel'])} on the {big / 1e6:.1f}M model: two sizes do not identify "
+        "Chinchilla's N term (E, A, alpha from two levels), so that check is not informative here. The per-size "
+        f"noise floor: a curve E + B D^-b fitted to the {big / 1e6:.1f}M model's own runs leaves "
+        + ", ".join(f"{k} {pct(v)}" for k, v in floor.items())
+        + " mean residual, so an extrapolation has little room below 1%. "
         f"E at its bound 0 (oasl warns): {e_at_bound}. Per multiplier, the largest errors of Gadre et al.'s "
         "form are at the longest runs (M = 16, 32), where its single exponent ties the D term to the N term.",
         "",
@@ -139,6 +173,10 @@ def main() -> None:
             k: {x: v[x] for x in ("mean_rel", "max_rel", "by_M")} for k, v in all_res.items()
         },
         "best": best,
+        "selection": {"held_out_params": cv_size, "mean_rel": {k: v["mean_rel"] for k, v in cv_res.items()}},
+        "best_in_sample": best_cv,
+        "best_on_test": best_test,
+        "noise_floor_largest": floor,
         "aim_met": ok,
         "paper": PAPER,
     }

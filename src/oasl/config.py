@@ -22,7 +22,7 @@ ScheduleName = Literal["constant", "cosine", "linear", "wsd", "inverse_sqrt", "s
 # RunSpec fields added after stores existed: each is left out of the hashed key payload while it equals
 # the default named here, so every run recorded before the field existed keeps its key. A new RunSpec
 # field must be added here with its default (tests/test_config_key.py checks this).
-KEY_DEFAULTS: dict[str, Any] = {"data_seed": None, "compile": False}
+KEY_DEFAULTS: dict[str, Any] = {"data_seed": None, "compile": False, "gns": False}
 
 
 class _Spec(BaseModel):
@@ -125,7 +125,8 @@ class RunSpec(_Spec):
     ``seed`` draws the initial weights; ``data_seed`` draws the order of training batches and defaults
     to ``seed`` (None). Runs of a grid that share a ``data_seed`` see the same batches (common random
     numbers), so lr comparisons are paired. ``compile=True`` trains through ``torch.compile``; it is part
-    of the key when True because compiled kernels may round differently. Both fields are left out of
+    of the key when True because compiled kernels may round differently. ``gns=True`` records the
+    gradient noise scale at each evaluation (:mod:`oasl.train.gns`). These fields are left out of
     the key while they hold their defaults (:data:`KEY_DEFAULTS`), so keys of older runs are unchanged.
     """
 
@@ -147,6 +148,10 @@ class RunSpec(_Spec):
     eval_tokens: int = Field(default=16384, gt=0)
     diverge_factor: float = Field(default=1.5, gt=1)
     corpus: CorpusSpec = CorpusSpec()
+    # Measure the gradient noise scale at evaluations (oasl.train.gns). The extra gradients leave the
+    # trajectory unchanged, but a run asked with measurements is keyed apart, so a store that holds the
+    # run without them trains it again rather than silently skipping the measurement.
+    gns: bool = False
 
     @model_validator(mode="after")
     def _check(self) -> RunSpec:

@@ -358,3 +358,30 @@ def recommend(
         "with `oasl schedules rank`)",
     )
     return rec
+
+
+def critical_batch_opinion(rec: Recommendation, store, loss_law=None, level: float = 0.9) -> Item | None:
+    """A second opinion on the batch: B_crit(L) (Kaplan et al. 2020, Sec. 5.1) fitted on the gradient-noise
+    measurements of ``store``, at the target's loss predicted by ``loss_law`` (or one fitted on the
+    store). Added to ``rec.items`` as ``batch_tokens_gns`` and returned; None when the store has no
+    measurements (runs trained with ``gns: true``)."""
+    from oasl.laws.critical_batch import CriticalBatchLaw, loss_at, noise_points
+    from oasl.store import open_store
+
+    st = open_store(store)
+    pts = noise_points(st)
+    if not len(pts):
+        return None
+    law = CriticalBatchLaw(level=level).fit(pts)
+    loss, how = loss_at(st, rec.n_params, rec.tokens, loss_law)
+    r = law.recommend(loss)
+    item = Item(
+        "batch_tokens_gns",
+        r["batch_tokens"],
+        r["low"] if math.isfinite(r["low"]) else None,
+        r["high"] if math.isfinite(r["high"]) else None,
+        source=f"{law.formula()} at L = {loss:.3g} ({how}); second opinion beside batch_tokens",
+        warning="the target loss lies outside the losses the law was fitted on" if r["extrapolated"] else "",
+    )
+    rec.items[item.name] = item
+    return item

@@ -15,7 +15,7 @@ import math
 import sqlite3
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -62,6 +62,15 @@ CREATE TABLE IF NOT EXISTS curves (
 );
 CREATE INDEX IF NOT EXISTS runs_status ON runs(status);
 """
+# Claims of runs in progress (see Store.claim); no foreign key: a run is claimed before its row exists.
+_CLAIMS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS claims (
+    key TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    expires_at REAL NOT NULL,
+    claimed_at REAL NOT NULL
+);
+"""
 
 CURVE_COLUMNS = ("step", "tokens", "lr", "train_loss", "val_loss", "grad_norm")
 
@@ -107,6 +116,47 @@ class Store(ABC):
 
     def is_finished(self, key: str) -> bool:
         return self.status(key) in FINISHED
+
+    # -- claims and group look-ups: what sweep executors and pruners ask of a store ---------------------
+    # A claim says "owner is training this run until expires_at (a Unix time)"; runners renew it by a
+    # heartbeat and release it with the result (as Optuna's heartbeat does for RUNNING trials), so two
+    # sweeps on one store never train a run twice and a dead runner's runs are taken over.
+
+    @abstractmethod
+    def attempts(self, key: str) -> int:
+        """How many times run ``key`` was started (0 if unknown)."""
+
+    @abstractmethod
+    def claim(
+        self, keys: Iterable[str], owner: str, lease_s: float, dead: Callable[[str], bool] | None = None
+    ) -> list[str]:
+        """Claim the runs ``keys`` for ``owner`` until now + ``lease_s`` seconds, atomically; returns the keys
+        claimed. A finished run and a run under another owner's live claim are left alone; an expired claim,
+        or one whose owner ``dead(owner)`` says is dead, is taken over. The owner's own claims are renewed."""
+
+    @abstractmethod
+    def renew(self, keys: Iterable[str], owner: str, lease_s: float) -> list[str]:
+        """Extend ``owner``'s claims on ``keys`` to now + ``lease_s``; returns the keys it still held."""
+
+    @abstractmethod
+    def release(self, keys: Iterable[str], owner: str) -> None:
+        """Drop ``owner``'s claims on ``keys`` (others' claims are untouched)."""
+
+    @abstractmethod
+    def live_claims(self) -> dict[str, tuple[str, float]]:
+        """Unexpired claims: key -> (owner, expires_at as Unix time)."""
+
+    @abstractmethod
+    def group_members(
+        self, spec: RunSpec, group_of: Callable[[RunSpec], str], statuses: tuple[str, ...] = FINISHED
+    ) -> list[str]:
+        """Keys of the other runs of ``spec``'s group (``group_of`` maps a spec to its group's key) that
+        have one of ``statuses``."""
+
+    @abstractmethod
+    def curve_values(self, keys: Iterable[str], column: str, after: float, upto: float) -> pd.DataFrame:
+        """Non-null values of curve ``column`` (val_loss, train_loss, ...) of runs ``keys`` at steps in
+        (``after``, ``upto``]: a frame with columns key, step, value."""
 
     def to_dataframe(self, finished_only: bool = False) -> pd.DataFrame:
         """One row per run with flat columns for analysis (see :func:`flatten_row`)."""
@@ -184,6 +234,7 @@ class SQLiteStore(Store):
             with self._connect() as con:
                 con.executescript(_SCHEMA)
                 self._ensure_role_column(con)
+                con.executescript(_CLAIMS_SCHEMA)
                 found = con.execute("SELECT value FROM meta WHERE name='schema_version'").fetchone()
                 if found is None:
                     con.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
@@ -396,6 +447,84 @@ class SQLiteStore(Store):
         """Role of every run, by key."""
         with self._connect() as con:
             return dict(con.execute("SELECT key, role FROM runs").fetchall())
+
+    # -- claims and group look-ups (see the Store interface) ----------------------------------------------
+
+    def claim(
+        self, keys: Iterable[str], owner: str, lease_s: float, dead: Callable[[str], bool] | None = None
+    ) -> list[str]:
+        keys = list(keys)
+        if not keys:
+            return []
+        now = time.time()
+        got = []
+        with self._transaction() as con:
+            for key in keys:
+                run = con.execute("SELECT status FROM runs WHERE key=?", (key,)).fetchone()
+                if run and run[0] in FINISHED:
+                    continue
+                held = con.execute("SELECT owner, expires_at FROM claims WHERE key=?", (key,)).fetchone()
+                if held and held[0] != owner and held[1] > now and not (dead is not None and dead(held[0])):
+                    continue
+                con.execute(
+                    """INSERT INTO claims VALUES (?, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET
+                       owner=excluded.owner, expires_at=excluded.expires_at, claimed_at=excluded.claimed_at""",
+                    (key, owner, now + lease_s, now),
+                )
+                got.append(key)
+        return got
+
+    def renew(self, keys: Iterable[str], owner: str, lease_s: float) -> list[str]:
+        keys = list(keys)
+        held = []
+        with self._transaction() as con:
+            for key in keys:
+                cur = con.execute(
+                    "UPDATE claims SET expires_at=? WHERE key=? AND owner=?",
+                    (time.time() + lease_s, key, owner),
+                )
+                if cur.rowcount:
+                    held.append(key)
+        return held
+
+    def release(self, keys: Iterable[str], owner: str) -> None:
+        with self._transaction() as con:
+            con.executemany("DELETE FROM claims WHERE key=? AND owner=?", [(k, owner) for k in keys])
+
+    def live_claims(self) -> dict[str, tuple[str, float]]:
+        with self._connect() as con:
+            rows = con.execute(
+                "SELECT key, owner, expires_at FROM claims WHERE expires_at > ?", (time.time(),)
+            ).fetchall()
+        return {k: (o, e) for k, o, e in rows}
+
+    def group_members(
+        self, spec: RunSpec, group_of: Callable[[RunSpec], str], statuses: tuple[str, ...] = FINISHED
+    ) -> list[str]:
+        from oasl.config import RunSpec
+
+        gk, own = group_of(spec), spec.key()
+        marks = ",".join("?" * len(statuses))
+        with self._connect() as con:
+            rows = con.execute(
+                f"SELECT key, spec_json FROM runs WHERE status IN ({marks}) AND source='oasl'", statuses
+            ).fetchall()
+        return [k for k, s in rows if k != own and group_of(RunSpec.model_validate_json(s)) == gk]
+
+    def curve_values(self, keys: Iterable[str], column: str, after: float, upto: float) -> pd.DataFrame:
+        if column not in CURVE_COLUMNS:
+            raise StoreError(f"unknown curve column {column!r}: use one of {', '.join(CURVE_COLUMNS)}")
+        keys = list(keys)
+        if not keys:
+            return pd.DataFrame(columns=["key", "step", "value"])
+        marks = ",".join("?" * len(keys))
+        with self._connect() as con:
+            rows = con.execute(
+                f"SELECT key, step, {column} FROM curves WHERE key IN ({marks}) AND step > ? AND step <= ?"
+                f" AND {column} IS NOT NULL ORDER BY key, step",
+                (*keys, after, upto),
+            ).fetchall()
+        return pd.DataFrame(rows, columns=["key", "step", "value"])
 
 
 def _sql(v: Any) -> Any:

@@ -48,6 +48,8 @@ for _mod in (
     "earlywarn_cmd",
     "validate_cmd",
     "report_cmd",
+    "transfer_cmd",
+    "batch_cmd",
 ):
     try:
         _m = importlib.import_module(f"oasl.cli.{_mod}")

@@ -150,6 +150,11 @@ def register(app: typer.Typer) -> None:
             1, "--grad-accum", help="With --format hf: gradient accumulation steps per optimizer step."
         ),
         warn_ratio: float = typer.Option(4.0, "--warn-ratio", help="Warn beyond this extrapolation ratio."),
+        gns_store: str = typer.Option(
+            None,
+            "--gns-store",
+            help="Store of runs with gradient-noise measurements: adds B_crit(L) for the batch.",
+        ),
     ) -> None:
         """Recommend a full HP configuration for a target model, with intervals and sources."""
         from oasl.config import ModelShape, build
@@ -173,10 +178,10 @@ def register(app: typer.Typer) -> None:
             shape = build(
                 ModelShape, {"width": width, "depth": depth, "seq_len": seq_len}, what="target shape"
             )
-        fitted, source = {}, "fitted laws"
+        fitted, source, loss_law = {}, "fitted laws", None
         if laws is not None:
             fitted, meta = load_laws(laws)
-            fitted.pop("loss", None)
+            loss_law = fitted.pop("loss", None)
             source = f"fitted laws {laws} (on {meta.get('source', '?')})"
         if not fitted and not published:
             raise ConfigError(
@@ -194,6 +199,14 @@ def register(app: typer.Typer) -> None:
             laws_source=source,
             force=force,
         )
+        if gns_store is not None:
+            from oasl.recommend import critical_batch_opinion
+
+            if critical_batch_opinion(rec, gns_store, loss_law) is None:
+                typer.secho(
+                    f"warning: {gns_store} has no gradient-noise measurements (train with gns: true)",
+                    err=True,
+                )
         exported = {  # built before any warning is printed: a failing export stays one line
             "json": lambda: rec.to_dict(),
             "hf": lambda: rec.hf_training_arguments(world_size, grad_accum),

@@ -27,18 +27,35 @@ def register(app: typer.Typer) -> None:
     def plan_cmd(
         spec_path: Path = typer.Argument(..., help="Sweep spec (YAML)."),
         store: str = typer.Option(None, "--store", help="Store: finished runs are not counted again."),
-        workers: int = typer.Option(1, "--workers", help="Parallel workers assumed for the time estimate."),
-        measure: bool = typer.Option(True, help="Time a few steps of each shape on this machine."),
+        executor: str = typer.Option(
+            None, "--executor", help="Executor to estimate for (auto, local, batched; ray counts as local)."
+        ),
+        workers: int = typer.Option(
+            None, "--workers", help="Worker processes assumed (default: the spec's, else 1)."
+        ),
+        members: int = typer.Option(None, "--members", help="Most runs per batch (batched)."),
+        measure: bool = typer.Option(
+            True, help="Time a few real steps of each shape (and batch) on this machine."
+        ),
     ) -> None:
-        """Print how many runs a sweep has, their FLOPs and an estimate of their time."""
+        """Print how many runs a sweep has, their FLOPs and an estimate of their wall time."""
         from oasl.store import open_store
         from oasl.sweep import expand, load_sweep, plan
+        from oasl.sweep.execute import resolve_execution
 
         spec = load_sweep(spec_path)
+        ex = resolve_execution(spec.execution, executor=executor, workers=workers, members=members)
         runs = expand(spec)
-        p = plan(runs, open_store(store) if store else None, workers=workers, measure=measure)
+        p = plan(
+            runs,
+            open_store(store) if store else None,
+            workers=ex.workers,
+            measure=measure,
+            executor=ex.executor,
+            members=ex.members,
+        )
         table = Table(title=f"sweep {spec.name}: {p.n_runs} runs ({p.n_todo} to do)")
-        for c in ("optimizer", "width", "depth", "N", "runs", "to do", "FLOPs", "time (1 worker)"):
+        for c in ("optimizer", "width", "depth", "N", "runs", "to do", "FLOPs", "time (1 run at a time)"):
             table.add_column(c, justify="right")
         for _, r in p.table.iterrows():
             table.add_row(
@@ -55,52 +72,81 @@ def register(app: typer.Typer) -> None:
         extra = ""
         if spec.pruning.enabled:
             extra = f"; pruning at {', '.join(f'{c:.0%}' for c in spec.pruning.checkpoints)} can cut this"
+        how = f"{p.executor} executor, {p.workers} worker(s)"
+        if p.batches:
+            how += f", batches of {', '.join(map(str, sorted(p.batches, reverse=True)))} runs"
         console.print(
-            f"total {p.flops:.3g} FLOPs ({p.flops_todo:.3g} to do); estimated time with {workers} "
-            f"worker(s): {_fmt_seconds(p.est_seconds)}{extra}"
+            f"total {p.flops:.3g} FLOPs ({p.flops_todo:.3g} to do); estimated wall time ({how}): "
+            f"{_fmt_seconds(p.est_seconds)}{extra}"
         )
 
     @sweep.command("run")
     def run_cmd(
         spec_path: Path = typer.Argument(..., help="Sweep spec (YAML)."),
-        store: str = typer.Option("runs.db", "--store", help="SQLite store (resumable)."),
-        workers: int = typer.Option(1, "--workers", help="Parallel worker processes."),
-        backend: str = typer.Option("local", "--backend", help="local or ray."),
+        store: str = typer.Option("runs.db", "--store", help="SQLite store (resumable; shared by sweeps)."),
+        executor: str = typer.Option(
+            None,
+            "--executor",
+            help="auto (batched where >= 2 runs share a shape and use adamw/sgd/lion, else local), local "
+            "(one run per process), batched (K runs per process as one stacked model) or ray. "
+            "Default: the spec's `execution.executor`, else auto.",
+        ),
+        workers: int = typer.Option(
+            None, "--workers", help="Worker processes (default 1; Ray: least tasks in flight)."
+        ),
+        members: int = typer.Option(
+            None, "--members", help="Most runs per batch (batched; default: what memory allows)."
+        ),
+        runs_per_gpu: int = typer.Option(None, "--runs-per-gpu", help="Worker processes per visible GPU."),
+        gpus_per_run: float = typer.Option(
+            None,
+            "--gpus-per-run",
+            help="GPUs each Ray task requests (fractions pack runs; default 1 on a GPU cluster).",
+        ),
+        backend: str = typer.Option(
+            None, "--backend", help="Old name of --executor (local or ray).", hidden=True
+        ),
         ray_address: str = typer.Option(None, "--ray-address", help="'auto' joins a running Ray cluster."),
+        wait: bool = typer.Option(
+            True, help="Wait for runs another live sweep is training (take them over if it dies)."
+        ),
     ) -> None:
-        """Run every run of a sweep not yet in the store (killed sweeps resume where they stopped)."""
+        """Run every run of a sweep not yet in the store (killed sweeps resume where they stopped).
+
+        Flags override the spec's `execution:` block. Sweeps sharing a store claim runs, so each run trains once."""
         from oasl.sweep import expand, load_sweep, run_sweep
+        from oasl.sweep.execute import resolve_execution
 
         spec = load_sweep(spec_path)
+        execution = resolve_execution(
+            spec.execution,
+            executor=executor,
+            backend=backend,
+            workers=workers,
+            members=members,
+            ray_address=ray_address,
+            runs_per_gpu=runs_per_gpu,
+            gpus_per_run=gpus_per_run,
+        )
         runs = expand(spec)
         with progress_bar() as bar:
             task = bar.add_task(f"sweep {spec.name}", total=len(runs), status="")
 
             def on_update(summary, total) -> None:
-                done = summary.skipped + summary.done + summary.diverged + summary.stopped + summary.failed
                 best = "  ".join(f"{g}: {v:.3f}" for g, v in sorted(summary.best.items())[:4])
-                bar.update(task, completed=done, status=best)
+                bar.update(task, completed=summary.finished, status=best)
 
             summary = run_sweep(
                 runs,
                 store,
-                workers=workers,
-                backend=backend,
                 pruning=spec.pruning,
                 early_warn=spec.early_warn,
-                ray_address=ray_address,
+                execution=execution,
                 on_update=on_update,
+                wait=wait,
             )
-            bar.update(
-                task,
-                completed=summary.skipped
-                + summary.done
-                + summary.diverged
-                + summary.stopped
-                + summary.failed
-                + summary.gave_up,
-            )
-        table = Table(title=f"sweep {spec.name} -> {store}", show_header=False)
+            bar.update(task, completed=summary.finished)
+        table = Table(title=f"sweep {spec.name} -> {store} ({summary.executor} executor)", show_header=False)
         for name, value in [
             ("planned", summary.planned),
             ("already in store", summary.skipped),
@@ -109,11 +155,14 @@ def register(app: typer.Typer) -> None:
             ("stopped early (pruned)", summary.stopped),
             ("failed", summary.failed),
             ("failed twice, given up", summary.gave_up),
+            ("left to other live sweeps", summary.busy),
             ("FLOPs spent", f"{summary.flops_spent:.3g}"),
             ("FLOPs saved by pruning", f"{summary.flops_saved:.3g}"),
             ("wall time", _fmt_seconds(summary.wall_s)),
         ]:
             table.add_row(name, str(value))
         console.print(table)
+        for note in summary.notes:
+            console.print(note)
         for e in summary.errors[:5]:
             console.print(f"[red]failed[/red] {e}")

@@ -57,12 +57,14 @@ def write_report(
     sweep_keys=None,
     schedules: dict | None = None,
     over: str = "lr",
+    transfer=None,
 ) -> Path:
     """Write ``out/index.html`` (images also saved beside it) from a store and optional results.
 
     ``validation`` is a :class:`~oasl.validate.ValidationResult`, ``fit`` a
     :class:`~oasl.laws.pipeline.FitReport` (fitted here from the store when None), ``schedules`` the dict
     of :func:`oasl.report.schedules.schedule_section` (or a schedule-law file path, turned into one here).
+    ``transfer`` a :class:`~oasl.laws.transfer.TransferResult` (adds the fast-transfer section).
     Returns the path of the HTML page.
     """
     from oasl.errors import FitError
@@ -151,6 +153,12 @@ def write_report(
             parts.append(_img(Path(schedules["figure"]), "predicted loss curves per schedule"))
         if schedules.get("table") is not None:
             parts.append(_table(schedules["table"]))
+
+    if transfer is not None:
+        from oasl.report.transfer import transfer_section
+
+        png, table = transfer_section(transfer, out)
+        parts += ["<h2>Fast transfer: beta vs alpha/2</h2>", _img(png, "transfer fits"), _table(table)]
 
     page = out / "index.html"
     page.write_text(

@@ -104,6 +104,28 @@ class EarlyWarn(_Spec):
     threshold: float | None = Field(default=None, gt=0, lt=1)
 
 
+class Execution(_Spec):
+    """How a sweep's runs are executed (``oasl sweep run`` flags override these).
+
+    ``executor``: "auto" (batched where two or more compatible runs use a batched optimizer, else
+    local), "local" (a process pool, one run per process), "batched" (K runs per process as one stacked
+    model) or "ray". ``workers``: worker processes (local, batched) or the least Ray tasks in flight.
+    ``members``: the most runs per batch (default: as many as memory allows). ``runs_per_gpu``: worker
+    processes per visible GPU. ``gpus_per_run`` / ``cpus_per_run``: what each Ray task requests (fractions
+    allowed; default: one GPU on a cluster with GPUs, else none). ``ray_address``: "auto" joins a running
+    cluster. ``lease_s``: lifetime in seconds of a run's claim without heartbeat (a dead runner's runs are
+    taken over after it)."""
+
+    executor: Literal["auto", "local", "batched", "ray"] = "auto"
+    workers: int = Field(default=1, ge=1)
+    members: int | None = Field(default=None, ge=1)
+    runs_per_gpu: int | None = Field(default=None, ge=1)
+    gpus_per_run: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    cpus_per_run: float = Field(default=1.0, gt=0, allow_inf_nan=False)
+    ray_address: str | None = None
+    lease_s: float = Field(default=60.0, gt=0, allow_inf_nan=False)
+
+
 class SweepSpec(_Spec):
     """A sweep: shapes x optimizers (each with its HP grid) x batch sizes x token budgets x seeds.
 
@@ -113,6 +135,7 @@ class SweepSpec(_Spec):
     RunSpec defaults shared by every run (eval interval, grad clip, device, ...). ``schedules`` (optional)
     sweeps schedule shapes by short name (``cosine``, ``wsd:0.2``, ``constant``, ...; see
     :func:`oasl.optim.schedules.parse_schedule`), each taking its other fields from ``schedule``.
+    ``execution`` says how the runs are trained (:class:`Execution`; ``oasl sweep run`` flags override it).
     """
 
     name: str = "sweep"
@@ -131,6 +154,7 @@ class SweepSpec(_Spec):
     run: dict[str, Any] = Field(default_factory=dict)
     pruning: Pruning = Pruning()
     early_warn: EarlyWarn = EarlyWarn()
+    execution: Execution = Execution()
 
     @model_validator(mode="after")
     def _check(self) -> SweepSpec:

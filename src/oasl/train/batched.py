@@ -258,6 +258,10 @@ def train_batched(
             )
     progress_fns = _check(specs, progress, "progress")
     stop_fns = _check(specs, should_stop, "should_stop")
+    if any(s.gns for s in specs):  # the noise scale is measured on one model's gradients (oasl.train.gns)
+        from oasl.train.run import train
+
+        return [train(s, p, f) for s, p, f in zip(specs, progress_fns, stop_fns, strict=True)]
     device = resolve_device(specs[0].device)
     data = get_dataset(specs[0])
     data.check_fits(specs[0].shape.seq_len, specs[0].shape.vocab_size)

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from oasl.config import RunSpec
+from oasl.train import gns
 from oasl.train.result import RunResult
 
 EVAL_BATCH_SEQS = 8  # held-out batches have a fixed size so every run is scored on the same tokens
@@ -233,6 +234,7 @@ def run_loop(
             for i, log in enumerate(logs):
                 if log.active and log.curve[-1]["step"] == step + 1:
                     log.add_eval(vals[i])
+                    gns.record(stepper, data, log.spec, log.curve[-1], step + 1)
         tokens_per_s = (step + 1) * spec0.batch_tokens / max(train_s, 1e-9)
         for log, pts in zip(logs, fresh, strict=True):
             log.report(pts, tokens_per_s)
@@ -253,6 +255,7 @@ def run_loop(
         for i in last:
             logs[i].final = final[i]
             logs[i].curve[-1]["val_loss"] = final[i]
+            gns.record(stepper, data, logs[i].spec, logs[i].curve[-1], logs[i].curve[-1]["step"])
     wall = time.perf_counter() - t_start
     counts, fpt = count_params(spec0.shape), flops_per_token(spec0.shape)
     results = []
