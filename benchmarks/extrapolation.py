@@ -1,14 +1,20 @@
-"""Extrapolation benchmark (issue: validation against baselines): sweep widths 24/32/48/64 (depth 2) over
-10-point lr grids (x1.59 apart) with AdamW and SGD+momentum on the default corpus, recommend lr for width 192 (9x the largest swept N), and
-compare with the oracle grid, naive transfer, library defaults, muP transfer, Step Law, random search
-and Optuna TPE (4 and 8 trials) at the target, over 2 seeds. Budget: about 1.5 h on 2 CPU cores.
+"""Extrapolation benchmark (issue 11): sweep widths 24/32/48/64 (depth 2) over 10-point lr grids (x1.59
+apart) with AdamW, SGD+momentum and Lion on the default corpus, fit lr*(N) as `oasl fit` does, recommend
+lr for width 192 (9x the largest swept N), and compare with the oracle, naive transfer, library defaults,
+muP transfer, Step Law, random search and Optuna TPE (4 and 8 trials) at the target, every method on the
+same 3 seeds: regret with a paired-bootstrap 90% interval, the noise floor and a verdict against oasl.
+Budget: not yet measured with 3 optimizers x 3 seeds (the 2-optimizer, 2-seed version took ~1.5 h on 2
+cores with the process pool; the batched executor is the way to bring this one near 2 h).
+
+`--ladder gpu` is the H200 ladder of issue 11 (widths 64-192, depth 4, seq 256, 16.8M tokens per run,
+target width 576), for the three optimizers; run it on a GPU machine.
 
 `--ladder v1` runs the first version instead: widths 32/48/64 over 7-point grids (x2 apart) of the same
-lr ranges, written as `extrapolation_v1`. Both share the store: the ranges are the same, so the oracle
-grid and the random/TPE trials at the target are the same runs.
+lr ranges, written as `extrapolation_v1`; `--ladder v2-2opt` the second as first measured (AdamW and SGD,
+2 seeds, 16k eval tokens). They share the store where their runs are the same.
 
-Run: `.venv/bin/python benchmarks/extrapolation.py [--ladder v1|v2] [--store PATH]` (resumable: the store
-keeps runs).
+Run: `.venv/bin/python benchmarks/extrapolation.py [--ladder v1|v2|v2-2opt|gpu] [--optimizers adamw ...]
+[--seeds 0 1 2] [--store PATH]` (resumable: the store keeps runs).
 """
 
 from __future__ import annotations
@@ -32,28 +38,112 @@ SPEC = {
         "optimizers": {
             "adamw": {"lr": {"log_range": [6.25e-4, 4e-2], "num": 10}},
             "sgd": {"lr": {"log_range": [2.5e-2, 1.6], "num": 10}, "momentum": 0.9},
+            # Lion's sign update is ~3-10x larger per step than Adam's (Chen et al. 2023, Sec. 3.1)
+            "lion": {"lr": {"log_range": [6.25e-5, 4e-3], "num": 10}},
         },
         "batch_seqs": 16,
         "tokens": 393216,
         "schedule": {"name": "cosine", "warmup_frac": 0.05},
+        # 16k eval tokens: benchmarks/eval_noise.py measures a paired difference's eval error at 0.17% of
+        # the loss against a 2.3% seed spread (13x below); 65k would cut it to 0.13% at ~20% more compute
+        # per run and new run keys (eval_tokens is part of the key)
         "run": {"eval_interval": 128, "eval_tokens": 16384, "device": "cpu"},
     },
     "target": {"width": 192},
-    "seeds": [0, 1],
+    "seeds": [0, 1, 2],
     "oracle_num": 7,
     "baselines": ["naive", "defaults", "mup", "step-law", "random:4", "random:8", "tpe:4", "tpe:8"],
 }
-LADDERS = {"v2": ([24, 32, 48, 64], 10), "v1": ([32, 48, 64], 7)}  # widths, points per lr grid
+# widths, points per lr grid, optimizers, seeds, eval tokens (v1/v2: the first versions' ladders, as measured)
+LADDERS = {
+    "v2": ([24, 32, 48, 64], 10, ("adamw", "sgd", "lion"), [0, 1, 2], 16384),
+    "v2-2opt": ([24, 32, 48, 64], 10, ("adamw", "sgd"), [0, 1], 16384),
+    "v1": ([32, 48, 64], 7, ("adamw", "sgd"), [0, 1], 16384),
+    # a reduced check that fits ~40 min of a shared 2-core machine: AdamW, widths 16/24/32 -> 96 (8.9x N),
+    # half the tokens, fewer baselines (see MINI); it has the flaws docs/ladders.md lists, more so
+    "mini": ([16, 24, 32], 7, ("adamw",), [0, 1, 2], 16384),
+}
+MINI = {
+    "target": {"width": 96},
+    "tokens": 196608,
+    "baselines": ["naive", "defaults", "step-law", "random:4"],
+}
+# The H200 ladder of issue 11: widths 64/96/128/192, depth 4, seq 256, batch 32 sequences, 16.8M tokens per
+# run, cosine with 5% warmup, 9-point lr grids, target width 576 (9.0x N).
+GPU = {
+    "name": "extrapolation-gpu",
+    "sweep": {
+        "name": "extrapolation-gpu-ladder",
+        "ladder": {"widths": [64, 96, 128, 192], "depth": 4},
+        "shape_defaults": {"seq_len": 256},
+        "optimizers": {
+            "adamw": {"lr": {"log_range": [2.5e-4, 4e-2], "num": 9}},
+            "sgd": {"lr": {"log_range": [1e-2, 1.6], "num": 9}, "momentum": 0.9},
+            "lion": {"lr": {"log_range": [2.5e-5, 4e-3], "num": 9}},
+        },
+        "batch_seqs": 32,
+        "tokens": 16777216,
+        "schedule": {"name": "cosine", "warmup_frac": 0.05},
+        "run": {"eval_interval": 256, "eval_tokens": 262144, "device": "cuda"},
+    },
+    "target": {"width": 576},
+    "seeds": [0, 1, 2],
+    "oracle_num": 9,
+    "baselines": ["naive", "defaults", "mup", "step-law", "random:8", "tpe:8"],
+}
 
 
-def spec_for(ladder: str) -> dict:
-    """SPEC with the widths and grid density of ``ladder``."""
-    widths, num = LADDERS[ladder]
-    sweep = {**SPEC["sweep"], "ladder": {"widths": widths, "depth": 2}}
-    sweep["optimizers"] = {
-        o: {**g, "lr": {**g["lr"], "num": num}} for o, g in SPEC["sweep"]["optimizers"].items()
-    }
-    return {**SPEC, "sweep": sweep}
+def spec_for(ladder: str, optimizers: list[str] | None = None) -> dict:
+    """The validation spec of ``ladder`` ("gpu" or a CPU ladder of :data:`LADDERS`), restricted to
+    ``optimizers`` when given."""
+    if ladder == "gpu":
+        spec = {**GPU, "sweep": dict(GPU["sweep"])}
+    else:
+        widths, num, opts, seeds, eval_tokens = LADDERS[ladder]
+        sweep = {**SPEC["sweep"], "ladder": {"widths": widths, "depth": 2}}
+        sweep["optimizers"] = {
+            o: {**g, "lr": {**g["lr"], "num": num}}
+            for o, g in SPEC["sweep"]["optimizers"].items()
+            if o in opts
+        }
+        sweep["run"] = {**sweep["run"], "eval_tokens": eval_tokens}
+        spec = {**SPEC, "sweep": sweep, "seeds": seeds}
+        if ladder == "mini":
+            sweep["tokens"] = MINI["tokens"]
+            spec.update(target=MINI["target"], baselines=MINI["baselines"])
+    if optimizers:
+        spec["sweep"]["optimizers"] = {
+            o: g for o, g in spec["sweep"]["optimizers"].items() if o in optimizers
+        }
+    return spec
+
+
+def markdown(result) -> str:
+    """The RESULTS.md table: regret with its paired-bootstrap 90% interval, the noise floor, the verdict
+    against oasl and the tuning compute; then each optimizer's law with its exponent's interval."""
+    lines = [
+        f"Validated law: `{result.law_formula}`; seeds {result.seeds}.\n",
+        "| optimizer | method | lr | regret (mean, 90% CI) | noise floor | verdict vs oasl | tuning compute (target runs) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for _, r in result.table().iterrows():
+        if math.isfinite(r["regret_mean"]):
+            reg = f"{r['regret_mean']:+.2%} [{r['regret_lo']:+.2%}, {r['regret_hi']:+.2%}]"
+        else:
+            reg = "diverged"
+        lines.append(
+            f"| {r['optimizer']} | {r['method']} | {r['lr']:.3g} | {reg} | {r['noise_floor']:.2%} | "
+            f"{r['verdict'] or '-'} | {r['tuning_runs']:.2f} |"
+        )
+    for ov in result.optimizers:
+        iv = ", ".join(f"{k} [{a:+.3f}, {b:+.3f}]" for k, (a, b) in ov.law_exponent_interval.items())
+        gains = {k: v for k, v in ov.efficiency.items() if "gain" in k or "runs_to_match" in k}
+        lines.append(
+            f"\n{ov.optimizer}: law `{ov.law_formula}` (exponent 90% interval {iv or 'n/a'}); target "
+            f"N={ov.target_n_params:,} ({ov.extrapolation_ratio:.1f}x); oracle lr {ov.oracle_lr:.3g} "
+            f"{('(' + ov.oracle_note + ')') if ov.oracle_note else ''}; {gains}"
+        )
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -61,36 +151,46 @@ def main() -> None:
     from oasl.validate import ValidateSpec, validate
 
     ap = argparse.ArgumentParser()
-    ap.add_argument("--store", default="benchmarks/results/extrapolation.db")
+    ap.add_argument("--store", default=None, help="default benchmarks/results/extrapolation[_gpu].db")
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--ladder", choices=sorted(LADDERS), default="v2")
+    ap.add_argument("--ladder", choices=[*sorted(LADDERS), "gpu"], default="v2")
+    ap.add_argument("--optimizers", nargs="+", default=None, help="only these optimizers")
+    ap.add_argument("--seeds", type=int, nargs="+", default=None, help="override the evaluation seeds")
+    ap.add_argument("--baselines", nargs="+", default=None, help="override the baselines")
+    ap.add_argument("--name", default=None, help="result name (default from the ladder)")
     args = ap.parse_args()
     t0 = time.time()
-    result = validate(build(ValidateSpec, spec_for(args.ladder)), args.store, workers=args.workers, log=print)
-    table = result.table()
-    lines = [
-        "| optimizer | method | lr | regret (mean +- sd over seeds) | tuning compute (target runs) |",
-        "|---|---|---|---|---|",
-    ]
-    for _, r in table.iterrows():
-        reg = (
-            f"{r['regret_mean']:+.2%} +- {r['regret_std']:.2%}"
-            if math.isfinite(r["regret_mean"])
-            else "diverged"
-        )
-        lines.append(f"| {r['optimizer']} | {r['method']} | {r['lr']:.3g} | {reg} | {r['tuning_runs']:.2f} |")
-    for ov in result.optimizers:
-        gains = {k: v for k, v in ov.efficiency.items() if "gain" in k or "runs_to_match" in k}
-        lines.append(
-            f"\n{ov.optimizer}: target N={ov.target_n_params:,} ({ov.extrapolation_ratio:.1f}x); {gains}"
-        )
+    data = spec_for(args.ladder, args.optimizers)
+    if args.seeds:
+        data["seeds"] = args.seeds
+    if args.baselines:
+        data["baselines"] = args.baselines
+    gpu = args.ladder == "gpu"
+    store = args.store or f"benchmarks/results/extrapolation{'_gpu' if gpu else ''}.db"
+    result = validate(
+        build(ValidateSpec, data), store, workers=args.workers, log=lambda m: print(m, flush=True)
+    )
+    name = args.name or {"v2": "extrapolation", "gpu": "extrapolation_gpu"}.get(
+        args.ladder, f"extrapolation_{args.ladder}"
+    )
     payload = {
-        "table": table.to_dict(orient="records"),
+        "spec": data,
+        "law": result.law,
+        "law_formula": result.law_formula,
+        "noise_floor": result.noise_floor,
+        "table": result.table().to_dict(orient="records"),
         "wall_s": time.time() - t0,
         "efficiency": {ov.optimizer: ov.efficiency for ov in result.optimizers},
     }
-    write_result("extrapolation" if args.ladder == "v2" else "extrapolation_v1", payload, "\n".join(lines))
-    print("\n".join(lines))
+    text = markdown(result)
+    if args.ladder == "mini":
+        text = (
+            "Reduced check (not the acceptance benchmark): AdamW only, widths 16/24/32 (depth 2) over 7-point "
+            "grids, 196k tokens per run, target width 96 (8.96x N), 3 seeds, baselines naive, defaults, "
+            "step-law, random:4.\n\n" + text
+        )
+    write_result(name, payload, text)
+    print(text)
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 SCHEMA_VERSION = 1
 FINISHED = ("done", "diverged", "stopped")  # statuses a sweep does not run again
 STATUSES = (*FINISHED, "running", "failed")
+ROLES = ("sweep", "target", "baseline")  # what a run was for: laws are fitted on sweep runs
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -166,7 +167,7 @@ class Store(ABC):
 def flatten_row(row: dict[str, Any]) -> dict[str, Any]:
     """Flatten a stored run into analysis columns.
 
-    Columns: key, status, source, optimizer, parametrization, width, depth, n_heads, seq_len,
+    Columns: key, status, source, role, optimizer, parametrization, width, depth, n_heads, seq_len,
     vocab_size, lr, each optimizer HP (beta1, momentum, weight_decay, ...), batch_seqs, batch_tokens,
     tokens, steps, schedule, warmup_frac, final_frac, decay_frac, seed, n_params, n_params_total,
     flops, final_val_loss, diverged, diverge_reason, tokens_per_s, wall_s, corpus_hash. Imported rows
@@ -174,6 +175,7 @@ def flatten_row(row: dict[str, Any]) -> dict[str, Any]:
     """
     spec, result = row["spec"], row.get("result") or {}
     out: dict[str, Any] = {"key": row["key"], "status": row["status"], "source": row["source"]}
+    out["role"] = row.get("role") or "sweep"
     if row["source"] != "oasl":
         out.update(spec)
         out.update(result)
@@ -231,6 +233,7 @@ class SQLiteStore(Store):
         try:
             with self._connect() as con:
                 con.executescript(_SCHEMA)
+                self._ensure_role_column(con)
                 con.executescript(_CLAIMS_SCHEMA)
                 found = con.execute("SELECT value FROM meta WHERE name='schema_version'").fetchone()
                 if found is None:
@@ -414,6 +417,36 @@ class SQLiteStore(Store):
                 )
                 new += cur.rowcount
         return new
+
+    # -- run roles (sweep, target, baseline): which runs a law is fitted on ------------------------
+    @staticmethod
+    def _ensure_role_column(con: sqlite3.Connection) -> None:
+        """Add the ``role`` column to a store written before roles existed (idempotent): every old run
+        reads as a sweep run until a harness marks it."""
+        cols = {r[1] for r in con.execute("PRAGMA table_info(runs)")}
+        if "role" not in cols:
+            try:
+                con.execute("ALTER TABLE runs ADD COLUMN role TEXT NOT NULL DEFAULT 'sweep'")
+            except sqlite3.OperationalError as exc:  # another process added it first
+                if "duplicate column" not in str(exc):
+                    raise
+
+    def set_role(self, keys: Iterable[str], role: str) -> int:
+        """Mark the runs ``keys`` with ``role`` ("sweep", "target" or "baseline"); a run already marked
+        "target" or "baseline" is not turned back into a sweep run (marking "sweep", the default, changes
+        nothing). Returns how many rows changed."""
+        if role not in ROLES:
+            raise StoreError(f"unknown run role {role!r}: use one of {', '.join(ROLES)}")
+        keys = list(keys)
+        guard = " AND role = 'sweep'" if role != "sweep" else " AND 0"
+        with self._transaction() as con:
+            cur = con.executemany(f"UPDATE runs SET role=? WHERE key=?{guard}", [(role, k) for k in keys])
+            return cur.rowcount
+
+    def roles(self) -> dict[str, str]:
+        """Role of every run, by key."""
+        with self._connect() as con:
+            return dict(con.execute("SELECT key, role FROM runs").fetchall())
 
     # -- claims and group look-ups (see the Store interface) ----------------------------------------------
 

@@ -13,19 +13,32 @@ from oasl.cli.common import console
 
 
 def _print_validation(result) -> None:
+    if getattr(result, "law_formula", ""):
+        console.print(f"validated law: {result.law_formula}")
     for ov in result.optimizers:
+        floor = f"{ov.noise_floor:.2%}" if math.isfinite(ov.noise_floor) else "- (one seed)"
         table = Table(
             title=f"{ov.optimizer}: target N={ov.target_n_params:,} ({ov.extrapolation_ratio:.1f}x the "
             f"largest swept), recommended lr {ov.recommended_lr:.3g} "
-            f"[{ov.recommended_interval[0]:.3g}, {ov.recommended_interval[1]:.3g}]"
+            f"[{ov.recommended_interval[0]:.3g}, {ov.recommended_interval[1]:.3g}]; noise floor {floor}"
         )
-        for c in ("method", "lr", "regret vs oracle", "seed spread", "tuning compute (target runs)"):
+        for c in (
+            "method",
+            "lr",
+            "regret vs oracle",
+            "90% interval",
+            "verdict",
+            "tuning compute (target runs)",
+        ):
             table.add_column(c)
         for m in ov.methods:
             reg = f"{m.regret_mean:+.2%}" if math.isfinite(m.regret_mean) else "diverged"
-            spread = f"{m.regret_std:.2%}" if math.isfinite(m.regret_std) else "-"
-            table.add_row(m.method, f"{m.lr:.3g}", reg, spread, f"{m.tuning_runs:.2f}")
+            lo, hi = m.regret_ci
+            ci = f"[{lo:+.2%}, {hi:+.2%}]" if math.isfinite(lo) and math.isfinite(hi) else "-"
+            table.add_row(m.method, f"{m.lr:.3g}", reg, ci, m.verdict or "-", f"{m.tuning_runs:.2f}")
         console.print(table)
+        if ov.oracle_note:
+            console.print(f"  oracle: {ov.oracle_note}")
         eff = {k: v for k, v in ov.efficiency.items() if "gain" in k or "runs_to_match" in k}
         if eff:
             console.print(
@@ -140,7 +153,7 @@ def register(app: typer.Typer) -> None:
         """Write a self-contained HTML report (plots embedded) from a store."""
         from oasl.errors import StoreError
         from oasl.report.html import write_report
-        from oasl.validate.harness import load_validation
+        from oasl.validate import load_validation
 
         if not Path(store).exists():
             raise StoreError(f"store {store} does not exist")

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
 from oasl.config import ModelShape, _Spec, build, load_yaml
 from oasl.sweep.spec import SweepSpec
-
-BASELINES = ("naive", "defaults", "mup", "step-law", "random", "tpe")
-_METHOD = re.compile(r"^(naive|defaults|mup|step-law)$|^(random|tpe):(\d+)$")
 
 
 class ValidateSpec(_Spec):
@@ -21,8 +17,10 @@ class ValidateSpec(_Spec):
     shape of the target model (e.g. ``{width: 192}``); ``target_tokens`` is its budget (default: the
     sweep's token rule applied to the target's N). The oracle is an lr grid at the target spanning
     the sweep's lr range widened by ``oracle_widen`` on each side (``oracle_num`` points, extended
-    while its optimum sits at an edge), refined by the optima module. ``seeds`` are the evaluation
-    seeds of every method's final configuration. ``oracle_mode="neighbours"`` (the demo's cheap
+    while its optimum sits at an edge); its refined optimum, its best run and (``oracle_refine``) the
+    points half a grid step either side are trained on every seed and the best mean wins. ``seeds`` are
+    the evaluation seeds of every method's final configuration (use 3 or more for intervals that mean
+    something). ``law_features`` fixes the law's features (default: chosen as ``oasl fit`` does). ``oracle_mode="neighbours"`` (the demo's cheap
     check) trains the recommendation and its two neighbours at x/÷ ``neighbour_factor`` instead. ``baselines`` names the methods compared with oasl:
     naive, defaults, mup, step-law, random:K, tpe:K.
     """
@@ -37,6 +35,7 @@ class ValidateSpec(_Spec):
     oracle_num: int = Field(default=7, ge=3)
     oracle_widen: float = Field(default=2.0, ge=1.0)
     oracle_max_extend: int = Field(default=3, ge=0)
+    oracle_refine: bool = True
     baselines: tuple[str, ...] = (
         "naive",
         "defaults",
@@ -47,16 +46,17 @@ class ValidateSpec(_Spec):
         "tpe:4",
         "tpe:8",
     )
-    law_features: tuple[str, ...] = ("N",)
+    law_features: tuple[str, ...] | None = None
     min_ratio: float = Field(default=8.0, gt=1.0)
 
     @model_validator(mode="after")
     def _check(self) -> ValidateSpec:
+        from oasl.validate.baselines import check_baseline_name
+
         for b in self.baselines:
-            if not _METHOD.match(b):
-                raise ValueError(
-                    f"unknown baseline {b!r}: use naive, defaults, mup, step-law, random:K or tpe:K"
-                )
+            check_baseline_name(b)
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds {list(self.seeds)} repeat a seed: give distinct evaluation seeds")
         if not self.seeds:
             raise ValueError("seeds is empty: give at least one evaluation seed")
         return self

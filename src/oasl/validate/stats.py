@@ -1,0 +1,89 @@
+"""Statistics of the validation harness: paired regrets, their bootstrap intervals, the noise floor and the
+verdict of each baseline against oasl.
+
+Every method is evaluated at the target on the same seeds, and seed s fixes the initialisation and the
+data order of every method's run, so methods are compared seed by seed (paired). Regret of a method on
+seed s is ``(L_method(s) - L_oracle(s)) / L_oracle(s)``; its interval is the percentile interval of the
+mean regret under resampling the seeds with replacement (the paired bootstrap, Efron & Tibshirani 1993,
+*An Introduction to the Bootstrap*, Ch. 13). With few seeds the bootstrap interval is narrow (with 3 seeds
+it cannot leave [min, max] of the per-seed values), so the noise floor is printed beside it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+LEVEL = 0.9
+N_BOOT = 4000
+VERDICTS = ("better than oasl", "indistinguishable", "worse than oasl")
+NO_VERDICT = "one seed: no verdict"  # a single seed cannot tell a difference from seed luck
+
+
+def per_seed_regret(losses: Sequence[float], oracle: Sequence[float]) -> np.ndarray:
+    """Regret of each seed as a fraction of the oracle's loss on that seed; inf where a run diverged."""
+    a, b = np.asarray(losses, dtype=float), np.asarray(oracle, dtype=float)
+    if a.shape != b.shape:
+        raise ValueError(f"{a.size} losses but {b.size} oracle losses: evaluate on the same seeds")
+    ok = np.isfinite(a) & np.isfinite(b)
+    return np.where(ok, (a - np.where(ok, b, 1.0)) / np.where(ok, b, 1.0), np.inf)
+
+
+def bootstrap_mean_interval(
+    values: Sequence[float], level: float = LEVEL, n_boot: int = N_BOOT, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile interval of the mean of ``values`` (one per seed) under resampling seeds with replacement.
+
+    One value gives ``(v, v)``; any non-finite value (a diverged run) gives ``(inf, inf)``."""
+    v = np.asarray(values, dtype=float)
+    if v.size == 0:
+        return (math.nan, math.nan)
+    if not np.all(np.isfinite(v)):
+        return (math.inf, math.inf)
+    if v.size == 1:
+        return (float(v[0]), float(v[0]))
+    rng = np.random.default_rng(seed)
+    means = v[rng.integers(0, v.size, size=(n_boot, v.size))].mean(axis=1)
+    alpha = (1.0 - level) / 2.0
+    return (float(np.quantile(means, alpha)), float(np.quantile(means, 1.0 - alpha)))
+
+
+def noise_floor(oracle_losses: Sequence[float]) -> float:
+    """The oracle's spread over seeds as a fraction of its mean loss (sample standard deviation / mean):
+    the size of a regret that one seed's luck can produce. NaN with fewer than 2 finite seeds."""
+    v = np.asarray(oracle_losses, dtype=float)
+    v = v[np.isfinite(v)]
+    if v.size < 2:
+        return math.nan
+    return float(v.std(ddof=1) / v.mean())
+
+
+def verdict(method_regrets: Sequence[float], oasl_regrets: Sequence[float], level: float = LEVEL) -> str:
+    """Compare a baseline with oasl seed by seed: the paired bootstrap interval of the mean of
+    ``regret_baseline(s) - regret_oasl(s)``. Entirely below 0: "better than oasl"; entirely above:
+    "worse than oasl"; containing 0: "indistinguishable". A baseline that diverged where oasl did not is
+    worse; when oasl diverged and the baseline did not, it is better. With one seed there is no
+    interval to judge by: :data:`NO_VERDICT`."""
+    m, o = np.asarray(method_regrets, dtype=float), np.asarray(oasl_regrets, dtype=float)
+    m_ok, o_ok = bool(np.all(np.isfinite(m))), bool(np.all(np.isfinite(o)))
+    if not m_ok or not o_ok:
+        if m_ok == o_ok:
+            return VERDICTS[1]
+        return VERDICTS[0] if m_ok else VERDICTS[2]
+    if m.size < 2:
+        return NO_VERDICT
+    lo, hi = bootstrap_mean_interval(m - o, level)
+    if hi < 0:
+        return VERDICTS[0]
+    if lo > 0:
+        return VERDICTS[2]
+    return VERDICTS[1]
+
+
+def beats_oracle(regrets: Sequence[float], level: float = LEVEL) -> bool:
+    """True when a method's regret interval lies entirely below 0: it beat the oracle beyond seed noise,
+    which means the oracle was not the optimum (a harness fault, not a win)."""
+    lo, hi = bootstrap_mean_interval(regrets, level)
+    return bool(np.isfinite(hi) and hi < 0)

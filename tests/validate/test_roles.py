@@ -1,0 +1,74 @@
+"""Run roles: the store's migration, marking, and `oasl fit` fitting sweep runs only unless told otherwise."""
+
+import json
+import sqlite3
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from oasl.store import _SCHEMA, SQLiteStore
+
+
+def test_old_store_gains_a_role_column_once(tmp_path):
+    path = tmp_path / "old.db"
+    con = sqlite3.connect(path)
+    con.executescript(_SCHEMA)  # the schema before roles: no role column
+    con.execute(
+        "INSERT INTO runs (key, status, spec_json, created_at, updated_at) VALUES ('k1', 'done', '{}', 0, 0)"
+    )
+    con.commit()
+    con.close()
+    store = SQLiteStore(path)
+    SQLiteStore(path)  # idempotent
+    assert store.roles() == {"k1": "sweep"}
+    assert store.set_role(["k1"], "target") == 1
+    assert store.set_role(["k1"], "sweep") == 0 and store.set_role(["k1"], "baseline") == 0
+    assert store.roles() == {"k1": "target"}
+    from oasl.errors import StoreError
+
+    with pytest.raises(StoreError, match="unknown run role"):
+        store.set_role(["k1"], "oracle")
+
+
+def _valley(n_params, lr_star, tag):
+    lrs = lr_star * np.exp(np.linspace(-1.5, 1.5, 7))
+    return pd.DataFrame(
+        {
+            "optimizer": "adamw",
+            "n_params": n_params,
+            "tokens": 1_000_000,
+            "lr": lrs,
+            "final_val_loss": 3.0 + 0.1 * np.log(lrs / lr_star) ** 2,
+            "tag": tag,
+        }
+    )
+
+
+def test_fit_uses_sweep_runs_unless_told_otherwise(tmp_path, capsys):
+    from oasl.laws import load_laws
+    from oasl.testing import run_cli
+
+    store = SQLiteStore(tmp_path / "runs.db")
+    sweep = pd.concat([_valley(n, 10.0 * n**-0.5, "sweep") for n in (1e4, 4e4, 1.6e5)])
+    target = _valley(1.5e6, 0.1, "target")  # a target far off the sweep's law
+    store.import_frame(pd.concat([sweep, target]))
+    keys = [r["key"] for r in store.rows() if r["spec"]["tag"] == "target"]
+    store.set_role(keys, "target")
+
+    def fit(*extra):
+        out = tmp_path / f"laws{len(extra)}.json"
+        code, _, err = run_cli(
+            ["fit", "--store", str(store.path), "--out", str(out), "--hp", "lr", *extra], capsys
+        )
+        assert code == 0, err
+        return load_laws(out)[0]["lr"], json.loads(out.read_text())["meta"]
+
+    law, meta = fit()
+    assert meta["n_runs"] == len(sweep)
+    assert law.exponents("adamw")["N"] == pytest.approx(-0.5, abs=0.02)
+    law_all, meta_all = fit("--role", "all")
+    assert meta_all["n_runs"] == len(sweep) + len(target)
+    assert law_all.formula() != law.formula()
+    code, _, err = run_cli(["fit", "--store", str(store.path), "--role", "oracle"], capsys)
+    assert code == 2 and "unknown --role" in err
