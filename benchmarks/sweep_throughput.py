@@ -34,7 +34,7 @@ from _common import write_result
 
 from oasl.config import build
 from oasl.store import SQLiteStore
-from oasl.sweep import SweepSpec, expand, run_sweep
+from oasl.sweep import SweepSpec, expand, plan, run_sweep
 
 SHAPES = ((24, 2), (32, 2), (48, 2), (64, 2), (128, 4))
 MODES = {"local": ("local", 2), "batched": ("batched", 2), "batched1": ("batched", 1)}
@@ -62,6 +62,7 @@ def measure(runs: list, mode: str, folder: Path) -> dict:
     """Run ``runs`` into a fresh store with ``mode``; wall seconds, configurations/hour, final losses."""
     executor, workers = MODES[mode]
     db = folder / f"{mode}.db"
+    est = plan(runs, workers=workers, executor=executor).est_seconds  # `oasl sweep plan`'s estimate
     t0 = time.perf_counter()
     s = run_sweep(runs, db, executor=executor, workers=workers)
     wall = time.perf_counter() - t0
@@ -70,6 +71,8 @@ def measure(runs: list, mode: str, folder: Path) -> dict:
         "executor": s.executor,
         "workers": workers,
         "wall_s": round(wall, 2),
+        "plan_est_s": round(est, 2),
+        "plan_est_over_wall": round(est / wall, 2),
         "configs_per_hour": round(len(runs) / wall * 3600, 1),
         "statuses": sorted(df["status"].tolist()),
         "final_val_loss": {
@@ -108,12 +111,13 @@ def markdown(rows: list[dict], modes: list[str]) -> str:
         "lrs (the same runs: same keys); agree: lrs whose final losses agree within 1e-3. Stable (small) lrs "
         "agree to float rounding; at the large lrs, where these landscapes are jagged (loss spikes), rounding "
         "differences between the stacked and the single model grow into different trajectories. No GPU on "
-        "this machine: no GPU rows.",
+        "this machine: no GPU rows. Plan est / wall: `oasl sweep plan`'s estimate (a few timed steps per "
+        "shape) over the measured wall time, per mode (aim: within 2x).",
         "",
         "| shape | steps | "
         + " | ".join(f"{m} configs/h" for m in modes)
-        + " | speed-up | loss diff | agree | load avg |",
-        "| --- | ---: | " + " | ".join("---:" for _ in modes) + " | ---: | ---: | --- | ---: |",
+        + " | speed-up | loss diff | agree | plan est / wall | load avg |",
+        "| --- | ---: | " + " | ".join("---:" for _ in modes) + " | ---: | ---: | --- | ---: | ---: |",
     ]
     for r in rows:
         speed = ", ".join(f"{r[f'speedup_{m}']:.2f}x" for m in others)
@@ -124,7 +128,9 @@ def markdown(rows: list[dict], modes: list[str]) -> str:
         lines.append(
             f"| w{r['width']} d{r['depth']} | {r['steps']} | "
             + " | ".join(f"{r[m]['configs_per_hour']:.0f}" for m in modes)
-            + f" | {speed} | {diffs} | {agree} | {r['load_avg_1min'][0]:.1f} / {r['load_avg_1min'][1]:.1f} |"
+            + f" | {speed} | {diffs} | {agree} | "
+            + ", ".join(f"{r[m].get('plan_est_over_wall', float('nan')):.2f}" for m in modes)
+            + f" | {r['load_avg_1min'][0]:.1f} / {r['load_avg_1min'][1]:.1f} |"
         )
     return "\n".join(lines)
 

@@ -1,6 +1,9 @@
 """What the CLI prints without a terminal: `oasl runs` in 80 columns, plain progress lines, no source tags."""
 
+import os
 import re
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -95,5 +98,9 @@ def test_tables_written_to_a_file_are_not_cut(tmp_path, capsys):
             "loss": [3.1, 3.0, 3.05, 3.2],
         }
     ).to_csv(csv, index=False)
-    code, out, _ = run_cli(["optima", "--csv", str(csv), "--out", str(tmp_path / "o.csv")], capsys)
-    assert code == 0 and "…" not in out and "1.23e+08" in out
+    # a real pipe, as a user's `oasl optima ... > file` (in-process, pytest-xdist's COLUMNS=80 would apply)
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    cmd = [sys.executable, "-m", "oasl", "optima", "--csv", str(csv), "--out", str(tmp_path / "o.csv")]
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert "…" not in res.stdout and "1.23e+08" in res.stdout

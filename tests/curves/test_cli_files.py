@@ -137,7 +137,7 @@ def test_shape_prior_comes_only_from_a_supplied_law(files):
     "args, words",
     [
         (["predict", "--schedule", "cosine", "--steps", "0"], "--steps must be at least 2"),
-        (["predict", "--schedule", "cosine", "--lr", "nan"], "--lr must be a finite number"),
+        (["predict", "--schedule", "cosine", "--lr", "nan"], "'--lr': nan is not a finite number"),
         (["predict", "--schedule", "cosine", "--level", "1.5"], "--level must lie"),
         (["rank", "--candidates", "cosine,wsdd:0.2"], "unknown candidate schedule(s): 'wsdd:0.2'"),
     ],

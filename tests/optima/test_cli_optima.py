@@ -9,7 +9,7 @@ import typer
 from typer.testing import CliRunner
 
 from oasl.cli.optima_cmd import register
-from oasl.errors import ConfigError, DataError, FitError, StoreError
+from oasl.errors import ConfigError, DataError, StoreError
 
 
 @pytest.fixture
@@ -166,8 +166,8 @@ def test_import_then_optima_from_the_store(app, runs_csv, tmp_path):
         (["optima", "--csv", "nope.csv"], DataError, "does not exist"),
         (["optima", "--store", "nope.db"], StoreError, "oasl import"),
         (["optima", "--csv", "RUNS", "--over", "a,b,c"], ConfigError, "one HP or two"),
-        (["optima", "--csv", "RUNS", "--over", "momentum"], FitError, "no column 'momentum'"),
-        (["optima", "--csv", "RUNS", "--group-by", "optimizer,width"], FitError, "no column 'width'"),
+        (["optima", "--csv", "RUNS", "--over", "momentum"], ConfigError, "no column 'momentum'"),
+        (["optima", "--csv", "RUNS", "--group-by", "optimizer,width"], ConfigError, "no column 'width'"),
     ],
 )
 def test_optima_errors_are_oasl_errors_naming_the_fix(app, runs_csv, tmp_path, args, error, words):

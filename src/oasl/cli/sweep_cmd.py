@@ -87,7 +87,7 @@ def register(app: typer.Typer) -> None:
         executor: str = typer.Option(
             None,
             "--executor",
-            help="auto (batched where >= 2 runs share a shape and use adamw/sgd/lion, else local), local "
+            help="auto (batched on a GPU where >= 2 runs share a shape and use adamw/sgd/lion, else local), local "
             "(one run per process), batched (K runs per process as one stacked model) or ray. "
             "Default: the spec's `execution.executor`, else auto.",
         ),

@@ -154,8 +154,8 @@ def run_sweep(
     How: ``execution`` (a sweep's :class:`Execution` block; defaults: executor "auto", 1 worker), with
     ``executor`` ("auto", "local", "batched", "ray", or an :class:`Executor` object), ``workers``,
     ``members`` and ``ray_address`` put over it when given; ``backend`` is the old name of ``executor``.
-    "auto" batches compatible runs K per process where two or more share a shape and use a batched
-    optimizer, else trains one run per process. ``workers`` processes share the machine's cores.
+    "auto" batches compatible runs K per process on a GPU where two or more share a shape and use a
+    batched optimizer, else trains one run per process (on CPU batching does not pay). ``workers`` processes share the machine's cores.
     ``pruning`` stops runs far behind their group; ``early_warn`` (with a predictor file) stops runs the
     divergence early warning flags (both: status "stopped"). ``on_update(summary, total)`` is called
     after each run. ``wait``: when another live sweep trains some of these runs, wait for them (taking

@@ -379,12 +379,15 @@ class BatchedExecutor(Executor):
 
 def make_executor(name: str, runs: list[RunSpec], opts: Execution) -> Executor:
     """The executor called ``name`` (auto, local, batched, ray) for ``runs``, with the counts of ``opts``
-    (validated by :class:`Execution`). "auto" is batched when :meth:`BatchedExecutor.applies`, else local.
+    (validated by :class:`Execution`). "auto" is batched when the runs train on a GPU and
+    :meth:`BatchedExecutor.applies`, else local: on CPU, batching measured 0.8-1.1x one run per process
+    (benchmarks/sweep_throughput.py; a tiny model's step is compute-bound there, and K members lose cache
+    locality), while on a GPU a small model leaves the chip idle and K members fill it.
     SweepError (one line) on an unknown name; DependencyError for "ray" without Ray."""
     if name not in EXECUTORS:
         raise SweepError(f"unknown executor {name!r}: use one of {', '.join(EXECUTORS)}")
     if name == "auto":
-        name = "batched" if BatchedExecutor.applies(runs) else "local"
+        name = "batched" if visible_gpus(runs) > 0 and BatchedExecutor.applies(runs) else "local"
     if name == "local":
         return LocalExecutor(opts.workers, opts.runs_per_gpu)
     if name == "batched":

@@ -107,8 +107,8 @@ class EarlyWarn(_Spec):
 class Execution(_Spec):
     """How a sweep's runs are executed (``oasl sweep run`` flags override these).
 
-    ``executor``: "auto" (batched where two or more compatible runs use a batched optimizer, else
-    local), "local" (a process pool, one run per process), "batched" (K runs per process as one stacked
+    ``executor``: "auto" (batched on a GPU where two or more compatible runs use a batched optimizer,
+    else local), "local" (a process pool, one run per process), "batched" (K runs per process as one stacked
     model) or "ray". ``workers``: worker processes (local, batched) or the least Ray tasks in flight.
     ``members``: the most runs per batch (default: as many as memory allows). ``runs_per_gpu``: worker
     processes per visible GPU. ``gpus_per_run`` / ``cpus_per_run``: what each Ray task requests (fractions

@@ -1,8 +1,8 @@
-"""Quick CPU measurement (not a test): configurations per hour for a 9-point AdamW lr grid, one run per
-process (2 worker processes, 1 thread each) vs ``train_batched``: K=9 in one process with 2 threads, and
+"""Quick CPU measurement of train_batched alone (not run by run_all.py): configurations per hour for a
+9-point AdamW lr grid, one run per process (2 worker processes, 1 thread each) vs ``train_batched``: K=9 in one process with 2 threads, and
 batches of ``--members`` K in 2 worker processes of 1 thread each.
 
-    PYTHONPATH=src python tests/train/bench_batched.py [--steps 100] [--shapes 32x2,128x4] [--members 3]
+    .venv/bin/python benchmarks/_batched_step.py [--steps 100] [--shapes 32x2,128x4] [--members 3]
 
 Prints one line per shape and mode: wall seconds, configurations/hour, ratio to one run per process, the
 machine's load average, and the largest relative difference between a batched member's final loss and
