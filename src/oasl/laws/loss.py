@@ -135,10 +135,14 @@ class LossLaw:
         if starts is None:
             values = _grid_objective(logN, logD, logL, self.delta)
             starts = _GRID[np.argsort(values, kind="stable")[: self.n_starts]]
+        return self._best_of(_objective, starts, logN, logD, logL)
+
+    def _best_of(self, objective, starts, logN, logD, logL) -> np.ndarray:
+        """The parameters of the lowest of ``objective``'s local minima found from each of ``starts``."""
         best, best_val = None, math.inf
         for t0 in starts:
             res = minimize(
-                _objective,
+                objective,
                 t0,
                 args=(logN, logD, logL, self.delta),
                 jac=True,

@@ -25,7 +25,6 @@ space (``scipy.optimize.curve_fit``) being oasl's (docs/deviations.md).
 from __future__ import annotations
 
 import numpy as np
-from scipy.optimize import minimize
 
 from oasl.laws.loss import _GRID, LossLaw, _grid_objective, _objective
 
@@ -59,19 +58,7 @@ class OvertrainingLossLaw(LossLaw):
             starts = _SHARED[np.argsort(values, kind="stable")[: self.n_starts]]
         else:
             starts = [np.asarray(s, float)[:4] for s in starts]
-        best, best_val = None, np.inf
-        for t0 in starts:
-            res = minimize(
-                _objective_shared,
-                t0,
-                args=(logN, logD, logL, self.delta),
-                jac=True,
-                method=self.method,
-                options={"maxiter": 2000, "gtol": 1e-9}
-                | ({"ftol": 1e-15} if self.method == "L-BFGS-B" else {}),
-            )
-            if res.fun < best_val:
-                best, best_val = res.x, res.fun
+        best = self._best_of(_objective_shared, starts, logN, logD, logL)
         return np.r_[best, best[3]]
 
     def predict_m(self, N, M) -> np.ndarray:
