@@ -102,8 +102,8 @@ def markdown(rows: list[dict], modes: list[str]) -> str:
     others = modes[1:]
     lines = [
         "Configurations per hour of a 9-point AdamW lr grid (lr 1e-3..1.6e-2, seed 0), seq 64, batch 16, eval "
-        "every 64 steps on 16384 tokens (the demo's settings), on 2 CPU cores shared with other work (1-minute "
-        "load average before/after each shape in the table). `local`: one run per process, 2 worker "
+        "every 64 steps on 16384 tokens (the demo's settings), on 2 CPU cores (the 1-minute load "
+        "average before/after each shape is in the table: other work on the machine lowers the figures). `local`: one run per process, 2 worker "
         "processes; `batched`: the batched executor, 2 workers (members split 5 + 4)"
         + ("; `batched1`: 1 worker, 9 members, 2 threads" if "batched1" in modes else "")
         + ". Wall time is the whole `run_sweep` call (process start-up, evaluations, store writes). Loss "
