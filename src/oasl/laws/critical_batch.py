@@ -30,8 +30,10 @@ def noise_points(store, keys=None, decay: float = 0.5) -> pd.DataFrame:
 
     ``keys`` restricts to those runs. Returns a DataFrame, one row per measured evaluation: key,
     optimizer, parametrization, n_params, tokens, batch_seqs, batch_tokens, seq_len, step, loss (val,
-    nats/token), b_simple_seqs, b_simple_tokens (smoothed; see the module doc), final (the run's last
-    point). Empty when no run measured it."""
+    nats/token), lr_frac (the lr at that step over the run's peak lr), g2 and s (that evaluation's
+    unbiased |G|^2 and tr(Sigma) per sequence, unsmoothed),
+    b_simple_seqs, b_simple_tokens (smoothed; see the module doc), final (the run's last point). Empty
+    when no run measured it."""
     from oasl.store import flatten_row
     from oasl.train.gns import curve_noise, smoothed_b_simple
 
@@ -48,7 +50,11 @@ def noise_points(store, keys=None, decay: float = 0.5) -> pd.DataFrame:
             continue
         b = smoothed_b_simple(g2, s, decay)
         flat = flatten_row(row)
-        steps = curve.dropna(subset=["gns_small_sq"])["step"].to_numpy()
+        measured = curve.dropna(subset=["gns_small_sq"])
+        steps = measured["step"].to_numpy()
+        # the schedule's lr at the measurement over the peak lr: B_simple at one loss depends on it (a run
+        # that reaches the loss late in its decay has a smaller |G|^2; benchmarks/critical_batch.py)
+        lr_frac = pd.to_numeric(measured["lr"], errors="coerce").to_numpy(float) / float(flat["lr"])
         for i in range(len(g2)):
             rows.append(
                 {
@@ -66,7 +72,10 @@ def noise_points(store, keys=None, decay: float = 0.5) -> pd.DataFrame:
                     },
                     "batch_tokens": flat["batch_seqs"] * flat["seq_len"],
                     "step": int(steps[i]),
+                    "lr_frac": float(lr_frac[i]),
                     "loss": float(loss[i]),
+                    "g2": float(g2[i]),
+                    "s": float(s[i]),
                     "b_simple_seqs": float(b[i]),
                     "b_simple_tokens": float(b[i]) * flat["seq_len"],
                     "final": i == len(g2) - 1,
@@ -87,10 +96,12 @@ class CriticalBatchLaw:
     n_boot: int = 200
     seed: int = 0
 
-    def fit(self, points: pd.DataFrame) -> CriticalBatchLaw:
-        """Fit on :func:`noise_points` output (columns key, loss, b_simple_tokens). Returns self.
-        FitError with fewer than 3 usable points or 2 runs, or a loss range of nothing."""
-        need = {"key", "loss", "b_simple_tokens"}
+    def fit(self, points: pd.DataFrame, column: str = "b_simple_tokens") -> CriticalBatchLaw:
+        """Fit on :func:`noise_points` output (columns key, loss, b_simple_tokens), or on any frame with
+        columns key (the bootstrap's unit), loss and ``column`` (a critical batch in tokens, e.g. one read
+        off the steps/tokens trade-off, :mod:`oasl.laws.batch_tradeoff`). Returns self. FitError with
+        fewer than 3 usable points or 2 runs, or a loss range of nothing."""
+        need = {"key", "loss", column}
         if points is None or len(points) == 0 or not need <= set(points.columns):
             raise FitError(
                 "no gradient-noise measurements: run the sweep with `run: {gns: true}` "
@@ -98,8 +109,8 @@ class CriticalBatchLaw:
             )
         ok = (
             np.isfinite(points["loss"])
-            & np.isfinite(points["b_simple_tokens"])
-            & (points["b_simple_tokens"] > 0)
+            & np.isfinite(points[column])
+            & (points[column] > 0)
             & (points["loss"] > 0)
         )
         p = points[ok]
@@ -108,7 +119,7 @@ class CriticalBatchLaw:
                 f"{len(p)} usable noise-scale point(s) from {p['key'].nunique()} run(s): need 3 points from "
                 "2+ runs (B_simple is undefined while the noise swamps the gradient; evaluate later in training)"
             )
-        x, y = np.log(p["loss"].to_numpy(float)), np.log(p["b_simple_tokens"].to_numpy(float))
+        x, y = np.log(p["loss"].to_numpy(float)), np.log(p[column].to_numpy(float))
         if np.ptp(x) == 0:
             raise FitError("every point has the same loss: the slope in L cannot be fitted")
         slope, icpt = np.polyfit(x, y, 1)
