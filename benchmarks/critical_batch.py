@@ -61,7 +61,7 @@ LR16 = {
 }  # SP AdamW optima at batch 16 (benchmarks/transfer.py ladder)
 
 
-def specs(batches=BATCHES, tokens=TOKENS, evals=EVALS, widths=WIDTHS):
+def specs(batches=BATCHES, tokens=TOKENS, evals=EVALS, widths=WIDTHS, schedule="cosine"):
     """The sweep's RunSpecs: every width x batch x two lrs, ``tokens`` each, ``evals`` evaluations per run
     (each one measuring B_simple)."""
     from oasl.config import RunSpec, build
@@ -80,7 +80,7 @@ def specs(batches=BATCHES, tokens=TOKENS, evals=EVALS, widths=WIDTHS):
                             "lr": LR16[w] * math.sqrt(b / 16) * f,
                             "batch_seqs": b,
                             "tokens": tokens,
-                            "schedule": {"name": "cosine", "warmup_frac": 0.05},
+                            "schedule": {"name": schedule, "warmup_frac": 0.05},
                             "eval_interval": max(1, steps // evals),
                             "eval_tokens": 8192,
                             "device": "cpu",
@@ -91,14 +91,17 @@ def specs(batches=BATCHES, tokens=TOKENS, evals=EVALS, widths=WIDTHS):
     return out
 
 
-def own_runs(store_path: str, workers: int, widths=WIDTHS) -> tuple[dict, str]:
+def own_runs(
+    store_path: str, workers: int, widths=WIDTHS, train: bool = True, schedule: str = "cosine"
+) -> tuple[dict, str]:
     from oasl.laws.critical_batch import CriticalBatchLaw, noise_points
     from oasl.optima import locate_one
     from oasl.store import open_store
     from oasl.sweep import run_sweep
 
-    runs = specs(widths=widths)
-    half = specs(BATCHES[:1], TOKENS // 2, widths=widths)  # the smallest batch on half the tokens
+    runs = specs(widths=widths, schedule=schedule)
+    # the smallest batch on half the tokens, for the tokens-doubling column (the cosine design only)
+    half = specs(BATCHES[:1], TOKENS // 2, widths=widths) if schedule == "cosine" else []
     # one width at a time (its batch sweep, then its half-token runs): an interrupted sweep leaves whole shapes
     order = [r for w in widths for r in runs + half if r.shape.width == w]
     t0 = time.time()
@@ -108,12 +111,23 @@ def own_runs(store_path: str, workers: int, widths=WIDTHS) -> tuple[dict, str]:
         n[0] += 1
         print(f"  [batch sweep] {n[0]}/{total} runs, {time.time() - t0:.0f} s", flush=True)
 
-    run_sweep(order, store_path, workers=workers, on_update=on_update)
+    if train:
+        run_sweep(order, store_path, workers=workers, on_update=on_update)
     store = open_store(store_path)
     keys = {r.key() for r in runs}
     df_all = store.to_dataframe()
+    df_all = df_all[df_all["status"] == "done"]  # with --analyze-only, the runs finished so far
     df = df_all[df_all["key"].isin(keys)]
     dh = df_all[df_all["key"].isin({r.key() for r in half})]
+    done = set(df_all["key"])
+    missing = []
+    for w in widths:
+        want = [r for r in runs + half if r.shape.width == w]
+        lack = [f"{r.batch_seqs * 64}/{r.tokens}" for r in want if r.key() not in done]
+        if lack:
+            missing.append(
+                f"width {w}: {len(lack)} of {len(want)} runs (batch tokens/tokens {', '.join(lack)})"
+            )
     pts = noise_points(store, keys)
     law = CriticalBatchLaw().fit(pts)
     rows, within = [], 0
@@ -129,7 +143,7 @@ def own_runs(store_path: str, workers: int, widths=WIDTHS) -> tuple[dict, str]:
         b_cross = efficient_batch(best, l_half)
         # E(B) = E_min (1 + B/B_crit): E(b_cross) = 2 E(b0) gives b_cross = B_crit + 2 b0
         b_eff = b_cross - 2 * float(best.index.min())
-        ratio = pred / b_eff if b_eff > 0 else math.inf
+        ratio = pred / b_eff if b_eff > 0 else (math.nan if math.isnan(b_eff) else math.inf)
         ok = 0.5 <= ratio <= 2
         within += ok
         rows.append(
@@ -178,7 +192,12 @@ def own_runs(store_path: str, workers: int, widths=WIDTHS) -> tuple[dict, str]:
     )
     tradeoff, tradeoff_md = per_loss(store, df, pts, law, widths)
     md = tradeoff_md + "\n\n" + "\n".join(lines)
-    return {"law": law.to_dict(), "shapes": rows, "within_2x": within, "per_loss": tradeoff}, md
+    if missing:
+        md = "Not trained (the sweep was stopped for time; reported from the runs that finished): " + (
+            "; ".join(missing) + ".\n\n" + md
+        )
+    payload = {"law": law.to_dict(), "shapes": rows, "within_2x": within, "per_loss": tradeoff}
+    return {**payload, "missing_runs": missing}, md
 
 
 def per_loss(store, df: pd.DataFrame, pts: pd.DataFrame, law, widths=WIDTHS) -> tuple[dict, str]:
@@ -463,19 +482,31 @@ def main() -> None:
     ap.add_argument(
         "--widths", default=",".join(map(str, WIDTHS)), help="comma-separated subset of the widths"
     )
+    ap.add_argument(
+        "--schedule",
+        default="cosine",
+        choices=["cosine", "constant"],
+        help="lr schedule of the batch sweep; constant (after warmup) checks what the cosine tail does, "
+        "reported as the section critical_batch_constant (own runs only)",
+    )
+    ap.add_argument("--analyze-only", action="store_true", help="report on the store's finished runs only")
     args = ap.parse_args()
     t0 = time.time()
     payload, md = {}, []
-    sl, sl_md = steplaw()
-    print(sl_md, flush=True)
-    payload["steplaw"] = sl
+    name = "critical_batch" if args.schedule == "cosine" else f"critical_batch_{args.schedule}"
+    if args.schedule == "cosine":
+        sl, sl_md = steplaw()
+        print(sl_md, flush=True)
+        payload["steplaw"] = sl
     if not args.steplaw_only:
-        own, own_md = own_runs(args.store, args.workers, [int(w) for w in args.widths.split(",")])
+        widths = [int(w) for w in args.widths.split(",")]
+        own, own_md = own_runs(args.store, args.workers, widths, not args.analyze_only, args.schedule)
         payload["own_runs"] = own
         md.append(own_md)
-    md.append(sl_md)
+    if args.schedule == "cosine":
+        md.append(sl_md)
     payload["wall_s"] = time.time() - t0
-    write_result("critical_batch", payload, "\n\n".join(md) + f"\n\nWall time {time.time() - t0:.0f} s.")
+    write_result(name, payload, "\n\n".join(md) + f"\n\nWall time {time.time() - t0:.0f} s.")
     print("\n\n".join(md))
 
 
