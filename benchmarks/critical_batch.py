@@ -2,9 +2,10 @@
 
 Own runs: widths 24/32/48/64 at depth 2 (seq 64), 131,072 tokens each, batch_seqs 4/8/16/32/64
 (256-4096 tokens), AdamW with two lrs per batch (the transfer ladder's SP optimum for that width scaled
-by sqrt(batch/16), times 1/sqrt2 and sqrt2), cosine schedule, 16 evaluations per run, each measuring
-B_simple (``RunSpec.gns``; McCandlish et al. 2018). Aim: the gradient-noise prediction within 2x of the
-measured critical batch (tokens) for >= 3 of 4 shapes.
+by sqrt(batch/16), times 1/sqrt2 and sqrt2; a third, times 2^-1.5, from 2048 tokens up), cosine
+schedule, 16 evaluations per run, each measuring B_simple (``RunSpec.gns``; McCandlish et al. 2018).
+Aim: the gradient-noise prediction within 2x of the measured critical batch (tokens) for >= 3 of 4
+shapes.
 
 The measured critical batch, as the papers measure it (McCandlish et al. 2018, Sec. 2.3, Eq. 2.11; Kaplan
 et al. 2020, Sec. 5.1): per shape and target loss L, the tokens E each batch size needs to first reach L
@@ -48,6 +49,7 @@ from _common import write_result  # noqa: E402
 WIDTHS = [24, 32, 48, 64]
 BATCHES = [4, 8, 16, 32, 64]
 TOKENS = 131072
+LOW_LR_FROM = 32  # batch_seqs from which a third lr (the sqrt rule's / 2^1.5) is run
 REF_BATCHES = 4  # batch sizes that must reach a loss for it to serve as a shape's reference loss
 MAX_RMS = 0.1  # the trade-off fit's rms relative error of E allowed at a reference loss
 HIGH_LR = 0.5  # measurements at lr >= this fraction of the peak: before the cosine's second half
@@ -62,7 +64,7 @@ LR16 = {
 
 
 def specs(batches=BATCHES, tokens=TOKENS, evals=EVALS, widths=WIDTHS, schedule="cosine"):
-    """The sweep's RunSpecs: every width x batch x two lrs, ``tokens`` each, ``evals`` evaluations per run
+    """The sweep's RunSpecs: every width x batch x lrs (two, three from LOW_LR_FROM), ``tokens`` each, ``evals`` evaluations per run
     (each one measuring B_simple)."""
     from oasl.config import RunSpec, build
 
@@ -70,7 +72,9 @@ def specs(batches=BATCHES, tokens=TOKENS, evals=EVALS, widths=WIDTHS, schedule="
     for w in widths:
         for b in batches:
             steps = tokens // (b * 64)
-            for f in (2**-0.5, 2**0.5):
+            # a third, lower lr at the large batches: there the lower of the two won by up to 0.29 nats on
+            # the first sweep, and an lr left too high inflates S_min (McCandlish et al. tune lr per batch)
+            for f in (2**-0.5, 2**0.5) + ((2**-1.5,) if b >= LOW_LR_FROM else ()):
                 out.append(
                     build(
                         RunSpec,
@@ -188,7 +192,7 @@ def own_runs(
         "knee of the steps/tokens trade-off, not a loss optimum). The tokens-doubling batch reads B_crit off "
         "that model from final losses only: the batch whose loss on D equals the smallest batch's (b0) on "
         "D/2 is B_crit + 2 b0; it is the same model evaluated at one loss (about the smallest batch's loss on "
-        "D/2) with lr tuned over two values per batch and cosine schedules that end at D."
+        "D/2) with lr tuned over two or three values per batch and cosine schedules that end at D."
     )
     tradeoff, tradeoff_md = per_loss(store, df, pts, law, widths)
     md = tradeoff_md + "\n\n" + "\n".join(lines)
@@ -203,7 +207,7 @@ def own_runs(
 def per_loss(store, df: pd.DataFrame, pts: pd.DataFrame, law, widths=WIDTHS) -> tuple[dict, str]:
     """The method-correct comparison (McCandlish et al. 2018, Sec. 2.3; Kaplan et al. 2020, Sec. 5.1): per
     shape and target loss L, the tokens each batch size needs to first reach L on its training curve (the
-    better of its two lrs), E(B) = E_min + S_min B fitted over the batch sizes that reach L, B_crit(L) =
+    best of its lrs), E(B) = E_min + S_min B fitted over the batch sizes that reach L, B_crit(L) =
     E_min / S_min; compared with B_simple(L) pooled from the shape's noise measurements near L (|G|^2 and
     tr(Sigma) averaged separately): over all of them, and over those taken while the lr was >= HIGH_LR of
     its peak (before the cosine's second half). A shape's reference loss: the lowest L that at least
@@ -297,7 +301,7 @@ def per_loss(store, df: pd.DataFrame, pts: pd.DataFrame, law, widths=WIDTHS) -> 
     lines = [
         "Method-correct comparison (McCandlish et al. 2018, Sec. 2.3; Kaplan et al. 2020, Sec. 5.1): per shape "
         "and target loss L (a grid of step 0.02), the tokens E each batch size needs to first reach L on its "
-        f"validation curve ({EVALS} evaluations per run; the better of the batch's two lrs), E(B) = E_min + "
+        f"validation curve ({EVALS} evaluations per run; the best of the batch's lrs), E(B) = E_min + "
         "S_min B fitted over the batch sizes that reach L (non-negative least squares in relative error), "
         "empirical B_crit(L) = E_min / S_min (90% bootstrap over batch sizes). B_simple(L) pools the shape's "
         "noise measurements within 2% of L, |G|^2 and tr(Sigma) averaged separately (App. A.1): over all "
