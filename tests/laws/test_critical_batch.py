@@ -32,6 +32,7 @@ def fake_store(path, n_runs=8, noise=0.05, seed=0, gns=True):
                 {
                     "step": 10 * (i + 1),
                     "tokens": 10 * (i + 1) * 256,
+                    "lr": spec.lr * (1 - i / 4),  # a decaying schedule: lr_frac 1, 0.75, 0.5, 0.25
                     "val_loss": float(loss),
                     "gns_small_sq": g2 + b_seqs / bs,
                     "gns_big_sq": g2 + b_seqs / bb,
@@ -49,6 +50,10 @@ def fake_store(path, n_runs=8, noise=0.05, seed=0, gns=True):
 def test_law_recovers_b_star_and_alpha_b_within_intervals(tmp_path):
     pts = noise_points(fake_store(tmp_path / "runs.db"), decay=0.0)
     assert len(pts) == 32 and set(pts["final"]) == {True, False}
+    # the raw, unsmoothed estimates and the schedule's position ride along (oasl.laws.batch_tradeoff)
+    assert pts["g2"].to_numpy() == pytest.approx(1.0)
+    assert (pts["s"] * 32 * pts["loss"] ** (1 / ALPHA_B) / B_STAR).to_numpy() == pytest.approx(1.0, rel=0.2)
+    assert sorted(set(pts["lr_frac"].round(6))) == [0.25, 0.5, 0.75, 1.0]
     law = CriticalBatchLaw(n_boot=200).fit(pts)
     assert law.alpha_b_interval_[0] <= ALPHA_B <= law.alpha_b_interval_[1]
     assert law.b_star_interval_[0] <= B_STAR <= law.b_star_interval_[1]
