@@ -192,9 +192,10 @@ def own_runs(
         "knee of the steps/tokens trade-off, not a loss optimum). The tokens-doubling batch reads B_crit off "
         "that model from final losses only: the batch whose loss on D equals the smallest batch's (b0) on "
         "D/2 is B_crit + 2 b0; it is the same model evaluated at one loss (about the smallest batch's loss on "
-        "D/2) with lr tuned over two or three values per batch and cosine schedules that end at D."
+        f"D/2) with lr tuned over two or three values per batch and {schedule} schedules that end at D."
+        + ("" if half else " No half-token runs on this schedule, so no tokens-doubling batch.")
     )
-    tradeoff, tradeoff_md = per_loss(store, df, pts, law, widths)
+    tradeoff, tradeoff_md = per_loss(store, df, pts, law, widths, schedule)
     md = tradeoff_md + "\n\n" + "\n".join(lines)
     if missing:
         md = "Not trained (the sweep was stopped for time; reported from the runs that finished): " + (
@@ -204,7 +205,9 @@ def own_runs(
     return {**payload, "missing_runs": missing}, md
 
 
-def per_loss(store, df: pd.DataFrame, pts: pd.DataFrame, law, widths=WIDTHS) -> tuple[dict, str]:
+def per_loss(
+    store, df: pd.DataFrame, pts: pd.DataFrame, law, widths=WIDTHS, schedule: str = "cosine"
+) -> tuple[dict, str]:
     """The method-correct comparison (McCandlish et al. 2018, Sec. 2.3; Kaplan et al. 2020, Sec. 5.1): per
     shape and target loss L, the tokens each batch size needs to first reach L on its training curve (the
     best of its lrs), E(B) = E_min + S_min B fitted over the batch sizes that reach L, B_crit(L) =
@@ -258,11 +261,12 @@ def per_loss(store, df: pd.DataFrame, pts: pd.DataFrame, law, widths=WIDTHS) -> 
             "n_good_losses": len(good),
         }
         for name in ("all", "high_lr", "low_lr"):
-            ratio = float(r[f"b_simple_{name}"] / r["b_crit"])
+            ratio = float(r[f"b_simple_{name}"]) / float(r["b_crit"])
             row[f"b_simple_{name}"], row[f"n_{name}"] = float(r[f"b_simple_{name}"]), int(r[f"n_{name}"])
             row[f"ratio_{name}"] = ratio
             # over every well-fitted loss, not only the reference one
-            row[f"median_ratio_{name}"] = float(np.nanmedian(good[f"b_simple_{name}"] / good["b_crit"]))
+            both = (good[f"b_simple_{name}"] / good["b_crit"]).dropna()
+            row[f"median_ratio_{name}"] = float(both.median()) if len(both) else math.nan
             if name in within:
                 row[f"within_2x_{name}"] = bool(0.5 <= ratio <= 2)
                 within[name] += row[f"within_2x_{name}"]
@@ -278,6 +282,9 @@ def per_loss(store, df: pd.DataFrame, pts: pd.DataFrame, law, widths=WIDTHS) -> 
             ("b_simple_high_lr", "b_simple_high_lr"),
         ):
             fr = good[np.isfinite(good[col]) & (good[col] > 0)]
+            if fr["key"].nunique() < 2:
+                kaplan[name] = {"error": "needs the well-fitted losses of 2+ shapes"}
+                continue
             try:
                 kaplan[name] = CriticalBatchLaw().fit(fr, column=col).to_dict()
             except FitError as exc:
@@ -327,13 +334,13 @@ def per_loss(store, df: pd.DataFrame, pts: pd.DataFrame, law, widths=WIDTHS) -> 
             f"{r['median_ratio_all']:.2f} / {r['median_ratio_high_lr']:.2f} ({r['n_good_losses']} L) |"
         )
     lines.append(
-        f"\nAim (B_simple within 2x of the empirical B_crit, >= 3 of 4 shapes), at the reference loss: all "
-        f"measurements {within['all']} of {n_ref} shapes ({'met' if within['all'] >= 3 else 'NOT met'}); "
+        f"\n{schedule.capitalize()} schedule. Aim (B_simple within 2x of the empirical B_crit, >= 3 of 4 "
+        f"shapes), at the reference loss: all measurements {within['all']} of {n_ref} shapes run ({'met' if within['all'] >= 3 else 'NOT met'}); "
         f"measurements at lr >= half peak {within['high_lr']} of {n_ref} "
         f"({'met' if within['high_lr'] >= 3 else 'NOT met'}; this split was chosen after seeing the data)."
     )
     ok = [r for r in rows if r.get("reference_loss") is not None]
-    if ok:
+    if ok and schedule == "cosine":
         phase = [r["b_simple_low_lr"] / r["b_simple_high_lr"] for r in ok if r["n_low_lr"] and r["n_high_lr"]]
         lines.append(
             "Evidence on the gap. (a) B_simple at one loss depends on where in the schedule it was measured: "
@@ -351,8 +358,9 @@ def per_loss(store, df: pd.DataFrame, pts: pd.DataFrame, law, widths=WIDTHS) -> 
             f"steps at {BATCHES[-2] * 64} tokens, {TOKENS // (BATCHES[-1] * 64)} at {BATCHES[-1] * 64}), which "
             "reach these losses only in their cosine tail. McCandlish et al. equate B_crit with B_noise = "
             "tr(H Sigma) / (G^T H G), which equals B_simple only when the Hessian is a multiple of the "
-            "identity (their Sec. 2.2); this benchmark does not measure B_noise (nor a longer-run or "
-            "constant-lr sweep), so the remaining factor is not attributed further."
+            "identity (their Sec. 2.2); this benchmark does not measure B_noise. The same sweep with a "
+            "constant lr after warmup (`--schedule constant`, section critical_batch_constant) takes the "
+            "cosine tail out of both sides."
         )
     lines.append(
         "Noise of single measurements, by run batch in tokens (measurement B_big; share of |G|^2 estimates "
@@ -377,7 +385,13 @@ def per_loss(store, df: pd.DataFrame, pts: pd.DataFrame, law, widths=WIDTHS) -> 
             a0, a1 = k["alpha_b_interval"]
             lines.append(
                 f"Kaplan et al.'s form fitted on {label} at the well-fitted losses of all shapes: {k['formula']}, "
-                f"alpha_B {k['alpha_b']:.3g} (90% over shapes {a0:.3g}-{a1:.3g}), {k['n_points']} points."
+                f"alpha_B {k['alpha_b']:.3g} (90% over shapes {a0:.3g}-{a1:.3g}), {k['n_points']} points over "
+                f"L = {k['loss_range'][0]:.2f}-{k['loss_range'][1]:.2f}"
+                + (
+                    " (too narrow a range to determine the exponent)."
+                    if np.ptp(k["loss_range"]) < 0.3
+                    else "."
+                )
             )
     payload = {
         "shapes": rows,
