@@ -16,16 +16,23 @@ width multiplier ``m = width / base_width``. At ``m = 1`` muP and SP are the sam
     hidden (2-D in blocks)   0.02 / sqrt(m)      1             x 1/m     x 1
     token/pos. embedding     0.02                1             x 1       x m
     LayerNorm weight         1                   1             x 1       x m
-    untied readout           0 (mup zero init)   logits / m    x 1       x m
-    tied readout (= wte)     as embedding        logits / m    as embedding
+    untied readout           0 (mup zero init)   a_out / m     x 1       x m
+    tied readout (= wte)     as embedding        a_out / m     as embedding
     attention scores         --                  sqrt(d0) / d  --        --
 
 * Init: hidden variance proportional to 1/fan_in (mup ``init``), vector-like weights unchanged.
 * LRs: mup ``MuAdam`` divides the LR of matrix-like weights (two width dimensions) by the fan-in
   multiplier; ``MuSGD`` multiplies vector-like weights (one width dimension: embeddings, LayerNorm, readout)
   by the width multiplier and leaves hidden weights (fan-in and fan-out both scale) unchanged.
-* Readout: mup ``MuReadout`` divides its input by ``m``; with tied embeddings ``MuSharedReadout`` does the
-  same with the embedding's weight, which is what oasl does (no untying needed).
+* Readout: mup ``MuReadout`` multiplies its input by ``output_mult / m``; with tied embeddings
+  ``MuSharedReadout`` does the same with the embedding's weight, which is what oasl does (no untying needed).
+  ``a_out`` (mup's ``output_mult``, TP-V's output multiplier alpha_output, tuned on the base model and
+  transferred in its Sec. 7 / App. F experiments) defaults to :data:`MUP_OUTPUT_MULT` = 8, not mup's 1: the
+  base model is muP's whole tuning, and a base with SP's readout (a_out = 1) is a poor one at small widths.
+  SP's readout speeds up with width (the tied readout's logits move by ~ lr x width per Adam step, muP's by
+  ~ lr x a_out x base_width), so SP at 4x the base width beat muP with a_out = 1 at its best lr; with
+  a_out = 8 muP matches or beats SP at every width of ``benchmarks/mup_ladder.py`` and its lr* still
+  transfers (docs/deviations.md, "muP output multiplier").
 * Attention: scores use ``1/d_head`` instead of ``1/sqrt(d_head)`` (TP-V Definition 4.1; the mup README
   writes ``8/d`` to equal ``1/sqrt(d)`` at d = 64). oasl writes it ``sqrt(d0)/d_head`` with ``d0`` the head
   dimension of the base model (this shape at ``base_width``), so muP equals SP at the base width. With the
@@ -49,20 +56,44 @@ from oasl.config import ModelShape
 from oasl.errors import ConfigError
 
 INIT_STD = 0.02  # GPT-2 / nanoGPT init scale, the SP of this model and muP's scale at the base width
+# muP's output multiplier a_out (logits x a_out / m), tuned at base widths 16 and 32 on the CPU ladder of
+# benchmarks/mup_ladder.py (a_out in 1..32; best 8-16 at both bases). TP-V tunes alpha_output on the base
+# model (Sec. 7.3, App. F.4); mup's default output_mult = 1 is SP's readout at the base width.
+MUP_OUTPUT_MULT = 8.0
 
 
 @dataclass(frozen=True)
 class Parametrization:
-    """SP (``kind="sp"``) or muP (``kind="mup"``) relative to ``base_width`` (d_model; ignored under SP)."""
+    """SP (``kind="sp"``) or muP (``kind="mup"``) relative to ``base_width`` (d_model; ignored under SP).
+
+    ``output_mult`` is muP's output multiplier a_out (None: :data:`MUP_OUTPUT_MULT`); SP has none."""
 
     kind: Literal["sp", "mup"] = "sp"
     base_width: int = 64
+    output_mult: float | None = None
 
     def __post_init__(self):
         if self.kind not in ("sp", "mup"):
             raise ConfigError(f"unknown parametrization {self.kind!r}: use 'sp' or 'mup'")
         if not isinstance(self.base_width, int) or self.base_width < 1:
             raise ConfigError(f"base_width must be a positive integer, got {self.base_width!r}")
+        if self.output_mult is not None:
+            if self.kind != "mup":
+                raise ConfigError("output_mult is muP's output multiplier: leave it unset under SP")
+            if not (math.isfinite(self.output_mult) and self.output_mult > 0):
+                raise ConfigError(f"output_mult must be a positive finite number, got {self.output_mult!r}")
+
+    @classmethod
+    def of(cls, spec) -> Parametrization:
+        """The parametrization a :class:`oasl.config.RunSpec` asks for."""
+        return cls(spec.parametrization, spec.base_width, spec.output_mult)
+
+    @property
+    def alpha_out(self) -> float:
+        """muP's output multiplier a_out (``output_mult`` or :data:`MUP_OUTPUT_MULT`); 1 under SP."""
+        if self.kind != "mup":
+            return 1.0
+        return MUP_OUTPUT_MULT if self.output_mult is None else float(self.output_mult)
 
     def width_mult(self, width: int) -> float:
         """``width / base_width`` under muP, 1 under SP."""
@@ -129,6 +160,8 @@ class GPT(nn.Module):
         self.shape = shape
         self.parametrization = parametrization or Parametrization()
         self.width_mult = self.parametrization.width_mult(shape.width)
+        # the logits' multiplier: a_out / m under muP (MuReadout), 1 under SP
+        self.readout_mult = self.parametrization.alpha_out / self.width_mult
         attn_scale = self.parametrization.attn_scale(shape)
         self.wte = nn.Embedding(shape.vocab_size, shape.width)
         self.wpe = nn.Embedding(shape.seq_len, shape.width)
@@ -199,7 +232,7 @@ class GPT(nn.Module):
             x = block(x)
         x = self.ln_f(x)
         weight = self.wte.weight if self.lm_head is None else self.lm_head.weight
-        logits = F.linear(x, weight) / self.width_mult  # muP output multiplier 1/m (MuReadout); 1 under SP
+        logits = F.linear(x, weight) * self.readout_mult
         loss = None
         if targets is not None:
             loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1))

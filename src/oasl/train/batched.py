@@ -58,7 +58,7 @@ _STATE_TENSORS = {
 
 
 def batch_signature(spec: RunSpec) -> tuple:
-    """What runs must share to train in one batch: shape, parametrization (and base width), optimizer,
+    """What runs must share to train in one batch: shape, parametrization (base width, output_mult), optimizer,
     batch size, token budget, data order (``data_seed`` resolved), evaluation settings, corpus, device
     (resolved) and ``compile``. Specs with equal signatures can be passed together to
     :func:`train_batched`; lr, schedule, hyperparameters, seed, gradient clipping and the divergence
@@ -67,6 +67,7 @@ def batch_signature(spec: RunSpec) -> tuple:
         spec.shape.model_dump_json(),
         spec.parametrization,
         spec.base_width if spec.parametrization == "mup" else None,
+        spec.output_mult,
         spec.optimizer,
         spec.batch_seqs,
         spec.tokens,
@@ -111,7 +112,7 @@ class _StackedStepper:
         models = []
         for s in specs:
             torch.manual_seed(s.seed)  # each member's init exactly as train() draws it
-            models.append(GPT(s.shape, Parametrization(s.parametrization, s.base_width)).to(device))
+            models.append(GPT(s.shape, Parametrization.of(s)).to(device))
         base = models[0]
         names = {id(p): name for name, p in base.named_parameters()}
         layout, segments, off = [], [], 0
@@ -242,6 +243,7 @@ def train_batched(
                 "shape",
                 "parametrization",
                 "base_width",
+                "output_mult",
                 "optimizer",
                 "batch_seqs",
                 "tokens",

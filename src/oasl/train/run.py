@@ -76,7 +76,7 @@ class _SingleStepper:
 
         self.spec, self.device = spec, device
         torch.manual_seed(spec.seed)
-        self.model = GPT(spec.shape, Parametrization(spec.parametrization, spec.base_width)).to(device)
+        self.model = GPT(spec.shape, Parametrization.of(spec)).to(device)
         # torch's fused AdamW kernel on CUDA: one launch per step instead of several per tensor
         self.opt = make_optimizer(self.model, spec.optimizer, spec.lr, spec.hps, fused=device.type == "cuda")
         self.forward = maybe_compile(self.model, spec)
