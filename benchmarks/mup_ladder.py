@@ -160,6 +160,9 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--lrs", type=float, nargs="+", default=LRS)
     ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument(
+        "--name", default="mup_ladder", help="result name (results/NAME.json, RESULTS.md section)"
+    )
     ap.add_argument("--diagnose", action="store_true", help="gradient paths of the tied embedding only")
     args = ap.parse_args()
     t0 = time.time()
@@ -230,7 +233,7 @@ def main() -> None:
                 f"| {name} | slope of log lr* vs log width {ws[0]}-{ws[-1]} | {slope_grid:+.2f} | {slope:+.2f} | | | |"
             )
     write_result(
-        "mup_ladder",
+        args.name,
         {"rows": rows, "summary": summary, "base_width": base, "wall_s": time.time() - t0},
         "\n".join(lines),
     )

@@ -141,10 +141,35 @@ def test_mup_at_base_width_is_sp_up_to_the_output_multiplier():
         torch.manual_seed(3)
         model = GPT(shape, par)
         logits[name] = model(idx)[0]
-        assert set(model.lr_multipliers("adam").values()) == set(model.lr_multipliers("sgd").values()) == {1.0}
+        assert (
+            set(model.lr_multipliers("adam").values()) == set(model.lr_multipliers("sgd").values()) == {1.0}
+        )
     assert torch.equal(logits["sp"], logits["mup1"])
     assert MUP_OUTPUT_MULT != 1.0
     torch.testing.assert_close(logits["mup"], MUP_OUTPUT_MULT * logits["sp"])
+
+
+def test_mup_init_follows_the_rule_table():
+    """Init std by role at 1x and 4x the base width: hidden 0.02 / sqrt(m) (residual projections also
+    / sqrt(2 depth)), embeddings 0.02, LayerNorm weights 1, an untied readout 0 (TP-V Table 8, mup init)."""
+    stds = {}
+    for width in (64, 256):
+        torch.manual_seed(0)
+        model = GPT(
+            ModelShape(width=width, depth=2, tie_embeddings=False), Parametrization("mup", base_width=64)
+        )
+        stds[width] = {n: p.std().item() for n, p in model.named_parameters()}
+        params = dict(model.named_parameters())
+        assert all(torch.equal(params[n], torch.ones_like(params[n])) for n in params if ".ln" in f".{n}")
+        assert not params["lm_head.weight"].any()
+    for name in ("wte.weight", "wpe.weight"):
+        assert stds[64][name] == pytest.approx(0.02, rel=0.05) and stds[256][name] == pytest.approx(
+            0.02, rel=0.05
+        )
+    assert stds[64]["blocks.0.mlp.fc.weight"] == pytest.approx(0.02, rel=0.05)
+    assert stds[64]["blocks.0.mlp.proj.weight"] == pytest.approx(0.02 / 2, rel=0.05)  # / sqrt(2 depth)
+    for name in ("blocks.0.attn.qkv.weight", "blocks.0.mlp.fc.weight", "blocks.1.attn.proj.weight"):
+        assert stds[256][name] / stds[64][name] == pytest.approx(0.5, rel=0.05)  # 1 / sqrt(m), m = 4
 
 
 @pytest.mark.parametrize("width", [16, 64, 256])

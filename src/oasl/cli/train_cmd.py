@@ -48,6 +48,7 @@ def run_spec_from_options(config: Path | None, **opts: Any):
         "device": "device",
         "parametrization": "parametrization",
         "base_width": "base_width",
+        "output_mult": "output_mult",
         "eval_interval": "eval_interval",
         "grad_clip": "grad_clip",
     }
@@ -158,6 +159,7 @@ def register(app: typer.Typer) -> None:
         warmup_frac: float = typer.Option(None, help="Warmup as a fraction of steps."),
         parametrization: str = typer.Option(None, help="sp or mup."),
         base_width: int = typer.Option(None, help="muP base width."),
+        output_mult: float = typer.Option(None, help="muP output multiplier a_out (default 8)."),
         grad_clip: float = typer.Option(None, help="Gradient-norm clip."),
         eval_interval: int = typer.Option(None, help="Steps between validation evaluations."),
         seed: int = typer.Option(None, help="Random seed."),
@@ -182,6 +184,7 @@ def register(app: typer.Typer) -> None:
             warmup_frac=warmup_frac,
             parametrization=parametrization,
             base_width=base_width,
+            output_mult=output_mult,
             grad_clip=grad_clip,
             eval_interval=eval_interval,
             seed=seed,

@@ -10,7 +10,8 @@ SP is nanoGPT's: every weight N(0, 0.02^2) (residual projections / sqrt(2 depth)
 2019, Sec. 2.3), LayerNorm weights 1, one LR for all. muP follows Yang et al. 2022 ("Tensor Programs V",
 arXiv 2203.03466), Table 3 in the equivalent form of its Table 8 (a 1/fan_in output multiplier, which
 allows tied embeddings) as the microsoft/mup package implements it, relative to ``base_width`` with the
-width multiplier ``m = width / base_width``. At ``m = 1`` muP and SP are the same model.
+width multiplier ``m = width / base_width``. At ``m = 1`` muP and SP are the same model but for the
+output multiplier ``a_out`` (with ``output_mult=1`` they are the same model).
 
     muP rule                 init std            multiplier    Adam LR   SGD LR
     hidden (2-D in blocks)   0.02 / sqrt(m)      1             x 1/m     x 1
@@ -26,13 +27,15 @@ width multiplier ``m = width / base_width``. At ``m = 1`` muP and SP are the sam
   by the width multiplier and leaves hidden weights (fan-in and fan-out both scale) unchanged.
 * Readout: mup ``MuReadout`` multiplies its input by ``output_mult / m``; with tied embeddings
   ``MuSharedReadout`` does the same with the embedding's weight, which is what oasl does (no untying needed).
-  ``a_out`` (mup's ``output_mult``, TP-V's output multiplier alpha_output, tuned on the base model and
-  transferred in its Sec. 7 / App. F experiments) defaults to :data:`MUP_OUTPUT_MULT` = 8, not mup's 1: the
-  base model is muP's whole tuning, and a base with SP's readout (a_out = 1) is a poor one at small widths.
-  SP's readout speeds up with width (the tied readout's logits move by ~ lr x width per Adam step, muP's by
-  ~ lr x a_out x base_width), so SP at 4x the base width beat muP with a_out = 1 at its best lr; with
-  a_out = 8 muP matches or beats SP at every width of ``benchmarks/mup_ladder.py`` and its lr* still
-  transfers (docs/deviations.md, "muP output multiplier").
+  ``a_out`` (mup's ``output_mult``; TP-V Table 1 counts such parameter multipliers among the
+  muTransferable HPs, tuned on the base model; mup's examples/MLP tunes it to 32) defaults to
+  :data:`MUP_OUTPUT_MULT` = 8, not mup's 1: the base model is muP's whole tuning, and SP's readout
+  (a_out = 1) is a poor base at small widths. Per Adam
+  step the tied readout's logits move by ~ lr x a_out x base_width, a hidden layer's outputs by ~ lr x
+  base_width, so a_out is the ratio of the two speeds that one global lr cannot set; on the byte-level
+  ladders the readout wants several times the hidden layers' speed. With a_out = 8 muP beats SP at widths
+  16-64 of ``benchmarks/mup_ladder.py`` and its lr* transfers; at width 128 it is 0.4% behind SP and its
+  lr* drifts up (docs/deviations.md, "muP output multiplier").
 * Attention: scores use ``1/d_head`` instead of ``1/sqrt(d_head)`` (TP-V Definition 4.1; the mup README
   writes ``8/d`` to equal ``1/sqrt(d)`` at d = 64). oasl writes it ``sqrt(d0)/d_head`` with ``d0`` the head
   dimension of the base model (this shape at ``base_width``), so muP equals SP at the base width. With the
@@ -57,8 +60,8 @@ from oasl.errors import ConfigError
 
 INIT_STD = 0.02  # GPT-2 / nanoGPT init scale, the SP of this model and muP's scale at the base width
 # muP's output multiplier a_out (logits x a_out / m), tuned at base widths 16 and 32 on the CPU ladder of
-# benchmarks/mup_ladder.py (a_out in 1..32; best 8-16 at both bases). TP-V tunes alpha_output on the base
-# model (Sec. 7.3, App. F.4); mup's default output_mult = 1 is SP's readout at the base width.
+# benchmarks/mup_ladder.py (AdamW, a_out in 1..32; best 8-16 at both bases). TP-V Table 1: parameter
+# multipliers are muTransferable HPs, tuned on the base model; mup's default output_mult = 1 is SP's readout.
 MUP_OUTPUT_MULT = 8.0
 
 
