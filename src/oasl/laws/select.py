@@ -330,6 +330,7 @@ def select_law(
     weights=None,
     rule: str = "one_se",
     loss: str = "l2",
+    interval: str = "bayes",
 ) -> tuple[OptimizerLaw, pd.DataFrame]:
     """Fit every candidate law of ``target`` on a table of optima and return ``(best, comparison)``.
 
@@ -339,7 +340,8 @@ def select_law(
     Without a ``by`` column only pooled laws are tried. ``groups``/``weights``: arrays or column
     names (default: each row its own group). ``rule``: "one_se" keeps the candidate with the fewest
     coefficients whose leave-one-group-out MAPE is within one standard error of the best; "min"
-    keeps the lowest. The comparison table has one row per candidate (form, sharing, n_coef,
+    keeps the lowest. ``interval``: the laws' default interval method (:meth:`PowerLaw.predict_interval`).
+    The comparison table has one row per candidate (form, sharing, n_coef,
     loo_mape, loo_mape_se, loo_rmse_log, r2, selected, error), the selected one first.
     """
     if rule not in ("one_se", "min"):
@@ -349,7 +351,7 @@ def select_law(
     cands = _candidates(candidates, forms, sharings, target, by in df.columns)
     rows, fitted = [], []
     for form, sharing in cands:
-        law = OptimizerLaw(form, features, target, sharing, by, loss=loss)
+        law = OptimizerLaw(form, features, target, sharing, by, loss=loss, interval=interval)
         try:
             law.fit(df, weights=weights, groups=groups)
             loo = law.loo_errors()
