@@ -239,7 +239,7 @@ def main() -> None:
     elapsed = time.time() - t0
 
     def pct(x):
-        return f"{100 * x:.3f}%"
+        return f"{100 * x + 0.0:.3f}%" if abs(x) > 5e-9 else "0.000%"
 
     def cov_s(x):
         return "-" if x is None else f"{x:.0%}"
