@@ -8,7 +8,8 @@ Three ways to let a law depend on the optimizer O (the proposal's ``h*(N, O) = C
 * ``pooled``: one law for all optimizers (the optimizer does not matter).
 
 :func:`select_law` fits every candidate (forms x sharing modes, the constant null model included)
-and keeps the simplest one whose leave-one-group-out error is within one standard error of the
+and keeps the simplest one whose held-out error (leave-one-group-out, or forward chaining: each size
+predicted from the smaller ones, ``cv="forward"``) is within one standard error of the
 best (the one-standard-error rule of Hastie, Tibshirani & Friedman, *Elements of Statistical
 Learning*, 2nd ed., Sec. 7.10): more flexible laws must earn their coefficients on optima they did
 not see.
