@@ -199,7 +199,9 @@ class GPT(nn.Module):
             x = block(x)
         x = self.ln_f(x)
         weight = self.wte.weight if self.lm_head is None else self.lm_head.weight
-        logits = F.linear(x, weight) / self.width_mult  # muP output multiplier 1/m (MuReadout); 1 under SP
+        logits = F.linear(x, weight)
+        if self.width_mult != 1.0:  # muP output multiplier 1/m (MuReadout); m = 1 (SP) would cost a pass
+            logits = logits / self.width_mult
         loss = None
         if targets is not None:
             loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1))
