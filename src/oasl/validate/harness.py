@@ -84,7 +84,7 @@ class Runner:
 
 def fit_validated_law(runs: pd.DataFrame, features: tuple[str, ...] | None = None):
     """Fit the law of lr on sweep runs exactly as ``oasl fit`` does (:func:`oasl.laws.pipeline.fit_laws`:
-    optima per (optimizer, N, D), form and optimizer sharing chosen by leave-one-group-out error).
+    optima per (optimizer, N, D), form and optimizer sharing chosen by forward-chaining held-out error).
     Returns the :class:`~oasl.laws.pipeline.FitReport`; its ``laws["lr"]`` is the validated law."""
     from oasl.laws.pipeline import fit_laws
 
