@@ -305,3 +305,33 @@ def test_measure_matmul_peak():
     assert math.isfinite(flops) and flops > 1e6  # any CPU of this century does > 1 MFLOP/s
     with pytest.raises(ConfigError):
         measure_matmul_peak(seconds=0)
+
+
+@pytest.mark.parametrize("kind", ["sp", "mup"])
+def test_logits_skip_the_unit_output_multiplier_bit_for_bit(kind):
+    """Under SP (multiplier 1) forward skips the logits' output multiplier; logits, loss and every
+    gradient equal, bit for bit, the path that always multiplies. Under muP (a_out / m = 4) it multiplies."""
+    shape = ModelShape(width=64, depth=2, seq_len=16, tie_embeddings=False)
+    torch.manual_seed(0)
+    model = GPT(shape, Parametrization(kind, base_width=32))
+    assert model.readout_mult == (1.0 if kind == "sp" else MUP_OUTPUT_MULT / 2)
+    for p in model.parameters():  # off the init: muP's zero readout would make every logit 0
+        p.data.add_(0.3 * torch.randn_like(p))
+    idx, targets = torch.randint(0, 256, (2, 16)), torch.randint(0, 256, (2, 16))
+
+    def always_multiplied():  # the forward before the skip, spelled out
+        x = model.wte(idx) + model.wpe(torch.arange(16))
+        for block in model.blocks:
+            x = block(x)
+        logits = torch.nn.functional.linear(model.ln_f(x), model.lm_head.weight) * model.readout_mult
+        return logits, torch.nn.functional.cross_entropy(logits.float().view(-1, 256), targets.reshape(-1))
+
+    runs = []
+    for fwd in (always_multiplied, lambda: model(idx, targets)):
+        model.zero_grad()
+        logits, loss = fwd()
+        loss.backward()
+        runs.append((logits.detach(), loss.detach(), [p.grad.clone() for p in model.parameters()]))
+    (la, sa, ga), (lb, sb, gb) = runs
+    assert torch.equal(la, lb) and torch.equal(sa, sb)
+    assert all(torch.equal(a, b) for a, b in zip(ga, gb, strict=True))

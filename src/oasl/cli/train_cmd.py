@@ -63,59 +63,6 @@ def run_spec_from_options(config: Path | None, **opts: Any):
     return build(RunSpec, data, what="run spec" + (f" in {config}" if config else ""))
 
 
-def training_memory_bytes(spec) -> float:
-    """A lower bound on the bytes needed to train ``spec``: fp32 weights, gradients and two optimizer
-    states per parameter (16 B), activations kept for the backward pass (Korthikanti et al. 2022, Sec. 4.1:
-    ``34 s b h`` bytes per layer in 16-bit, doubled for fp32; their ``5 a s^2 b`` attention-score term is
-    left out because fused attention does not store the scores) and the logits (3 fp32 copies)."""
-    from oasl.models import count_params
-
-    sh = spec.shape
-    tokens = spec.batch_seqs * sh.seq_len
-    per_layer = tokens * 34 * sh.width * 2
-    return 16.0 * count_params(sh).n_params_total + sh.depth * per_layer + 12.0 * tokens * sh.vocab_size
-
-
-def available_memory_bytes(device: str) -> tuple[str, float | None]:
-    """(device name, bytes free on it) for ``device`` (auto, cpu, cuda...); None when unknown."""
-    import torch
-
-    from oasl.train.run import resolve_device
-
-    dev = resolve_device(device)
-    if dev.type == "cuda":
-        return str(dev), float(torch.cuda.mem_get_info(dev)[0])
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return "cpu", float(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return dev.type, None
-
-
-def check_fits_memory(spec) -> None:
-    """TrainError, before anything is allocated, when ``spec`` needs more memory than its device has."""
-    from oasl.errors import TrainError
-    from oasl.models import count_params
-
-    need = training_memory_bytes(spec)
-    where, free = available_memory_bytes(spec.device)
-    if free is not None and need > free:
-        raise TrainError(
-            f"width {spec.shape.width}, depth {spec.shape.depth} ({count_params(spec.shape).n_params_total:.3g} "
-            f"parameters) needs at least {_bytes(need)} to train but {where} has {_bytes(free)} free: "
-            "lower --width, --depth or --batch-seqs"
-        )
-
-
-def _bytes(n: float) -> str:
-    for unit, size in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20)):
-        if n >= size:
-            return f"{n / size:.3g} {unit}"
-    return f"{n / 2**10:.3g} KiB"
-
-
 def run_with_progress(spec, store=None):
     """Train ``spec`` showing a rich progress bar; write the result to ``store`` if given."""
     from oasl.train import train
@@ -168,6 +115,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Train one model and record it in the store."""
         from oasl.store import open_store
+        from oasl.train import check_fits_memory
 
         spec = run_spec_from_options(
             config,

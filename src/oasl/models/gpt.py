@@ -235,7 +235,9 @@ class GPT(nn.Module):
             x = block(x)
         x = self.ln_f(x)
         weight = self.wte.weight if self.lm_head is None else self.lm_head.weight
-        logits = F.linear(x, weight) * self.readout_mult
+        logits = F.linear(x, weight)
+        if self.readout_mult != 1.0:  # muP output multiplier a_out / m (MuReadout); 1 (SP) would cost a pass
+            logits = logits * self.readout_mult
         loss = None
         if targets is not None:
             loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1))

@@ -15,6 +15,7 @@ import torch
 from oasl.config import RunSpec
 from oasl.errors import TrainError
 from oasl.train.loop import EVAL_BATCH_SEQS, ProgressFn, StopFn, make_autocast, mean_loss, run_loop
+from oasl.train.memory import check_fits_memory
 from oasl.train.result import RunResult
 
 __all__ = ["EVAL_BATCH_SEQS", "RunResult", "evaluate", "get_dataset", "resolve_device", "train"]
@@ -128,7 +129,10 @@ def train(spec: RunSpec, progress: ProgressFn | None = None, should_stop: StopFn
     :func:`oasl.train.loop.read_interval` steps). ``should_stop(step, val_loss, curve)`` is called at
     each evaluation and may return a reason to stop early (multi-fidelity pruning, divergence
     prediction): the run is then recorded with status "stopped". Returns a :class:`RunResult`.
+    Raises :class:`TrainError`, before allocating, when the model cannot fit in the device's memory
+    (:func:`oasl.train.memory.check_fits_memory`).
     """
+    check_fits_memory(spec)
     device = resolve_device(spec.device)
     data = get_dataset(spec)
     data.check_fits(spec.shape.seq_len, spec.shape.vocab_size)
