@@ -14,7 +14,7 @@ initialisation: the norm of its readout-path gradient over its input-path gradie
 its entries whose Adam step (sign of the total gradient, Adam's first steps) has the sign the readout
 alone asks for, per width under SP and muP.
 
-Run: `.venv/bin/python benchmarks/mup_ladder.py [--widths 16 32 64] [--seeds 0 1] [--variants sp mup]`
+Run: `.venv/bin/python benchmarks/mup_ladder.py [--widths 16 32 64] [--seeds 0 1] [--variants sp mup mup-a1]`
 (resumable store); `.venv/bin/python benchmarks/mup_ladder.py --diagnose [--widths 16 64 256]`.
 """
 
@@ -157,7 +157,7 @@ def main() -> None:
         "--base-width", type=int, default=None, help="muP base width (default: the smallest width)"
     )
     ap.add_argument("--variants", nargs="+", default=["sp", "mup", "mup-a1"], choices=list(VARIANTS))
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--lrs", type=float, nargs="+", default=LRS)
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument(
