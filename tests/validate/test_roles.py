@@ -94,3 +94,20 @@ def test_report_fits_sweep_runs_and_flags_a_law_that_is_not_the_validated_one(tm
     other.table = lambda: pd.DataFrame([{**row, "tuning_runs": 1.0, "tuning_flops": 1.0}])
     html = write_report(store.path, tmp_path / "r2", validation=other).read_text()
     assert "is not the validated law" in html and "lr = 1 N^-0.1" in html
+
+
+def test_a_failed_target_run_is_an_error_not_a_divergence(tmp_path):
+    """A run that raised (here: its corpus is missing) stops the harness with its error; it is not
+    scored as diverged (which would read as an infinite regret of the method that proposed it)."""
+    from oasl.config import RunSpec
+    from oasl.errors import SweepError
+    from oasl.validate import harness
+
+    corpus = {"source": "files", "paths": [str(tmp_path / "missing.txt")]}
+    spec = RunSpec(
+        shape={"width": 16, "depth": 1, "seq_len": 16}, optimizer="adamw", lr=1e-3, tokens=4096, corpus=corpus
+    )
+    runner = harness.Runner(str(tmp_path / "runs.db"), 1, lambda m: None)
+    with pytest.raises(SweepError, match=r"is failed: DataError: corpus path .* not a readable file; fix"):
+        runner.losses([spec])
+    assert runner.store.get(spec.key())["status"] == "failed"  # kept in the store, trained again on a rerun
