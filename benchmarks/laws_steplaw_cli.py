@@ -18,7 +18,10 @@ recommendation's 90% interval.
 
 Acceptance (issue 14): leave-one-N-out mean regret <= 0.8x the published formula's, and at the largest
 N (fitted on the smaller ones) no worse than the published formula; 90% intervals covering >= 90% of the
-held-out optima.
+held-out optima (lr and batch). Also reported: the regret of the held-out groups' own located optima
+(the floor a law of located optima works against on this scoring), the Bayesian interval's coverage
+beside the default jackknife+, and the evidence the interval was chosen on (nested leave-one-group-out
+coverage inside each fold's training groups).
 
 Run from the repository root: ``.venv/bin/python benchmarks/laws_steplaw_cli.py`` (about 10 minutes on
 2 shared cores). Writes benchmarks/results/laws_steplaw_cli.json and its section of benchmarks/RESULTS.md.
@@ -40,6 +43,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import write_result  # noqa: E402
 
+from oasl.laws.io import load_laws  # noqa: E402
 from oasl.optima import fit_surface, locate_joint_optima  # noqa: E402
 from oasl.testing import shared_data  # noqa: E402
 
@@ -88,6 +92,26 @@ def score(runs: pd.DataFrame, opt_row, lr: float, bt: float) -> float:
     return float(surf.predict(np.array([[lr, bt]]))[0]) / l_star - 1
 
 
+def nested_coverage(laws_path: Path, level: float = 0.9) -> dict:
+    """Interval evidence from the training groups alone: for each fitted law of the fold, leave each
+    training optimum out in turn, refit the same form on the others (same weights) and check whether
+    each interval method's ``level`` interval covers it. Returns method -> target -> coverage."""
+    laws, _ = load_laws(laws_path)
+    out: dict = {}
+    for target in OVER:
+        law = laws[target].law_for("adamw")
+        X, y, w = law.X_, law.y_, law.w_
+        for method in ("bayes", "jackknife+"):
+            hits = []
+            for i in range(len(X)):
+                keep = np.arange(len(X)) != i
+                m = type(law)(**{**law.get_params(), "interval": method}).fit(X[keep], y[keep], w[keep])
+                lo, hi = m.predict_interval(X.iloc[[i]], level)
+                hits.append(bool(lo[0] <= y[i] <= hi[0]))
+            out.setdefault(method, {})[target] = hits
+    return out
+
+
 def inside(iv, x) -> bool | None:
     lo, hi = iv
     return None if lo is None or hi is None else bool(lo <= x <= hi)
@@ -102,8 +126,19 @@ def main() -> None:
     runs = raw[np.isfinite(raw[LOSS])].assign(batch_tokens=lambda d: d["bs"] * SEQ)
     # the reference optimum of each held-out group, located on all of its runs (the scoring's L*)
     ref = locate_joint_optima(runs, over=OVER, group_by=["N", "D"], loss=LOSS, n_boot=200, seed=0)
+    # the same oracle for other locating windows (oasl's default is near=0.01): how much of the regret
+    # is the convention of the scoring surface (near=0.03) rather than the laws
+    window_oracle = {}
+    for near in (0.01, 0.015, 0.02, 0.03):
+        alt = locate_joint_optima(runs, over=OVER, group_by=["N", "D"], loss=LOSS, n_boot=0, near=near)
+        regrets = []
+        for (nn, d), g in runs.groupby(["N", "D"]):
+            o = ref[(ref["N"] == nn) & (ref["D"] == d)].iloc[0]
+            a = alt[(alt["N"] == nn) & (alt["D"] == d)].iloc[0]
+            regrets.append(score(g, o, float(a["opt_lr"]), float(a["opt_batch_tokens"])))
+        window_oracle[near] = float(np.mean(regrets))
     n_values = sorted(runs["N"].unique())
-    rows, fits = [], {}
+    rows, fits, nested = [], {}, []
     with tempfile.TemporaryDirectory() as tmp:
         for n in n_values:
             t1 = time.time()
@@ -116,12 +151,31 @@ def main() -> None:
             oasl("import", str(csv), "--store", str(db), *IMPORT_ARGS)
             fit_out = oasl("fit", "--store", str(db), "--out", str(laws))
             meta = json.loads(laws.read_text())["laws"]
+            for method, by_target in nested_coverage(laws).items():
+                for target, hits in by_target.items():
+                    nested += [
+                        {"held_out_N": float(n), "method": method, "target": target, "covered": h}
+                        for h in hits
+                    ]
+            bayes_laws = {h: law.law_for("adamw") for h, law in load_laws(laws)[0].items() if h in OVER}
             fits[f"{n:.4g}"] = {
                 "stdout": fit_out,
                 "formulas": {k: v.get("formula") or v.get("laws", {}) for k, v in meta.items()},
             }
             for (nn, d), g in runs[runs["N"] == n].groupby(["N", "D"]):
                 o = ref[(ref["N"] == nn) & (ref["D"] == d)].iloc[0]
+                # the held-out group's own located optimum, scored the same way: what a perfect law of
+                # located optima would get (the scoring surface's minimum is not the located optimum)
+                oracle = score(g, o, float(o["opt_lr"]), float(o["opt_batch_tokens"]))
+                q = pd.DataFrame({"N": [float(nn)], "D": [float(d)], "optimizer": ["adamw"]})
+                bayes_cov = {
+                    h: bool(
+                        (iv := bayes_laws[h].predict_interval(q, 0.9, method="bayes"))[0][0]
+                        <= float(o[f"opt_{h}"])
+                        <= iv[1][0]
+                    )
+                    for h in OVER
+                }
                 for name, args in (
                     ("oasl CLI", ["--laws", str(laws)]),
                     ("step-law (published)", ["--published", "step-law"]),
@@ -140,6 +194,9 @@ def main() -> None:
                             "regret": score(g, o, r["lr"], r["bt"]),
                             "lr_covered": inside(r["lr_interval"], float(o["opt_lr"])),
                             "bt_covered": inside(r["bt_interval"], float(o["opt_batch_tokens"])),
+                            "oracle_regret": oracle,
+                            "lr_covered_bayes": bayes_cov["lr"] if name == "oasl CLI" else None,
+                            "bt_covered_bayes": bayes_cov["batch_tokens"] if name == "oasl CLI" else None,
                             "lr_interval": r["lr_interval"],
                             "bt_interval": r["bt_interval"],
                         }
@@ -169,11 +226,20 @@ def main() -> None:
     ratio = lono["oasl CLI"]["mean_regret"] / lono["step-law (published)"]["mean_regret"]
     ok_lono = ratio <= 0.8
     ok_big = big["oasl CLI"]["mean_regret"] <= big["step-law (published)"]["mean_regret"]
-    cov = lono["oasl CLI"]["lr_coverage"]
+    cov, cov_bt = lono["oasl CLI"]["lr_coverage"], lono["oasl CLI"]["bt_coverage"]
+    ok_cov = cov is not None and cov >= 0.9 and cov_bt is not None and cov_bt >= 0.9
+    ours = df[df["path"] == "oasl CLI"]
+    oracle = float(ours["oracle_regret"].mean())
+    bayes_held = {h: float(ours[f"{h}_covered_bayes"].astype(float).mean()) for h in ("lr", "bt")}
+    nest = pd.DataFrame(nested)
+    nested_cov = {
+        f"{m}/{t}": float(sub["covered"].mean()) for (m, t), sub in nest.groupby(["method", "target"])
+    }
+    nested_all = {m: float(sub["covered"].mean()) for m, sub in nest.groupby("method")}
     elapsed = time.time() - t0
 
     def pct(x):
-        return f"{100 * x:.3f}%"
+        return f"{100 * x + 0.0:.3f}%" if abs(x) > 5e-9 else "0.000%"
 
     def cov_s(x):
         return "-" if x is None else f"{x:.0%}"
@@ -198,8 +264,26 @@ def main() -> None:
         "",
         f"Acceptance: leave-one-N-out mean regret ratio oasl / published = {ratio:.2f} (aim <= 0.80: "
         f"{'met' if ok_lono else 'NOT met'}); largest N: {pct(big['oasl CLI']['mean_regret'])} vs published "
-        f"{pct(big['step-law (published)']['mean_regret'])} ({'met' if ok_big else 'NOT met'}); lr 90% interval "
-        f"coverage {cov_s(cov)} (aim >= 90%: {'met' if cov is not None and cov >= 0.9 else 'NOT met'}).",
+        f"{pct(big['step-law (published)']['mean_regret'])} ({'met' if ok_big else 'NOT met'}); 90% interval "
+        f"coverage of the held-out located optima: lr {cov_s(cov)}, batch {cov_s(cov_bt)} (aim >= 90%: "
+        f"{'met' if ok_cov else 'NOT met'}).",
+        "",
+        f"Context for the regret: the held-out groups' own located optima (what a perfect law of located "
+        f"optima would recommend), scored the same way, have mean regret {pct(oracle)}: the scoring surface "
+        "(fitted on the runs within 3% of the best) has its minimum at a lower lr than the located optimum "
+        "(runs within 1%, `oasl.optima.joint`), so the regret rewards predictions below the located optima. "
+        "The same oracle located with other windows: "
+        + ", ".join(f"near={k:g} {pct(v)}" for k, v in window_oracle.items())
+        + " (oasl keeps near=0.01: on simulated asymmetric valleys wider windows move the lr optimum toward low "
+        "lr, benchmarks/optima_steplaw.py).",
+        "",
+        "Intervals (`oasl fit`'s default, jackknife+ since issue 14) chosen on the training groups alone: "
+        "nested leave-one-group-out over each fold's training optima, 90% intervals covered "
+        + ", ".join(f"{k} {v:.0%}" for k, v in nested_cov.items())
+        + f" (all: bayes {nested_all.get('bayes', float('nan')):.0%}, jackknife+ "
+        f"{nested_all.get('jackknife+', float('nan')):.0%}; {len(nest) // 2} held-out optima). On the held-out N "
+        f"the Bayesian predictive interval of the same laws would cover lr {bayes_held['lr']:.0%}, batch "
+        f"{bayes_held['bt']:.0%}.",
         "",
         "Per held-out group:",
         "",
@@ -219,10 +303,14 @@ def main() -> None:
         "summary_leave_one_N_out": lono,
         "summary_largest_N": big,
         "ratio_lono": ratio,
+        "oracle_mean_regret": oracle,
+        "oracle_mean_regret_by_window": {str(k): v for k, v in window_oracle.items()},
+        "nested_interval_coverage": {"by_method_target": nested_cov, "by_method": nested_all},
+        "held_out_coverage_bayes": bayes_held,
         "aims": {
             "lono_ratio_le_0.8": ok_lono,
             "largest_N_no_worse": ok_big,
-            "lr_coverage_ge_0.9": bool(cov and cov >= 0.9),
+            "lr_and_batch_coverage_ge_0.9": bool(ok_cov),
         },
         "groups": rows,
         "fits": fits,

@@ -5,7 +5,7 @@ the one their paper fits) of models of 10.6M, 78.9M, 153.7M and 411.6M parameter
 each trained on three corpora (c4_original, rpj, rw_original) at token multipliers 0.25-32 x 20 tokens per
 parameter. Protocol: per corpus, fit on every model but the largest, predict the largest at every token
 multiplier; report the mean relative error |L - Lhat| / L over those runs (and per multiplier). The
-figure scored against the aim is oasl's default path, fixed before this data was seen: LossLaw (Chinchilla's
+figure scored against the aim is oasl's default path: LossLaw (Chinchilla's
 form) on oasl's non-embedding ``n_params``. A selection inside the training sizes (the same protocol one size
 down: fit on the two smallest, predict the third) is reported beside it; with three sizes it is not
 informative (Chinchilla's form is not identified from two sizes).
@@ -19,6 +19,19 @@ Runs that end inside their LR warmup are left out of fits and scores (main figur
 per-size recipe (warmup 2000 steps at 411.6M, 400 at 78.9M), the 0.25x runs of those two sizes stop
 before the schedule reaches its peak, so their loss is not on the curve of fully scheduled runs. The
 figures with them kept are reported too.
+
+Fitting choices, selected on the training sizes only. Four ways to fit the default form (Chinchilla's, on
+non-embedding N) are compared: Huber loss on log loss with delta 1e-3 (the papers' recipe and oasl's
+default: Hoffmann et al. 2022, App. D.2; Besiroglu et al. 2024, Sec. 2); Huber with delta set from the
+residuals (1.345 x the MAD scale of the log residuals, iterated: Huber's estimator with a concurrent scale,
+Huber 1981, Sec. 7.7; ``LossLaw(delta="scaled")``); least squares on log loss (Gadre et al.'s code fits by
+least squares); and the papers' recipe with the training runs that spend at least half their steps in
+warmup left out. The criterion: mean relative error over both leave-one-training-size-out folds (153.7M
+from 10.6M + 78.9M, 78.9M from 10.6M + 153.7M), each corpus, and all eight evaluation losses of the data
+(more signal than the C4 loss alone; every one from the training sizes only). The rule, stated before the
+comparison: the choice with the lowest criterion becomes the default. The held-out figure of every choice is
+printed beside it but was not used to choose; the lead over the papers' recipe, paired over the 16 fold x
+loss cells, is printed with its standard error.
 
 Paper's figures for comparison (NOTES.md, their Sec. 4): 0.71% relative error predicting a 1.4B model at
 M = 640 (tokens per parameter 20 x 32) and 0.73% for a 6.9B model at M = 20, from fits on smaller runs.
@@ -86,6 +99,77 @@ def evaluate(d: pd.DataFrame) -> dict:
     return out
 
 
+PAPERS_CHOICE = "Huber delta 1e-3 on log loss (the papers' recipe, oasl's default)"
+DEFAULT_CHOICE = PAPERS_CHOICE
+# name: (law factory, whether training runs with warmup >= half their steps are left out)
+CHOICES = {
+    PAPERS_CHOICE: (lambda: LossLaw(delta=1e-3), False),
+    "Huber, delta 1.345 x residual scale": (lambda: LossLaw(delta="scaled"), False),
+    "least squares on log loss": (lambda: LossLaw(delta=1.0), False),
+    "papers' recipe, runs with warmup >= half their steps left out": (lambda: LossLaw(delta=1e-3), True),
+}
+
+
+def choice_error(d: pd.DataFrame, train_sizes, test_size: float, make, drop_warm: bool, loss: str) -> float:
+    """Mean relative error on the runs of ``test_size`` of a law fitted per corpus on ``train_sizes``
+    (Chinchilla's form on non-embedding N; ``drop_warm``: leave out training runs with warmup >= half)."""
+    errs = []
+    for _, g in d.groupby("dataset"):
+        tr, te = g[g["params"].isin(train_sizes)], g[g["params"] == test_size]
+        if drop_warm:
+            tr = tr[tr["steps"] > 2 * tr["warmup"]]
+        law = make().fit(tr["params_no_embed"], tr["tokens"], tr[loss])
+        errs.extend(np.abs(law.predict(te["params_no_embed"], te["tokens"]) / te[loss] - 1))
+    return float(np.mean(errs))
+
+
+def select_choice(d: pd.DataFrame) -> dict:
+    """Per fitting choice: the selection criterion (training sizes only, all evaluation losses) and the
+    error on the largest model (C4 loss, the scored figure), with each choice's lead over the default paired
+    over the (fold x loss) cells and its standard error; ``lowest``: the lowest criterion."""
+    sizes = sorted(d["params"].unique())
+    train, big = sizes[:-1], sizes[-1]
+    folds = [(train[:-1], train[-1]), ([train[0], *train[2:]], train[1])]
+    losses = [c for c in d.columns if c.startswith("loss__")]
+    out = {}
+    for name, (make, drop_warm) in CHOICES.items():
+        cv = [choice_error(d, tr, te, make, drop_warm, ls) for tr, te in folds for ls in losses]
+        out[name] = {
+            "criterion": float(np.mean(cv)),
+            "cells": [float(c) for c in cv],
+            "criterion_c4": float(np.mean(cv[losses.index(LOSS) :: len(losses)])),
+            "held_out": choice_error(d, train, big, make, drop_warm, LOSS),
+        }
+        print(
+            f"choice {name}: criterion {out[name]['criterion']:.4f}, held out {out[name]['held_out']:.4f}",
+            flush=True,
+        )
+    # the lead over the default, paired cell by cell (fold x evaluation loss), and its standard error
+    base = np.array(out[PAPERS_CHOICE]["cells"])
+    for v in out.values():
+        diff = base - np.array(v["cells"])
+        v["lead"], v["lead_se"] = float(diff.mean()), float(diff.std(ddof=1) / np.sqrt(len(diff)))
+    lowest = min(out, key=lambda k: out[k]["criterion"])
+    return {"choices": out, "lowest": lowest, "losses": losses}
+
+
+def pct(x: float) -> str:
+    return f"{100 * x:.2f}%"
+
+
+def adoption_note(sel: dict) -> str:
+    """What the rule (lowest criterion) chose, and how strong the evidence is (one or two sentences)."""
+    low, ch = sel["lowest"], sel["choices"]
+    if low == DEFAULT_CHOICE:
+        return "Chosen by the rule: the papers' recipe, which stays oasl's default."
+    lead, se, n = ch[low]["lead"], ch[low]["lead_se"], len(ch[low]["cells"])
+    return (
+        f"Chosen by the rule: {low}, NOT oasl's default (change LossLaw's default to it). Its lead over the "
+        f"papers' recipe, {pct(lead)} +- {pct(se)} (paired over the {n} fold x loss cells), is "
+        f"{'beyond' if lead > 2 * se else 'within'} 2 standard errors."
+    )
+
+
 def noise_floor(d: pd.DataFrame) -> dict[str, float]:
     """Per corpus, mean relative residual of ``E + B D^-b`` fitted (least squares) to the largest model's
     own runs: how far single runs sit from any smooth curve in D, a floor for an extrapolated law."""
@@ -108,6 +192,8 @@ def main() -> None:
     cv_res = evaluate(d[~d["in_warmup"] & (d["params"] < big)])
     cv_size = float(d.loc[d["params"] < big, "params"].max())
     floor = noise_floor(d[~d["in_warmup"]])
+    sel = select_choice(d[~d["in_warmup"]])
+    best_held = min(sel["choices"], key=lambda k: sel["choices"][k]["held_out"])
     n_test = int((~d["in_warmup"] & (d["params"] == big)).sum())
     best = f"{next(iter(FORMS))} | N without embeddings"  # oasl's default: LossLaw on n_params
     best_cv = min(cv_res, key=lambda k: cv_res[k]["mean_rel"])
@@ -121,9 +207,6 @@ def main() -> None:
         )
         or "none"
     )
-
-    def pct(x):
-        return f"{100 * x:.2f}%"
 
     ms = sorted({m for r in main_res.values() for m in r["by_M"]}, key=float)
     md = [
@@ -149,7 +232,7 @@ def main() -> None:
         )
     md += [
         "",
-        f"oasl's default path (LossLaw on the non-embedding n_params, fixed before this data): "
+        f"oasl's default path (LossLaw on the non-embedding n_params, Huber delta 1e-3): "
         f"{pct(main_res[best]['mean_rel'])} on the {big / 1e6:.1f}M model (aim <= 1%: {'met' if ok else 'NOT met'}; "
         f"lowest of the four on the held-out model: {best_test}). Selected inside the training sizes instead "
         f"(lowest error predicting the {cv_size / 1e6:.1f}M model from the two smaller): {best_cv}, "
@@ -160,6 +243,27 @@ def main() -> None:
         + " mean residual, so an extrapolation has little room below 1%. "
         f"E at its bound 0 (oasl warns): {e_at_bound}. Per multiplier, the largest errors of Gadre et al.'s "
         "form are at the longest runs (M = 16, 32), where its single exponent ties the D term to the N term.",
+        "",
+        "Fitting choices for the default form, selected on the training sizes only (see the script): criterion = "
+        "mean relative error over the two leave-one-training-size-out folds, three corpora and all "
+        f"{len(sel['losses'])} evaluation losses; the held-out error (C4 loss, {big / 1e6:.1f}M) was not used to "
+        "choose.",
+        "",
+        "| fitting choice | criterion (all losses) | criterion (C4 loss) | held-out error |",
+        "|---|---|---|---|",
+        *(
+            f"| {k} | {pct(v['criterion'])} | {pct(v['criterion_c4'])} | {pct(v['held_out'])} |"
+            for k, v in sel["choices"].items()
+        ),
+        "",
+        f"Lowest criterion: {sel['lowest']} ({pct(sel['choices'][sel['lowest']]['criterion'])}; the papers' recipe "
+        f"{pct(sel['choices'][PAPERS_CHOICE]['criterion'])}). "
+        + adoption_note(sel)
+        + " Leave-one-size-out errors from two training sizes are 3-5%, far above the 1% of the three-size "
+        "extrapolation: two sizes barely identify the N term, so this criterion separates the choices weakly. "
+        f"Lowest held-out error: {best_held} ({pct(sel['choices'][best_held]['held_out'])}), rank "
+        f"{sorted(sel['choices'], key=lambda k: sel['choices'][k]['criterion']).index(best_held) + 1} of "
+        f"{len(sel['choices'])} on the criterion.",
         "",
         f"Wall time {time.time() - t0:.0f} s.",
     ]
@@ -177,6 +281,7 @@ def main() -> None:
         "best_in_sample": best_cv,
         "best_on_test": best_test,
         "noise_floor_largest": floor,
+        "fitting_choice_selection": sel,
         "aim_met": ok,
         "paper": PAPER,
     }

@@ -4,14 +4,15 @@ The paper's split: fit on cosine_24000, constant_24000 and wsdcon_9; predict con
 wsd_20000_24000, wsdld_20000_24000, wsdcon_3 and wsdcon_18, for the 25M and 100M models. For each law and
 size: per test curve the mean and worst relative error |L - Lhat| / L and the final-loss error, and their
 means over the six curves beside the paper's figures. No fit here uses a prior built from a published
-parameter set (issue 14): the default MultiPowerLaw is the paper's plain objective; one variant centres a
+parameter set (issue 14): the default MultiPowerLaw is the paper's plain objective in its Eq. 5 warmup form (the
+convention chosen on the training curves alone: leave one training schedule out, first section); one variant centres a
 shape prior on the other size's own fit (a fit the user has). The same split through the CLI on the CSV
 files as released (`oasl schedules fit --curves ...`, `oasl schedules eval --format json`). Then model
 size: a joint fit of both sizes; the transfer 25M law + 100M's constant_24000 curve alone -> 100M
 (:func:`oasl.curves.transfer_law`, also through `oasl schedules fit --transfer-from`); and, for reference,
 25M + slopes taken from the authors' published 25M/400M fits. Then the 90% bootstrap intervals' coverage.
 
-Run: ``.venv/bin/python benchmarks/schedules_mpl.py`` (about 15 minutes on 2 shared CPU cores); writes
+Run: ``.venv/bin/python benchmarks/schedules_mpl.py`` (about 20 minutes on 2 shared CPU cores); writes
 ``benchmarks/results/schedules_mpl.json`` and the schedules_mpl section of ``benchmarks/RESULTS.md``.
 """
 
@@ -37,10 +38,10 @@ from oasl.curves.paper import (  # noqa: E402
     paper_slopes,
 )
 
-DEFAULT = "MPL (oasl default: paper objective, no prior)"
+DEFAULT = "MPL (oasl default: paper's Eq. 5 warmup form, paper objective, no prior)"
 VARIANTS = {
     DEFAULT: lambda: MultiPowerLaw(),
-    "MPL (paper's Eq. 5 warmup form)": lambda: MultiPowerLaw(warmup="exclude"),
+    "MPL (authors' code warmup convention)": lambda: MultiPowerLaw(warmup="include"),
     "Annealing law (warmup included)": lambda: AnnealingLaw(),
     "Annealing law (warmup excluded)": lambda: AnnealingLaw(warmup="exclude"),
 }
@@ -76,6 +77,42 @@ def summary(rows: dict) -> dict:
 
 def pct(x: float, d: int = 3) -> str:
     return f"{100 * x:.{d}f}%"
+
+
+def choose_warmup(data) -> dict:
+    """The evidence behind the default warmup convention, from the training curves only: for each size, each
+    way of building the per-step schedule (the authors' definitions, and the CSV rows as `oasl schedules fit
+    --curves` reads them) and each convention, fit on two of the three training schedules and score the third
+    (mean relative error). Returns per convention the fold errors and their mean; ``chosen``: the lowest."""
+    from oasl.curves.io import read_curve_file
+    from oasl.testing import shared_data
+
+    root = shared_data("multipowerlaw")
+    out: dict = {"folds": {}, "mean": {}}
+    for conv in ("exclude", "include"):
+        errs = []
+        for size, cs in data.items():
+            files = {n: read_curve_file(root / f"csv_{size[:-1]}" / f"{n}.csv") for n in TRAIN_SCHEDULES}
+            for build, curves in (("authors' schedule", cs), ("CSV rows", files)):
+                for held in TRAIN_SCHEDULES:
+                    law = MultiPowerLaw(warmup=conv).fit([curves[n] for n in TRAIN_SCHEDULES if n != held])
+                    e = law.score(curves[held])["mean_rel"]
+                    out["folds"][f"{conv} | {size} | {build} | {held}"] = e
+                    errs.append(e)
+            print("warmup", conv, size, pct(float(np.mean(errs))), flush=True)
+        out["mean"][conv] = float(np.mean(errs))
+    out["chosen"] = min(out["mean"], key=out["mean"].get)
+    # the chosen convention's lead over the other, paired fold by fold, and its standard error
+    other = next(c for c in out["mean"] if c != out["chosen"])
+    diff = np.array(
+        [
+            out["folds"][k.replace(out["chosen"], other, 1)] - v
+            for k, v in out["folds"].items()
+            if k.startswith(out["chosen"] + " |")
+        ]
+    )
+    out["lead"], out["lead_se"] = float(diff.mean()), float(diff.std(ddof=1) / np.sqrt(len(diff)))
+    return out
 
 
 def cli_split(data) -> dict:
@@ -139,12 +176,53 @@ def main() -> None:
         "over the six test curves (the paper's PredE and WorstE); 'max worst' is the worst point of any curve.",
         "",
     ]
+    choice = choose_warmup(data)
+    payload["warmup_choice"] = choice
+    md += [
+        "### Choosing the default warmup convention (training curves only)",
+        "",
+        "Fit on two of the three training schedules, score the third (mean relative error), for each size and "
+        "each way of building the per-step schedule (the authors' definitions; the CSV rows as `oasl schedules "
+        "fit --curves` reads them). 'exclude' is the paper's Eq. 5 (LR changes up to the end of warmup left out "
+        "of the loss-drop term), 'include' the authors' code. No test schedule enters this choice.",
+        "",
+        "| convention | size | schedule built from | "
+        + " | ".join(f"{n} held out" for n in TRAIN_SCHEDULES)
+        + " | mean |",
+        "| --- | --- | --- | " + "--- | " * len(TRAIN_SCHEDULES) + "--- |",
+    ]
+    for conv in ("exclude", "include"):
+        for size in data:
+            for build in ("authors' schedule", "CSV rows"):
+                es = [choice["folds"][f"{conv} | {size} | {build} | {h}"] for h in TRAIN_SCHEDULES]
+                md.append(
+                    f"| {conv} | {size} | {build} | "
+                    + " | ".join(pct(e) for e in es)
+                    + f" | {pct(float(np.mean(es)))} |"
+                )
+    md += [
+        "",
+        "Mean over all folds: "
+        + ", ".join(f"{c} {pct(v)}" for c, v in choice["mean"].items())
+        + f"; chosen by the rule stated before the comparison (lowest mean): {choice['chosen']} "
+        + (
+            "(oasl's default)."
+            if choice["chosen"] == MultiPowerLaw().warmup
+            else "(NOT oasl's default: change it)."
+        )
+        + f" Its lead, paired fold by fold, is {pct(choice['lead'])} +- {pct(choice['lead_se'])} (standard error, "
+        f"{len(choice['folds']) // 2} folds): "
+        + ("beyond" if choice["lead"] > 2 * choice["lead_se"] else "within")
+        + " 2 standard errors, so the evidence for it is weak. The authors' published parameter sets are used in "
+        "their code's convention ('include') throughout.",
+        "",
+    ]
     laws = {}
     for size, cs in data.items():
         paper = PAPER_TEST_ERRORS[size]
         train = [cs[n] for n in TRAIN_SCHEDULES]
         res = {}
-        readme = MultiPowerLaw.from_params(PAPER_PARAMS[size])
+        readme = MultiPowerLaw.from_params(PAPER_PARAMS[size], warmup="include")  # the code's convention
         rows = per_curve(lambda c, law=readme: law.predict(c.lrs, c.steps), cs, TEST_SCHEDULES)
         res["MPL, paper's published parameters"] = {
             "summary": summary(rows),
@@ -232,6 +310,21 @@ def main() -> None:
             f"{pct(PAPER_TEST_ERRORS[size]['mean_rel'])} |"
         )
     md.append("")
+    aims = [(size, cli[size]["mean"]["mean_rel"], PAPER_TEST_ERRORS[size]["mean_rel"]) for size in data]
+    md += [
+        "Aims (issue 14, this CLI path, no published-parameter prior): "
+        + "; ".join(
+            f"{size} mean test error {pct(v)} <= paper's {pct(a)}: {'met' if v <= a else 'NOT met'}"
+            for size, v, a in aims
+        )
+        + ". The same split on the authors' per-step schedules (tables above, oasl default): "
+        + "; ".join(f"{size} {pct(payload[size][DEFAULT]['summary']['mean_rel'])}" for size in data)
+        + ". The two differ only in how the per-step schedule is built (the CSV rows are every 128 steps, a step "
+        "drop spread over the rows around it), which moves this fit's test error by tens of percent: the shape "
+        "of the loss drop (C, beta, gamma) is weakly identified by three training schedules.",
+        "",
+    ]
+    payload["aims"] = {size: {"mean_rel": v, "aim": a, "met": v <= a} for size, v, a in aims}
 
     # -- model size: joint fit and transfer 25M -> 100M --------------------------------------------
     c25, c100 = data["25M"], data["100M"]
@@ -301,7 +394,9 @@ def main() -> None:
         "",
         "Through the CLI (`oasl schedules fit --curves csv_100/constant_24000.csv --transfer-from law_25M.json`, "
         f"then `schedules eval` on the six 100M test CSVs): mean {pct(t['mean_rel'])}, worst (mean) "
-        f"{pct(t['worst_rel'], 2)}, final {pct(t['final_rel'])}.",
+        f"{pct(t['worst_rel'], 2)}, final {pct(t['final_rel'])}. Aim <= 0.3%: "
+        + ("met" if t["mean_rel"] <= 0.003 else "NOT met")
+        + f" (API path: {pct(scale['transfer_constant_run']['summary']['mean_rel'])}).",
     ]
 
     # -- bootstrap intervals: coverage of the test curves' final losses -----------------------------

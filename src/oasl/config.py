@@ -22,7 +22,7 @@ ScheduleName = Literal["constant", "cosine", "linear", "wsd", "inverse_sqrt", "s
 # RunSpec fields added after stores existed: each is left out of the hashed key payload while it equals
 # the default named here, so every run recorded before the field existed keeps its key. A new RunSpec
 # field must be added here with its default (tests/test_config_key.py checks this).
-KEY_DEFAULTS: dict[str, Any] = {"data_seed": None, "compile": False, "gns": False}
+KEY_DEFAULTS: dict[str, Any] = {"data_seed": None, "compile": False, "gns": False, "output_mult": None}
 
 
 class _Spec(BaseModel):
@@ -128,6 +128,11 @@ class RunSpec(_Spec):
     of the key when True because compiled kernels may round differently. ``gns=True`` records the
     gradient noise scale at each evaluation (:mod:`oasl.train.gns`). These fields are left out of
     the key while they hold their defaults (:data:`KEY_DEFAULTS`), so keys of older runs are unchanged.
+
+    ``output_mult`` is muP's output multiplier a_out (None: the default of
+    :class:`oasl.models.Parametrization`); it must stay None under SP. A muP run's key always holds the
+    a_out it trains with, so muP runs recorded before a_out existed (a_out = 1 then) are not mistaken for
+    runs of today's muP, and SP keys are unchanged.
     """
 
     shape: ModelShape
@@ -152,12 +157,15 @@ class RunSpec(_Spec):
     # trajectory unchanged, but a run asked with measurements is keyed apart, so a store that holds the
     # run without them trains it again rather than silently skipping the measurement.
     gns: bool = False
+    output_mult: float | None = Field(default=None, gt=0, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _check(self) -> RunSpec:
         from oasl.optim.registry import validate_hps  # late: optim imports config
 
         object.__setattr__(self, "hps", validate_hps(self.optimizer, self.hps))
+        if self.output_mult is not None and self.parametrization != "mup":
+            raise ValueError("output_mult is muP's output multiplier: leave it unset under SP")
         if self.steps < 1:
             raise ValueError(
                 f"tokens={self.tokens} is less than one batch ({self.batch_tokens} tokens): "
@@ -188,6 +196,10 @@ class RunSpec(_Spec):
         for name, default in KEY_DEFAULTS.items():
             if payload.get(name, default) == default:
                 payload.pop(name, None)
+        if self.parametrization == "mup":  # muP's model changed with a_out (issue 11): always keyed
+            from oasl.models.gpt import Parametrization  # late: models imports config
+
+            payload["output_mult"] = Parametrization.of(self).alpha_out
         text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 

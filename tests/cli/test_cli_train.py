@@ -21,6 +21,11 @@ def run_cli(args, capsys):
         (["train", "--width", "-64"], "shape.width: Input should be greater than 0"),
         (["train", "--hp", "momentum=0.9"], "adamw has no hyperparameter momentum"),
         (["train", "--hp", "beta1"], "not of the form name=value"),
+        (["train", "--output-mult", "4"], "output_mult is muP's output multiplier: leave it unset under SP"),
+        (
+            ["train", "--parametrization", "mup", "--output-mult", "0"],
+            "output_mult: Input should be greater than 0",
+        ),
         (["runs", "--store", "/nonexistent/x.db"], "does not exist"),
     ],
 )

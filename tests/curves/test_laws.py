@@ -73,7 +73,8 @@ def anneal_brute(p: dict, lrs: np.ndarray, steps: np.ndarray, lam: float) -> np.
 def synth(kind: str, law: str = "mpl", params=P25, noise=3e-4, seed=0, every=40, lam=0.999) -> Curve:
     lrs = schedule(kind)
     steps = np.arange(W, T, every)
-    clean = mpl_brute(params, lrs, steps) if law == "mpl" else anneal_brute(params, lrs, steps, lam)
+    # the multi-power law in its default convention (warmup="exclude": LR changes from step W on)
+    clean = mpl_brute(params, lrs, steps, W) if law == "mpl" else anneal_brute(params, lrs, steps, lam)
     rng = np.random.default_rng(seed)
     return Curve(steps, lrs, clean * np.exp(rng.normal(0, noise, len(steps))), name=kind)
 
@@ -91,8 +92,11 @@ def test_multipower_prediction_matches_term_by_term_sum(warmup):
 
 def test_warmup_conventions_differ_by_the_warmup_term():
     lrs = schedule("cosine")
-    inc = MultiPowerLaw.from_params(P25).predict_final(lrs)
-    exc = MultiPowerLaw.from_params(P25, warmup="exclude").predict_final(lrs)
+    inc = MultiPowerLaw.from_params(P25, warmup="include").predict_final(lrs)
+    exc = MultiPowerLaw.from_params(P25).predict_final(lrs)
+    # the default is the paper's Eq. 5 (warmup excluded); the annealing law keeps the code's convention
+    assert MultiPowerLaw().warmup == "exclude" and AnnealingLaw().warmup == "include"
+    assert exc == MultiPowerLaw.from_params(P25, warmup="exclude").predict_final(lrs)
     # the warmup's LR increases count as negative drops: they raise the loss by about B * peak
     assert 0.5 * P25["B"] * PEAK < inc - exc < P25["B"] * PEAK
 

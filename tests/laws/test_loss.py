@@ -83,6 +83,29 @@ def test_loss_law_recovers_a_synthetic_law():
     assert law.predict(1e10, 2e11)[0] == pytest.approx(1.7 + 400 / 1e10**0.34 + 410 / 2e11**0.28, rel=0.02)
 
 
+def test_scaled_delta_follows_the_residual_scale_and_stays_robust():
+    """delta="scaled" ends on the scale of the noise of the log losses (below 1.345 x its sd:
+    the fitted residuals are smaller than the noise), far above the papers' 1e-3; an outlier run 30% above its
+    law barely moves the fit."""
+    rng = np.random.default_rng(1)
+    N = np.repeat(np.geomspace(1e7, 1e9, 5), 6)
+    D = N * np.tile([5, 10, 20, 40, 80, 160], 5)
+    true = 1.7 + 400 / N**0.34 + 410 / D**0.28
+    L = true * np.exp(rng.normal(0, 0.01, len(N)))
+    L[3] *= 1.3
+    law = LossLaw(delta="scaled", n_starts=5).fit(N, D, L)
+    assert law.delta == "scaled" and 0.004 < law.delta_ < 0.02
+    assert LossLaw(n_starts=5).fit(N, D, L).delta_ == 1e-3  # the default: the papers' threshold
+    q = (3e9, 6e10)
+    truth = 1.7 + 400 / q[0] ** 0.34 + 410 / q[1] ** 0.28
+    assert abs(law.predict(*q)[0] / truth - 1) < 0.015
+    # least squares (a delta above every residual) is pulled by the outlier: E and alpha far off
+    ls = LossLaw(delta=0.5, n_starts=5).fit(N, D, L)
+    assert abs(ls.params_["alpha"] - 0.34) > 3 * abs(law.params_["alpha"] - 0.34)
+    back = law_from_dict(json.loads(json.dumps(law.to_dict())))
+    assert back.delta == "scaled" and back.delta_ == law.delta_
+
+
 def test_bad_inputs():
     with pytest.raises(FitError, match="at least 6"):
         LossLaw().fit([1e6, 1e7, 1e8], [1e9, 1e9, 1e9], [3.0, 2.9, 2.8])
@@ -94,3 +117,5 @@ def test_bad_inputs():
         LossLaw().predict(1e9, 1e10)
     with pytest.raises(ConfigError, match="delta"):
         LossLaw(delta=0)
+    with pytest.raises(ConfigError, match="delta"):
+        LossLaw(delta="auto")

@@ -144,3 +144,33 @@ def test_round_trip_of_an_optimizer_law():
         q = pd.DataFrame({"optimizer": ["adamw", "sgd"], "N": [3e9, 3e9]})
         assert np.allclose(back.predict(q), law.predict(q))
         assert np.allclose(back.predict_interval(q), law.predict_interval(q))
+
+
+def test_forward_chaining_predicts_each_size_from_the_smaller_ones_only():
+    from oasl.laws.base import forward_chaining
+
+    df = sweep(np.random.default_rng(4), {"adamw": (1.0, -0.4)}, noise=0.1, ns=np.geomspace(1e5, 1e8, 5))
+    law = OptimizerLaw("power", ("N",), "lr", "pooled").fit(df)
+    fwd = law.forward_errors()
+    assert len(fwd) == 3  # the two smallest sizes have fewer than 2 smaller sizes to extrapolate from
+    for k, row in enumerate(fwd.itertuples(), start=2):
+        smaller = df.iloc[:k]  # rows are in increasing N
+        slope, icpt = np.polyfit(np.log(smaller["N"]), np.log(smaller["lr"]), 1)
+        assert row.pred == pytest.approx(math.exp(icpt + slope * math.log(df["N"].iloc[k])), rel=1e-6)
+        assert row.truth == pytest.approx(df["lr"].iloc[k])
+    w = np.ones(len(df))
+    same = forward_chaining(law, law.X_, law.y_, w, law.groups_, "N", min_sizes=4)
+    assert len(same) == 1  # only the largest size has 4 smaller ones
+
+
+def test_forward_selection_compares_on_common_groups_and_falls_back_below_three_sizes():
+    df = sweep(np.random.default_rng(5), {"adamw": (1.0, -0.4), "sgd": (30.0, -0.4)}, noise=0.05)
+    best, table = select_law(df, "lr", ("N",), cv="forward")
+    assert (best.form, best.sharing) == ("power", "shared_exponents") and set(table["cv"]) == {"forward"}
+    const = table[table["form"] == "constant"]["loo_mape"].min()
+    assert table.iloc[0]["loo_mape"] < const / 5  # a constant extrapolates a falling lr* badly
+    two = df[df["N"] <= sorted(df["N"].unique())[1]]
+    _, t2 = select_law(two, "lr", ("N",), cv="forward", candidates=["constant/pooled"])
+    assert set(t2["cv"]) == {"loo"}
+    with pytest.raises(ConfigError, match="cross-validation"):
+        select_law(df, "lr", ("N",), cv="kfold")

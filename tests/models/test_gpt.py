@@ -13,6 +13,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from oasl.config import ModelShape
 from oasl.errors import ConfigError
 from oasl.models import GPT, Parametrization, count_params, flops_per_token, measure_matmul_peak
+from oasl.models.gpt import MUP_OUTPUT_MULT
 
 ROLES = {"embedding", "position", "hidden", "readout", "norm", "bias"}
 
@@ -92,7 +93,11 @@ def test_forward_shapes_and_loss_at_init(kind, tie):
     idx = torch.randint(0, 256, (2, 16))
     logits, loss = model(idx, torch.randint(0, 256, (2, 16)))
     assert logits.shape == (2, 16, 256) and loss.shape == ()
-    assert loss.item() == pytest.approx(math.log(256), abs=0.05)
+    # near-uniform predictions at init; muP's tied readout at the default a_out = 8 starts with logits of
+    # std ~0.7 here (a_out / m = 4; SP's ~0.16), which costs a few tenths of a nat over log V
+    tied_mup = tie and kind == "mup"
+    assert logits.std().item() < (1.0 if tied_mup else 0.3)
+    assert loss.item() == pytest.approx(math.log(256), abs=0.5 if tied_mup else 0.05)
     assert model(idx[:, :5])[1] is None  # shorter inputs are fine, no targets -> no loss
 
 
@@ -121,17 +126,66 @@ def test_same_seed_same_init():
     assert not torch.equal(a["blocks.0.attn.qkv.weight"], c["blocks.0.attn.qkv.weight"])
 
 
-def test_mup_at_base_width_is_sp():
-    """TP-V: a parametrization is a rule for scaling *from* a base model; at the base width muP and SP
-    coincide (tied embeddings, so there is no zero-initialised readout to tell them apart)."""
+def test_mup_at_base_width_is_sp_up_to_the_output_multiplier():
+    """TP-V: a parametrization is a rule for scaling *from* a base model; at the base width muP with
+    mup's output_mult = 1 and SP coincide (tied embeddings, so there is no zero-initialised readout to
+    tell them apart). oasl's default muP base differs from SP by its output multiplier a_out alone."""
     shape = ModelShape(width=64, depth=2, n_heads=4, seq_len=16)
-    torch.manual_seed(3)
-    sp = GPT(shape, Parametrization("sp"))
-    torch.manual_seed(3)
-    mup = GPT(shape, Parametrization("mup", base_width=64))
-    idx = torch.randint(0, 256, (2, 16))
-    assert torch.equal(sp(idx)[0], mup(idx)[0])
-    assert set(mup.lr_multipliers("adam").values()) == set(mup.lr_multipliers("sgd").values()) == {1.0}
+    idx = torch.randint(0, 256, (2, 16), generator=torch.Generator().manual_seed(0))
+    logits = {}
+    for name, par in [
+        ("sp", Parametrization("sp")),
+        ("mup1", Parametrization("mup", base_width=64, output_mult=1.0)),
+        ("mup", Parametrization("mup", base_width=64)),
+    ]:
+        torch.manual_seed(3)
+        model = GPT(shape, par)
+        logits[name] = model(idx)[0]
+        assert (
+            set(model.lr_multipliers("adam").values()) == set(model.lr_multipliers("sgd").values()) == {1.0}
+        )
+    assert torch.equal(logits["sp"], logits["mup1"])
+    assert MUP_OUTPUT_MULT != 1.0
+    torch.testing.assert_close(logits["mup"], MUP_OUTPUT_MULT * logits["sp"])
+
+
+def test_mup_init_follows_the_rule_table():
+    """Init std by role at 1x and 4x the base width: hidden 0.02 / sqrt(m) (residual projections also
+    / sqrt(2 depth)), embeddings 0.02, LayerNorm weights 1, an untied readout 0 (TP-V Table 8, mup init)."""
+    stds = {}
+    for width in (64, 256):
+        torch.manual_seed(0)
+        model = GPT(
+            ModelShape(width=width, depth=2, tie_embeddings=False), Parametrization("mup", base_width=64)
+        )
+        stds[width] = {n: p.std().item() for n, p in model.named_parameters()}
+        params = dict(model.named_parameters())
+        assert all(torch.equal(params[n], torch.ones_like(params[n])) for n in params if ".ln" in f".{n}")
+        assert not params["lm_head.weight"].any()
+    for name in ("wte.weight", "wpe.weight"):
+        assert stds[64][name] == pytest.approx(0.02, rel=0.05) and stds[256][name] == pytest.approx(
+            0.02, rel=0.05
+        )
+    assert stds[64]["blocks.0.mlp.fc.weight"] == pytest.approx(0.02, rel=0.05)
+    assert stds[64]["blocks.0.mlp.proj.weight"] == pytest.approx(0.02 / 2, rel=0.05)  # / sqrt(2 depth)
+    for name in ("blocks.0.attn.qkv.weight", "blocks.0.mlp.fc.weight", "blocks.1.attn.proj.weight"):
+        assert stds[256][name] / stds[64][name] == pytest.approx(0.5, rel=0.05)  # 1 / sqrt(m), m = 4
+
+
+@pytest.mark.parametrize("width", [16, 64, 256])
+def test_mup_readout_multiplier_follows_the_rule_table(width):
+    """Logits = a_out / m * (x . W) under muP (mup MuReadout with output_mult = a_out), 1 under SP."""
+    shape = ModelShape(width=width, depth=1, seq_len=8)
+    for par, expect in [
+        (Parametrization("sp", base_width=16), 1.0),
+        (Parametrization("mup", base_width=16), MUP_OUTPUT_MULT * 16 / width),
+        (Parametrization("mup", base_width=16, output_mult=2.5), 2.5 * 16 / width),
+    ]:
+        model = GPT(shape, par)
+        assert model.readout_mult == pytest.approx(expect)
+        idx = torch.randint(0, 256, (1, 8), generator=torch.Generator().manual_seed(1))
+        x = model.ln_f(model.blocks[0](model.wte(idx) + model.wpe(torch.arange(8))))
+        torch.testing.assert_close(model(idx)[0], expect * (x @ model.wte.weight.T))
 
 
 def test_attention_scale_rules():
@@ -182,6 +236,10 @@ def test_user_errors_name_the_fix():
         Parametrization("ntk")
     with pytest.raises(ConfigError, match="base_width"):
         Parametrization("mup", base_width=0)
+    with pytest.raises(ConfigError, match="unset under SP"):
+        Parametrization("sp", output_mult=2.0)
+    with pytest.raises(ConfigError, match="positive finite"):
+        Parametrization("mup", output_mult=float("nan"))
     model = GPT(ModelShape(width=32, depth=1, seq_len=8))
     with pytest.raises(ConfigError, match="'adam' or 'sgd'"):
         model.lr_multipliers("lion")
@@ -247,3 +305,33 @@ def test_measure_matmul_peak():
     assert math.isfinite(flops) and flops > 1e6  # any CPU of this century does > 1 MFLOP/s
     with pytest.raises(ConfigError):
         measure_matmul_peak(seconds=0)
+
+
+@pytest.mark.parametrize("kind", ["sp", "mup"])
+def test_logits_skip_the_unit_output_multiplier_bit_for_bit(kind):
+    """Under SP (multiplier 1) forward skips the logits' output multiplier; logits, loss and every
+    gradient equal, bit for bit, the path that always multiplies. Under muP (a_out / m = 4) it multiplies."""
+    shape = ModelShape(width=64, depth=2, seq_len=16, tie_embeddings=False)
+    torch.manual_seed(0)
+    model = GPT(shape, Parametrization(kind, base_width=32))
+    assert model.readout_mult == (1.0 if kind == "sp" else MUP_OUTPUT_MULT / 2)
+    for p in model.parameters():  # off the init: muP's zero readout would make every logit 0
+        p.data.add_(0.3 * torch.randn_like(p))
+    idx, targets = torch.randint(0, 256, (2, 16)), torch.randint(0, 256, (2, 16))
+
+    def always_multiplied():  # the forward before the skip, spelled out
+        x = model.wte(idx) + model.wpe(torch.arange(16))
+        for block in model.blocks:
+            x = block(x)
+        logits = torch.nn.functional.linear(model.ln_f(x), model.lm_head.weight) * model.readout_mult
+        return logits, torch.nn.functional.cross_entropy(logits.float().view(-1, 256), targets.reshape(-1))
+
+    runs = []
+    for fwd in (always_multiplied, lambda: model(idx, targets)):
+        model.zero_grad()
+        logits, loss = fwd()
+        loss.backward()
+        runs.append((logits.detach(), loss.detach(), [p.grad.clone() for p in model.parameters()]))
+    (la, sa, ga), (lb, sb, gb) = runs
+    assert torch.equal(la, lb) and torch.equal(sa, sb)
+    assert all(torch.equal(a, b) for a, b in zip(ga, gb, strict=True))

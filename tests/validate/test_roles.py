@@ -72,3 +72,42 @@ def test_fit_uses_sweep_runs_unless_told_otherwise(tmp_path, capsys):
     assert law_all.formula() != law.formula()
     code, _, err = run_cli(["fit", "--store", str(store.path), "--role", "oracle"], capsys)
     assert code == 2 and "unknown --role" in err
+
+
+def test_report_fits_sweep_runs_and_flags_a_law_that_is_not_the_validated_one(tmp_path):
+    from types import SimpleNamespace
+
+    from oasl.report.html import write_report
+
+    store = SQLiteStore(tmp_path / "runs.db")
+    sweep = pd.concat([_valley(n, 10.0 * n**-0.5, "sweep") for n in (1e4, 4e4, 1.6e5)])
+    target = _valley(1.5e6, 0.1, "target")  # far off the sweep's law: fitting it would bend the law
+    store.import_frame(pd.concat([sweep, target]))
+    store.set_role([r["key"] for r in store.rows() if r["spec"]["tag"] == "target"], "target")
+
+    html = write_report(store.path, tmp_path / "r1").read_text()
+    assert "N^-0.5" in html  # the sweep's exponent, not one bent by the target's runs
+    assert "is not the validated law" not in html
+
+    other = SimpleNamespace(optimizers=[], law_formula="lr = 1 N^-0.1", noise_floor=float("nan"), table=None)
+    row = {"optimizer": "adamw", "method": "oasl", "lr": 0.01, "regret_mean": 0.0, "regret_std": 0.0}
+    other.table = lambda: pd.DataFrame([{**row, "tuning_runs": 1.0, "tuning_flops": 1.0}])
+    html = write_report(store.path, tmp_path / "r2", validation=other).read_text()
+    assert "is not the validated law" in html and "lr = 1 N^-0.1" in html
+
+
+def test_a_failed_target_run_is_an_error_not_a_divergence(tmp_path):
+    """A run that raised (here: its corpus is missing) stops the harness with its error; it is not
+    scored as diverged (which would read as an infinite regret of the method that proposed it)."""
+    from oasl.config import RunSpec
+    from oasl.errors import SweepError
+    from oasl.validate import harness
+
+    corpus = {"source": "files", "paths": [str(tmp_path / "missing.txt")]}
+    spec = RunSpec(
+        shape={"width": 16, "depth": 1, "seq_len": 16}, optimizer="adamw", lr=1e-3, tokens=4096, corpus=corpus
+    )
+    runner = harness.Runner(str(tmp_path / "runs.db"), 1, lambda m: None)
+    with pytest.raises(SweepError, match=r"is failed: DataError: corpus path .* not a readable file; fix"):
+        runner.losses([spec])
+    assert runner.store.get(spec.key())["status"] == "failed"  # kept in the store, trained again on a rerun

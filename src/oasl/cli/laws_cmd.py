@@ -58,8 +58,7 @@ def register(app: typer.Typer) -> None:
         from oasl.errors import ConfigError
         from oasl.laws import save_laws
         from oasl.laws.pipeline import fit_laws
-        from oasl.store import ROLES
-        from oasl.store_csv import load_runs
+        from oasl.store import ROLES, load_runs
 
         if role != "all" and role not in ROLES:
             raise ConfigError(f"unknown --role {role!r}: use {', '.join(ROLES)} or all")

@@ -18,7 +18,7 @@ def _split(text: str) -> list[str]:
 
 def mixed_columns(df, over: list[str], groups: list[str]) -> list[str]:
     """Known HP columns (not swept here, not grouped on) that take several values within a group."""
-    from oasl.store_csv import HP_COLUMNS
+    from oasl.store import HP_COLUMNS
 
     cols = [c for c in HP_COLUMNS if c in df.columns and c not in over and c not in groups]
     if not cols or any(g not in df.columns for g in groups):
@@ -125,7 +125,7 @@ def register(app: typer.Typer) -> None:
         """Locate the optimum of a swept HP per group, with its CI, near-optimal band and flags."""
         from oasl.errors import ConfigError
         from oasl.optima import locate_joint_optima, locate_optima
-        from oasl.store_csv import load_runs
+        from oasl.store import load_runs
 
         hps = _split(over)
         if len(hps) not in (1, 2):
@@ -208,7 +208,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Import runs into a store (needs a loss column; NaN/inf = diverged). batch_tokens is derived
         from batch_seqs x seq_len when absent."""
-        from oasl.store_csv import import_runs_csv, parse_pairs
+        from oasl.store import import_runs_csv, parse_pairs
 
         res = import_runs_csv(
             csv,

@@ -48,6 +48,7 @@ def run_spec_from_options(config: Path | None, **opts: Any):
         "device": "device",
         "parametrization": "parametrization",
         "base_width": "base_width",
+        "output_mult": "output_mult",
         "eval_interval": "eval_interval",
         "grad_clip": "grad_clip",
     }
@@ -60,59 +61,6 @@ def run_spec_from_options(config: Path | None, **opts: Any):
     data.setdefault("lr", 3e-3)
     data.setdefault("tokens", 2_000_000)
     return build(RunSpec, data, what="run spec" + (f" in {config}" if config else ""))
-
-
-def training_memory_bytes(spec) -> float:
-    """A lower bound on the bytes needed to train ``spec``: fp32 weights, gradients and two optimizer
-    states per parameter (16 B), activations kept for the backward pass (Korthikanti et al. 2022, Sec. 4.1:
-    ``34 s b h`` bytes per layer in 16-bit, doubled for fp32; their ``5 a s^2 b`` attention-score term is
-    left out because fused attention does not store the scores) and the logits (3 fp32 copies)."""
-    from oasl.models import count_params
-
-    sh = spec.shape
-    tokens = spec.batch_seqs * sh.seq_len
-    per_layer = tokens * 34 * sh.width * 2
-    return 16.0 * count_params(sh).n_params_total + sh.depth * per_layer + 12.0 * tokens * sh.vocab_size
-
-
-def available_memory_bytes(device: str) -> tuple[str, float | None]:
-    """(device name, bytes free on it) for ``device`` (auto, cpu, cuda...); None when unknown."""
-    import torch
-
-    from oasl.train.run import resolve_device
-
-    dev = resolve_device(device)
-    if dev.type == "cuda":
-        return str(dev), float(torch.cuda.mem_get_info(dev)[0])
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return "cpu", float(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return dev.type, None
-
-
-def check_fits_memory(spec) -> None:
-    """TrainError, before anything is allocated, when ``spec`` needs more memory than its device has."""
-    from oasl.errors import TrainError
-    from oasl.models import count_params
-
-    need = training_memory_bytes(spec)
-    where, free = available_memory_bytes(spec.device)
-    if free is not None and need > free:
-        raise TrainError(
-            f"width {spec.shape.width}, depth {spec.shape.depth} ({count_params(spec.shape).n_params_total:.3g} "
-            f"parameters) needs at least {_bytes(need)} to train but {where} has {_bytes(free)} free: "
-            "lower --width, --depth or --batch-seqs"
-        )
-
-
-def _bytes(n: float) -> str:
-    for unit, size in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20)):
-        if n >= size:
-            return f"{n / size:.3g} {unit}"
-    return f"{n / 2**10:.3g} KiB"
 
 
 def run_with_progress(spec, store=None):
@@ -158,6 +106,7 @@ def register(app: typer.Typer) -> None:
         warmup_frac: float = typer.Option(None, help="Warmup as a fraction of steps."),
         parametrization: str = typer.Option(None, help="sp or mup."),
         base_width: int = typer.Option(None, help="muP base width."),
+        output_mult: float = typer.Option(None, help="muP output multiplier a_out (default 8)."),
         grad_clip: float = typer.Option(None, help="Gradient-norm clip."),
         eval_interval: int = typer.Option(None, help="Steps between validation evaluations."),
         seed: int = typer.Option(None, help="Random seed."),
@@ -166,6 +115,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Train one model and record it in the store."""
         from oasl.store import open_store
+        from oasl.train import check_fits_memory
 
         spec = run_spec_from_options(
             config,
@@ -182,6 +132,7 @@ def register(app: typer.Typer) -> None:
             warmup_frac=warmup_frac,
             parametrization=parametrization,
             base_width=base_width,
+            output_mult=output_mult,
             grad_clip=grad_clip,
             eval_interval=eval_interval,
             seed=seed,

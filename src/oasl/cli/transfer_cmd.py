@@ -55,7 +55,7 @@ def register(app: typer.Typer) -> None:
                 raise ConfigError(f"{name} must be a positive finite number, got {v}")
         if n_boot < 0:
             raise ConfigError(f"--n-boot must be >= 0, got {n_boot}")
-        from oasl.store_csv import load_runs
+        from oasl.store import load_runs
 
         df = load_runs(store, csv, finished_only=True)
         res = diagnose_transfer(

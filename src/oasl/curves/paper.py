@@ -30,7 +30,7 @@ TEST_SCHEDULES = (
 SIZES = {"25M": 25e6, "100M": 100e6, "400M": 400e6}  # nominal parameter counts of the paper's models
 
 # The README's fitted parameters (the authors' config.py PARAMS); valid in the code's convention,
-# i.e. MultiPowerLaw(warmup="include").
+# i.e. MultiPowerLaw.from_params(PAPER_PARAMS[size], warmup="include") (not the default "exclude").
 PAPER_PARAMS = {
     "25M": {
         "L0": 3.04045406,

@@ -245,6 +245,22 @@ def posterior(A: np.ndarray, z: np.ndarray, w: np.ndarray, groups: np.ndarray, b
     )
 
 
+def _held_out(law, X, y, w, groups, z, train, test, gval) -> dict:
+    """One fold: the held-out group's optimum (weighted mean of its rows in the law's linear space) and
+    the prediction of a copy of ``law`` refitted on ``train`` (NaN when that refit is impossible)."""
+    zt = float(np.average(z[test], weights=np.where(w[test] > 0, w[test], 1e-12)))
+    truth = float(law._inverse(np.array([zt]))[0])
+    pred_z = math.nan
+    try:
+        m = law.clone()._fit(X[train], y[train], w[train], groups[train], point_only=True)
+        pred_z = float(np.mean(m.predict_z(X[test])))
+    except FitError:
+        pass
+    pred = float(law._inverse(np.array([pred_z]))[0]) if math.isfinite(pred_z) else math.nan
+    ape = abs(pred - truth) / abs(truth) if math.isfinite(pred) and truth != 0 else math.nan
+    return {"group": gval, "truth": truth, "pred": pred, "ape": ape, "log_err": pred_z - zt}
+
+
 def leave_one_group_out(
     law, X: pd.DataFrame, y: np.ndarray, w: np.ndarray, groups: np.ndarray
 ) -> pd.DataFrame:
@@ -261,17 +277,29 @@ def leave_one_group_out(
     for gval in np.unique(groups[w > 0]):
         test = groups == gval
         train = ~test & (w > 0)
-        zt = float(np.average(z[test], weights=np.where(w[test] > 0, w[test], 1e-12)))
-        truth = float(law._inverse(np.array([zt]))[0])
-        pred_z = math.nan
-        try:
-            m = law.clone()._fit(X[train], y[train], w[train], groups[train], point_only=True)
-            pred_z = float(np.mean(m.predict_z(X[test])))
-        except FitError:
-            pass
-        pred = float(law._inverse(np.array([pred_z]))[0]) if math.isfinite(pred_z) else math.nan
-        ape = abs(pred - truth) / abs(truth) if math.isfinite(pred) and truth != 0 else math.nan
-        rows.append({"group": gval, "truth": truth, "pred": pred, "ape": ape, "log_err": pred_z - zt})
+        rows.append(_held_out(law, X, y, w, groups, z, train, test, gval))
+    return pd.DataFrame(rows, columns=["group", "truth", "pred", "ape", "log_err"])
+
+
+def forward_chaining(
+    law, X: pd.DataFrame, y: np.ndarray, w: np.ndarray, groups: np.ndarray, size: str, min_sizes: int = 2
+) -> pd.DataFrame:
+    """Held-out error in the direction a law is used: each group predicted by a copy of ``law``
+    refitted (point estimate only) on the groups of strictly smaller ``size`` (a feature column, e.g.
+    N), the "rolling origin" of time-series cross-validation. A group with fewer than ``min_sizes``
+    distinct smaller sizes below it is left out (nothing to extrapolate from). Same columns as
+    :func:`leave_one_group_out`; NaN where the refit is impossible."""
+    z = law._transform(np.asarray(y, dtype=float))
+    logsize = np.log(np.asarray(X[size], dtype=float))
+    keep = w > 0
+    gsize = {g: float(np.mean(logsize[(groups == g) & keep])) for g in np.unique(groups[keep])}
+    rows = []
+    for gval, ls in sorted(gsize.items(), key=lambda kv: kv[1]):
+        train = keep & (logsize < ls - 1e-9)
+        if len(np.unique(np.round(logsize[train], 9))) < min_sizes:
+            continue
+        test = groups == gval
+        rows.append(_held_out(law, X, y, w, groups, z, train, test, gval))
     return pd.DataFrame(rows, columns=["group", "truth", "pred", "ape", "log_err"])
 
 
@@ -284,3 +312,56 @@ def degenerate_hint(logX: np.ndarray, features: Sequence[str]) -> str:
         "the features are collinear (e.g. D proportional to N, or C = 6 N D with all three used); "
         "drop one of them or vary them independently"
     )
+
+
+# -- jackknife+ prediction intervals -------------------------------------------------------------
+
+
+def jackknife_fits(
+    A: np.ndarray,
+    z: np.ndarray,
+    w: np.ndarray,
+    groups: np.ndarray,
+    loss: str = "l2",
+    delta: float | None = None,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Leave-one-group-out refits for jackknife+ intervals (Barber, Candes, Ramdas & Tibshirani 2021,
+    "Predictive inference with the jackknife+", Ann. Statist. 49(1), Sec. 1.1).
+
+    For each group ``i`` (rows of positive weight): the coefficients fitted without it (``coefs``, shape
+    (G, p)) and its held-out residual ``|z_i - mu_{-i}(x_i)|`` in the law's linear space (``resid``,
+    shape (G,)), ``z_i`` the weighted mean of the group's rows. None when some refit is impossible (a
+    group whose removal leaves a singular design), since jackknife+ needs every group."""
+    used = w > 0
+    keys = np.unique(groups[used])
+    p = A.shape[1]
+    coefs, resid = np.empty((len(keys), p)), np.empty(len(keys))
+    for k, g in enumerate(keys):
+        test = (groups == g) & used
+        train = ~test & used
+        if np.linalg.matrix_rank(A[train]) < p:
+            return None
+        beta, _ = solve(A[train], z[train], w[train], loss, delta)
+        coefs[k] = beta
+        zt = float(np.average(z[test], weights=w[test]))
+        resid[k] = abs(zt - float(np.mean(A[test] @ beta)))
+    return coefs, resid
+
+
+def jackknife_plus_interval(
+    coefs: np.ndarray, resid: np.ndarray, A: np.ndarray, level: float
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Jackknife+ interval in the linear space at each design row of ``A``: the
+    ``floor(alpha (G + 1))``-th smallest of ``mu_{-i}(x) - R_i`` and the ``ceil((1 - alpha)(G + 1))``-th
+    smallest of ``mu_{-i}(x) + R_i`` over the ``G`` groups (alpha = 1 - level; Barber et al. 2021, Eq. 4).
+    None when ``G`` is too small for a finite interval at this level (``G < level / (1 - level)``, e.g.
+    fewer than 9 groups at 90%)."""
+    G = len(resid)
+    alpha = 1.0 - level
+    k_lo, k_hi = int(math.floor(alpha * (G + 1) + 1e-9)), int(math.ceil((1 - alpha) * (G + 1) - 1e-9))
+    if G == 0 or k_lo < 1 or k_hi > G:
+        return None
+    mus = A @ coefs.T  # (n, G)
+    lo = np.sort(mus - resid[None, :], axis=1)[:, k_lo - 1]
+    hi = np.sort(mus + resid[None, :], axis=1)[:, k_hi - 1]
+    return lo, hi

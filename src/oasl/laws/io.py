@@ -8,7 +8,9 @@ Layout (``format_version`` 1)::
               "batch_tokens": {"kind": "power", ...}, "loss": {"kind": "loss_law", ...}}}
 
 Every law carries its coefficients, its posterior (for intervals), its fitted ``range`` (for
-extrapolation warnings), its diagnostics and, unless stripped, the optima it was fitted on.
+extrapolation warnings), its diagnostics and, unless stripped, the optima it was fitted on; a law with
+``"interval": "jackknife+"`` (``oasl fit``'s default) also its leave-one-group-out refits and residuals
+(``"jackknife": {"coefs": [...], "resid": [...]}``), so that ``oasl recommend`` needs no refit.
 """
 
 from __future__ import annotations

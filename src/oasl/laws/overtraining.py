@@ -54,7 +54,7 @@ class OvertrainingLossLaw(LossLaw):
     def _fit_arrays(self, logN, logD, logL, starts=None) -> np.ndarray:
         if starts is None:
             full = np.c_[_SHARED, _SHARED[:, 3]]
-            values = _grid_objective(logN, logD, logL, self.delta, grid=full)
+            values = _grid_objective(logN, logD, logL, self.delta_, grid=full)
             starts = _SHARED[np.argsort(values, kind="stable")[: self.n_starts]]
         else:
             starts = [np.asarray(s, float)[:4] for s in starts]

@@ -62,6 +62,8 @@ def power_law_to_dict(law, data: bool = True) -> dict[str, Any]:
         }
     if hasattr(law, "boot_coefs_"):
         d["boot_coefs"] = law.boot_coefs_.tolist()
+    if hasattr(law, "jk_coefs_"):
+        d["jackknife"] = {"coefs": law.jk_coefs_.tolist(), "resid": law.jk_resid_.tolist()}
     return d
 
 
@@ -99,4 +101,7 @@ def restore_power_law(law, d: dict[str, Any]) -> Any:
         law.groups_ = np.asarray(d["data"]["groups"])
     if "boot_coefs" in d:
         law.boot_coefs_ = np.asarray(d["boot_coefs"], dtype=float)
+    if "jackknife" in d:
+        law.jk_coefs_ = np.asarray(d["jackknife"]["coefs"], dtype=float).reshape(-1, len(beta))
+        law.jk_resid_ = np.asarray(d["jackknife"]["resid"], dtype=float)
     return law

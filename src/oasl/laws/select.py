@@ -8,7 +8,8 @@ Three ways to let a law depend on the optimizer O (the proposal's ``h*(N, O) = C
 * ``pooled``: one law for all optimizers (the optimizer does not matter).
 
 :func:`select_law` fits every candidate (forms x sharing modes, the constant null model included)
-and keeps the simplest one whose leave-one-group-out error is within one standard error of the
+and keeps the simplest one whose held-out error (leave-one-group-out, or forward chaining: each size
+predicted from the smaller ones, ``cv="forward"``) is within one standard error of the
 best (the one-standard-error rule of Hastie, Tibshirani & Friedman, *Elements of Statistical
 Learning*, 2nd ed., Sec. 7.10): more flexible laws must earn their coefficients on optima they did
 not see.
@@ -235,6 +236,13 @@ class OptimizerLaw:
         w = np.ones(len(self.X_)) if self.w_ is None else self.w_
         return base.leave_one_group_out(self, self.X_, self.y_, w, self.groups_)
 
+    def forward_errors(self, size: str | None = None) -> pd.DataFrame:
+        """Forward-chaining held-out errors (:func:`oasl.laws.base.forward_chaining`): each group
+        predicted from the groups of smaller ``size`` (default: the first feature, e.g. N)."""
+        self._check_fitted()
+        w = np.ones(len(self.X_)) if self.w_ is None else self.w_
+        return base.forward_chaining(self, self.X_, self.y_, w, self.groups_, size or self.features[0])
+
     def _transform(self, y: np.ndarray) -> np.ndarray:
         return self._make(None)._transform(y)
 
@@ -330,6 +338,8 @@ def select_law(
     weights=None,
     rule: str = "one_se",
     loss: str = "l2",
+    interval: str = "bayes",
+    cv: str = "loo",
 ) -> tuple[OptimizerLaw, pd.DataFrame]:
     """Fit every candidate law of ``target`` on a table of optima and return ``(best, comparison)``.
 
@@ -338,54 +348,55 @@ def select_law(
     constant, or one_minus and constant for beta1/beta2/momentum) with every mode of ``sharings``.
     Without a ``by`` column only pooled laws are tried. ``groups``/``weights``: arrays or column
     names (default: each row its own group). ``rule``: "one_se" keeps the candidate with the fewest
-    coefficients whose leave-one-group-out MAPE is within one standard error of the best; "min"
-    keeps the lowest. The comparison table has one row per candidate (form, sharing, n_coef,
-    loo_mape, loo_mape_se, loo_rmse_log, r2, selected, error), the selected one first.
+    coefficients whose held-out MAPE is within one standard error of the best; "min" keeps the lowest.
+    ``cv``: how the held-out error is measured: "loo" (leave one group out) or "forward" (each group
+    predicted from the groups of smaller first feature, e.g. smaller N, as the law will be used:
+    :func:`oasl.laws.base.forward_chaining`; candidates are compared on the groups every one of them
+    can predict; with fewer than 3 distinct sizes there is nothing to chain and "loo" is used).
+    ``interval``: the laws' default interval method (:meth:`PowerLaw.predict_interval`).
+    The comparison table has one row per candidate (form, sharing, n_coef, loo_mape — the held-out
+    MAPE of the ``cv`` column's scheme —, loo_mape_se, loo_rmse_log, r2, cv, selected, error), the
+    selected one first.
     """
     if rule not in ("one_se", "min"):
         raise ConfigError(f"unknown selection rule {rule!r}: use 'one_se' or 'min'")
+    if cv not in ("loo", "forward"):
+        raise ConfigError(f"unknown cross-validation {cv!r}: use 'loo' or 'forward'")
     if features is None:
         features = ("N", "D") if {"N", "D"} <= set(df.columns) else ("N",)
+    if cv == "forward" and df[features[0]].nunique() < 3:
+        cv = "loo"
     cands = _candidates(candidates, forms, sharings, target, by in df.columns)
-    rows, fitted = [], []
+    rows, fitted, errors = [], [], []
     for form, sharing in cands:
-        law = OptimizerLaw(form, features, target, sharing, by, loss=loss)
+        law = OptimizerLaw(form, features, target, sharing, by, loss=loss, interval=interval)
         try:
             law.fit(df, weights=weights, groups=groups)
-            loo = law.loo_errors()
+            held = law.forward_errors() if cv == "forward" else law.loo_errors()
         except FitError as exc:
-            rows.append(
-                {
-                    "form": form,
-                    "sharing": sharing,
-                    "n_coef": math.nan,
-                    "loo_mape": math.nan,
-                    "loo_mape_se": math.nan,
-                    "loo_rmse_log": math.nan,
-                    "r2": math.nan,
-                    "error": str(exc),
-                }
-            )
+            rows.append({"form": form, "sharing": sharing, "error": str(exc)})
             continue
-        ape = loo["ape"].to_numpy()
+        rows.append({"form": form, "sharing": sharing})
+        errors.append((len(rows) - 1, law, held.set_index("group")))
+    if cv == "forward" and errors:  # compare on the groups every candidate could extrapolate to
+        finite = [e[2].index[np.isfinite(e[2]["ape"])] for e in errors]
+        finite = [f for f in finite if len(f)]
+        common = set.intersection(*map(set, finite)) if finite else set()
+        errors = [(i, law, held.loc[held.index.isin(common)]) for i, law, held in errors]
+    for i, law, held in errors:
+        ape = held["ape"].to_numpy()
         ok = len(ape) > 0 and np.all(np.isfinite(ape))
         mape = float(ape.mean()) if ok else math.nan
         se = float(ape.std(ddof=1) / math.sqrt(len(ape))) if ok and len(ape) > 1 else math.nan
-        rows.append(
-            {
-                "form": form,
-                "sharing": sharing,
-                "n_coef": law.n_coef,
-                "loo_mape": mape,
-                "loo_mape_se": se,
-                "loo_rmse_log": float(np.sqrt(np.mean(loo["log_err"] ** 2))) if ok else math.nan,
-                "r2": float(np.nanmean([v.r2_ for v in law.laws_.values()])),
-                "error": "" if ok else "some group cannot be held out (too few optima per law)",
-            }
+        rows[i].update(
+            n_coef=law.n_coef,
+            loo_mape=mape,
+            loo_mape_se=se,
+            loo_rmse_log=float(np.sqrt(np.mean(held["log_err"] ** 2))) if ok else math.nan,
+            r2=float(np.nanmean([v.r2_ for v in law.laws_.values()])),
+            error="" if ok else "some group cannot be held out (too few optima per law)",
         )
-        fitted.append(
-            (mape if ok else math.inf, se if math.isfinite(se) else 0.0, law.n_coef, len(rows) - 1, law)
-        )
+        fitted.append((mape if ok else math.inf, se if math.isfinite(se) else 0.0, law.n_coef, i, law))
     if not fitted:
         reasons = "; ".join(sorted({r["error"] for r in rows if r.get("error")}))
         raise FitError(f"no law of {target} could be fitted: {reasons}")
@@ -396,7 +407,9 @@ def select_law(
     else:  # no candidate could be cross-validated: keep the simplest that fitted
         eligible = fitted
     chosen = min(eligible, key=lambda f: (f[2], f[0], f[3]))
-    table = pd.DataFrame(rows)
+    cols = ["form", "sharing", "n_coef", "loo_mape", "loo_mape_se", "loo_rmse_log", "r2", "error"]
+    table = pd.DataFrame(rows).reindex(columns=cols)
+    table["cv"] = cv
     table["selected"] = False
     table.loc[chosen[3], "selected"] = True
     table = table.sort_values(["selected", "loo_mape"], ascending=[False, True], na_position="last")

@@ -10,22 +10,32 @@ SP is nanoGPT's: every weight N(0, 0.02^2) (residual projections / sqrt(2 depth)
 2019, Sec. 2.3), LayerNorm weights 1, one LR for all. muP follows Yang et al. 2022 ("Tensor Programs V",
 arXiv 2203.03466), Table 3 in the equivalent form of its Table 8 (a 1/fan_in output multiplier, which
 allows tied embeddings) as the microsoft/mup package implements it, relative to ``base_width`` with the
-width multiplier ``m = width / base_width``. At ``m = 1`` muP and SP are the same model.
+width multiplier ``m = width / base_width``. At ``m = 1`` muP and SP are the same model but for the
+output multiplier ``a_out`` (with ``output_mult=1`` they are the same model).
 
     muP rule                 init std            multiplier    Adam LR   SGD LR
     hidden (2-D in blocks)   0.02 / sqrt(m)      1             x 1/m     x 1
     token/pos. embedding     0.02                1             x 1       x m
     LayerNorm weight         1                   1             x 1       x m
-    untied readout           0 (mup zero init)   logits / m    x 1       x m
-    tied readout (= wte)     as embedding        logits / m    as embedding
+    untied readout           0 (mup zero init)   a_out / m     x 1       x m
+    tied readout (= wte)     as embedding        a_out / m     as embedding
     attention scores         --                  sqrt(d0) / d  --        --
 
 * Init: hidden variance proportional to 1/fan_in (mup ``init``), vector-like weights unchanged.
 * LRs: mup ``MuAdam`` divides the LR of matrix-like weights (two width dimensions) by the fan-in
   multiplier; ``MuSGD`` multiplies vector-like weights (one width dimension: embeddings, LayerNorm, readout)
   by the width multiplier and leaves hidden weights (fan-in and fan-out both scale) unchanged.
-* Readout: mup ``MuReadout`` divides its input by ``m``; with tied embeddings ``MuSharedReadout`` does the
-  same with the embedding's weight, which is what oasl does (no untying needed).
+* Readout: mup ``MuReadout`` multiplies its input by ``output_mult / m``; with tied embeddings
+  ``MuSharedReadout`` does the same with the embedding's weight, which is what oasl does (no untying needed).
+  ``a_out`` (mup's ``output_mult``; TP-V Table 1 counts such parameter multipliers among the
+  muTransferable HPs, tuned on the base model; mup's examples/MLP tunes it to 32) defaults to
+  :data:`MUP_OUTPUT_MULT` = 8, not mup's 1: the base model is muP's whole tuning, and SP's readout
+  (a_out = 1) is a poor base at small widths. Per Adam
+  step the tied readout's logits move by ~ lr x a_out x base_width, a hidden layer's outputs by ~ lr x
+  base_width, so a_out is the ratio of the two speeds that one global lr cannot set; on the byte-level
+  ladders the readout wants several times the hidden layers' speed. With a_out = 8 muP beats SP at widths
+  16-64 of ``benchmarks/mup_ladder.py`` and its lr* transfers; at width 128 it is 0.4% behind SP and its
+  lr* drifts up (docs/deviations.md, "muP output multiplier").
 * Attention: scores use ``1/d_head`` instead of ``1/sqrt(d_head)`` (TP-V Definition 4.1; the mup README
   writes ``8/d`` to equal ``1/sqrt(d)`` at d = 64). oasl writes it ``sqrt(d0)/d_head`` with ``d0`` the head
   dimension of the base model (this shape at ``base_width``), so muP equals SP at the base width. With the
@@ -49,20 +59,44 @@ from oasl.config import ModelShape
 from oasl.errors import ConfigError
 
 INIT_STD = 0.02  # GPT-2 / nanoGPT init scale, the SP of this model and muP's scale at the base width
+# muP's output multiplier a_out (logits x a_out / m), tuned at base widths 16 and 32 on the CPU ladder of
+# benchmarks/mup_ladder.py (AdamW, a_out in 1..32; best 8-16 at both bases). TP-V Table 1: parameter
+# multipliers are muTransferable HPs, tuned on the base model; mup's default output_mult = 1 is SP's readout.
+MUP_OUTPUT_MULT = 8.0
 
 
 @dataclass(frozen=True)
 class Parametrization:
-    """SP (``kind="sp"``) or muP (``kind="mup"``) relative to ``base_width`` (d_model; ignored under SP)."""
+    """SP (``kind="sp"``) or muP (``kind="mup"``) relative to ``base_width`` (d_model; ignored under SP).
+
+    ``output_mult`` is muP's output multiplier a_out (None: :data:`MUP_OUTPUT_MULT`); SP has none."""
 
     kind: Literal["sp", "mup"] = "sp"
     base_width: int = 64
+    output_mult: float | None = None
 
     def __post_init__(self):
         if self.kind not in ("sp", "mup"):
             raise ConfigError(f"unknown parametrization {self.kind!r}: use 'sp' or 'mup'")
         if not isinstance(self.base_width, int) or self.base_width < 1:
             raise ConfigError(f"base_width must be a positive integer, got {self.base_width!r}")
+        if self.output_mult is not None:
+            if self.kind != "mup":
+                raise ConfigError("output_mult is muP's output multiplier: leave it unset under SP")
+            if not (math.isfinite(self.output_mult) and self.output_mult > 0):
+                raise ConfigError(f"output_mult must be a positive finite number, got {self.output_mult!r}")
+
+    @classmethod
+    def of(cls, spec) -> Parametrization:
+        """The parametrization a :class:`oasl.config.RunSpec` asks for."""
+        return cls(spec.parametrization, spec.base_width, spec.output_mult)
+
+    @property
+    def alpha_out(self) -> float:
+        """muP's output multiplier a_out (``output_mult`` or :data:`MUP_OUTPUT_MULT`); 1 under SP."""
+        if self.kind != "mup":
+            return 1.0
+        return MUP_OUTPUT_MULT if self.output_mult is None else float(self.output_mult)
 
     def width_mult(self, width: int) -> float:
         """``width / base_width`` under muP, 1 under SP."""
@@ -129,6 +163,8 @@ class GPT(nn.Module):
         self.shape = shape
         self.parametrization = parametrization or Parametrization()
         self.width_mult = self.parametrization.width_mult(shape.width)
+        # the logits' multiplier: a_out / m under muP (MuReadout), 1 under SP
+        self.readout_mult = self.parametrization.alpha_out / self.width_mult
         attn_scale = self.parametrization.attn_scale(shape)
         self.wte = nn.Embedding(shape.vocab_size, shape.width)
         self.wpe = nn.Embedding(shape.seq_len, shape.width)
@@ -199,7 +235,9 @@ class GPT(nn.Module):
             x = block(x)
         x = self.ln_f(x)
         weight = self.wte.weight if self.lm_head is None else self.lm_head.weight
-        logits = F.linear(x, weight) / self.width_mult  # muP output multiplier 1/m (MuReadout); 1 under SP
+        logits = F.linear(x, weight)
+        if self.readout_mult != 1.0:  # muP output multiplier a_out / m (MuReadout); 1 (SP) would cost a pass
+            logits = logits * self.readout_mult
         loss = None
         if targets is not None:
             loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1))

@@ -102,10 +102,20 @@ def write_report(
 
     parts.append("<h2>Fitted laws</h2>")
     if fit is None:
+        # as `oasl fit` does by default: a validation's target and baseline runs are not sweep optima
+        fit_df = df[df["role"].fillna("sweep") == "sweep"] if "role" in df and sweep_keys is None else df
         try:
-            fit = fit_laws(df, hps=[over])
+            fit = fit_laws(fit_df, hps=[over])
         except FitError as exc:
             parts.append(f"<p class='warn'>no law fitted: {html.escape(str(exc))}</p>")
+        validated = getattr(validation, "law_formula", "") if validation is not None else ""
+        if fit is not None and validated and over in fit.laws and fit.laws[over].formula() != validated:
+            parts.append(
+                "<p class='warn'>The law refitted from this store's sweep runs, "
+                f"<code>{html.escape(fit.laws[over].formula())}</code>, is not the validated law "
+                f"<code>{html.escape(validated)}</code>: the store holds other sweeps' runs too. The card "
+                "above reports the validated law; fit a store of that validation's sweep alone to plot it.</p>"
+            )
     if fit is not None:
         target_n = None
         if validation is not None and validation.optimizers:

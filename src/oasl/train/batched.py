@@ -29,10 +29,11 @@ from oasl.config import RunSpec
 from oasl.errors import TrainError
 from oasl.optim.stacked import BATCHED_OPTIMIZERS, Segment, StackedOptimizer
 from oasl.train.loop import ProgressFn, StopFn, make_autocast, mean_loss, run_loop
+from oasl.train.memory import check_fits_memory
 from oasl.train.result import RunResult
 from oasl.train.run import get_dataset, maybe_compile, resolve_device
 
-__all__ = ["BATCHED_OPTIMIZERS", "batch_signature", "member_bytes", "train_batched"]
+__all__ = ["BATCHED_OPTIMIZERS", "batch_signature", "train_batched"]
 
 
 @contextlib.contextmanager
@@ -50,15 +51,8 @@ def _quiet():
         yield
 
 
-_STATE_TENSORS = {
-    "adamw": 2,
-    "sgd": 1,
-    "lion": 1,
-}  # optimizer state per parameter, in parameter-sized tensors
-
-
 def batch_signature(spec: RunSpec) -> tuple:
-    """What runs must share to train in one batch: shape, parametrization (and base width), optimizer,
+    """What runs must share to train in one batch: shape, parametrization (base width, output_mult), optimizer,
     batch size, token budget, data order (``data_seed`` resolved), evaluation settings, corpus, device
     (resolved) and ``compile``. Specs with equal signatures can be passed together to
     :func:`train_batched`; lr, schedule, hyperparameters, seed, gradient clipping and the divergence
@@ -67,6 +61,7 @@ def batch_signature(spec: RunSpec) -> tuple:
         spec.shape.model_dump_json(),
         spec.parametrization,
         spec.base_width if spec.parametrization == "mup" else None,
+        spec.output_mult,
         spec.optimizer,
         spec.batch_seqs,
         spec.tokens,
@@ -77,24 +72,6 @@ def batch_signature(spec: RunSpec) -> tuple:
         str(resolve_device(spec.device)),
         spec.compile,
     )
-
-
-def member_bytes(spec: RunSpec) -> int:
-    """Estimated device memory of one member of a batch, in bytes (fp32): parameters, gradients,
-    optimizer state and the update-ratio snapshot (each parameter-sized), plus the activations kept
-    for the backward pass, after Korthikanti et al. 2022 ("Reducing Activation Recomputation",
-    arXiv 2205.05198, Sec. 4.1: ``34 h + 5 a s`` bytes per token and layer in 16-bit, doubled here for
-    fp32) and the logits (``12 V`` bytes per token: logits, their float copy and softmax gradient)."""
-    from oasl.models import count_params
-
-    shape = spec.shape
-    n_total = count_params(shape).n_params_total
-    state = _STATE_TENSORS.get(spec.optimizer, 2)
-    tokens = spec.batch_seqs * shape.seq_len
-    act = tokens * (
-        shape.depth * 2 * (34 * shape.width + 5 * shape.heads * shape.seq_len) + 12 * shape.vocab_size
-    )
-    return int(4 * n_total * (3 + state) + act)
 
 
 class _StackedStepper:
@@ -111,7 +88,7 @@ class _StackedStepper:
         models = []
         for s in specs:
             torch.manual_seed(s.seed)  # each member's init exactly as train() draws it
-            models.append(GPT(s.shape, Parametrization(s.parametrization, s.base_width)).to(device))
+            models.append(GPT(s.shape, Parametrization.of(s)).to(device))
         base = models[0]
         names = {id(p): name for name, p in base.named_parameters()}
         layout, segments, off = [], [], 0
@@ -224,7 +201,8 @@ def train_batched(
     list with one callable (or None) per member, called with :func:`oasl.train.train`'s dict.
     ``should_stop`` is a list with one ``should_stop(step, val_loss, curve)`` (or None) per member,
     called at evaluation steps: a reason stops that member (status "stopped"), the others go on.
-    Raises :class:`TrainError` for an empty list, mixed signatures or an optimizer that cannot be batched.
+    Raises :class:`TrainError` for an empty list, mixed signatures, an optimizer that cannot be batched
+    or members that together do not fit in the device's memory (:func:`oasl.train.memory.check_fits_memory`).
     """
     specs = list(specs)
     if not specs:
@@ -242,6 +220,7 @@ def train_batched(
                 "shape",
                 "parametrization",
                 "base_width",
+                "output_mult",
                 "optimizer",
                 "batch_seqs",
                 "tokens",
@@ -263,6 +242,7 @@ def train_batched(
         from oasl.train.run import train
 
         return [train(s, p, f) for s, p, f in zip(specs, progress_fns, stop_fns, strict=True)]
+    check_fits_memory(specs)
     device = resolve_device(specs[0].device)
     data = get_dataset(specs[0])
     data.check_fits(specs[0].shape.seq_len, specs[0].shape.vocab_size)

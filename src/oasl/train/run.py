@@ -15,6 +15,7 @@ import torch
 from oasl.config import RunSpec
 from oasl.errors import TrainError
 from oasl.train.loop import EVAL_BATCH_SEQS, ProgressFn, StopFn, make_autocast, mean_loss, run_loop
+from oasl.train.memory import check_fits_memory
 from oasl.train.result import RunResult
 
 __all__ = ["EVAL_BATCH_SEQS", "RunResult", "evaluate", "get_dataset", "resolve_device", "train"]
@@ -76,7 +77,7 @@ class _SingleStepper:
 
         self.spec, self.device = spec, device
         torch.manual_seed(spec.seed)
-        self.model = GPT(spec.shape, Parametrization(spec.parametrization, spec.base_width)).to(device)
+        self.model = GPT(spec.shape, Parametrization.of(spec)).to(device)
         # torch's fused AdamW kernel on CUDA: one launch per step instead of several per tensor
         self.opt = make_optimizer(self.model, spec.optimizer, spec.lr, spec.hps, fused=device.type == "cuda")
         self.forward = maybe_compile(self.model, spec)
@@ -128,7 +129,10 @@ def train(spec: RunSpec, progress: ProgressFn | None = None, should_stop: StopFn
     :func:`oasl.train.loop.read_interval` steps). ``should_stop(step, val_loss, curve)`` is called at
     each evaluation and may return a reason to stop early (multi-fidelity pruning, divergence
     prediction): the run is then recorded with status "stopped". Returns a :class:`RunResult`.
+    Raises :class:`TrainError`, before allocating, when the model cannot fit in the device's memory
+    (:func:`oasl.train.memory.check_fits_memory`).
     """
+    check_fits_memory(spec)
     device = resolve_device(spec.device)
     data = get_dataset(spec)
     data.check_fits(spec.shape.seq_len, spec.shape.vocab_size)

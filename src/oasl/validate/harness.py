@@ -20,7 +20,7 @@ import pandas as pd
 
 from oasl.config import RunSpec
 from oasl.errors import FitError, SweepError
-from oasl.store import SQLiteStore, open_store
+from oasl.store import FINISHED, SQLiteStore, open_store
 from oasl.sweep import expand, run_sweep
 from oasl.validate import stats
 from oasl.validate.baselines import (
@@ -69,6 +69,12 @@ class Runner:
         out = []
         for s in specs:
             row = self.store.get(s.key())
+            if row["status"] not in FINISHED:  # an error, not a divergence: say which, never score it
+                why = (row.get("error") or "not finished").strip().splitlines()[0]
+                raise SweepError(
+                    f"run {s.key()} (width {s.shape.width}, lr {s.lr:.3g}, seed {s.seed}) is {row['status']}: "
+                    f"{why}; fix the cause and rerun (failed runs are trained again)"
+                )
             loss = (row.get("result") or {}).get("final_val_loss")
             out.append(math.nan if loss is None or row["status"] != "done" else float(loss))
         return out
@@ -84,7 +90,7 @@ class Runner:
 
 def fit_validated_law(runs: pd.DataFrame, features: tuple[str, ...] | None = None):
     """Fit the law of lr on sweep runs exactly as ``oasl fit`` does (:func:`oasl.laws.pipeline.fit_laws`:
-    optima per (optimizer, N, D), form and optimizer sharing chosen by leave-one-group-out error).
+    optima per (optimizer, N, D), form and optimizer sharing chosen by forward-chaining held-out error).
     Returns the :class:`~oasl.laws.pipeline.FitReport`; its ``laws["lr"]`` is the validated law."""
     from oasl.laws.pipeline import fit_laws
 

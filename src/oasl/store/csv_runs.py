@@ -1,7 +1,7 @@
 """Runs from other training code as a CSV: parse, validate and convert to the columns oasl reads.
 
-``oasl import`` and ``oasl fit/optima --csv`` call these; the SQL that stores the rows stays in
-:mod:`oasl.store` (:meth:`~oasl.store.Store.import_frame`).
+``oasl import`` and ``oasl fit/optima --csv`` call these; the SQL that stores the rows is in
+:mod:`oasl.store.sqlite` (:meth:`~oasl.store.Store.import_frame`).
 
 Conversion, in this order: ``column_map`` renames columns (``{"N": "n_params", "D": "tokens"}``);
 ``loss_column`` names the loss to use (renamed to ``final_val_loss``; without it a ``loss`` column is
