@@ -85,7 +85,7 @@ def register(app: typer.Typer) -> None:
             "formula",
             "R^2",
             "RMSE(log)",
-            "LOGO MAPE",
+            "held-out MAPE",
             "n",
             "range",
         ):

@@ -48,7 +48,7 @@ def _print_validation(result) -> None:
 
 def _print_laws(report) -> None:
     table = Table(title="fitted laws of the optimal learning rate")
-    for c in ("optimizer", "formula", "exponent 90% interval", "R^2", "LOGO MAPE"):
+    for c in ("optimizer", "formula", "exponent 90% interval", "R^2", "held-out MAPE"):
         table.add_column(c)
     for target, law in report.laws.items():
         sel = report.selection[target].iloc[0]

@@ -55,7 +55,8 @@ class FitReport:
     skipped: dict[str, str] = field(default_factory=dict)
 
     def table(self) -> pd.DataFrame:
-        """One row per (target, optimizer): formula, R^2, RMSE (log), LOGO MAPE, fitted range."""
+        """One row per (target, optimizer): formula, R^2, RMSE (log), held-out MAPE
+        (``loo_mape``: of the selection's scheme, forward chaining by default), fitted range."""
         rows = []
         for target, law in self.laws.items():
             sel = self.selection[target].iloc[0]
