@@ -60,7 +60,7 @@ LADDERS = {
     "v2-2opt": ([24, 32, 48, 64], 10, ("adamw", "sgd"), [0, 1], 16384),
     "v1": ([32, 48, 64], 7, ("adamw", "sgd"), [0, 1], 16384),
     # a reduced check that fits ~40 min of a shared 2-core machine: AdamW, widths 16/24/32 -> 96 (8.9x N),
-    # half the tokens, fewer baselines (see MINI); it has the flaws docs/ladders.md lists, more so
+    # half the tokens, fewer baselines (see OVERRIDES); it has the flaws docs/ladders.md lists, more so
     "mini": ([16, 24, 32], 7, ("adamw",), [0, 1, 2], 16384),
 }
 LADDERS["v3"] = ([32, 48, 64], 10, ("adamw", "sgd", "lion"), [0, 1, 2], 16384)
@@ -80,7 +80,6 @@ OVERRIDES = {
         "baselines": ["naive", "defaults", "step-law", "random:4"],
     },
 }
-MINI = OVERRIDES["mini"]
 # The H200 ladder of issue 11: widths 64/96/128/192, depth 4, seq 256, batch 32 sequences, 16.8M tokens per
 # run, cosine with 5% warmup, 9-point lr grids, target width 576 (9.0x N).
 GPU = {
@@ -149,6 +148,26 @@ def ladder_line(ladder: str, data: dict) -> str:
     )
 
 
+def selection_lines(fit) -> list[str]:
+    """How the law's form was chosen: each candidate's held-out error under forward chaining (the
+    default, what was validated) and under leave-one-group-out, on the same located optima."""
+    from oasl.laws import select_law
+    from oasl.laws.pipeline import law_table
+
+    lines = []
+    for cv in ("forward", "loo"):
+        best, sel = select_law(
+            law_table(fit.optima["lr"], "lr"), "lr", fit.laws["lr"].features, weights="weight", cv=cv
+        )
+        cands = "; ".join(
+            f"{r.form}/{r.sharing} {r.loo_mape:.2f}"
+            + (f" +- {r.loo_mape_se:.2f}" if math.isfinite(r.loo_mape_se) else "")
+            for r in sel.itertuples()
+        )
+        lines.append(f"Selection by {cv} held-out MAPE: {cands} -> `{best.formula()}`.")
+    return lines
+
+
 def markdown(result) -> str:
     """The RESULTS.md table: regret with its paired-bootstrap 90% interval, the noise floor, the verdict
     against oasl and the tuning compute; then each optimizer's law with its exponent's interval."""
@@ -213,8 +232,10 @@ def main() -> None:
         "wall_s": time.time() - t0,
         "efficiency": {ov.optimizer: ov.efficiency for ov in result.optimizers},
     }
+    selection = selection_lines(result.fit)
+    payload["selection"] = selection
     text = markdown(result)
-    text = ladder_line(args.ladder, data) + "\n\n" + text
+    text = ladder_line(args.ladder, data) + "\n\n" + text + "\n\n" + "\n".join(selection)
     write_result(name, payload, text)
     print(text)
 

@@ -143,6 +143,15 @@ def joint_profile_optima(
     return out
 
 
+def law_table(optima: pd.DataFrame, h: str, weighted: bool = True) -> pd.DataFrame:
+    """The table :func:`select_law` fits a law of ``h`` on: the located optima with columns N, D, C
+    (= 6 N D), ``h`` (the optimum) and ``weight`` (:func:`precision_weights`, or 1 when not ``weighted``)."""
+    table = optima.rename(columns={"n_params": "N", "tokens": "D"}).assign(**{h: optima["opt"].astype(float)})
+    table["C"] = 6.0 * table["N"] * table["D"]
+    table["weight"] = precision_weights(optima) if weighted else 1.0
+    return table
+
+
 def precision_weights(optima: pd.DataFrame, level: float = 0.9) -> np.ndarray:
     """Weight of each optimum: 1 / sd^2 of its log value, the sd read off its ``level`` bootstrap
     interval (``ci_low``/``ci_high``) and floored at ``MIN_SD_LOG``; groups without a finite interval get
@@ -215,9 +224,7 @@ def fit_laws(
             skipped[h] = "no group has 3 or more finite points"
             continue
         f = feats or choose_features(opt)
-        table = opt.rename(columns={"n_params": "N", "tokens": "D"}).assign(**{h: opt["opt"].astype(float)})
-        table["C"] = 6.0 * table["N"] * table["D"]
-        table["weight"] = precision_weights(opt) if weighted else 1.0
+        table = law_table(opt, h, weighted)
         try:
             law, sel = select_law(
                 table,

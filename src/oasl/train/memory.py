@@ -49,21 +49,19 @@ def training_memory_bytes(spec: RunSpec) -> float:
 
 
 def member_bytes(spec: RunSpec) -> int:
-    """Estimated device memory of one member of a batch, in bytes (fp32): parameters, gradients,
-    optimizer state and the update-ratio snapshot (each parameter-sized), plus the activations kept
-    for the backward pass, after Korthikanti et al. 2022 ("Reducing Activation Recomputation",
-    arXiv 2205.05198, Sec. 4.1: ``34 h + 5 a s`` bytes per token and layer in 16-bit, doubled here for
-    fp32) and the logits (``12 V`` bytes per token: logits, their float copy and softmax gradient)."""
+    """Estimated device memory of one member of a batch, in bytes (fp32): :func:`training_memory_bytes`
+    plus what that lower bound leaves out, namely the update-ratio snapshot and the optimizer's actual
+    state count (4 B per parameter for each parameter-sized tensor beyond the two states it counts) and
+    the attention scores (Korthikanti et al. 2022, arXiv 2205.05198, Sec. 4.1: ``5 a s`` bytes per token
+    and layer in 16-bit, doubled here for fp32)."""
     from oasl.models import count_params
 
     shape = spec.shape
-    n_total = count_params(shape).n_params_total
     state = _STATE_TENSORS.get(spec.optimizer, 2)
     tokens = spec.batch_seqs * shape.seq_len
-    act = tokens * (
-        shape.depth * 2 * (34 * shape.width + 5 * shape.heads * shape.seq_len) + 12 * shape.vocab_size
-    )
-    return int(4 * n_total * (3 + state) + act)
+    extra = 4 * count_params(shape).n_params_total * (state - 1)
+    scores = tokens * shape.depth * 2 * 5 * shape.heads * shape.seq_len
+    return int(training_memory_bytes(spec) + extra + scores)
 
 
 def available_memory_bytes(device: str) -> tuple[str, float | None]:
