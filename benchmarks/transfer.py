@@ -10,9 +10,21 @@ Hyperparameter Transfer", 2026) and the predicted loss cost of naive transfer to
 shape's optimum) and a 4-point lr grid around it are trained; the measured cost is the naive run's loss
 minus the target's located optimum (parabola in log lr, :func:`oasl.optima.locate_one`).
 
+Every run above has the same token budget, so the larger widths are data-limited and the optimal loss
+barely falls with N (alpha near 0). ``--tokens-per-param K`` (result ``transfer_scaled``) trains every run,
+ladder and target, on D = K x N tokens instead, N the NON-EMBEDDING parameter count (the N the fits of
+:func:`oasl.laws.transfer.diagnose_transfer` use, as in Kaplan et al. 2020; at these widths the 256-token
+embedding is 10-35% of the total and would tilt D towards the small widths), rounded to whole optimizer
+steps of 16 x 64 = 1,024 tokens, with a floor of ``FLOOR_STEPS`` = 128 steps (131,072 tokens, the
+131k variant's budget) so that no run is shorter than that. So D grows with N, as Theorem 2's alpha
+(the loss's approach to its limit as the model scales with its data) assumes. The comparison with the
+validation harness holds only at its fixed 393,216-token budget and is skipped in this variant.
+
 Run from the repository root: ``.venv/bin/python benchmarks/transfer.py [--store PATH] [--workers 2]``
 (resumable: the store keeps runs; ``--sweep-only`` trains the ladder and stops). About 40 min on 2 cores
-(15 min for the 131k-token variant).
+(15 min for the 131k-token variant). The scaled variant at K = 32 is
+``--tokens-per-param 32 --no-target --workers 1 --threads 1``: about 35 min on one core (the target runs
+at width 128 would take hours there; with ``--no-target`` their cost is estimated from a measured speed).
 """
 
 from __future__ import annotations
@@ -38,6 +50,14 @@ GRIDS = {  # (parametrization, optimizer) -> lr grid, x2 apart
     ("mup", "sgd"): [0.05 * 2**k for k in range(6)],
 }
 RUN = {"eval_interval": 64, "eval_tokens": 8192, "device": "cpu"}
+BATCH_TOKENS = 16 * 64  # batch_seqs x seq_len: one optimizer step
+FLOOR_STEPS = 128  # shortest run of the scaled variant (steps)
+
+
+def scaled_tokens(n_params: int, tokens_per_param: float) -> int:
+    """Training tokens of a model with ``n_params`` non-embedding parameters at ``tokens_per_param``
+    tokens per parameter: K x N rounded to whole steps of ``BATCH_TOKENS``, at least ``FLOOR_STEPS`` steps."""
+    return max(FLOOR_STEPS, round(tokens_per_param * n_params / BATCH_TOKENS)) * BATCH_TOKENS
 
 
 def sweep_spec(param: str, opt: str, widths=WIDTHS, tokens: int = TOKENS) -> dict:
@@ -59,11 +79,22 @@ def sweep_spec(param: str, opt: str, widths=WIDTHS, tokens: int = TOKENS) -> dic
     }
 
 
-def ladder_runs(tokens: int = TOKENS):
-    from oasl.config import build
+def ladder_runs(tokens: int = TOKENS, tokens_per_param: float | None = None):
+    """The ladder's runs: every run on ``tokens`` tokens, or (``tokens_per_param`` given) each width on
+    :func:`scaled_tokens` of its non-embedding parameter count."""
+    from oasl.config import ModelShape, build
+    from oasl.models import count_params
     from oasl.sweep import SweepSpec, expand
 
-    return [r for key in GRIDS for r in expand(build(SweepSpec, sweep_spec(*key, tokens=tokens)))]
+    if tokens_per_param is None:
+        return [r for key in GRIDS for r in expand(build(SweepSpec, sweep_spec(*key, tokens=tokens)))]
+    out = []
+    for key in GRIDS:
+        for w in WIDTHS:
+            n = count_params(ModelShape(width=w, depth=2, seq_len=64)).n_params
+            spec = sweep_spec(*key, widths=[w], tokens=scaled_tokens(n, tokens_per_param))
+            out.extend(expand(build(SweepSpec, spec)))
+    return out
 
 
 def train_all(specs, store: str, workers: int, label: str) -> None:
@@ -79,9 +110,11 @@ def train_all(specs, store: str, workers: int, label: str) -> None:
     run_sweep(specs, store, workers=workers, on_update=on_update)
 
 
-def target_specs(diag, template_runs):
-    """Width-128 runs: the naive lr and the ladder's grid points within a factor 4 of it."""
+def target_specs(diag, template_runs, tokens_per_param: float | None = None):
+    """Width-128 runs: the naive lr and the ladder's grid points within a factor 4 of it (on the ladder's
+    token budget, or on :func:`scaled_tokens` of the target's size with ``tokens_per_param``)."""
     from oasl.config import RunSpec, build
+    from oasl.models import count_params
 
     out = {}
     for key, (param, opt) in {f"{p}/{o}": (p, o) for p, o in GRIDS}.items():
@@ -97,6 +130,9 @@ def target_specs(diag, template_runs):
         lrs = sorted({g.naive_h, *grid})
         data = tmpl.model_dump()
         data["shape"] = {**data["shape"], "width": TARGET_WIDTH}
+        if tokens_per_param is not None:
+            n = count_params(tmpl.shape.model_copy(update={"width": TARGET_WIDTH})).n_params
+            data["tokens"] = scaled_tokens(n, tokens_per_param)
         out[key] = [build(RunSpec, {**data, "lr": float(lr)}) for lr in lrs]
     return out
 
@@ -157,6 +193,55 @@ def against_harness(df, runs, tokens: int) -> tuple[list[dict], str]:
     return out, "\n".join(lines)
 
 
+def scaled_notes(lines, diag, runs, planned, args, n_target: int, wall_s: float) -> tuple[str, dict]:
+    """The RESULTS.md text of the ``--tokens-per-param`` variant and its extra payload: each width's token
+    budget, the optimal loss per width, and (with ``--no-target``) the estimated time of the skipped target
+    runs from a measured speed (:func:`oasl.sweep.plan.measure_speed` on this machine, now)."""
+    import torch
+
+    from oasl.models import count_params
+    from oasl.sweep.plan import measure_speed, run_seconds
+
+    k = args.tokens_per_param
+    shapes = {r.shape.width: (r.shape, r.tokens) for r in runs}
+    budgets = {w: (count_params(shape).n_params, tokens) for w, (shape, tokens) in sorted(shapes.items())}
+    per_width = ", ".join(f"{w}: {n:,} -> {d:,} ({d // BATCH_TOKENS} steps)" for w, (n, d) in budgets.items())
+    t_specs = [s for v in planned.values() for s in v]
+    t_tokens = scaled_tokens(n_target, k)
+    extra = {
+        "tokens_per_param": k,
+        "tokens_per_width": {str(w): d for w, (_, d) in budgets.items()},
+        "target_tokens": t_tokens,
+        "loss_opt": {key: list(g.loss_opt) for key, g in diag.items()},
+    }
+    text = [
+        "\n".join(lines),
+        "",
+        f"Scaled variant: every run trains on {k:g} tokens per non-embedding parameter (whole steps of 1,024 "
+        f"tokens, at least {FLOOR_STEPS} steps); width: N -> tokens: {per_width}; target width {TARGET_WIDTH} "
+        f"(N = {n_target:,}) -> {t_tokens:,} tokens. Depth 2, seq 64, batch 16, cosine, 5% warmup; costs in "
+        f"nats/token. Wall time {wall_s:.0f} s. Optimal loss per width: "
+        + "; ".join(f"{key} {', '.join(f'{x:.3f}' for x in g.loss_opt)}" for key, g in diag.items())
+        + ".",
+    ]
+    if args.no_target and t_specs:
+        sample = next(iter(planned.values()))[0]
+        tps, fixed = measure_speed(sample, threads=torch.get_num_threads())
+        est = sum(run_seconds(s, tps) + fixed for s in t_specs)
+        extra["target_estimate"] = {"runs": len(t_specs), "tokens_per_s": tps, "seconds": est}
+        text.append(
+            f"\nTarget runs skipped (`--no-target`): the {len(t_specs)} width-{TARGET_WIDTH} runs of {t_tokens:,} "
+            f"tokens would take about {est / 60:.0f} min here ({tps:,.0f} training tokens/s measured with "
+            f"{torch.get_num_threads()} thread(s) just now), so the measured naive cost is nan; the predicted "
+            "one stands alone."
+        )
+    text.append(
+        "\nThe comparison with the validation harness (benchmarks/results/extrapolation.json) is skipped: "
+        "that harness trains on a fixed 393,216 tokens, so only the fixed-token variant matches it."
+    )
+    return "\n".join(text), extra
+
+
 def main() -> None:
     import numpy as np
 
@@ -170,11 +255,36 @@ def main() -> None:
     ap.add_argument(
         "--no-target", action="store_true", help="Skip the target runs (no measured cost at width 128)."
     )
-    ap.add_argument("--tokens", type=int, default=TOKENS, help="Training tokens of every run.")
-    ap.add_argument("--name", default="transfer", help="Result name (results/NAME.json, RESULTS.md section).")
+    ap.add_argument("--tokens", type=int, default=None, help=f"Training tokens of every run ({TOKENS:,}).")
+    ap.add_argument(
+        "--tokens-per-param",
+        type=float,
+        default=None,
+        help="Train each run on this many tokens per non-embedding parameter (whole steps, at least "
+        f"{FLOOR_STEPS}) instead of a fixed budget.",
+    )
+    ap.add_argument(
+        "--threads", type=int, default=None, help="Torch threads (workers 1 trains in this process)."
+    )
+    ap.add_argument(
+        "--name", default=None, help="Result name (results/NAME.json, RESULTS.md section); transfer[_scaled]."
+    )
     args = ap.parse_args()
+    scaled = args.tokens_per_param is not None
+    if scaled and args.tokens is not None:
+        ap.error("give --tokens or --tokens-per-param, not both")
+    if scaled and not (math.isfinite(args.tokens_per_param) and args.tokens_per_param > 0):
+        ap.error(f"--tokens-per-param must be a positive number, got {args.tokens_per_param}")
+    if args.tokens is None:
+        args.tokens = TOKENS
+    if args.name is None:
+        args.name = "transfer_scaled" if scaled else "transfer"
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
     t0 = time.time()
-    runs = ladder_runs(args.tokens)
+    runs = ladder_runs(args.tokens, args.tokens_per_param)
     print(f"ladder: {len(runs)} runs", flush=True)
     train_all(runs, args.store, args.workers, "ladder")
     if args.sweep_only:
@@ -190,7 +300,8 @@ def main() -> None:
     n_target = count_params(runs[0].shape.model_copy(update={"width": TARGET_WIDTH})).n_params
     res = diagnose_transfer(df, over="lr", group_by=("parametrization", "optimizer"), target_params=n_target)
     diag = {f"{g.group['parametrization']}/{g.group['optimizer']}": g for g in res.groups}
-    targets = {} if args.no_target else target_specs(diag, runs)
+    planned = target_specs(diag, runs, args.tokens_per_param)
+    targets = {} if args.no_target else planned
     if args.target_groups:
         targets = {k: v for k, v in targets.items() if k in set(args.target_groups.split(","))}
     all_t = [s for v in targets.values() for s in v]
@@ -223,17 +334,28 @@ def main() -> None:
             f"({g.beta_ci[0]:.2f}-{g.beta_ci[1]:.2f}) | {g.margin:+.2f} ({g.margin_ci[0]:+.2f}-{g.margin_ci[1]:+.2f}) "
             f"| {g.verdict} | {g.naive_h:.3g} -> {g.target_h:.3g} | {g.predicted_cost:.4f} | {measured:.4f} | {t_opt:.3g} |"
         )
-    md = "\n".join(lines) + (
-        f"\n\nLadder widths {WIDTHS} (depth 2, seq 64, batch 16, {args.tokens:,} tokens), target width {TARGET_WIDTH} "
-        f"(N = {n_target:,}); costs in nats/token. Wall time {time.time() - t0:.0f} s. Every run has the "
-        "same token budget, so the optimal loss falls little with N (the runs are data-limited): alpha comes "
-        "out near 0 with an interval reaching the grid's end, and the verdicts on beta - alpha/2 stay "
-        "borderline. The lr* column shows what the verdict cannot: under muP AdamW's optimum moves far less "
-        "across widths than under SP."
-    )
-    harness, harness_md = against_harness(df, runs, args.tokens)
-    md += harness_md
-    payload = {"groups": rows, "target_params": n_target, "harness": harness, "wall_s": time.time() - t0}
+    if not scaled:
+        md = "\n".join(lines) + (
+            f"\n\nLadder widths {WIDTHS} (depth 2, seq 64, batch 16, {args.tokens:,} tokens), target width {TARGET_WIDTH} "
+            f"(N = {n_target:,}); costs in nats/token. Wall time {time.time() - t0:.0f} s. Every run has the "
+            "same token budget, so the optimal loss falls little with N (the runs are data-limited): alpha comes "
+            "out near 0 with an interval reaching the grid's end, and the verdicts on beta - alpha/2 stay "
+            "borderline. The lr* column shows what the verdict cannot: under muP AdamW's optimum moves far less "
+            "across widths than under SP."
+        )
+        harness, harness_md = against_harness(df, runs, args.tokens)
+        md += harness_md
+        extra = {}
+    else:
+        md, extra = scaled_notes(lines, diag, runs, planned, args, n_target, time.time() - t0)
+        harness = []
+    payload = {
+        "groups": rows,
+        "target_params": n_target,
+        "harness": harness,
+        "wall_s": time.time() - t0,
+        **extra,
+    }
     write_result(args.name, payload, md)
     print(md)
 
