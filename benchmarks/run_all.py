@@ -12,7 +12,13 @@ HERE = Path(__file__).parent
 # Benchmarks that read the stores of others run after them.
 LAST = {"earlywarn": 1}
 # Further invocations of a benchmark that write sections of their own (after its default run).
-EXTRA = {"critical_batch": [["--schedule", "constant"]]}
+EXTRA = {
+    "critical_batch": [["--schedule", "constant"]],
+    # D = 32 x N per run (section transfer_scaled); the width-128 target runs would take hours on CPU.
+    "transfer": [
+        ["--tokens-per-param", "32", "--no-target", "--store", "benchmarks/results/transfer_scaled.db"]
+    ],
+}
 
 
 def main() -> int:

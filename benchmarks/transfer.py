@@ -212,7 +212,7 @@ def scaled_notes(lines, diag, runs, planned, args, n_target: int, wall_s: float)
         "tokens_per_param": k,
         "tokens_per_width": {str(w): d for w, (_, d) in budgets.items()},
         "target_tokens": t_tokens,
-        "loss_opt": {key: list(g.loss_opt) for key, g in diag.items()},
+        "loss_opt": {key: [float(x) for x in g.loss_opt] for key, g in diag.items()},
     }
     text = [
         "\n".join(lines),
@@ -220,7 +220,7 @@ def scaled_notes(lines, diag, runs, planned, args, n_target: int, wall_s: float)
         f"Scaled variant: every run trains on {k:g} tokens per non-embedding parameter (whole steps of 1,024 "
         f"tokens, at least {FLOOR_STEPS} steps); width: N -> tokens: {per_width}; target width {TARGET_WIDTH} "
         f"(N = {n_target:,}) -> {t_tokens:,} tokens. Depth 2, seq 64, batch 16, cosine, 5% warmup; costs in "
-        f"nats/token. Wall time {wall_s:.0f} s. Optimal loss per width: "
+        f"nats/token. Wall time {wall_s:.0f} s. Optimal loss per width (interior optima, as lr*): "
         + "; ".join(f"{key} {', '.join(f'{x:.3f}' for x in g.loss_opt)}" for key, g in diag.items())
         + ".",
     ]
