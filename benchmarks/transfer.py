@@ -11,14 +11,15 @@ shape's optimum) and a 4-point lr grid around it are trained; the measured cost 
 minus the target's located optimum (parabola in log lr, :func:`oasl.optima.locate_one`).
 
 Every run above has the same token budget, so the larger widths are data-limited and the optimal loss
-barely falls with N (alpha near 0). ``--tokens-per-param K`` (result ``transfer_scaled``) trains every run,
-ladder and target, on D = K x N tokens instead, N the NON-EMBEDDING parameter count (the N the fits of
-:func:`oasl.laws.transfer.diagnose_transfer` use, as in Kaplan et al. 2020; at these widths the 256-token
-embedding is 10-35% of the total and would tilt D towards the small widths), rounded to whole optimizer
-steps of 16 x 64 = 1,024 tokens, with a floor of ``FLOOR_STEPS`` = 128 steps (131,072 tokens, the
-131k variant's budget) so that no run is shorter than that. So D grows with N, as Theorem 2's alpha
-(the loss's approach to its limit as the model scales with its data) assumes. The comparison with the
-validation harness holds only at its fixed 393,216-token budget and is skipped in this variant.
+barely falls with N (alpha near 0). ``--tokens-per-param K`` (result ``transfer_scaled``) trains every
+run, ladder and target, on D = K x N tokens instead, N the NON-EMBEDDING parameter count (the N the fits
+of :func:`oasl.laws.transfer.diagnose_transfer` use, as in Kaplan et al. 2020; the 256-token embedding is
+17-36% of the ladder's total counts, 9% of the target's, and counting it would tilt D towards the small
+widths), rounded to whole optimizer steps of 16 x 64 = 1,024 tokens, with a floor of ``FLOOR_STEPS`` =
+128 steps (131,072 tokens, the 131k variant's budget) so that no run is shorter than that. So D grows
+with N, as Theorem 2's alpha (the loss's approach to its limit as the model scales with its data)
+assumes. The comparison with the validation harness holds only at its fixed 393,216-token budget and is
+skipped in this variant.
 
 Run from the repository root: ``.venv/bin/python benchmarks/transfer.py [--store PATH] [--workers 2]``
 (resumable: the store keeps runs; ``--sweep-only`` trains the ladder and stops). About 40 min on 2 cores
