@@ -23,9 +23,11 @@ skipped in this variant.
 
 Run from the repository root: ``.venv/bin/python benchmarks/transfer.py [--store PATH] [--workers 2]``
 (resumable: the store keeps runs; ``--sweep-only`` trains the ladder and stops). About 40 min on 2 cores
-(15 min for the 131k-token variant). The scaled variant at K = 32 is
-``--tokens-per-param 32 --no-target --workers 1 --threads 1``: about 35 min on one core (the target runs
-at width 128 would take hours there; with ``--no-target`` their cost is estimated from a measured speed).
+(15 min for the 131k-token variant). The scaled variant at K = 32 is ``--tokens-per-param 32 --no-target
+--workers 1 --threads 1``: 28 min (1,703 s) on one core while another benchmark used the other
+(``--threads 1``: with the default 2 torch threads on busy cores, width 24 trained at 1.4k tokens/s
+instead of 182k). The target runs at width 128 would take hours there; with ``--no-target`` their time is
+estimated from a measured speed.
 """
 
 from __future__ import annotations
@@ -194,10 +196,45 @@ def against_harness(df, runs, tokens: int) -> tuple[list[dict], str]:
     return out, "\n".join(lines)
 
 
-def scaled_notes(lines, diag, runs, planned, args, n_target: int, wall_s: float) -> tuple[str, dict]:
+def lr_resolution(df, diag) -> dict[str, dict]:
+    """Per group: how far lr* moves across the ladder against how well one size locates it. ``slope``:
+    least-squares d log lr* / d log N over the interior optima (SP's lr ~ 1/width gives about -0.5, a
+    converged optimum 0); ``drift``: max / min of those optima; ``ci_ratio``: the median over sizes of the
+    90% bootstrap interval's high / low (:func:`oasl.optima.locate_one`, 200 resamples)."""
+    import numpy as np
+
+    from oasl.optima import locate_one
+    from oasl.optima._common import LOSS, run_masks
+
+    out = {}
+    for key, g in diag.items():
+        param, opt = key.split("/")
+        sub = df[(df["parametrization"] == param) & (df["optimizer"] == opt)]
+        finished, div = run_masks(sub, LOSS)
+        sub, div = sub[finished], div[finished]
+        ratios = []
+        for n in np.unique(sub["n_params"]):
+            m = (sub["n_params"] == n).to_numpy()
+            o = locate_one(
+                sub["lr"].to_numpy(float)[m], sub[LOSS].to_numpy(float)[m], div[m], name="lr", n_boot=200
+            )
+            if not o.at_edge and math.isfinite(o.ci_low) and math.isfinite(o.ci_high):
+                ratios.append(o.ci_high / o.ci_low)
+        h = np.asarray(g.h_opt, float)
+        slope = float(np.polyfit(np.log(g.n_params), np.log(h), 1)[0]) if len(h) >= 2 else math.nan
+        out[key] = {
+            "slope": slope,
+            "drift": float(h.max() / h.min()) if len(h) else math.nan,
+            "ci_ratio": float(np.median(ratios)) if ratios else math.nan,
+        }
+    return out
+
+
+def scaled_notes(lines, diag, df, runs, planned, args, n_target: int, wall_s: float) -> tuple[str, dict]:
     """The RESULTS.md text of the ``--tokens-per-param`` variant and its extra payload: each width's token
-    budget, the optimal loss per width, and (with ``--no-target``) the estimated time of the skipped target
-    runs from a measured speed (:func:`oasl.sweep.plan.measure_speed` on this machine, now)."""
+    budget, the optimal loss per width, how well lr* is resolved (:func:`lr_resolution`), and (with
+    ``--no-target``) the estimated time of the skipped target runs from a measured speed
+    (:func:`oasl.sweep.plan.measure_speed` on this machine, now)."""
     import torch
 
     from oasl.models import count_params
@@ -214,16 +251,33 @@ def scaled_notes(lines, diag, runs, planned, args, n_target: int, wall_s: float)
         "tokens_per_width": {str(w): d for w, (_, d) in budgets.items()},
         "target_tokens": t_tokens,
         "loss_opt": {key: [float(x) for x in g.loss_opt] for key, g in diag.items()},
+        "ladder_train_s": float(df["wall_s"].sum()),
+        "lr_resolution": lr_resolution(df, diag),
     }
+    res = extra["lr_resolution"]
     text = [
         "\n".join(lines),
         "",
         f"Scaled variant: every run trains on {k:g} tokens per non-embedding parameter (whole steps of 1,024 "
         f"tokens, at least {FLOOR_STEPS} steps); width: N -> tokens: {per_width}; target width {TARGET_WIDTH} "
         f"(N = {n_target:,}) -> {t_tokens:,} tokens. Depth 2, seq 64, batch 16, cosine, 5% warmup; costs in "
-        f"nats/token. Wall time {wall_s:.0f} s. Optimal loss per width (interior optima, as lr*): "
+        f"nats/token. Wall time {wall_s:.0f} s (this invocation); the ladder's runs trained for "
+        f"{extra['ladder_train_s']:.0f} s in all (their wall_s in the store). Optimal loss per width "
+        "(interior optima, as lr*): "
         + "; ".join(f"{key} {', '.join(f'{x:.3f}' for x in g.loss_opt)}" for key, g in diag.items())
         + ".",
+        "",
+        "How well the ladder pins lr* down, per group: slope d log lr*/d log N (SP's lr ~ 1/width gives "
+        "about -0.5, a converged optimum 0), drift max/min of lr* across the widths, and the median "
+        "per-width 90% bootstrap interval of lr* (high/low): "
+        + "; ".join(
+            f"{key} slope {r['slope']:+.2f}, drift x{r['drift']:.2f}, interval x{r['ci_ratio']:.2f}"
+            for key, r in res.items()
+        )
+        + ". alpha/2 is "
+        + ", ".join(f"{key} {g.alpha / 2:.2f}" for key, g in diag.items())
+        + "; a verdict needs beta's interval to clear it, and beta describes how lr* approaches its limit "
+        "across 4 sizes spanning 7x in N, each located only to within the interval above.",
     ]
     if args.no_target and t_specs:
         sample = next(iter(planned.values()))[0]
@@ -348,7 +402,7 @@ def main() -> None:
         md += harness_md
         extra = {}
     else:
-        md, extra = scaled_notes(lines, diag, runs, planned, args, n_target, time.time() - t0)
+        md, extra = scaled_notes(lines, diag, df, runs, planned, args, n_target, time.time() - t0)
         harness = []
     payload = {
         "groups": rows,
