@@ -52,8 +52,20 @@ class Runner:
     def run(
         self, specs: list[RunSpec], label: str = "target runs", pruning=None, role: str = "target"
     ) -> None:
-        """Train the specs not yet in the store and mark them with ``role``."""
-        on_update = self.progress(label, len(specs)) if self.progress else None
+        """Train the specs not yet in the store and mark them with ``role``.
+
+        Runs are marked as each one lands (and once more at the end), not only after the whole batch:
+        a validation killed midway must not leave target runs looking like sweep runs to `oasl fit`.
+        """
+        keys = [s.key() for s in specs]
+        progress = self.progress(label, len(specs)) if self.progress else None
+        self.store.set_role(keys, role)  # runs already stored (an earlier, interrupted validation)
+
+        def on_update(summary, total) -> None:
+            self.store.set_role(keys, role)
+            if progress is not None:
+                progress(summary, total)
+
         run_sweep(
             specs,
             self.store_path,
@@ -61,7 +73,7 @@ class Runner:
             pruning=pruning,
             on_update=on_update,
         )
-        self.store.set_role([s.key() for s in specs], role)
+        self.store.set_role(keys, role)
 
     def losses(self, specs: list[RunSpec], role: str = "target") -> list[float]:
         """Final validation loss of each spec (trained first if needed); NaN where it diverged."""
