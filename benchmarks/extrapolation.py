@@ -64,6 +64,9 @@ LADDERS = {
     "mini": ([16, 24, 32], 7, ("adamw",), [0, 1, 2], 16384),
 }
 LADDERS["v3"] = ([32, 48, 64], 10, ("adamw", "sgd", "lion"), [0, 1, 2], 16384)
+# v3 plus a fourth, larger rung (width 96): the target is then 4.0x the largest swept N instead of 9.0x, and
+# forward chaining gets two folds instead of one (docs/ladders.md section 8)
+LADDERS["v4"] = ([32, 48, 64, 96], 10, ("adamw", "sgd", "lion"), [0, 1, 2], 16384)
 # Overrides per ladder (docs/ladders.md): `mini` halves the tokens for a ~40-minute check; `v3` answers
 # causes 1, 3 and 5 of docs/ladders.md: no width 24 (36% embedding parameters), twice the steps (786k
 # tokens = 768 steps, where the 32/64/128 ladder of issue 11 had smooth valleys), and every grid point
@@ -80,6 +83,7 @@ OVERRIDES = {
         "baselines": ["naive", "defaults", "step-law", "random:4"],
     },
 }
+OVERRIDES["v4"] = OVERRIDES["v3"]
 # The H200 ladder of issue 11: widths 64/96/128/192, depth 4, seq 256, batch 32 sequences, 16.8M tokens per
 # run, cosine with 5% warmup, 9-point lr grids, target width 576 (9.0x N).
 GPU = {
