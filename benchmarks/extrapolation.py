@@ -83,7 +83,7 @@ OVERRIDES = {
         "baselines": ["naive", "defaults", "step-law", "random:4"],
     },
 }
-OVERRIDES["v4"] = OVERRIDES["v3"]
+OVERRIDES["v4"] = {**OVERRIDES["v3"], "min_ratio": 4.0}  # the harness refuses < 8x unless told
 # The H200 ladder of issue 11: widths 64/96/128/192, depth 4, seq 256, batch 32 sequences, 16.8M tokens per
 # run, cosine with 5% warmup, 9-point lr grids, target width 576 (9.0x N).
 GPU = {
@@ -129,7 +129,7 @@ def spec_for(ladder: str, optimizers: list[str] | None = None) -> dict:
             sweep["tokens"] = over["tokens"]
         if "sweep_seeds" in over:
             sweep["seeds"] = over["sweep_seeds"]
-        spec.update({k: over[k] for k in ("target", "baselines") if k in over})
+        spec.update({k: over[k] for k in ("target", "baselines", "min_ratio") if k in over})
     if optimizers:
         spec["sweep"]["optimizers"] = {
             o: g for o, g in spec["sweep"]["optimizers"].items() if o in optimizers
