@@ -83,7 +83,7 @@ OVERRIDES = {
         "baselines": ["naive", "defaults", "step-law", "random:4"],
     },
 }
-OVERRIDES["v4"] = {**OVERRIDES["v3"], "min_ratio": 4.0}  # the harness refuses < 8x unless told
+OVERRIDES["v4"] = {**OVERRIDES["v3"], "min_ratio": 3.5}  # N ratio 3.996x; the harness refuses < 8x unless told
 # The H200 ladder of issue 11: widths 64/96/128/192, depth 4, seq 256, batch 32 sequences, 16.8M tokens per
 # run, cosine with 5% warmup, 9-point lr grids, target width 576 (9.0x N).
 GPU = {
