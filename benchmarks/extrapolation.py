@@ -83,7 +83,10 @@ OVERRIDES = {
         "baselines": ["naive", "defaults", "step-law", "random:4"],
     },
 }
-OVERRIDES["v4"] = {**OVERRIDES["v3"], "min_ratio": 3.5}  # N ratio 3.996x; the harness refuses < 8x unless told
+OVERRIDES["v4"] = {
+    **OVERRIDES["v3"],
+    "min_ratio": 3.5,
+}  # N ratio 3.996x; the harness refuses < 8x unless told
 # The H200 ladder of issue 11: widths 64/96/128/192, depth 4, seq 256, batch 32 sequences, 16.8M tokens per
 # run, cosine with 5% warmup, 9-point lr grids, target width 576 (9.0x N).
 GPU = {
@@ -172,6 +175,20 @@ def selection_lines(fit) -> list[str]:
     return lines
 
 
+def clipping_line(c: dict) -> str:
+    """The optimizer's gradient-clipping regime: ladder optima, the extrapolated and the measured target."""
+    sizes = ", ".join(
+        f"N={s['n_params']:,.0f}: lr {s['lr']:.3g}, |g| {s['median_grad_norm']:.2f}, clipped {s['clip_frac']:.0%}"
+        for s in c["sizes"]
+    )
+    text = (
+        f"Clipping (grad_clip {c['grad_clip']:g}; median pre-clip gradient norm at each size's best lr): {sizes}; "
+        f"|g| ~ N^{c['slope']:.2f}, predicted at the target {c['predicted_norm']:.2f}, measured at oasl's lr "
+        f"{c['measured_norm']:.2f} (clipped on {c['measured_clip_frac']:.0%} of steps)."
+    )
+    return text + (f" **Warning:** {c['warning']}." if c.get("warning") else "")
+
+
 def markdown(result) -> str:
     """The RESULTS.md table: regret with its paired-bootstrap 90% interval, the noise floor, the verdict
     against oasl and the tuning compute; then each optimizer's law with its exponent's interval."""
@@ -197,6 +214,8 @@ def markdown(result) -> str:
             f"N={ov.target_n_params:,} ({ov.extrapolation_ratio:.1f}x); oracle lr {ov.oracle_lr:.3g} "
             f"{('(' + ov.oracle_note + ')') if ov.oracle_note else ''}; {gains}"
         )
+        if ov.clipping:
+            lines.append(clipping_line(ov.clipping))
     return "\n".join(lines)
 
 

@@ -20,6 +20,7 @@ import pandas as pd
 
 from oasl.config import RunSpec
 from oasl.errors import FitError, SweepError
+from oasl.optima.clipping import clip_regime
 from oasl.store import FINISHED, SQLiteStore, open_store
 from oasl.sweep import expand, run_sweep
 from oasl.validate import stats
@@ -177,6 +178,11 @@ def validate(
         ov.law_exponent_interval = {
             k: (float(a), float(b)) for k, (a, b) in sub.exponent_interval(0.9).items()
         }
+        oasl_keys = [with_changes(ctx.base, lr=rec_lr, seed=s).key() for s in spec.seeds]
+        regime = clip_regime(df[df["optimizer"] == opt], runner.store.curve, n_target, oasl_keys)
+        ov.clipping = regime.to_dict()
+        if regime.warning:
+            log(f"[{opt}] {regime.warning}")
         results.append(ov)
     floors = [ov.noise_floor for ov in results if math.isfinite(ov.noise_floor)]
     result = ValidationResult(
