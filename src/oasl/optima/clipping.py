@@ -124,6 +124,7 @@ def clip_regime(
             f"norm {min(norms):.2f}-{max(norms):.2f}), but the norm grows as N^{out.slope:.2f} and reaches "
             f"{out.predicted_norm:.2f} > grad_clip {clip:g} at the target: the target will clip on most steps, "
             f"where {opt}'s step is lr x {clip:g}/|g|, so the lr law fitted on rarely clipped runs may not "
-            f"transfer (sweep with grad_clip unset, or tune {opt} at the target)"
+            f"transfer (extend the ladder to sizes whose norm reaches the threshold, or tune {opt}'s lr at "
+            f"the target; turning clipping off is no fix: unclipped SGD trains far worse here)"
         )
     return out
