@@ -83,6 +83,12 @@ def test_card_shows_intervals_verdicts_and_noise_floor_when_validation_has_them(
     assert "+0.10% to +2.00% (90%)" in text and "worse than oasl" in text
     assert "Noise floor: the oracle's own spread over seeds is 0.50%" in text
     assert "only the learning rate is shown" in text  # no store: the configuration is not guessed
+    assert "clipping changes regime" not in text
+    ov.clipping = {"warning": "sgd: the ladder's optima clip on 4%-8% of steps"}
+    assert "Gradient clipping changes regime at the target: sgd: the ladder's optima clip on 4%-8%" in _text(
+        render_card(build_card(ov, None))
+    )
+    ov.clipping = {}
     for m in ov.methods:
         del m.regret_ci, m.verdict
     plain = _text(render_card(build_card(ov, None)))

@@ -76,6 +76,10 @@ def test_demo_miniature_writes_artefacts(tmp_path, capsys):
     assert val["law"]["form"] == law.form and set(val) >= {"noise_floor", "law", "seeds"}
     for m in val["optimizers"][0]["methods"]:
         assert {"regret_ci", "verdict", "regrets"} <= set(m)
+    # the clipping regime: the ladder's gradient norms per size, extrapolated and measured at the target
+    clip = val["optimizers"][0]["clipping"]
+    assert len(clip["sizes"]) == len(MINI_SWEEP["ladder"]["widths"]) and clip["grad_clip"] == 1.0
+    assert all(s["median_grad_norm"] > 0 for s in clip["sizes"]) and clip["measured_norm"] > 0
     from oasl.laws import load_laws
     from oasl.testing import run_cli
 

@@ -111,3 +111,38 @@ def test_a_failed_target_run_is_an_error_not_a_divergence(tmp_path):
     with pytest.raises(SweepError, match=r"is failed: DataError: corpus path .* not a readable file; fix"):
         runner.losses([spec])
     assert runner.store.get(spec.key())["status"] == "failed"  # kept in the store, trained again on a rerun
+
+
+def test_a_validation_killed_midway_leaves_its_finished_runs_marked(tmp_path):
+    """The harness marks each run's role as it lands: when validation stops after the first of two
+    target runs (here a progress callback raises, as a kill would stop it), that run already reads
+    "target", so `oasl fit` does not take it for a sweep run."""
+    from oasl.config import RunSpec
+    from oasl.validate import harness
+
+    specs = [
+        RunSpec(
+            shape={"width": 16, "depth": 1, "seq_len": 16},
+            optimizer="adamw",
+            lr=lr,
+            tokens=2048,
+            eval_tokens=512,
+        )
+        for lr in (1e-3, 2e-3)
+    ]
+
+    class Killed(Exception):
+        pass
+
+    def progress(label, total):
+        def update(summary, pending):
+            if summary.done + summary.diverged >= 1:
+                raise Killed
+
+        return update
+
+    runner = harness.Runner(str(tmp_path / "runs.db"), 1, lambda m: None, progress=progress)
+    with pytest.raises(Killed):
+        runner.run(specs, role="target")
+    roles = runner.store.roles()
+    assert len(roles) >= 1 and set(roles.values()) == {"target"}

@@ -172,6 +172,9 @@ def build_card(ov, runs: pd.DataFrame | None = None, noise_floor: float | None =
             src = fixed if set_here else f"{fixed}; the optimizer's default"
             card.rows.append(Row(hp.name.replace("_", " "), text, "-", src))
     card.methods = _methods(ov)
+    warning = (getattr(ov, "clipping", None) or {}).get("warning")
+    if warning:  # first: it says the recommendation itself may be off
+        card.notes.insert(0, f"Gradient clipping changes regime at the target: {warning}.")
     oasl = next((m for m in ov.methods if m.method == "oasl"), None)
     if oasl is not None:
         card.notes.append(COMPUTE_NOTE.format(oasl=f"{oasl.tuning_runs:.2f}"))

@@ -20,6 +20,7 @@ import pandas as pd
 
 from oasl.config import RunSpec
 from oasl.errors import FitError, SweepError
+from oasl.optima.clipping import clip_regime
 from oasl.store import FINISHED, SQLiteStore, open_store
 from oasl.sweep import expand, run_sweep
 from oasl.validate import stats
@@ -52,8 +53,20 @@ class Runner:
     def run(
         self, specs: list[RunSpec], label: str = "target runs", pruning=None, role: str = "target"
     ) -> None:
-        """Train the specs not yet in the store and mark them with ``role``."""
-        on_update = self.progress(label, len(specs)) if self.progress else None
+        """Train the specs not yet in the store and mark them with ``role``.
+
+        Runs are marked as each one lands (and once more at the end), not only after the whole batch:
+        a validation killed midway must not leave target runs looking like sweep runs to `oasl fit`.
+        """
+        keys = [s.key() for s in specs]
+        progress = self.progress(label, len(specs)) if self.progress else None
+        self.store.set_role(keys, role)  # runs already stored (an earlier, interrupted validation)
+
+        def on_update(summary, total) -> None:
+            self.store.set_role(keys, role)
+            if progress is not None:
+                progress(summary, total)
+
         run_sweep(
             specs,
             self.store_path,
@@ -61,7 +74,7 @@ class Runner:
             pruning=pruning,
             on_update=on_update,
         )
-        self.store.set_role([s.key() for s in specs], role)
+        self.store.set_role(keys, role)
 
     def losses(self, specs: list[RunSpec], role: str = "target") -> list[float]:
         """Final validation loss of each spec (trained first if needed); NaN where it diverged."""
@@ -165,6 +178,11 @@ def validate(
         ov.law_exponent_interval = {
             k: (float(a), float(b)) for k, (a, b) in sub.exponent_interval(0.9).items()
         }
+        oasl_keys = [with_changes(ctx.base, lr=rec_lr, seed=s).key() for s in spec.seeds]
+        regime = clip_regime(df[df["optimizer"] == opt], runner.store.curve, n_target, oasl_keys)
+        ov.clipping = regime.to_dict()
+        if regime.warning:
+            log(f"[{opt}] {regime.warning}")
         results.append(ov)
     floors = [ov.noise_floor for ov in results if math.isfinite(ov.noise_floor)]
     result = ValidationResult(

@@ -16,7 +16,10 @@ Schema of ``validation.json`` (fractions are relative to the oracle's loss, e.g.
                                    regret_ci [lo, hi] (paired-bootstrap 90%), regrets [per seed],
                                    verdict ("better than oasl" | "indistinguishable" | "worse than oasl" |
                                    "one seed: no verdict"; "" for oasl and the oracle), tuning_flops, tuning_runs, note} ],
-                       efficiency, optima, oracle_grid} ]
+                       efficiency, optima, oracle_grid,
+                       clipping: {grad_clip, sizes [ {n_params, lr, median_grad_norm, clip_frac} ], slope,
+                                  predicted_norm, measured_norm, measured_clip_frac, warning}
+                       (:class:`oasl.optima.clipping.ClipRegime`; {} in files written before it)} ]
 """
 
 from __future__ import annotations
@@ -75,6 +78,7 @@ class OptimizerValidation:
     law_formula: str = ""
     law_exponent_interval: dict[str, tuple[float, float]] = field(default_factory=dict)
     oracle_note: str = ""
+    clipping: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
