@@ -10,7 +10,7 @@ from pathlib import Path
 
 HERE = Path(__file__).parent
 # Benchmarks that read the stores of others run after them.
-LAST = {"earlywarn": 1}
+LAST = {"earlywarn": 1, "clipping": 1}
 # Further invocations of a benchmark that write sections of their own (after its default run).
 EXTRA = {
     "critical_batch": [["--schedule", "constant"]],

@@ -1,0 +1,145 @@
+"""Gradient clipping across the extrapolation ladder (issue 11; docs/ladders.md section 8).
+
+Reads the store of ``benchmarks/extrapolation.py`` (ladder v3 by default: widths 32/48/64 -> target 192,
+``grad_clip`` 1.0) and, per optimizer, prints :func:`oasl.optima.clipping.clip_regime`: the median
+pre-clip gradient norm and the share of clipped steps at each swept size's best lr, the norm's power law
+in N extrapolated to the target, and the norm measured at the target's best lr. Then it trains SGD
+without clipping (seed 0) at width 64 and at the target width, on the lrs where clipped SGD is best, to
+show what clipping does for SGD on this ladder. The unclipped runs go to their own store.
+
+Run after the extrapolation benchmark, from the repository root:
+``.venv/bin/python benchmarks/clipping.py [--store /work/bench/extrap_v3.db] [--noclip-store PATH]``
+(about 15 min on 2 idle cores for the 10 unclipped runs; resumable).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import write_result  # noqa: E402
+
+# (width, lr) of the unclipped SGD runs: width 64's best clipped lrs and a grid at the target
+NOCLIP = [(64, lr) for lr in (0.1, 0.159, 0.252)] + [
+    (192, lr) for lr in (0.008, 0.0125, 0.016, 0.025, 0.046, 0.08, 0.126)
+]
+
+
+def main() -> None:
+    import pandas as pd
+
+    from oasl.config import RunSpec, build
+    from oasl.optima.clipping import clip_regime
+    from oasl.store import open_store
+    from oasl.sweep import run_sweep
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--store", default="benchmarks/results/extrapolation.db")
+    ap.add_argument("--noclip-store", default="benchmarks/results/clipping.db")
+    ap.add_argument("--target-width", type=int, default=192)
+    ap.add_argument("--widths", type=int, nargs="+", default=[32, 48, 64], help="the ladder's widths")
+    ap.add_argument("--workers", type=int, default=1)
+    args = ap.parse_args()
+    t0 = time.time()
+    store = open_store(args.store)
+    df = store.to_dataframe(finished_only=True)
+    roles = store.roles()
+    df["role"] = df["key"].map(roles)
+    sweep = df[(df["role"] == "sweep") & df["width"].isin(args.widths)]
+    target = df[df["width"] == args.target_width]
+    if sweep.empty or target.empty:
+        sys.exit(
+            f"{args.store}: no sweep runs or no runs at width {args.target_width}: run extrapolation.py first"
+        )
+    n_target = float(target["n_params"].iloc[0])
+
+    regimes, lines = {}, []
+    for opt in sorted(sweep["optimizer"].unique()):
+        t = target[target["optimizer"] == opt]
+        means = t.groupby("lr")["final_val_loss"].mean()
+        best = float(means.idxmin()) if len(means) else math.nan
+        r = clip_regime(
+            sweep[sweep["optimizer"] == opt], store.curve, n_target, t.loc[t["lr"] == best, "key"]
+        )
+        regimes[opt] = {**r.to_dict(), "target_best_lr": best}
+        sizes = "; ".join(
+            f"{s['n_params']:,.0f}: lr {s['lr']:.3g}, |g| {s['median_grad_norm']:.2f}, {s['clip_frac']:.0%}"
+            for s in r.sizes
+        )
+        lines.append(
+            f"| {opt} | {sizes} | {r.slope:+.2f} | {r.predicted_norm:.2f} | {best:.3g}: |g| {r.measured_norm:.2f}, "
+            f"{r.measured_clip_frac:.0%} | {'yes' if r.warning else 'no'} |"
+        )
+
+    # SGD without clipping: the template is the store's seed-0 SGD run at the target, grad_clip unset
+    tmpl_key = target[(target["optimizer"] == "sgd") & (target["seed"] == 0)]["key"].iloc[0]
+    tmpl = store.get(tmpl_key)["spec"]
+    specs = []
+    for width, lr in NOCLIP:
+        d = json.loads(json.dumps(tmpl))
+        d["shape"]["width"], d["lr"], d["grad_clip"] = width, lr, None
+        specs.append(build(RunSpec, d))
+    run_sweep(specs, args.noclip_store, workers=args.workers)
+    nc = open_store(args.noclip_store)
+    clipped = df[(df["optimizer"] == "sgd") & (df["seed"] == 0)]
+    rows = []
+    for s in specs:
+        row = nc.get(s.key())
+        loss = (row["result"] or {}).get("final_val_loss") if row else None
+        c = clipped[(clipped["width"] == s.shape.width) & (abs(clipped["lr"] / s.lr - 1) < 0.02)]
+        rows.append(
+            {
+                "width": s.shape.width,
+                "lr": s.lr,
+                "unclipped": loss if loss is not None else math.nan,
+                "status": row["status"] if row else "missing",
+                "clipped": float(c["final_val_loss"].iloc[0]) if len(c) else math.nan,
+            }
+        )
+    tab = pd.DataFrame(rows)
+    every_seed = df[df["optimizer"] == "sgd"]
+    best_clipped = {
+        int(w): float(every_seed[every_seed["width"] == w].groupby("lr")["final_val_loss"].mean().min())
+        for w in sorted(tab["width"].unique())
+    }
+
+    md = [
+        "Per optimizer, at each swept size's best lr (mean over sweep seeds): median pre-clip gradient norm "
+        "|g| and share of steps clipped (grad_clip 1.0); |g|'s log-log slope over N; its extrapolation to "
+        f"the target (N = {n_target:,.0f}); the target's best lr with its measured |g| and clipped share; "
+        "whether `oasl` warns (SGD only: its step is lr x c/|g| once clipped).",
+        "",
+        "| optimizer | ladder (N: best lr, |g|, clipped) | slope | predicted |g| at target | target best lr: |g|, clipped | warns |",
+        "|---|---|---|---|---|---|---|",
+        *lines,
+        "",
+        "SGD (momentum 0.9) without clipping, seed 0, against the same run with grad_clip 1.0 where the "
+        "ladder or the oracle grid trained it:",
+        "",
+        "| width | lr | unclipped loss | clipped loss (seed 0) |",
+        "|---|---|---|---|",
+        *[
+            f"| {r.width} | {r.lr:.3g} | {r.unclipped:.3f}{'' if r.status == 'done' else ' (' + r.status + ')'} | "
+            + (f"{r.clipped:.3f}" if math.isfinite(r.clipped) else "-")
+            + " |"
+            for r in tab.itertuples()
+        ],
+        "",
+        "Best clipped loss per width (mean over seeds): "
+        + ", ".join(f"width {w}: {v:.3f}" for w, v in best_clipped.items())
+        + f". Wall time {time.time() - t0:.0f} s (cached runs are not retrained).",
+    ]
+    text = "\n".join(md)
+    payload = {"store": args.store, "regimes": regimes, "noclip": rows, "best_clipped": best_clipped}
+    write_result("clipping", payload, text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
