@@ -1,20 +1,23 @@
-"""Extrapolation benchmark (issue 11): sweep widths 24/32/48/64 (depth 2) over 10-point lr grids (x1.59
-apart) with AdamW, SGD+momentum and Lion on the default corpus, fit lr*(N) as `oasl fit` does, recommend
-lr for width 192 (9x the largest swept N), and compare with the oracle, naive transfer, library defaults,
-muP transfer, Step Law, random search and Optuna TPE (4 and 8 trials) at the target, every method on the
-same 3 seeds: regret with a paired-bootstrap 90% interval, the noise floor and a verdict against oasl.
-Budget: not yet measured with 3 optimizers x 3 seeds (the 2-optimizer, 2-seed version took ~1.5 h on 2
-cores with the process pool; the batched executor is the way to bring this one near 2 h).
+"""Extrapolation benchmark (issue 11). Default ladder `v3` (docs/ladders.md section 7): widths 32/48/64
+(depth 2), 10-point lr grids (x1.59 apart) for AdamW, SGD+momentum and Lion on the default corpus, 786k
+tokens (768 steps) per run, every grid point on 2 sweep seeds; fit lr*(N) as `oasl fit` does, recommend
+lr for width 192 (9.0x the largest swept N), and compare with the oracle, naive transfer, library defaults,
+Step Law and random search (4 trials) at the target, every method on the same 3 seeds: regret with a
+paired-bootstrap 90% interval, the noise floor, a verdict against oasl, and each optimizer's
+gradient-clipping regime (:mod:`oasl.optima.clipping`). Written as `extrapolation`. Budget: about 2 h of
+an idle 2-core machine (one run per process; batching does not pay on CPU, see sweep_throughput).
 
-`--ladder gpu` is the H200 ladder of issue 11 (widths 64-192, depth 4, seq 256, 16.8M tokens per run,
-target width 576), for the three optimizers; run it on a GPU machine.
+`--ladder v2` is the former default: widths 24/32/48/64, 393k tokens, 1 sweep seed, all baselines
+(muP, TPE, random:8 too), written as `extrapolation_v2`; `--ladder v4` adds width 96 to v3 (4.0x
+extrapolation); `--ladder gpu` is the H200 ladder of issue 11 (widths 64-192, depth 4, seq 256, 16.8M
+tokens per run, target width 576), for the three optimizers; run it on a GPU machine.
 
 `--ladder v1` runs the first version instead: widths 32/48/64 over 7-point grids (x2 apart) of the same
 lr ranges, written as `extrapolation_v1`; `--ladder v2-2opt` the second as first measured (AdamW and SGD,
 2 seeds, 16k eval tokens). They share the store where their runs are the same.
 
-Run: `.venv/bin/python benchmarks/extrapolation.py [--ladder v1|v2|v2-2opt|gpu] [--optimizers adamw ...]
-[--seeds 0 1 2] [--store PATH]` (resumable: the store keeps runs).
+Run: `.venv/bin/python benchmarks/extrapolation.py [--ladder v1|v2|v2-2opt|v3|v4|mini|gpu] [--optimizers
+adamw ...] [--seeds 0 1 2] [--baselines ...] [--store PATH]` (resumable: the store keeps runs).
 """
 
 from __future__ import annotations
@@ -226,7 +229,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--store", default=None, help="default benchmarks/results/extrapolation[_gpu].db")
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--ladder", choices=[*sorted(LADDERS), "gpu"], default="v2")
+    ap.add_argument("--ladder", choices=[*sorted(LADDERS), "gpu"], default="v3")
     ap.add_argument("--optimizers", nargs="+", default=None, help="only these optimizers")
     ap.add_argument("--seeds", type=int, nargs="+", default=None, help="override the evaluation seeds")
     ap.add_argument("--baselines", nargs="+", default=None, help="override the baselines")
@@ -243,7 +246,7 @@ def main() -> None:
     result = validate(
         build(ValidateSpec, data), store, workers=args.workers, log=lambda m: print(m, flush=True)
     )
-    name = args.name or {"v2": "extrapolation", "gpu": "extrapolation_gpu"}.get(
+    name = args.name or {"v3": "extrapolation", "gpu": "extrapolation_gpu"}.get(
         args.ladder, f"extrapolation_{args.ladder}"
     )
     payload = {

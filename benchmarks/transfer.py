@@ -142,7 +142,7 @@ def target_specs(diag, template_runs, tokens_per_param: float | None = None):
 
 def against_harness(df, runs, tokens: int) -> tuple[list[dict], str]:
     """Predicted relative naive-transfer cost at the extrapolation benchmark's target (width 192) vs the
-    naive-transfer regret that benchmark measured (benchmarks/results/extrapolation.json). Its SP ladder
+    naive-transfer regret that benchmark measured (benchmarks/results/extrapolation_v2.json). Its SP ladder
     trains like this one (widths 24-64, depth 2, seq 64, batch 16, 393,216 tokens, cosine, 5% warmup;
     only its lr grid and evaluation settings differ), so the comparison holds only at that budget."""
     import json
@@ -150,7 +150,7 @@ def against_harness(df, runs, tokens: int) -> tuple[list[dict], str]:
     from oasl.laws.transfer import diagnose_transfer
     from oasl.models import count_params
 
-    path = Path(__file__).resolve().parent / "results" / "extrapolation.json"
+    path = Path(__file__).resolve().parent / "results" / "extrapolation_v2.json"
     if tokens != 393216 or not path.exists():
         return [], ""
     ext = json.loads(path.read_text())
@@ -181,7 +181,7 @@ def against_harness(df, runs, tokens: int) -> tuple[list[dict], str]:
             "",
             "",
             f"Against the validation harness at its target (width 192, N = {n192:,}; SP, "
-            "benchmarks/results/extrapolation.json):",
+            "benchmarks/results/extrapolation_v2.json):",
             "",
             "| optimizer | predicted naive cost (relative) | harness naive regret | naive lr here / harness | "
             "predicted target lr | harness oracle lr |",
@@ -291,7 +291,7 @@ def scaled_notes(lines, diag, df, runs, planned, args, n_target: int, wall_s: fl
             "one stands alone."
         )
     text.append(
-        "\nThe comparison with the validation harness (benchmarks/results/extrapolation.json) is skipped: "
+        "\nThe comparison with the validation harness (benchmarks/results/extrapolation_v2.json) is skipped: "
         "that harness trains on a fixed 393,216 tokens, so only the fixed-token variant matches it."
     )
     return "\n".join(text), extra
