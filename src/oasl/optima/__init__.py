@@ -8,15 +8,21 @@ can be used), independent of the training code. Two entry points:
 - :func:`locate_joint_optima`: the joint optimum of two HPs per group (e.g. lr x batch size) from a
   quadratic surface in log space, :func:`fit_surface`, which is also usable on its own to interpolate
   a loss landscape (:meth:`QuadraticSurface.predict`).
+
+Beside them, :func:`clip_regime` says whether a larger target will train in the ladder's
+gradient-clipping regime (the ladder's pre-clip gradient norm extrapolated in N).
 """
 
 from oasl.optima._common import LOSS
+from oasl.optima.clipping import ClipRegime, clip_regime
 from oasl.optima.joint import QuadraticSurface, fit_surface, locate_joint_optima
 from oasl.optima.single import Optimum, locate_one, locate_optima
 
 __all__ = [
     "LOSS",
+    "ClipRegime",
     "Optimum",
+    "clip_regime",
     "QuadraticSurface",
     "fit_surface",
     "locate_joint_optima",
