@@ -5,11 +5,15 @@ Reads the store of ``benchmarks/extrapolation.py`` (ladder v3 by default: widths
 pre-clip gradient norm and the share of clipped steps at each swept size's best lr, the norm's power law
 in N extrapolated to the target, and the norm measured at the target's best lr. Then it trains SGD
 without clipping (seed 0) at width 64 and at the target width, on the lrs where clipped SGD is best, to
-show what clipping does for SGD on this ladder. The unclipped runs go to their own store.
+show what clipping does for SGD on this ladder. Then two ways of matching the regimes, for SGD:
+(a) the target's threshold raised by the norm's growth, c = (N_target / N_largest)^slope, so that it clips
+only the spikes as the ladder did (seed 0, on a grid around the law's lr); (b) the ladder's thresholds
+lowered to the target's regime, c(N) = (N / N_target)^slope, the law fitted on that ladder as `oasl fit`
+does, and the target (grad_clip 1.0) trained at its lr on 3 seeds. These runs go to their own store.
 
 Run after the extrapolation benchmark, from the repository root:
 ``.venv/bin/python benchmarks/clipping.py [--store /work/bench/extrap_v3.db] [--noclip-store PATH]``
-(about 15 min on 2 idle cores for the 10 unclipped runs; resumable).
+(about 30 min on 2 idle cores for its 77 runs; resumable).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ NOCLIP = [(64, lr) for lr in (0.1, 0.159, 0.252)] + [
 
 
 def main() -> None:
+    import numpy as np
     import pandas as pd
 
     from oasl.config import RunSpec, build
@@ -103,6 +108,43 @@ def main() -> None:
             }
         )
     tab = pd.DataFrame(rows)
+    # (a) the target clips only spikes: threshold raised by the norm's growth from the largest swept size
+    slope = round(regimes["sgd"]["slope"], 2)
+    n_max = max(s["n_params"] for s in regimes["sgd"]["sizes"])
+    c_up = round((n_target / n_max) ** slope, 2)
+    up = []
+    for lr in (0.025, 0.044, 0.07, 0.126):
+        d = json.loads(json.dumps(tmpl))
+        d["lr"], d["grad_clip"] = lr, c_up
+        up.append(build(RunSpec, d))
+    # (b) the ladder clips like the target: thresholds lowered by the same power law
+    import extrapolation as E
+
+    from oasl.models import count_params
+    from oasl.sweep import expand
+    from oasl.validate import ValidateSpec
+    from oasl.validate.harness import fit_validated_law
+
+    vspec = build(ValidateSpec, E.spec_for("v3", ["sgd"]))
+    low = [
+        r.model_copy(update={"grad_clip": round((count_params(r.shape).n_params / n_target) ** slope, 4)})
+        for r in expand(vspec.sweep)
+    ]
+    run_sweep(up + low, args.noclip_store, workers=args.workers)
+    ldf = nc.to_dataframe(finished_only=True)
+    ldf = ldf[ldf["key"].isin({r.key() for r in low})]
+    law = fit_validated_law(ldf, None).laws["lr"]
+    q = pd.DataFrame({"N": [n_target], "D": [tmpl["tokens"]], "C": [6.0 * n_target * tmpl["tokens"]]})
+    lr_low = float(law.predict(q.assign(optimizer="sgd"))[0])
+    at_law = []
+    for seed in (0, 1, 2):
+        d = json.loads(json.dumps(tmpl))
+        d["lr"], d["seed"] = lr_low, seed
+        at_law.append(build(RunSpec, d))
+    run_sweep(at_law, args.noclip_store, workers=args.workers)
+    loss_up = {s.lr: (nc.get(s.key())["result"] or {}).get("final_val_loss", math.nan) for s in up}
+    law_losses = [(nc.get(s.key())["result"] or {}).get("final_val_loss", math.nan) for s in at_law]
+
     every_seed = df[df["optimizer"] == "sgd"]
     best_clipped = {
         int(w): float(every_seed[every_seed["width"] == w].groupby("lr")["final_val_loss"].mean().min())
@@ -135,8 +177,26 @@ def main() -> None:
         + ", ".join(f"width {w}: {v:.3f}" for w, v in best_clipped.items())
         + f". Wall time {time.time() - t0:.0f} s (cached runs are not retrained).",
     ]
+    oracle = best_clipped[args.target_width]
+    md += [
+        "",
+        f"(a) SGD at the target with the threshold raised to {c_up:g} = (N_target / N_largest)^{slope:g}, seed 0: "
+        + ", ".join(f"lr {lr:g}: {v:.3f}" for lr, v in loss_up.items())
+        + f" (grad_clip 1.0: best {oracle:.3f}).",
+        f"(b) SGD ladder with thresholds (N / N_target)^{slope:g} "
+        f"({', '.join(sorted({f'{r.grad_clip:g}' for r in low}))}): law `{law.formula()}`, lr {lr_low:.3g} at "
+        f"the target; trained there with grad_clip 1.0 on seeds 0-2: {np.mean(law_losses):.3f} "
+        f"({np.mean(law_losses) / oracle - 1:+.2%} against the oracle's {oracle:.3f}).",
+    ]
     text = "\n".join(md)
-    payload = {"store": args.store, "regimes": regimes, "noclip": rows, "best_clipped": best_clipped}
+    payload = {
+        "store": args.store,
+        "regimes": regimes,
+        "noclip": rows,
+        "best_clipped": best_clipped,
+        "raised_threshold": {"grad_clip": c_up, "losses": {str(k): v for k, v in loss_up.items()}},
+        "matched_ladder": {"law": law.formula(), "lr": lr_low, "losses": law_losses, "oracle": oracle},
+    }
     write_result("clipping", payload, text)
     print(text)
 
