@@ -9,11 +9,13 @@ show what clipping does for SGD on this ladder. Then two ways of matching the re
 (a) the target's threshold raised by the norm's growth, c = (N_target / N_largest)^slope, so that it clips
 only the spikes as the ladder did (seed 0, on a grid around the law's lr); (b) the ladder's thresholds
 lowered to the target's regime, c(N) = (N / N_target)^slope, the law fitted on that ladder as `oasl fit`
-does, and the target (grad_clip 1.0) trained at its lr on 3 seeds. These runs go to their own store.
+does, and the target (grad_clip 1.0) trained at its lr on 3 seeds. (c) The same SGD ladder with the
+embedding and the readout untied, its law, and the untied target on a grid around it (seed 0). These runs
+go to their own store.
 
 Run after the extrapolation benchmark, from the repository root:
 ``.venv/bin/python benchmarks/clipping.py [--store /work/bench/extrap_v3.db] [--noclip-store PATH]``
-(about 30 min on 2 idle cores for its 77 runs; resumable).
+(about 45 min on 2 idle cores for its 143 runs; resumable).
 """
 
 from __future__ import annotations
@@ -142,6 +144,28 @@ def main() -> None:
         d["lr"], d["seed"] = lr_low, seed
         at_law.append(build(RunSpec, d))
     run_sweep(at_law, args.noclip_store, workers=args.workers)
+    # (c) the tied embedding as the suspect: the same SGD ladder and target with it untied
+    untied = [
+        build(
+            RunSpec,
+            r.model_copy(update={"shape": r.shape.model_copy(update={"tie_embeddings": False})}).model_dump(),
+        )
+        for r in expand(vspec.sweep)
+    ]
+    run_sweep(untied, args.noclip_store, workers=args.workers)
+    udf = nc.to_dataframe(finished_only=True)
+    ulaw = fit_validated_law(udf[udf["key"].isin({r.key() for r in untied})], None).laws["lr"]
+    lr_untied = float(ulaw.predict(q.assign(optimizer="sgd"))[0])
+    utmpl = untied[0].model_dump()
+    utmpl["shape"]["width"] = args.target_width
+    utarget = []
+    for lr in sorted({0.03, 0.05, 0.08, 0.126, 0.2, round(lr_untied, 4)}):
+        d = json.loads(json.dumps(utmpl))
+        d["lr"], d["seed"] = lr, 0
+        utarget.append(build(RunSpec, d))
+    run_sweep(utarget, args.noclip_store, workers=args.workers)
+    loss_untied = {s.lr: (nc.get(s.key())["result"] or {}).get("final_val_loss", math.nan) for s in utarget}
+
     loss_up = {s.lr: (nc.get(s.key())["result"] or {}).get("final_val_loss", math.nan) for s in up}
     law_losses = [(nc.get(s.key())["result"] or {}).get("final_val_loss", math.nan) for s in at_law]
 
@@ -188,8 +212,21 @@ def main() -> None:
         f"the target; trained there with grad_clip 1.0 on seeds 0-2: {np.mean(law_losses):.3f} "
         f"({np.mean(law_losses) / oracle - 1:+.2%} against the oracle's {oracle:.3f}).",
     ]
+    ubest = min(loss_untied, key=loss_untied.get)
+    md.append(
+        f"(c) SGD ladder with the embedding and readout untied: law `{ulaw.formula()}`, lr {lr_untied:.3g} at the "
+        "target; the untied target, seed 0: "
+        + ", ".join(f"lr {lr:g}: {v:.3f}" for lr, v in loss_untied.items())
+        + f" (best {ubest:g}: {loss_untied[ubest]:.3f}; the law's lr "
+        f"{loss_untied[round(lr_untied, 4)] / loss_untied[ubest] - 1:+.2%} against it, one seed)."
+    )
     text = "\n".join(md)
     payload = {
+        "untied": {
+            "law": ulaw.formula(),
+            "lr": lr_untied,
+            "losses": {str(k): v for k, v in loss_untied.items()},
+        },
         "store": args.store,
         "regimes": regimes,
         "noclip": rows,
