@@ -86,6 +86,9 @@ OVERRIDES = {
         "baselines": ["naive", "defaults", "step-law", "random:4"],
     },
 }
+# v3 with the embedding and readout untied (docs/ladders.md section 8: the suspect for SGD's miss)
+LADDERS["v3-untied"] = LADDERS["v3"]
+OVERRIDES["v3-untied"] = {**OVERRIDES["v3"], "tie_embeddings": False}
 OVERRIDES["v4"] = {
     **OVERRIDES["v3"],
     "min_ratio": 3.5,
@@ -133,6 +136,8 @@ def spec_for(ladder: str, optimizers: list[str] | None = None) -> dict:
         over = OVERRIDES.get(ladder, {})
         if "tokens" in over:
             sweep["tokens"] = over["tokens"]
+        if "tie_embeddings" in over:
+            sweep["shape_defaults"] = {**sweep["shape_defaults"], "tie_embeddings": over["tie_embeddings"]}
         if "sweep_seeds" in over:
             sweep["seeds"] = over["sweep_seeds"]
         spec.update({k: over[k] for k in ("target", "baselines", "min_ratio") if k in over})
