@@ -124,7 +124,7 @@ def clip_regime(
             f"norm {min(norms):.2f}-{max(norms):.2f}), but the norm grows as N^{out.slope:.2f} and reaches "
             f"{out.predicted_norm:.2f} > grad_clip {clip:g} at the target: the target will clip on most steps, "
             f"where {opt}'s step is lr x {clip:g}/|g|, so the lr law fitted on rarely clipped runs may not "
-            f"transfer: check {opt}'s lr at the target (docs/ladders.md section 8: neither turning clipping "
-            f"off nor matching the ladder's thresholds to the target's regime made SGD's law transfer there)"
+            f"transfer: check {opt}'s lr at the target. With a tied embedding and readout, untying them kept "
+            f"the norm flat and made SGD's law transfer on oasl's own ladder (docs/ladders.md section 8)"
         )
     return out
