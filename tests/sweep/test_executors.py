@@ -25,7 +25,15 @@ from oasl.sweep import (
 )
 from oasl.sweep.claims import owner_dead, owner_id
 from oasl.sweep.execute import resolve_execution
-from oasl.sweep.executors import choose_members, device_for, gpu_slots, split_batches
+from oasl.sweep.executors import (
+    THREADS_ENV,
+    choose_members,
+    cpu_cores,
+    device_for,
+    gpu_slots,
+    split_batches,
+    worker_threads,
+)
 from oasl.sweep.ray_executor import inflight_limit, ray_resources
 from oasl.testing import run_cli, tiny_run
 
@@ -90,6 +98,7 @@ def test_execution_block_and_flags(tmp_path):
         ({"members": 0}, "--members must be"),
         ({"workers": 0}, "--workers must be"),
         ({"gpus_per_run": float("nan")}, "--gpus-per-run must be a finite"),
+        ({"threads": 0}, "--threads must be"),
     ]:
         with pytest.raises(SweepError, match=msg):
             resolve_execution(base, **kw)
@@ -245,6 +254,38 @@ def test_ray_executor_prunes_through_the_board(tmp_path):
     assert s.executor == "ray" and s.stopped == 1 and s.skipped == 1 and s.flops_saved > 0
     row = SQLiteStore(db).to_dataframe().set_index("lr").loc[1e-5]
     assert row["status"] == "stopped" and "pruned" in row["stop_reason"]
+
+
+def test_torch_threads_per_worker(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv(THREADS_ENV, raising=False)
+    assert worker_threads(1) == cpu_cores() and worker_threads(cpu_cores() + 5) == 1  # cores // workers
+    assert worker_threads(4, threads=3) == 3
+    monkeypatch.setenv(THREADS_ENV, "2")
+    assert worker_threads(1) == 2 and worker_threads(1, threads=1) == 1  # the argument beats the variable
+    monkeypatch.setenv(THREADS_ENV, "two")
+    with pytest.raises(SweepError, match=r"\$OASL_THREADS must be a whole number of threads, got 'two'"):
+        worker_threads(1)
+    monkeypatch.delenv(THREADS_ENV)
+    import torch
+
+    before = torch.get_num_threads()
+    runs = expand(tiny_sweep(optimizers={"adamw": {"lr": [1e-3]}}))
+    # in this process: the run trains with the threads asked for, recorded in its result, then restored
+    assert run_sweep(runs, tmp_path / "one.db", threads=1).done == 1
+    assert torch.get_num_threads() == before
+    assert SQLiteStore(tmp_path / "one.db").to_dataframe()["threads"].tolist() == [1]
+    # two worker processes, each with the threads $OASL_THREADS asks for (not cores // 2)
+    two = expand(tiny_sweep(optimizers={"adamw": {"lr": [1e-3, 3e-3]}}))
+    asked = cpu_cores() // 2 + 1
+    monkeypatch.setenv(THREADS_ENV, str(asked))
+    assert run_sweep(two, tmp_path / "two.db", workers=2).done == 2
+    assert SQLiteStore(tmp_path / "two.db").to_dataframe()["threads"].tolist() == [asked, asked]
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump({**TINY, "optimizers": {"adamw": {"lr": [1e-3]}}}))
+    code, _, err = run_cli(
+        ["sweep", "run", str(path), "--store", str(tmp_path / "c.db"), "--threads", "0"], capsys
+    )
+    assert code == 2 and "--threads must be a whole number of at least 1" in err
 
 
 def test_batched_executor_trains_the_runs_the_local_executor_would(tmp_path):

@@ -34,6 +34,12 @@ def register(app: typer.Typer) -> None:
             None, "--workers", help="Worker processes assumed (default: the spec's, else 1)."
         ),
         members: int = typer.Option(None, "--members", help="Most runs per batch (batched)."),
+        threads: int = typer.Option(
+            None,
+            "--threads",
+            help="Torch threads per worker process (default $OASL_THREADS, else cores // workers; "
+            "give fewer on a machine other jobs share).",
+        ),
         measure: bool = typer.Option(
             True, help="Time a few real steps of each shape (and batch) on this machine."
         ),
@@ -44,7 +50,9 @@ def register(app: typer.Typer) -> None:
         from oasl.sweep.execute import resolve_execution
 
         spec = load_sweep(spec_path)
-        ex = resolve_execution(spec.execution, executor=executor, workers=workers, members=members)
+        ex = resolve_execution(
+            spec.execution, executor=executor, workers=workers, members=members, threads=threads
+        )
         runs = expand(spec)
         p = plan(
             runs,
@@ -53,6 +61,7 @@ def register(app: typer.Typer) -> None:
             measure=measure,
             executor=ex.executor,
             members=ex.members,
+            threads=ex.threads,
         )
         table = Table(title=f"sweep {spec.name}: {p.n_runs} runs ({p.n_todo} to do)")
         for c in ("optimizer", "width", "depth", "N", "runs", "to do", "FLOPs", "time (1 run at a time)"):
@@ -98,6 +107,12 @@ def register(app: typer.Typer) -> None:
             None, "--members", help="Most runs per batch (batched; default: what memory allows)."
         ),
         runs_per_gpu: int = typer.Option(None, "--runs-per-gpu", help="Worker processes per visible GPU."),
+        threads: int = typer.Option(
+            None,
+            "--threads",
+            help="Torch threads per worker process (default $OASL_THREADS, else cores // workers; "
+            "give fewer on a machine other jobs share).",
+        ),
         gpus_per_run: float = typer.Option(
             None,
             "--gpus-per-run",
@@ -127,6 +142,7 @@ def register(app: typer.Typer) -> None:
             ray_address=ray_address,
             runs_per_gpu=runs_per_gpu,
             gpus_per_run=gpus_per_run,
+            threads=threads,
         )
         runs = expand(spec)
         with progress_bar() as bar:

@@ -99,6 +99,7 @@ def resolve_execution(
     ray_address: str | None = None,
     runs_per_gpu: int | None = None,
     gpus_per_run: float | None = None,
+    threads: int | None = None,
 ) -> Execution:
     """``execution`` (a sweep YAML's block, or the defaults) with every option given here (not None)
     put over it. ``backend`` is the old name of ``executor``. Returns the merged :class:`Execution`."""
@@ -112,6 +113,7 @@ def resolve_execution(
         "ray_address": ray_address,
         "runs_per_gpu": runs_per_gpu,
         "gpus_per_run": gpus_per_run,
+        "threads": threads,
     }
     for name, value in given.items():
         if value is not None:
@@ -124,7 +126,7 @@ def check_options(opts: dict) -> None:
     """One-line SweepError naming the flag for an unknown executor or an out-of-range count."""
     if opts["executor"] not in EXECUTORS:
         raise SweepError(f"unknown executor {opts['executor']!r}: use one of {', '.join(EXECUTORS)}")
-    for name in ("workers", "members", "runs_per_gpu"):
+    for name in ("workers", "members", "runs_per_gpu", "threads"):
         v = opts.get(name)
         if v is not None and (not isinstance(v, int) or v < 1):
             raise SweepError(f"--{name.replace('_', '-')} must be a whole number of at least 1, got {v}")
@@ -148,12 +150,13 @@ def run_sweep(
     members: int | None = None,
     execution: Execution | None = None,
     wait: bool = True,
+    threads: int | None = None,
 ) -> SweepSummary:
     """Execute every run of ``runs`` not yet finished in ``store`` (a path or a :class:`Store`).
 
     How: ``execution`` (a sweep's :class:`Execution` block; defaults: executor "auto", 1 worker), with
     ``executor`` ("auto", "local", "batched", "ray", or an :class:`Executor` object), ``workers``,
-    ``members`` and ``ray_address`` put over it when given; ``backend`` is the old name of ``executor``.
+    ``members``, ``ray_address`` and ``threads`` (torch threads per worker) put over it when given; ``backend`` is the old name of ``executor``.
     "auto" batches compatible runs K per process on a GPU where two or more share a shape and use a
     batched optimizer, else trains one run per process (on CPU batching does not pay). ``workers`` processes share the machine's cores.
     ``pruning`` stops runs far behind their group; ``early_warn`` (with a predictor file) stops runs the
@@ -169,6 +172,7 @@ def run_sweep(
         workers=workers,
         members=members,
         ray_address=ray_address,
+        threads=threads,
     )
     st = open_store(store)
     warn = None

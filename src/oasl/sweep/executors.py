@@ -154,6 +154,33 @@ def cpu_cores() -> int:
         return os.cpu_count() or 1
 
 
+THREADS_ENV = "OASL_THREADS"
+
+
+def given_threads(threads: int | None = None) -> int | None:
+    """Torch threads per worker asked for: ``threads`` when given, else ``$OASL_THREADS`` when set, else
+    None. SweepError (one line) on a bad value."""
+    if threads is None:
+        raw = os.environ.get(THREADS_ENV, "").strip()
+        if raw:
+            try:
+                threads = int(raw)
+            except ValueError:
+                raise SweepError(f"${THREADS_ENV} must be a whole number of threads, got {raw!r}") from None
+    if threads is not None and threads < 1:
+        raise SweepError(f"torch threads per worker must be at least 1, got {threads}")
+    return threads
+
+
+def worker_threads(workers: int, threads: int | None = None) -> int:
+    """Torch threads for each of ``workers`` processes: :func:`given_threads` when asked for, else this
+    process's cores // workers (at least 1). On a machine other jobs share, that default oversubscribes
+    the cores (a width-24 run measured 1.4k tokens/s instead of 182k with 2 threads on 2 busy cores,
+    benchmarks/transfer.py), so ask for fewer there."""
+    asked = given_threads(threads)
+    return asked if asked is not None else max(1, cpu_cores() // max(1, workers))
+
+
 # -- what a worker process runs ---------------------------------------------------------------------
 
 _WORKER_GPU: int | None = None  # the GPU this worker process is pinned to (see gpu_slots)
@@ -220,16 +247,28 @@ def run_batch(specs: list[RunSpec], job: Job) -> list[dict]:
 Task = tuple[Callable[[Any, Job], list[dict]], Any]
 
 
-def run_tasks(tasks: list[Task], job: Job, record: Record, slots: list[int | None]) -> None:
+def run_tasks(
+    tasks: list[Task], job: Job, record: Record, slots: list[int | None], threads: int | None = None
+) -> None:
     """Run ``tasks`` ((function, argument) pairs) on ``len(slots)`` worker processes pinned to the slots'
-    GPUs, recording every outcome as it comes back; one CPU worker runs them in this process."""
+    GPUs, recording every outcome as it comes back; one CPU worker runs them in this process. Each worker
+    process gets :func:`worker_threads` torch threads; in this process, the process's own count stands unless
+    threads are asked for (``threads`` or ``$OASL_THREADS``)."""
     if not tasks:
         return
     slots = slots[: len(tasks)] or [None]
     if len(slots) == 1 and slots[0] in (None, 0):  # one worker on the CPU or on the only GPU: in this process
-        for fn, arg in tasks:
-            for out in fn(arg, job):
-                record(out)
+        import torch
+
+        # this process's own thread count stands unless threads were asked for
+        old = torch.get_num_threads()
+        torch.set_num_threads(given_threads(threads) or old)
+        try:
+            for fn, arg in tasks:
+                for out in fn(arg, job):
+                    record(out)
+        finally:
+            torch.set_num_threads(old)
         return
     import multiprocessing as mp
 
@@ -239,9 +278,9 @@ def run_tasks(tasks: list[Task], job: Job, record: Record, slots: list[int | Non
         queue = ctx.Queue()
         for s in slots:
             queue.put(s)
-    threads = max(1, cpu_cores() // len(slots))
+    n_threads = worker_threads(len(slots), threads)
     with ProcessPoolExecutor(
-        len(slots), mp_context=ctx, initializer=_worker_init, initargs=(threads, queue)
+        len(slots), mp_context=ctx, initializer=_worker_init, initargs=(n_threads, queue)
     ) as pool:
         futures = {pool.submit(fn, arg, job) for fn, arg in tasks}
         while futures:
@@ -255,20 +294,21 @@ def run_tasks(tasks: list[Task], job: Job, record: Record, slots: list[int | Non
 
 
 class LocalExecutor(Executor):
-    """One run per process: ``workers`` processes share the cores (torch threads = cores // workers);
-    with GPUs visible, workers are spread over them (``runs_per_gpu`` each, see :func:`gpu_slots`)."""
+    """One run per process: ``workers`` processes share the cores (torch threads: ``threads`` each, by
+    default cores // workers, see :func:`worker_threads`); with GPUs visible, workers are spread over them
+    (``runs_per_gpu`` each, see :func:`gpu_slots`)."""
 
     name = "local"
 
-    def __init__(self, workers: int = 1, runs_per_gpu: int | None = None):
+    def __init__(self, workers: int = 1, runs_per_gpu: int | None = None, threads: int | None = None):
         super().__init__()
         if workers < 1:
             raise SweepError(f"--workers must be at least 1, got {workers}")
-        self.workers, self.runs_per_gpu = workers, runs_per_gpu
+        self.workers, self.runs_per_gpu, self.threads = workers, runs_per_gpu, threads
 
     def execute(self, pending: list[RunSpec], job: Job, record: Record) -> None:
         slots = gpu_slots(self.workers, visible_gpus(pending), self.runs_per_gpu)
-        run_tasks([(run_one, s) for s in pending], job, record, slots)
+        run_tasks([(run_one, s) for s in pending], job, record, slots, self.threads)
 
 
 def batchable(runs: list[RunSpec]) -> tuple[dict[tuple, list[RunSpec]], list[RunSpec]]:
@@ -327,17 +367,25 @@ class BatchedExecutor(Executor):
     K is the number of members whose memory (:func:`oasl.train.member_bytes`) fits in half the memory
     free per worker (GPU memory when the runs train on a GPU), capped by ``members``. Runs of other
     optimizers, and groups of one, run one per process (one note says so). ``workers`` processes share
-    the cores; with GPUs, workers are pinned as in :class:`LocalExecutor`."""
+    the cores (``threads`` torch threads each, see :func:`worker_threads`); with GPUs, workers are pinned
+    as in :class:`LocalExecutor`."""
 
     name = "batched"
 
-    def __init__(self, workers: int = 1, members: int | None = None, runs_per_gpu: int | None = None):
+    def __init__(
+        self,
+        workers: int = 1,
+        members: int | None = None,
+        runs_per_gpu: int | None = None,
+        threads: int | None = None,
+    ):
         super().__init__()
         if workers < 1:
             raise SweepError(f"--workers must be at least 1, got {workers}")
         if members is not None and members < 1:
             raise SweepError(f"--members must be at least 1, got {members}")
         self.workers, self.members, self.runs_per_gpu = workers, members, runs_per_gpu
+        self.threads = threads
 
     @staticmethod
     def applies(runs: list[RunSpec]) -> bool:
@@ -374,7 +422,7 @@ class BatchedExecutor(Executor):
         tasks: list[Task] = [(run_batch, b) for b in batches] + [(run_one, s) for s in single]
         # longest first, so the last task to finish is a short one
         tasks.sort(key=lambda t: -_cost(t[1] if isinstance(t[1], list) else [t[1]]))
-        run_tasks(tasks, job, record, slots)
+        run_tasks(tasks, job, record, slots, self.threads)
 
 
 def make_executor(name: str, runs: list[RunSpec], opts: Execution) -> Executor:
@@ -389,9 +437,9 @@ def make_executor(name: str, runs: list[RunSpec], opts: Execution) -> Executor:
     if name == "auto":
         name = "batched" if visible_gpus(runs) > 0 and BatchedExecutor.applies(runs) else "local"
     if name == "local":
-        return LocalExecutor(opts.workers, opts.runs_per_gpu)
+        return LocalExecutor(opts.workers, opts.runs_per_gpu, opts.threads)
     if name == "batched":
-        return BatchedExecutor(opts.workers, opts.members, opts.runs_per_gpu)
+        return BatchedExecutor(opts.workers, opts.members, opts.runs_per_gpu, opts.threads)
     from oasl.sweep.ray_executor import RayExecutor
 
     return RayExecutor(

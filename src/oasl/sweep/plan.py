@@ -130,9 +130,11 @@ def plan(
     measure: bool = True,
     executor: str = "auto",
     members: int | None = None,
+    threads: int | None = None,
 ) -> SweepPlan:
     """Cost of ``runs``: FLOPs (6N + attention per token, times tokens) and estimated wall time with
-    ``executor`` ("auto", "local", "batched"; "ray" is estimated as local) on ``workers`` processes.
+    ``executor`` ("auto", "local", "batched"; "ray" is estimated as local) on ``workers`` processes with
+    ``threads`` torch threads each (default :func:`~oasl.sweep.executors.worker_threads`).
 
     Speeds are measured on this machine (``measure``); without measuring, the median tokens/s of the
     store's finished runs of the same shape and batch size stands in for single runs (batched members
@@ -141,24 +143,26 @@ def plan(
     from oasl.sweep.execute import todo
     from oasl.sweep.executors import (
         BatchedExecutor,
-        cpu_cores,
         gpu_slots,
         make_executor,
         visible_gpus,
+        worker_threads,
     )
     from oasl.sweep.spec import Execution
 
     pending = runs if store is None else todo(runs, store)[0]
     pending_keys = {r.key() for r in pending}
     ex = make_executor(
-        "local" if executor == "ray" else executor, pending, Execution(workers=workers, members=members)
+        "local" if executor == "ray" else executor,
+        pending,
+        Execution(workers=workers, members=members, threads=threads),
     )
     if isinstance(ex, BatchedExecutor) and pending:
         batches, single, slots = ex.plan(pending)
     else:
         batches, single = [], list(pending)
         slots = gpu_slots(workers, visible_gpus(pending))
-    threads = max(1, cpu_cores() // max(1, len(slots)))
+    threads = worker_threads(len(slots), threads)
 
     stored: dict[str, float] = {}
     if store is not None and not measure:

@@ -111,7 +111,8 @@ class Execution(_Spec):
     else local), "local" (a process pool, one run per process), "batched" (K runs per process as one stacked
     model) or "ray". ``workers``: worker processes (local, batched) or the least Ray tasks in flight.
     ``members``: the most runs per batch (default: as many as memory allows). ``runs_per_gpu``: worker
-    processes per visible GPU. ``gpus_per_run`` / ``cpus_per_run``: what each Ray task requests (fractions
+    processes per visible GPU. ``threads``: torch threads per worker process (default ``$OASL_THREADS``,
+    else this process's cores // workers; give fewer on a machine other jobs share). ``gpus_per_run`` / ``cpus_per_run``: what each Ray task requests (fractions
     allowed; default: one GPU on a cluster with GPUs, else none). ``ray_address``: "auto" joins a running
     cluster. ``lease_s``: lifetime in seconds of a run's claim without heartbeat (a dead runner's runs are
     taken over after it)."""
@@ -120,6 +121,7 @@ class Execution(_Spec):
     workers: int = Field(default=1, ge=1)
     members: int | None = Field(default=None, ge=1)
     runs_per_gpu: int | None = Field(default=None, ge=1)
+    threads: int | None = Field(default=None, ge=1)
     gpus_per_run: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     cpus_per_run: float = Field(default=1.0, gt=0, allow_inf_nan=False)
     ray_address: str | None = None

@@ -165,6 +165,16 @@ class MemberLog:
             self.final = self.curve[-1]["val_loss"]
 
 
+def run_extra(members: int, device: torch.device) -> dict[str, Any]:
+    """Result fields beside the metrics: the batch's member count when batched, and on CPU the torch
+    threads the run trained with (its tokens/s depends on them, and a shared machine's default
+    oversubscribes; see :func:`oasl.sweep.executors.worker_threads`)."""
+    out: dict[str, Any] = {"batch_members": members} if members > 1 else {}
+    if device.type == "cpu":
+        out["threads"] = torch.get_num_threads()
+    return out
+
+
 def _read(pending: list[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor | None]], n: int):
     """One host sync for all queued steps: (step, losses[n], gnorms[n], ratio parts [2, n] or None)."""
     parts = [torch.stack([loss, gn]) for _, loss, gn, _ in pending]
@@ -285,7 +295,7 @@ def run_loop(
                 stop_reason=log.stop_reason,
                 corpus_hash=data.corpus_hash,
                 device=str(device),
-                extra={"batch_members": stepper.n} if stepper.n > 1 else {},
+                extra=run_extra(stepper.n, device),
             )
         )
     return results
