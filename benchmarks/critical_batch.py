@@ -53,6 +53,11 @@ LOW_LR_FROM = 32  # batch_seqs from which a third lr (the sqrt rule's / 2^1.5) i
 REF_BATCHES = 4  # batch sizes that must reach a loss for it to serve as a shape's reference loss
 MAX_RMS = 0.1  # the trade-off fit's rms relative error of E allowed at a reference loss
 HIGH_LR = 0.5  # measurements at lr >= this fraction of the peak: before the cosine's second half
+# B_noise (--b-noise) is measured on the runs of batch_seqs <= this only: its k Hessian-vector products per
+# evaluation cost ~4x B_simple's gradients, and on the large batches' short runs (32-64 steps) the
+# measurements would cost up to ~9x the training; the shape's B_noise(L) is pooled from the small batches'
+# runs that pass through L (B_simple is reported over the same subset beside all runs)
+B_NOISE_MAX_BATCH = 16
 TARGETS = (2.3, 4.0, 0.02)  # target losses (nats/token): start, stop, step
 EVALS = 16  # evaluations per run: the loss curves must resolve the tokens at which each run reaches a loss
 LR16 = {
@@ -63,9 +68,10 @@ LR16 = {
 }  # SP AdamW optima at batch 16 (benchmarks/transfer.py ladder)
 
 
-def specs(batches=BATCHES, tokens=TOKENS, evals=EVALS, widths=WIDTHS, schedule="cosine"):
+def specs(batches=BATCHES, tokens=TOKENS, evals=EVALS, widths=WIDTHS, schedule="cosine", b_noise=False):
     """The sweep's RunSpecs: every width x batch x lrs (two, three from LOW_LR_FROM), ``tokens`` each, ``evals`` evaluations per run
-    (each one measuring B_simple)."""
+    (each one measuring B_simple; with ``b_noise`` the runs of batch_seqs <= B_NOISE_MAX_BATCH measure B_noise
+    too, ``RunSpec.gns_hessian``)."""
     from oasl.config import RunSpec, build
 
     out = []
@@ -89,6 +95,7 @@ def specs(batches=BATCHES, tokens=TOKENS, evals=EVALS, widths=WIDTHS, schedule="
                             "eval_tokens": 8192,
                             "device": "cpu",
                             "gns": True,
+                            "gns_hessian": b_noise and b <= B_NOISE_MAX_BATCH,
                         },
                     )
                 )
@@ -96,14 +103,19 @@ def specs(batches=BATCHES, tokens=TOKENS, evals=EVALS, widths=WIDTHS, schedule="
 
 
 def own_runs(
-    store_path: str, workers: int, widths=WIDTHS, train: bool = True, schedule: str = "cosine"
+    store_path: str,
+    workers: int,
+    widths=WIDTHS,
+    train: bool = True,
+    schedule: str = "cosine",
+    b_noise: bool = False,
 ) -> tuple[dict, str]:
     from oasl.laws.critical_batch import CriticalBatchLaw, noise_points
     from oasl.optima import locate_one
     from oasl.store import open_store
     from oasl.sweep import run_sweep
 
-    runs = specs(widths=widths, schedule=schedule)
+    runs = specs(widths=widths, schedule=schedule, b_noise=b_noise)
     # the smallest batch on half the tokens, for the tokens-doubling column (the cosine design only)
     half = specs(BATCHES[:1], TOKENS // 2, widths=widths) if schedule == "cosine" else []
     # one width at a time (its batch sweep, then its half-token runs): an interrupted sweep leaves whole shapes
@@ -508,20 +520,31 @@ def main() -> None:
         "reported as the section critical_batch_constant (own runs only)",
     )
     ap.add_argument("--analyze-only", action="store_true", help="report on the store's finished runs only")
+    ap.add_argument(
+        "--b-noise",
+        action="store_true",
+        help="also measure B_noise = tr(H Sigma) / (G^T H G) (RunSpec.gns_hessian) on the runs of batch_seqs "
+        f"<= {B_NOISE_MAX_BATCH} and compare it with B_simple and the empirical B_crit: section "
+        "critical_batch_noise_<schedule> (own runs only)",
+    )
     args = ap.parse_args()
     t0 = time.time()
     payload, md = {}, []
     name = "critical_batch" if args.schedule == "cosine" else f"critical_batch_{args.schedule}"
-    if args.schedule == "cosine":
+    if args.b_noise:
+        name = f"critical_batch_noise_{args.schedule}"
+    if args.schedule == "cosine" and not args.b_noise:
         sl, sl_md = steplaw()
         print(sl_md, flush=True)
         payload["steplaw"] = sl
     if not args.steplaw_only:
         widths = [int(w) for w in args.widths.split(",")]
-        own, own_md = own_runs(args.store, args.workers, widths, not args.analyze_only, args.schedule)
+        own, own_md = own_runs(
+            args.store, args.workers, widths, not args.analyze_only, args.schedule, args.b_noise
+        )
         payload["own_runs"] = own
         md.append(own_md)
-    if args.schedule == "cosine":
+    if args.schedule == "cosine" and not args.b_noise:
         md.append(sl_md)
     payload["wall_s"] = time.time() - t0
     write_result(name, payload, "\n\n".join(md) + f"\n\nWall time {time.time() - t0:.0f} s.")
