@@ -27,8 +27,14 @@ optima against their optimal loss, and predicted at the held-out groups through 
 fitted on the training groups' best runs; compared with Step Law's bs*(D) form fitted on the same
 groups and with the published formula, by log2 error and by the regret on the held-out loss surface.
 
+B_noise (``--b-noise``): every run also measures B_noise = tr(H Sigma) / (G^T H G) (McCandlish et al. 2018,
+Sec. 2.2; ``RunSpec.gns_hessian``, :mod:`oasl.train.gns_hessian`) and AdamW's preconditioned B_noise, pooled
+at each shape's reference loss exactly as B_simple(L) is and compared with the empirical B_crit(L): section
+``critical_batch_noise_<schedule>`` (own runs only; the Step Law part is skipped).
+
 Run: ``.venv/bin/python benchmarks/critical_batch.py [--store PATH] [--workers 2] [--steplaw-only]
-[--widths 24,32]`` (resumable; one width at a time; RESULTS.md gives the last wall time).
+[--widths 24,32] [--schedule constant] [--b-noise]`` (resumable; one width at a time; RESULTS.md gives the
+last wall time).
 """
 
 from __future__ import annotations
@@ -68,7 +74,9 @@ LR16 = {
 }  # SP AdamW optima at batch 16 (benchmarks/transfer.py ladder)
 
 
-def specs(batches=BATCHES, tokens=TOKENS, evals=EVALS, widths=WIDTHS, schedule="cosine", b_noise=False):
+def specs(
+    batches=BATCHES, tokens=TOKENS, evals=EVALS, widths=WIDTHS, schedule="cosine", b_noise=False, seed=0
+):
     """The sweep's RunSpecs: every width x batch x lrs (two, three from LOW_LR_FROM), ``tokens`` each, ``evals`` evaluations per run
     (each one measuring B_simple; with ``b_noise`` B_noise too, ``RunSpec.gns_hessian``)."""
     from oasl.config import RunSpec, build
@@ -95,6 +103,7 @@ def specs(batches=BATCHES, tokens=TOKENS, evals=EVALS, widths=WIDTHS, schedule="
                             "device": "cpu",
                             "gns": True,
                             "gns_hessian": b_noise,
+                            "seed": seed,
                         },
                     )
                 )
@@ -108,15 +117,16 @@ def own_runs(
     train: bool = True,
     schedule: str = "cosine",
     b_noise: bool = False,
+    seed: int = 0,
 ) -> tuple[dict, str]:
     from oasl.laws.critical_batch import CriticalBatchLaw, noise_points
     from oasl.optima import locate_one
     from oasl.store import open_store
     from oasl.sweep import run_sweep
 
-    runs = specs(widths=widths, schedule=schedule, b_noise=b_noise)
+    runs = specs(widths=widths, schedule=schedule, b_noise=b_noise, seed=seed)
     # the smallest batch on half the tokens, for the tokens-doubling column (the cosine design only)
-    half = specs(BATCHES[:1], TOKENS // 2, widths=widths) if schedule == "cosine" else []
+    half = specs(BATCHES[:1], TOKENS // 2, widths=widths, seed=seed) if schedule == "cosine" else []
     # one width at a time (its batch sweep, then its half-token runs): an interrupted sweep leaves whole shapes
     order = [r for w in widths for r in runs + half if r.shape.width == w]
     t0 = time.time()
@@ -646,12 +656,21 @@ def main() -> None:
         help="also measure B_noise = tr(H Sigma) / (G^T H G) on every run (RunSpec.gns_hessian) and compare it "
         "with B_simple and the empirical B_crit: section critical_batch_noise_<schedule> (own runs only)",
     )
+    ap.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="the runs' seed (weights and data order); a seed other than 0 writes its own section (_seedN), "
+        "a replicate of the whole sweep",
+    )
     args = ap.parse_args()
     t0 = time.time()
     payload, md = {}, []
     name = "critical_batch" if args.schedule == "cosine" else f"critical_batch_{args.schedule}"
     if args.b_noise:
         name = f"critical_batch_noise_{args.schedule}"
+    if args.seed:
+        name += f"_seed{args.seed}"
     if args.schedule == "cosine" and not args.b_noise:
         sl, sl_md = steplaw()
         print(sl_md, flush=True)
@@ -659,7 +678,7 @@ def main() -> None:
     if not args.steplaw_only:
         widths = [int(w) for w in args.widths.split(",")]
         own, own_md = own_runs(
-            args.store, args.workers, widths, not args.analyze_only, args.schedule, args.b_noise
+            args.store, args.workers, widths, not args.analyze_only, args.schedule, args.b_noise, args.seed
         )
         payload["own_runs"] = own
         md.append(own_md)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -73,36 +73,48 @@ def estimate(small_sq: float, big_sq: float, b_small: float, b_big: float) -> tu
     return g2, s, s / g2 if g2 > 0 else math.nan
 
 
-def micro_grads(
+def iter_grads(
     model: torch.nn.Module, batches: Sequence[tuple[torch.Tensor, torch.Tensor]], autocast=None
-) -> list[list[torch.Tensor]]:
+) -> Iterator[list[torch.Tensor]]:
     """The float32 gradients of the trainable parameters of ``model`` (called as ``model(x, y) -> (_, mean
-    loss)``) on each of ``batches`` (``k >= 2`` micro-batches of one size), one list per micro-batch, taken
-    with :func:`torch.autograd.grad` so ``.grad`` is untouched."""
+    loss)``) on each of ``batches`` (``k >= 2`` micro-batches of one size), one list per micro-batch,
+    computed as the iterator is consumed (so a streaming consumer holds one at a time) and taken with
+    :func:`torch.autograd.grad` so ``.grad`` is untouched."""
     if len(batches) < 2:
         raise ValueError("the noise scale needs at least 2 micro-batches")
     sizes = {int(x.shape[0]) for x, _ in batches}
     if len(sizes) != 1:
         raise ValueError(f"micro-batches must have one size, got {sorted(sizes)}")
     params = [p for p in model.parameters() if p.requires_grad]
-    out = []
-    for x, y in batches:
-        with autocast() if autocast is not None else contextlib.nullcontext():
-            _, loss = model(x, y)
-        out.append([g.float() for g in torch.autograd.grad(loss, params)])
-    return out
+
+    def gen():
+        for x, y in batches:
+            with autocast() if autocast is not None else contextlib.nullcontext():
+                _, loss = model(x, y)
+            yield [g.float() for g in torch.autograd.grad(loss, params)]
+
+    return gen()
 
 
-def from_grads(grads: Sequence[Sequence[torch.Tensor]], b: int) -> NoisePoint:
-    """The :class:`NoisePoint` of ``k`` micro-batch gradients (from :func:`micro_grads`) of ``b`` sequences
-    each."""
-    k = len(grads)
-    total = [torch.zeros_like(g) for g in grads[0]]
-    small = 0.0
+def micro_grads(model, batches, autocast=None) -> list[list[torch.Tensor]]:
+    """:func:`iter_grads` kept in memory (k gradient copies), for measurements that reuse them
+    (:mod:`oasl.train.gns_hessian`)."""
+    return list(iter_grads(model, batches, autocast))
+
+
+def from_grads(grads: Iterable[Sequence[torch.Tensor]], b: int) -> NoisePoint:
+    """The :class:`NoisePoint` of ``k`` micro-batch gradients of ``b`` sequences each (a list from
+    :func:`micro_grads`, or :func:`iter_grads` consumed one at a time)."""
+    total: list[torch.Tensor] | None = None
+    small, k = 0.0, 0
     for gs in grads:
+        total = [torch.zeros_like(g) for g in gs] if total is None else total
         small += sum(float(g.pow(2).sum()) for g in gs)
         for t, g in zip(total, gs, strict=True):
             t.add_(g)
+        k += 1
+    if total is None or k < 2:
+        raise ValueError("the noise scale needs at least 2 micro-batches")
     small_sq = small / k
     big_sq = sum(float(t.pow(2).sum()) for t in total) / k**2
     g2, s, b_simple = estimate(small_sq, big_sq, b, k * b)
@@ -114,8 +126,9 @@ def measure(
 ) -> NoisePoint:
     """Measure the noise scale of ``model`` (called as ``model(x, y) -> (_, mean loss)``) on ``batches``:
     ``k >= 2`` micro-batches of equal size ``b`` sequences (already on the model's device). Gradients of
-    the trainable parameters are taken without touching ``.grad``. Returns a :class:`NoisePoint`."""
-    return from_grads(micro_grads(model, batches, autocast), int(batches[0][0].shape[0]))
+    the trainable parameters are taken without touching ``.grad``, one at a time. Returns a
+    :class:`NoisePoint`."""
+    return from_grads(iter_grads(model, batches, autocast), int(batches[0][0].shape[0]))
 
 
 def measurement_batches(
@@ -181,9 +194,12 @@ def record(stepper, data, spec, point: dict, step: int) -> None:
     if not spec.gns or not hasattr(stepper, "model"):
         return
     batches = measurement_batches(data, spec.seed, step, spec.batch_seqs, spec.shape.seq_len, stepper.device)
-    grads = micro_grads(stepper.model, batches, stepper.autocast)
-    point.update(from_grads(grads, int(batches[0][0].shape[0])).curve_fields())
-    if getattr(spec, "gns_hessian", False):
-        from oasl.train import gns_hessian
+    b = int(batches[0][0].shape[0])
+    if not spec.gns_hessian:  # one gradient in memory at a time
+        point.update(measure(stepper.model, batches, stepper.autocast).curve_fields())
+        return
+    from oasl.train import gns_hessian
 
-        gns_hessian.record(stepper, data, spec, point, step, grads)
+    grads = micro_grads(stepper.model, batches, stepper.autocast)  # B_noise reuses them
+    point.update(from_grads(grads, b).curve_fields())
+    gns_hessian.record(stepper, data, spec, point, step, grads)
