@@ -27,8 +27,14 @@ optima against their optimal loss, and predicted at the held-out groups through 
 fitted on the training groups' best runs; compared with Step Law's bs*(D) form fitted on the same
 groups and with the published formula, by log2 error and by the regret on the held-out loss surface.
 
+B_noise (``--b-noise``): every run also measures B_noise = tr(H Sigma) / (G^T H G) (McCandlish et al. 2018,
+Sec. 2.2; ``RunSpec.gns_hessian``, :mod:`oasl.train.gns_hessian`) and AdamW's preconditioned B_noise, pooled
+at each shape's reference loss exactly as B_simple(L) is and compared with the empirical B_crit(L): section
+``critical_batch_noise_<schedule>`` (own runs only; the Step Law part is skipped).
+
 Run: ``.venv/bin/python benchmarks/critical_batch.py [--store PATH] [--workers 2] [--steplaw-only]
-[--widths 24,32]`` (resumable; one width at a time; RESULTS.md gives the last wall time).
+[--widths 24,32] [--schedule constant] [--b-noise]`` (resumable; one width at a time; RESULTS.md gives the
+last wall time).
 """
 
 from __future__ import annotations
@@ -53,7 +59,12 @@ LOW_LR_FROM = 32  # batch_seqs from which a third lr (the sqrt rule's / 2^1.5) i
 REF_BATCHES = 4  # batch sizes that must reach a loss for it to serve as a shape's reference loss
 MAX_RMS = 0.1  # the trade-off fit's rms relative error of E allowed at a reference loss
 HIGH_LR = 0.5  # measurements at lr >= this fraction of the peak: before the cosine's second half
-TARGETS = (2.3, 4.0, 0.02)  # target losses (nats/token): start, stop, step
+TARGETS = (2.3, 4.0, 0.02)
+# (name, G^T H G column, tr(H Sigma) column) of oasl.laws.critical_batch.noise_points, pooled like B_simple
+NOISE_COLS = (
+    ("b_noise", "g2_h", "s_h"),
+    ("b_noise_adam", "g2_p", "s_p"),
+)  # target losses (nats/token): start, stop, step
 EVALS = 16  # evaluations per run: the loss curves must resolve the tokens at which each run reaches a loss
 LR16 = {
     24: 8e-3,
@@ -63,9 +74,11 @@ LR16 = {
 }  # SP AdamW optima at batch 16 (benchmarks/transfer.py ladder)
 
 
-def specs(batches=BATCHES, tokens=TOKENS, evals=EVALS, widths=WIDTHS, schedule="cosine"):
+def specs(
+    batches=BATCHES, tokens=TOKENS, evals=EVALS, widths=WIDTHS, schedule="cosine", b_noise=False, seed=0
+):
     """The sweep's RunSpecs: every width x batch x lrs (two, three from LOW_LR_FROM), ``tokens`` each, ``evals`` evaluations per run
-    (each one measuring B_simple)."""
+    (each one measuring B_simple; with ``b_noise`` B_noise too, ``RunSpec.gns_hessian``)."""
     from oasl.config import RunSpec, build
 
     out = []
@@ -89,6 +102,8 @@ def specs(batches=BATCHES, tokens=TOKENS, evals=EVALS, widths=WIDTHS, schedule="
                             "eval_tokens": 8192,
                             "device": "cpu",
                             "gns": True,
+                            "gns_hessian": b_noise,
+                            "seed": seed,
                         },
                     )
                 )
@@ -96,16 +111,22 @@ def specs(batches=BATCHES, tokens=TOKENS, evals=EVALS, widths=WIDTHS, schedule="
 
 
 def own_runs(
-    store_path: str, workers: int, widths=WIDTHS, train: bool = True, schedule: str = "cosine"
+    store_path: str,
+    workers: int,
+    widths=WIDTHS,
+    train: bool = True,
+    schedule: str = "cosine",
+    b_noise: bool = False,
+    seed: int = 0,
 ) -> tuple[dict, str]:
     from oasl.laws.critical_batch import CriticalBatchLaw, noise_points
     from oasl.optima import locate_one
     from oasl.store import open_store
     from oasl.sweep import run_sweep
 
-    runs = specs(widths=widths, schedule=schedule)
+    runs = specs(widths=widths, schedule=schedule, b_noise=b_noise, seed=seed)
     # the smallest batch on half the tokens, for the tokens-doubling column (the cosine design only)
-    half = specs(BATCHES[:1], TOKENS // 2, widths=widths) if schedule == "cosine" else []
+    half = specs(BATCHES[:1], TOKENS // 2, widths=widths, seed=seed) if schedule == "cosine" else []
     # one width at a time (its batch sweep, then its half-token runs): an interrupted sweep leaves whole shapes
     order = [r for w in widths for r in runs + half if r.shape.width == w]
     t0 = time.time()
@@ -239,6 +260,12 @@ def per_loss(
             got = [b_simple_at_loss(sel, float(v)) for v in fits["loss"]]
             cols[f"b_simple_{name}"] = [b for b, _ in got]
             cols[f"n_{name}"] = [n for _, n in got]
+        # B_noise(L) pooled the same way from G^T H G and tr(H Sigma) (and Adam's preconditioned pair);
+        # NaN where the runs did not measure it (--b-noise)
+        for name, g2c, sc in NOISE_COLS:
+            got = [b_simple_at_loss(sp, float(v), g2=g2c, s=sc) for v in fits["loss"]]
+            cols[name] = [b for b, _ in got]
+            cols[f"n_{name}"] = [n for _, n in got]
         fits = fits.assign(**cols, gns_law_tokens=law.predict(fits["loss"]), width=w, key=str(w))
         fits_all.append(fits)
         good = fits[(fits["n_batches"] >= REF_BATCHES) & (fits["rms_rel"] <= MAX_RMS) & (fits["b_crit"] > 0)]
@@ -271,6 +298,18 @@ def per_loss(
                 row[f"within_2x_{name}"] = bool(0.5 <= ratio <= 2)
                 within[name] += row[f"within_2x_{name}"]
         row["ratio_law"] = float(r["gns_law_tokens"] / r["b_crit"])
+        for name, *_ in NOISE_COLS:
+            row[name], row[f"n_{name}"] = float(r[name]), int(r[f"n_{name}"])
+            ratio = row[name] / float(r["b_crit"])
+            row[f"ratio_{name}"] = ratio
+            both = (good[name] / good["b_crit"]).dropna()
+            row[f"median_ratio_{name}"] = float(both.median()) if len(both) else math.nan
+            row[f"within_2x_{name}"] = bool(0.5 <= ratio <= 2)
+            within[name] = within.get(name, 0) + row[f"within_2x_{name}"]
+        if "g2_h" in sp.columns:
+            row["curvature"] = curvature_at_loss(sp, float(r["loss"]))
+        for name, g2c, sc in (("b_simple_all", "g2", "s"), *NOISE_COLS):
+            row[f"{name}_interval"] = pooled_interval(sp, float(r["loss"]), g2c, sc)
         rows.append(row)
     fits_df = pd.concat(fits_all, ignore_index=True) if fits_all else pd.DataFrame()
     kaplan = {}
@@ -358,8 +397,13 @@ def per_loss(
             f"steps at {BATCHES[-2] * 64} tokens, {TOKENS // (BATCHES[-1] * 64)} at {BATCHES[-1] * 64}), which "
             "reach these losses only in their cosine tail. McCandlish et al. equate B_crit with B_noise = "
             "tr(H Sigma) / (G^T H G), which equals B_simple only when the Hessian is a multiple of the "
-            "identity (their Sec. 2.2); this benchmark does not measure B_noise. The same sweep with a "
-            "constant lr after warmup (`--schedule constant`, section critical_batch_constant) takes the "
+            "identity (their Sec. 2.2); "
+            + (
+                "B_noise is measured below (--b-noise). "
+                if any(r.get("n_b_noise") for r in ok)
+                else "this run does not measure B_noise (--b-noise does). "
+            )
+            + "The same sweep with a constant lr after warmup (`--schedule constant`, section critical_batch_constant) takes the "
             "cosine tail out of both sides."
         )
     lines.append(
@@ -393,6 +437,8 @@ def per_loss(
                     else "."
                 )
             )
+    if any(r.get("n_b_noise") for r in rows):
+        lines.append("\n" + noise_table(rows, schedule, within))
     payload = {
         "shapes": rows,
         "within_2x": within,
@@ -401,6 +447,102 @@ def per_loss(
         "by_loss": fits_df.drop(columns=["key"]).to_dict(orient="records") if len(fits_df) else [],
     }
     return payload, "\n".join(lines)
+
+
+def curvature_at_loss(points: pd.DataFrame, loss: float, rel_window: float = 0.02) -> dict:
+    """The two curvatures whose ratio turns B_simple into B_noise, pooled like B_simple(L) over the
+    measurements within ``rel_window`` of ``loss``: h_G = G^T H G / |G|^2 (the curvature along the gradient)
+    and h_Sigma = tr(H Sigma) / tr(Sigma) (the noise-weighted mean curvature), B_noise = B_simple h_Sigma /
+    h_G; the share of single measurements with G^T H G <= 0 (H indefinite along G); and the same ratio
+    for Adam's preconditioned forms (per unit of lr^2, so only its ratio is meaningful)."""
+    near = points[np.abs(points["loss"] / loss - 1.0) <= rel_window]
+    near = near[np.isfinite(near["g2_h"]) & np.isfinite(near["g2"])]
+    if near.empty:
+        return {}
+    mean = near[["g2", "s", "g2_h", "s_h", "g2_p", "s_p"]].mean()
+    h_g, h_s = mean["g2_h"] / mean["g2"], mean["s_h"] / mean["s"]
+    return {
+        "h_g": float(h_g),
+        "h_sigma": float(h_s),
+        "h_sigma_over_h_g": float(h_s / h_g),
+        "frac_ghg_nonpositive": float((near["g2_h"] <= 0).mean()),
+        "frac_gphg_nonpositive": float((near["g2_p"] <= 0).mean()),
+        "n": len(near),
+    }
+
+
+def pooled_interval(
+    points: pd.DataFrame, loss: float, g2: str, s: str, n_boot: int = 400, level: float = 0.9
+) -> list[float]:
+    """Percentile bootstrap interval of a pooled noise scale at ``loss`` (:func:`b_simple_at_loss` with
+    columns ``g2``, ``s``), resampling the single measurements within its 2% window: how much the pooled
+    figure owes to which measurements happened to fall near L (added after the first B_noise results, to
+    size the noise of the comparison; it does not change it)."""
+    from oasl.laws.batch_tradeoff import b_simple_at_loss
+
+    near = points[np.abs(points["loss"] / loss - 1.0) <= 0.02]
+    near = near[np.isfinite(near[g2]) & np.isfinite(near[s])]
+    if len(near) < 2:
+        return [math.nan, math.nan]
+    rng = np.random.default_rng(0)
+    boot = [
+        b_simple_at_loss(near.iloc[rng.integers(0, len(near), len(near))], loss, g2=g2, s=s)[0]
+        for _ in range(n_boot)
+    ]
+    boot = np.where(np.isfinite(boot), boot, np.inf)  # a resample with pooled G^T H G <= 0: unbounded
+    q = ((1 - level) / 2, 1 - (1 - level) / 2)
+    return [float(v) for v in np.quantile(boot, q, method="inverted_cdf")]
+
+
+def noise_table(rows: list[dict], schedule: str, within: dict) -> str:
+    """The B_noise comparison (--b-noise): per shape at its reference loss, the empirical B_crit(L) against
+    B_simple(L), B_noise(L) and Adam's preconditioned B_noise(L), all pooled over every run's measurements
+    within 2% of L."""
+    ok = [r for r in rows if r.get("reference_loss") is not None]
+    lines = [
+        "B_noise = tr(H Sigma) / (G^T H G) (McCandlish et al. 2018, Sec. 2.2), measured at every evaluation of "
+        "every run with k Hessian-vector products (`RunSpec.gns_hessian`, :mod:`oasl.train.gns_hessian`) and "
+        "pooled at L like B_simple (G^T H G and tr(H Sigma) averaged separately); B_noise,Adam the same with "
+        "AdamW's preconditioner P (tr(PHP Sigma) / (G^T PHP G)). h_G = G^T H G / |G|^2 and h_Sigma = "
+        "tr(H Sigma) / tr(Sigma), pooled, so B_noise = B_simple x h_Sigma / h_G.",
+        "",
+        "| width | reference L | empirical B_crit(L) (90%) | B_simple(L) (90%; n) | ratio | B_noise(L) (90%; n) | "
+        "ratio | B_noise,Adam(L) (90%; n) | ratio | h_Sigma / h_G (h_G, h_Sigma) | G^T H G <= 0 (single) | median ratio "
+        "B_simple / B_noise / B_noise,Adam over the shape's fitted L |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in ok:
+        lo, hi = r["empirical_bcrit_interval"]
+        c = r.get("curvature", {})
+        lines.append(
+            f"| {r['width']} | {r['reference_loss']:.2f} | {r['empirical_bcrit_tokens']:.0f} ({lo:.0f}-{hi:.0f}) | "
+            + " | ".join(
+                f"{r[name]:.0f} ({r[name + '_interval'][0]:.0f}-{r[name + '_interval'][1]:.0f}; "
+                f"{r['n_' + n]}) | {r['ratio_' + n]:.2f}"
+                for name, n in (
+                    ("b_simple_all", "all"),
+                    ("b_noise", "b_noise"),
+                    ("b_noise_adam", "b_noise_adam"),
+                )
+            )
+            + " | "
+            f"{c.get('h_sigma_over_h_g', math.nan):.2f} ({c.get('h_g', math.nan):.3g}, "
+            f"{c.get('h_sigma', math.nan):.3g}) | {c.get('frac_ghg_nonpositive', math.nan):.0%} | "
+            f"{r['median_ratio_all']:.2f} / {r['median_ratio_b_noise']:.2f} / "
+            f"{r['median_ratio_b_noise_adam']:.2f} ({r['n_good_losses']} L) |"
+        )
+    n = len(ok)
+
+    def verdict(k):
+        return f"{within.get(k, 0)} of {n} ({'met' if within.get(k, 0) >= 3 else 'NOT met'})"
+
+    lines.append(
+        f"\n{schedule.capitalize()} schedule. Aim (within 2x of the empirical B_crit at the reference loss, "
+        f">= 3 of 4 shapes): B_simple {verdict('all')}; B_noise {verdict('b_noise')}; B_noise,Adam "
+        f"{verdict('b_noise_adam')}. The comparison (reference losses, 2% pooling window, all measurements) "
+        "is the one fixed before B_noise was measured."
+    )
+    return "\n".join(lines)
 
 
 def efficient_batch(best: pd.Series, l_half: float) -> float:
@@ -508,20 +650,39 @@ def main() -> None:
         "reported as the section critical_batch_constant (own runs only)",
     )
     ap.add_argument("--analyze-only", action="store_true", help="report on the store's finished runs only")
+    ap.add_argument(
+        "--b-noise",
+        action="store_true",
+        help="also measure B_noise = tr(H Sigma) / (G^T H G) on every run (RunSpec.gns_hessian) and compare it "
+        "with B_simple and the empirical B_crit: section critical_batch_noise_<schedule> (own runs only)",
+    )
+    ap.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="the runs' seed (weights and data order); a seed other than 0 writes its own section (_seedN), "
+        "a replicate of the whole sweep",
+    )
     args = ap.parse_args()
     t0 = time.time()
     payload, md = {}, []
     name = "critical_batch" if args.schedule == "cosine" else f"critical_batch_{args.schedule}"
-    if args.schedule == "cosine":
+    if args.b_noise:
+        name = f"critical_batch_noise_{args.schedule}"
+    if args.seed:
+        name += f"_seed{args.seed}"
+    if args.schedule == "cosine" and not args.b_noise:
         sl, sl_md = steplaw()
         print(sl_md, flush=True)
         payload["steplaw"] = sl
     if not args.steplaw_only:
         widths = [int(w) for w in args.widths.split(",")]
-        own, own_md = own_runs(args.store, args.workers, widths, not args.analyze_only, args.schedule)
+        own, own_md = own_runs(
+            args.store, args.workers, widths, not args.analyze_only, args.schedule, args.b_noise, args.seed
+        )
         payload["own_runs"] = own
         md.append(own_md)
-    if args.schedule == "cosine":
+    if args.schedule == "cosine" and not args.b_noise:
         md.append(sl_md)
     payload["wall_s"] = time.time() - t0
     write_result(name, payload, "\n\n".join(md) + f"\n\nWall time {time.time() - t0:.0f} s.")

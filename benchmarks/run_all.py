@@ -13,7 +13,7 @@ HERE = Path(__file__).parent
 LAST = {"earlywarn": 1, "clipping": 1}
 # Further invocations of a benchmark that write sections of their own (after its default run).
 EXTRA = {
-    "critical_batch": [["--schedule", "constant"]],
+    "critical_batch": [["--schedule", "constant"], ["--schedule", "constant", "--b-noise"]],
     # D = 32 x N per run (section transfer_scaled); the width-128 target runs would take hours on CPU.
     "transfer": [
         ["--tokens-per-param", "32", "--no-target", "--store", "benchmarks/results/transfer_scaled.db"]

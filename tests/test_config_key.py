@@ -63,3 +63,9 @@ def test_data_seed_and_compile_enter_the_key_only_when_they_change_the_run():
     assert tiny_run(seed=3, data_seed=0).key() != tiny_run(seed=3, data_seed=1).key()
     assert tiny_run(seed=3, compile=True).key() != base.key()
     assert tiny_run(seed=3, data_seed=0).data_order_seed == 0 and base.data_order_seed == 3
+
+
+def test_gns_hessian_enters_the_key_only_when_set():
+    base = tiny_run(gns=True)
+    assert tiny_run(gns=True, gns_hessian=False).key() == base.key()
+    assert tiny_run(gns=True, gns_hessian=True).key() != base.key()

@@ -22,7 +22,13 @@ ScheduleName = Literal["constant", "cosine", "linear", "wsd", "inverse_sqrt", "s
 # RunSpec fields added after stores existed: each is left out of the hashed key payload while it equals
 # the default named here, so every run recorded before the field existed keeps its key. A new RunSpec
 # field must be added here with its default (tests/test_config_key.py checks this).
-KEY_DEFAULTS: dict[str, Any] = {"data_seed": None, "compile": False, "gns": False, "output_mult": None}
+KEY_DEFAULTS: dict[str, Any] = {
+    "data_seed": None,
+    "compile": False,
+    "gns": False,
+    "output_mult": None,
+    "gns_hessian": False,
+}
 
 
 class _Spec(BaseModel):
@@ -126,7 +132,8 @@ class RunSpec(_Spec):
     to ``seed`` (None). Runs of a grid that share a ``data_seed`` see the same batches (common random
     numbers), so lr comparisons are paired. ``compile=True`` trains through ``torch.compile``; it is part
     of the key when True because compiled kernels may round differently. ``gns=True`` records the
-    gradient noise scale at each evaluation (:mod:`oasl.train.gns`). These fields are left out of
+    gradient noise scale at each evaluation (:mod:`oasl.train.gns`); ``gns_hessian=True`` (with ``gns``)
+    adds the Hessian-weighted noise scale B_noise (:mod:`oasl.train.gns_hessian`). These fields are left out of
     the key while they hold their defaults (:data:`KEY_DEFAULTS`), so keys of older runs are unchanged.
 
     ``output_mult`` is muP's output multiplier a_out (None: the default of
@@ -158,6 +165,9 @@ class RunSpec(_Spec):
     # run without them trains it again rather than silently skipping the measurement.
     gns: bool = False
     output_mult: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    # Also measure B_noise = tr(H Sigma) / (G^T H G) with Hessian-vector products (oasl.train.gns_hessian);
+    # keyed apart like gns, and only with gns (it reuses the same micro-batch gradients).
+    gns_hessian: bool = False
 
     @model_validator(mode="after")
     def _check(self) -> RunSpec:
@@ -166,6 +176,8 @@ class RunSpec(_Spec):
         object.__setattr__(self, "hps", validate_hps(self.optimizer, self.hps))
         if self.output_mult is not None and self.parametrization != "mup":
             raise ValueError("output_mult is muP's output multiplier: leave it unset under SP")
+        if self.gns_hessian and not self.gns:
+            raise ValueError("gns_hessian measures B_noise beside B_simple: set gns: true as well")
         if self.steps < 1:
             raise ValueError(
                 f"tokens={self.tokens} is less than one batch ({self.batch_tokens} tokens): "

@@ -13,9 +13,10 @@ from oasl.laws.critical_batch import CriticalBatchLaw, noise_points
 B_STAR, ALPHA_B = 2e4, 0.5  # tokens, exponent: B_crit = 2e4 / L^2
 
 
-def fake_store(path, n_runs=8, noise=0.05, seed=0, gns=True):
+def fake_store(path, n_runs=8, noise=0.05, seed=0, gns=True, hessian=False):
     """A store of ``n_runs`` finished runs whose curves carry gradient norms consistent with
-    B_simple = B_* / L^(1/alpha_B) (in tokens, seq_len 32) at four evaluations, times lognormal noise."""
+    B_simple = B_* / L^(1/alpha_B) (in tokens, seq_len 32) at four evaluations, times lognormal noise; with
+    ``hessian`` also H-weighted forms with G^T H G = 2 and tr(H Sigma) = 3 tr(Sigma) (B_noise = 1.5 B_simple)."""
     from oasl.store import SQLiteStore
     from oasl.testing import tiny_run
     from oasl.train.run import RunResult
@@ -41,6 +42,8 @@ def fake_store(path, n_runs=8, noise=0.05, seed=0, gns=True):
                     "b_simple": b_seqs,
                 }
             )
+            if hessian:
+                curve[-1].update(gnsh_small_q=2 + 3 * b_seqs / bs, gnsh_big_q=2 + 3 * b_seqs / bb)
         store.put(
             RunResult(spec, "done", curve[-1]["val_loss"], curve, 1000, 2000, 1e9, 10240, 40, 1e4, 1.0, 5.5)
         )
@@ -63,6 +66,21 @@ def test_law_recovers_b_star_and_alpha_b_within_intervals(tmp_path):
     assert rec["batch_tokens"] == pytest.approx(B_STAR / 9.0, rel=0.1)
     assert rec["low"] < rec["batch_tokens"] < rec["high"] and not rec["extrapolated"]
     assert json.loads(json.dumps(law.to_dict()))["kind"] == "critical_batch"
+
+
+def test_noise_points_carry_the_hessian_forms_and_pool_b_noise(tmp_path):
+    from oasl.laws.batch_tradeoff import b_simple_at_loss
+
+    pts = noise_points(fake_store(tmp_path / "h.db", n_runs=2, hessian=True), decay=0.0)
+    assert pts["g2_h"].to_numpy() == pytest.approx(2.0)
+    assert (pts["s_h"] / pts["s"]).to_numpy() == pytest.approx(3.0)
+    assert pts["g2_p"].isna().all()  # no preconditioned forms recorded
+    loss = float(pts["loss"].iloc[0])
+    b_noise, n = b_simple_at_loss(pts, loss, g2="g2_h", s="s_h")
+    assert n >= 1 and b_noise == pytest.approx(1.5 * b_simple_at_loss(pts, loss)[0])
+    assert np.isnan(b_simple_at_loss(pts, loss, g2="g2_p", s="s_p")[0])
+    plain = noise_points(fake_store(tmp_path / "p.db", n_runs=2), decay=0.0)
+    assert plain["g2_h"].isna().all() and len(plain) == len(pts)
 
 
 def test_no_measurements_is_refused(tmp_path):

@@ -160,16 +160,22 @@ def critical_batch_by_loss(
     return pd.DataFrame(rows)
 
 
-def b_simple_at_loss(points: pd.DataFrame, loss: float, rel_window: float = 0.02) -> tuple[float, int]:
+def b_simple_at_loss(
+    points: pd.DataFrame, loss: float, rel_window: float = 0.02, g2: str = "g2", s: str = "s"
+) -> tuple[float, int]:
     """B_simple (tokens) at ``loss`` from the raw noise measurements of ``points`` (columns loss, g2, s
     per sequence, seq_len) whose loss lies within ``rel_window`` (relative) of it: tr(Sigma) and |G|^2
     are averaged separately over them before the ratio (McCandlish et al. 2018, App. A.1; a mean of
     per-measurement ratios is biased by the noise in |G|^2). Returns (B_simple in tokens, number of
-    measurements pooled); NaN when none lies in the window or the pooled |G|^2 is not positive."""
+    measurements pooled); NaN when none lies in the window or the pooled |G|^2 is not positive. With
+    ``g2="g2_h", s="s_h"`` (G^T H G and tr(H Sigma) of :func:`oasl.laws.critical_batch.noise_points`) it
+    pools B_noise the same way (``g2_p``/``s_p``: Adam's preconditioned B_noise)."""
+    if g2 not in points.columns:
+        return math.nan, 0
     near = points[np.abs(points["loss"] / loss - 1.0) <= rel_window]
-    near = near[np.isfinite(near["g2"]) & np.isfinite(near["s"])]
+    near = near[np.isfinite(near[g2]) & np.isfinite(near[s])]
     if near.empty:
         return math.nan, 0
     seq = near["seq_len"].to_numpy(float)
-    g2, s = float(near["g2"].mean()), float((near["s"] * seq).mean())
+    g2, s = float(near[g2].mean()), float((near[s] * seq).mean())
     return (s / g2 if g2 > 0 else math.nan), len(near)

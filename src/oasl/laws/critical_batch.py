@@ -31,7 +31,8 @@ def noise_points(store, keys=None, decay: float = 0.5) -> pd.DataFrame:
     ``keys`` restricts to those runs. Returns a DataFrame, one row per measured evaluation: key,
     optimizer, parametrization, n_params, tokens, batch_seqs, batch_tokens, seq_len, step, loss (val,
     nats/token), lr_frac (the lr at that step over the run's peak lr), g2 and s (that evaluation's
-    unbiased |G|^2 and tr(Sigma) per sequence, unsmoothed),
+    unbiased |G|^2 and tr(Sigma) per sequence, unsmoothed), g2_h and s_h (G^T H G and tr(H Sigma), the
+    same for B_noise; NaN unless the run had ``gns_hessian``), g2_p and s_p (Adam's preconditioned pair),
     b_simple_seqs, b_simple_tokens (smoothed; see the module doc), final (the run's last point). Empty
     when no run measured it."""
     from oasl.store import flatten_row
@@ -51,6 +52,15 @@ def noise_points(store, keys=None, decay: float = 0.5) -> pd.DataFrame:
         b = smoothed_b_simple(g2, s, decay)
         flat = flatten_row(row)
         measured = curve.dropna(subset=["gns_small_sq"])
+        # G^T H G and tr(H Sigma) (and Adam's preconditioned pair) where the run measured B_noise too
+        extra = {}
+        for tag, small, big in (("h", "gnsh_small_q", "gnsh_big_q"), ("p", "gnsp_small_q", "gnsp_big_q")):
+            cols = {small, big} <= set(measured.columns)
+            both = measured[[small, big]].notna().all(axis=1).to_numpy() if cols else np.zeros(len(g2), bool)
+            a, c, _ = curve_noise(measured, small, big) if cols else (np.zeros(0), np.zeros(0), None)
+            full_a, full_c = np.full(len(g2), math.nan), np.full(len(g2), math.nan)
+            full_a[both], full_c[both] = a, c
+            extra[f"g2_{tag}"], extra[f"s_{tag}"] = full_a, full_c
         steps = measured["step"].to_numpy()
         # the schedule's lr at the measurement over the peak lr: B_simple at one loss depends on it (a run
         # that reaches the loss late in its decay has a smaller |G|^2; benchmarks/critical_batch.py)
@@ -76,6 +86,7 @@ def noise_points(store, keys=None, decay: float = 0.5) -> pd.DataFrame:
                     "loss": float(loss[i]),
                     "g2": float(g2[i]),
                     "s": float(s[i]),
+                    **{name: float(v[i]) for name, v in extra.items()},
                     "b_simple_seqs": float(b[i]),
                     "b_simple_tokens": float(b[i]) * flat["seq_len"],
                     "final": i == len(g2) - 1,

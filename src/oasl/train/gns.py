@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -73,32 +73,62 @@ def estimate(small_sq: float, big_sq: float, b_small: float, b_big: float) -> tu
     return g2, s, s / g2 if g2 > 0 else math.nan
 
 
-def measure(
+def iter_grads(
     model: torch.nn.Module, batches: Sequence[tuple[torch.Tensor, torch.Tensor]], autocast=None
-) -> NoisePoint:
-    """Measure the noise scale of ``model`` (called as ``model(x, y) -> (_, mean loss)``) on ``batches``:
-    ``k >= 2`` micro-batches of equal size ``b`` sequences (already on the model's device). Gradients of
-    the trainable parameters are taken without touching ``.grad``. Returns a :class:`NoisePoint`."""
+) -> Iterator[list[torch.Tensor]]:
+    """The float32 gradients of the trainable parameters of ``model`` (called as ``model(x, y) -> (_, mean
+    loss)``) on each of ``batches`` (``k >= 2`` micro-batches of one size), one list per micro-batch,
+    computed as the iterator is consumed (so a streaming consumer holds one at a time) and taken with
+    :func:`torch.autograd.grad` so ``.grad`` is untouched."""
     if len(batches) < 2:
         raise ValueError("the noise scale needs at least 2 micro-batches")
     sizes = {int(x.shape[0]) for x, _ in batches}
     if len(sizes) != 1:
         raise ValueError(f"micro-batches must have one size, got {sorted(sizes)}")
     params = [p for p in model.parameters() if p.requires_grad]
-    total = [torch.zeros_like(p, dtype=torch.float32) for p in params]
-    small = 0.0
-    for x, y in batches:
-        with autocast() if autocast is not None else contextlib.nullcontext():
-            _, loss = model(x, y)
-        grads = torch.autograd.grad(loss, params)
-        small += sum(float(g.float().pow(2).sum()) for g in grads)
-        for t, g in zip(total, grads, strict=True):
-            t.add_(g.float())
-    k, b = len(batches), sizes.pop()
+
+    def gen():
+        for x, y in batches:
+            with autocast() if autocast is not None else contextlib.nullcontext():
+                _, loss = model(x, y)
+            yield [g.float() for g in torch.autograd.grad(loss, params)]
+
+    return gen()
+
+
+def micro_grads(model, batches, autocast=None) -> list[list[torch.Tensor]]:
+    """:func:`iter_grads` kept in memory (k gradient copies), for measurements that reuse them
+    (:mod:`oasl.train.gns_hessian`)."""
+    return list(iter_grads(model, batches, autocast))
+
+
+def from_grads(grads: Iterable[Sequence[torch.Tensor]], b: int) -> NoisePoint:
+    """The :class:`NoisePoint` of ``k`` micro-batch gradients of ``b`` sequences each (a list from
+    :func:`micro_grads`, or :func:`iter_grads` consumed one at a time)."""
+    total: list[torch.Tensor] | None = None
+    small, k = 0.0, 0
+    for gs in grads:
+        total = [torch.zeros_like(g) for g in gs] if total is None else total
+        small += sum(float(g.pow(2).sum()) for g in gs)
+        for t, g in zip(total, gs, strict=True):
+            t.add_(g)
+        k += 1
+    if total is None or k < 2:
+        raise ValueError("the noise scale needs at least 2 micro-batches")
     small_sq = small / k
     big_sq = sum(float(t.pow(2).sum()) for t in total) / k**2
     g2, s, b_simple = estimate(small_sq, big_sq, b, k * b)
     return NoisePoint(small_sq, big_sq, b, k * b, g2, s, b_simple)
+
+
+def measure(
+    model: torch.nn.Module, batches: Sequence[tuple[torch.Tensor, torch.Tensor]], autocast=None
+) -> NoisePoint:
+    """Measure the noise scale of ``model`` (called as ``model(x, y) -> (_, mean loss)``) on ``batches``:
+    ``k >= 2`` micro-batches of equal size ``b`` sequences (already on the model's device). Gradients of
+    the trainable parameters are taken without touching ``.grad``, one at a time. Returns a
+    :class:`NoisePoint`."""
+    return from_grads(iter_grads(model, batches, autocast), int(batches[0][0].shape[0]))
 
 
 def measurement_batches(
@@ -131,19 +161,23 @@ def smoothed_b_simple(g2: Sequence[float], s: Sequence[float], decay: float = 0.
     return out
 
 
-def curve_noise(curve) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def curve_noise(
+    curve, small: str = "gns_small_sq", big: str = "gns_big_sq"
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(|G|^2, tr(Sigma), val_loss) at the measured points of a run's curve (a DataFrame or list of dicts
-    with the keys of :meth:`NoisePoint.curve_fields`); empty arrays when the run was not measured."""
+    with the keys of :meth:`NoisePoint.curve_fields`); empty arrays when the run was not measured. With
+    ``small="gnsh_small_q", big="gnsh_big_q"`` (or ``gnsp_...``) it reads the Hessian-weighted forms of
+    :mod:`oasl.train.gns_hessian` instead: (G^T H G, tr(H Sigma), val_loss)."""
     import pandas as pd
 
     df = curve if isinstance(curve, pd.DataFrame) else pd.DataFrame(list(curve))
-    need = ("gns_small_sq", "gns_big_sq", "gns_b_small", "gns_b_big")
+    need = (small, big, "gns_b_small", "gns_b_big")
     if not set(need) <= set(df.columns):
         return np.zeros(0), np.zeros(0), np.zeros(0)
     df = df.dropna(subset=list(need))
     g2, s = [], []
-    for r in df.itertuples(index=False):
-        a, c, _ = estimate(r.gns_small_sq, r.gns_big_sq, r.gns_b_small, r.gns_b_big)
+    for a_small, a_big, b_small, b_big in zip(*(df[c] for c in need), strict=True):
+        a, c, _ = estimate(a_small, a_big, b_small, b_big)
         g2.append(a)
         s.append(c)
     loss = df["val_loss"].to_numpy(float) if "val_loss" in df.columns else np.full(len(df), math.nan)
@@ -151,7 +185,8 @@ def curve_noise(curve) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def record(stepper, data, spec, point: dict, step: int) -> None:
-    """Add the noise-scale fields to the curve ``point`` of evaluation ``step`` when ``spec.gns`` is set.
+    """Add the noise-scale fields to the curve ``point`` of evaluation ``step`` when ``spec.gns`` is set,
+    and the Hessian-weighted ones (:mod:`oasl.train.gns_hessian`) when ``spec.gns_hessian`` is too.
 
     Measured on the single-run path (a stepper with one ``model``); K runs batched as one vmapped model
     (:func:`oasl.train.train_batched`) are not measured: per-member gradients would need the stacked
@@ -159,4 +194,12 @@ def record(stepper, data, spec, point: dict, step: int) -> None:
     if not spec.gns or not hasattr(stepper, "model"):
         return
     batches = measurement_batches(data, spec.seed, step, spec.batch_seqs, spec.shape.seq_len, stepper.device)
-    point.update(measure(stepper.model, batches, stepper.autocast).curve_fields())
+    b = int(batches[0][0].shape[0])
+    if not spec.gns_hessian:  # one gradient in memory at a time
+        point.update(measure(stepper.model, batches, stepper.autocast).curve_fields())
+        return
+    from oasl.train import gns_hessian
+
+    grads = micro_grads(stepper.model, batches, stepper.autocast)  # B_noise reuses them
+    point.update(from_grads(grads, b).curve_fields())
+    gns_hessian.record(stepper, data, spec, point, step, grads)
