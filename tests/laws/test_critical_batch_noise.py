@@ -105,6 +105,8 @@ def test_cli_scale_noise_without_hessian_measurements_and_bad_scale_fail_in_one_
     code, out, err = run_batch(capsys, plain, "--scale", "noise")
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert "gns_hessian: true" in err
+    code, out, err = run_batch(capsys, plain, "--scale", "noise-adam")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "gns_hessian: true" in err and "AdamW" in err
     code, out, err = run_batch(capsys, plain, "--target-loss", "4.5")  # B_simple alone, no bracket
     assert code == 0, err
     assert "B_simple" in out and "B_noise" not in out and "(lower)" not in out

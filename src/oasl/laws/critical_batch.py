@@ -174,6 +174,11 @@ class CriticalBatchLaw:
                 "(RunSpec.gns) so each evaluation records B_simple"
             )
         name = SCALE_NAMES.get(column, column)
+        why = (
+            f" ({name} is undefined while the noise swamps the gradient; evaluate later in training)"
+            if column in SCALE_NAMES
+            else ""
+        )
         ok = (
             np.isfinite(points["loss"])
             & np.isfinite(points[column])
@@ -184,7 +189,7 @@ class CriticalBatchLaw:
         if len(p) < 3 or p["key"].nunique() < 2:
             raise FitError(
                 f"{len(p)} usable {name} point(s) from {p['key'].nunique()} run(s): need 3 points from "
-                f"2+ runs ({name} is undefined while the noise swamps the gradient; evaluate later in training)"
+                f"2+ runs{why}"
             )
         x, y = np.log(p["loss"].to_numpy(float)), np.log(p[column].to_numpy(float))
         if np.ptp(x) == 0:
