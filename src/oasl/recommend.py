@@ -364,8 +364,11 @@ def critical_batch_opinion(rec: Recommendation, store, loss_law=None, level: flo
     """A second opinion on the batch: B_crit(L) (Kaplan et al. 2020, Sec. 5.1) fitted on the gradient-noise
     measurements of ``store``, at the target's loss predicted by ``loss_law`` (or one fitted on the
     store). Added to ``rec.items`` as ``batch_tokens_gns`` and returned; None when the store has no
-    measurements (runs trained with ``gns: true``)."""
-    from oasl.laws.critical_batch import CriticalBatchLaw, loss_at, noise_points
+    measurements (runs trained with ``gns: true``). Where the store measured B_noise too (``gns_hessian:
+    true``), the law fitted on B_noise is added as ``batch_tokens_gns_noise``, the lower end of a bracket
+    whose upper end is ``batch_tokens_gns`` (:data:`oasl.laws.critical_batch.BRACKET_EVIDENCE`)."""
+    from oasl.errors import FitError
+    from oasl.laws.critical_batch import BRACKET_EVIDENCE, CriticalBatchLaw, loss_at, measured, noise_points
     from oasl.store import open_store
 
     st = open_store(store)
@@ -374,14 +377,38 @@ def critical_batch_opinion(rec: Recommendation, store, loss_law=None, level: flo
         return None
     law = CriticalBatchLaw(level=level).fit(pts)
     loss, how = loss_at(st, rec.n_params, rec.tokens, loss_law)
+    item = _gns_item(
+        "batch_tokens_gns", law, loss, f"at L = {loss:.3g} ({how}); second opinion beside batch_tokens"
+    )
+    rec.items[item.name] = item
+    if measured(pts, "b_noise_tokens"):
+        try:
+            lower = CriticalBatchLaw(level=level).fit(pts, "b_noise_tokens")
+        except FitError as exc:  # B_simple's opinion stands alone
+            rec.notes.append(f"no B_noise law beside batch_tokens_gns: {exc}")
+        else:
+            noise = _gns_item(
+                "batch_tokens_gns_noise",
+                lower,
+                loss,
+                f"fitted on B_noise at L = {loss:.3g}: the lower end of a bracket whose upper end is "
+                f"batch_tokens_gns (B_simple); {BRACKET_EVIDENCE}",
+            )
+            if noise.value > item.value:
+                inverted = "B_noise lies above B_simple here: the bracket is inverted"
+                noise.warning = f"{noise.warning}; {inverted}" if noise.warning else inverted
+            rec.items[noise.name] = noise
+    return item
+
+
+def _gns_item(name: str, law, loss: float, where: str) -> Item:
+    """The :class:`Item` of a fitted :class:`~oasl.laws.critical_batch.CriticalBatchLaw` at ``loss``."""
     r = law.recommend(loss)
-    item = Item(
-        "batch_tokens_gns",
+    return Item(
+        name,
         r["batch_tokens"],
         r["low"] if math.isfinite(r["low"]) else None,
         r["high"] if math.isfinite(r["high"]) else None,
-        source=f"{law.formula()} at L = {loss:.3g} ({how}); second opinion beside batch_tokens",
+        source=f"{law.formula()} {where}",
         warning="the target loss lies outside the losses the law was fitted on" if r["extrapolated"] else "",
     )
-    rec.items[item.name] = item
-    return item

@@ -9,6 +9,11 @@ Points: for each measured evaluation of each run, the validation loss L (nats/to
 tokens from running averages of |G|^2 and tr(Sigma) taken separately over the run's evaluations so
 far (McCandlish et al. 2018, App. A.1). The law is a straight line in (log L, log B), fitted by least
 squares; intervals come from a bootstrap over runs (a run's points are correlated, so runs are the unit).
+
+The same law can be fitted on B_noise = tr(H Sigma) / (G^T H G) (McCandlish et al. 2018, Sec. 2.2; runs
+with ``gns_hessian``, :mod:`oasl.train.gns_hessian`), smoothed the same way. On oasl's runs B_simple
+mostly overestimates the measured critical batch and B_noise mostly underestimates it, so the two laws
+are reported as a bracket (:func:`bracket_at`, :data:`BRACKET_EVIDENCE`; docs/deviations.md "B_noise").
 """
 
 from __future__ import annotations
@@ -24,6 +29,39 @@ from oasl.errors import FitError
 
 CITATION = "Kaplan et al. 2020, Sec. 5.1 (B_crit(L) = B_* / L^(1/alpha_B)); McCandlish et al. 2018 (B_simple)"
 
+# ``--scale`` names -> the noise_points column the law is fitted on, and how that estimate is called
+SCALES = {"simple": "b_simple_tokens", "noise": "b_noise_tokens", "noise-adam": "b_noise_adam_tokens"}
+SCALE_NAMES = {
+    "b_simple_tokens": "B_simple",
+    "b_noise_tokens": "B_noise",
+    "b_noise_adam_tokens": "B_noise,Adam",
+}
+# What oasl's own runs say about the two estimates (benchmarks/RESULTS.md, sections
+# critical_batch_noise_constant and critical_batch_noise_constant_seed1; docs/deviations.md "B_noise")
+BRACKET_EVIDENCE = (
+    "on oasl's own runs the measured critical batch (steps/tokens trade-off) lay between B_noise and "
+    "B_simple in 5 of the 7 constant-schedule cases where both were defined (1 of 4 on a cosine schedule; "
+    "benchmarks/RESULTS.md, critical_batch_noise_constant and critical_batch_noise_constant_seed1)"
+)
+
+
+def scale_column(scale: str) -> str:
+    """The :func:`noise_points` column of a ``--scale`` name (simple, noise, noise-adam); ConfigError for
+    another name."""
+    from oasl.errors import ConfigError
+
+    if scale not in SCALES:
+        raise ConfigError(f"unknown scale {scale!r}: use {', '.join(SCALES)}")
+    return SCALES[scale]
+
+
+def measured(points: pd.DataFrame, column: str) -> bool:
+    """Whether ``points`` (from :func:`noise_points`) hold at least one positive finite value of ``column``."""
+    if points is None or column not in getattr(points, "columns", ()):
+        return False
+    v = pd.to_numeric(points[column], errors="coerce").to_numpy(float)
+    return bool(np.any(np.isfinite(v) & (v > 0)))
+
 
 def noise_points(store, keys=None, decay: float = 0.5) -> pd.DataFrame:
     """Noise-scale points of the runs in ``store`` (a :class:`~oasl.store.Store`) that measured it.
@@ -33,8 +71,9 @@ def noise_points(store, keys=None, decay: float = 0.5) -> pd.DataFrame:
     nats/token), lr_frac (the lr at that step over the run's peak lr), g2 and s (that evaluation's
     unbiased |G|^2 and tr(Sigma) per sequence, unsmoothed), g2_h and s_h (G^T H G and tr(H Sigma), the
     same for B_noise; NaN unless the run had ``gns_hessian``), g2_p and s_p (Adam's preconditioned pair),
-    b_simple_seqs, b_simple_tokens (smoothed; see the module doc), final (the run's last point). Empty
-    when no run measured it."""
+    b_simple_seqs, b_simple_tokens (smoothed; see the module doc), b_noise_tokens and b_noise_adam_tokens
+    (B_noise and its Adam variant in tokens, smoothed the same way from their pairs; NaN at evaluations
+    that did not measure them), final (the run's last point). Empty when no run measured it."""
     from oasl.store import flatten_row
     from oasl.train.gns import curve_noise, smoothed_b_simple
 
@@ -52,15 +91,23 @@ def noise_points(store, keys=None, decay: float = 0.5) -> pd.DataFrame:
         b = smoothed_b_simple(g2, s, decay)
         flat = flatten_row(row)
         measured = curve.dropna(subset=["gns_small_sq"])
-        # G^T H G and tr(H Sigma) (and Adam's preconditioned pair) where the run measured B_noise too
-        extra = {}
-        for tag, small, big in (("h", "gnsh_small_q", "gnsh_big_q"), ("p", "gnsp_small_q", "gnsp_big_q")):
+        # G^T H G and tr(H Sigma) (and Adam's preconditioned pair) where the run measured B_noise too, and
+        # B_noise smoothed like B_simple (App. A.1: the pair averaged separately, then divided), NaN at the
+        # evaluations that did not measure the pair (no Hessian form, or no Adam moments yet)
+        extra, smoothed = {}, {}
+        for tag, small, big, name in (
+            ("h", "gnsh_small_q", "gnsh_big_q", "b_noise_tokens"),
+            ("p", "gnsp_small_q", "gnsp_big_q", "b_noise_adam_tokens"),
+        ):
             cols = {small, big} <= set(measured.columns)
             both = measured[[small, big]].notna().all(axis=1).to_numpy() if cols else np.zeros(len(g2), bool)
             a, c, _ = curve_noise(measured, small, big) if cols else (np.zeros(0), np.zeros(0), None)
             full_a, full_c = np.full(len(g2), math.nan), np.full(len(g2), math.nan)
             full_a[both], full_c[both] = a, c
             extra[f"g2_{tag}"], extra[f"s_{tag}"] = full_a, full_c
+            smoothed[name] = np.where(
+                both, smoothed_b_simple(full_a, full_c, decay) * flat["seq_len"], math.nan
+            )
         steps = measured["step"].to_numpy()
         # the schedule's lr at the measurement over the peak lr: B_simple at one loss depends on it (a run
         # that reaches the loss late in its decay has a smaller |G|^2; benchmarks/critical_batch.py)
@@ -89,6 +136,7 @@ def noise_points(store, keys=None, decay: float = 0.5) -> pd.DataFrame:
                     **{name: float(v[i]) for name, v in extra.items()},
                     "b_simple_seqs": float(b[i]),
                     "b_simple_tokens": float(b[i]) * flat["seq_len"],
+                    **{name: float(v[i]) for name, v in smoothed.items()},
                     "final": i == len(g2) - 1,
                 }
             )
@@ -111,13 +159,26 @@ class CriticalBatchLaw:
         """Fit on :func:`noise_points` output (columns key, loss, b_simple_tokens), or on any frame with
         columns key (the bootstrap's unit), loss and ``column`` (a critical batch in tokens, e.g. one read
         off the steps/tokens trade-off, :mod:`oasl.laws.batch_tradeoff`). Returns self. FitError with
-        fewer than 3 usable points or 2 runs, or a loss range of nothing."""
+        fewer than 3 usable points or 2 runs, or a loss range of nothing; for a B_noise column
+        (b_noise_tokens, b_noise_adam_tokens) without a measured value, FitError naming ``gns_hessian``."""
+        if column in ("b_noise_tokens", "b_noise_adam_tokens") and not measured(points, column):
+            adam = " with AdamW (the variant reads Adam's second moments)" if "adam" in column else ""
+            raise FitError(
+                f"no {SCALE_NAMES[column]} measurements in these runs: train them with "
+                f"`run: {{gns: true, gns_hessian: true}}`{adam}, or use B_simple (`--scale simple`)"
+            )
         need = {"key", "loss", column}
         if points is None or len(points) == 0 or not need <= set(points.columns):
             raise FitError(
                 "no gradient-noise measurements: run the sweep with `run: {gns: true}` "
                 "(RunSpec.gns) so each evaluation records B_simple"
             )
+        name = SCALE_NAMES.get(column, column)
+        why = (
+            f" ({name} is undefined while the noise swamps the gradient; evaluate later in training)"
+            if column in SCALE_NAMES
+            else ""
+        )
         ok = (
             np.isfinite(points["loss"])
             & np.isfinite(points[column])
@@ -127,8 +188,8 @@ class CriticalBatchLaw:
         p = points[ok]
         if len(p) < 3 or p["key"].nunique() < 2:
             raise FitError(
-                f"{len(p)} usable noise-scale point(s) from {p['key'].nunique()} run(s): need 3 points from "
-                "2+ runs (B_simple is undefined while the noise swamps the gradient; evaluate later in training)"
+                f"{len(p)} usable {name} point(s) from {p['key'].nunique()} run(s): need 3 points from "
+                f"2+ runs{why}"
             )
         x, y = np.log(p["loss"].to_numpy(float)), np.log(p[column].to_numpy(float))
         if np.ptp(x) == 0:
@@ -158,6 +219,7 @@ class CriticalBatchLaw:
             self.b_star_interval_ = self.alpha_b_interval_ = (math.nan, math.nan)
         self.range_ = (float(p["loss"].min()), float(p["loss"].max()))
         self.n_points_, self.n_runs_ = len(p), len(runs)
+        self.column_ = column
         return self
 
     def _q(self) -> tuple[float, float]:
@@ -212,6 +274,8 @@ class CriticalBatchLaw:
         return {
             "kind": "critical_batch",
             "citation": CITATION,
+            "column": self.column_,
+            "estimate": SCALE_NAMES.get(self.column_, self.column_),
             "b_star": self.b_star_,
             "alpha_b": self.alpha_b_,
             "slope": self.slope_,
@@ -250,7 +314,26 @@ def loss_at(store, n_params: float, tokens: float, loss_law=None) -> tuple[float
     return float(loss_law.predict([n_params], [tokens])[0]), how
 
 
-def fit_critical_batch(store, keys=None, level: float = 0.9, n_boot: int = 200, seed: int = 0):
-    """:func:`noise_points` of ``store`` and the :class:`CriticalBatchLaw` fitted on them."""
+def fit_critical_batch(
+    store, keys=None, level: float = 0.9, n_boot: int = 200, seed: int = 0, column: str = "b_simple_tokens"
+):
+    """:func:`noise_points` of ``store`` and the :class:`CriticalBatchLaw` fitted on their ``column``
+    (b_simple_tokens, b_noise_tokens or b_noise_adam_tokens: :data:`SCALES`). FitError naming
+    ``gns_hessian`` when a B_noise column was asked of runs that did not measure it."""
     pts = noise_points(store, keys)
-    return pts, CriticalBatchLaw(level, n_boot, seed).fit(pts)
+    return pts, CriticalBatchLaw(level, n_boot, seed).fit(pts, column)
+
+
+def bracket_at(upper: CriticalBatchLaw, lower: CriticalBatchLaw, loss: float) -> dict[str, Any]:
+    """Both laws' recommendations at ``loss`` (nats/token): ``upper`` (fitted on B_simple) and ``lower``
+    (on B_noise), the ends of the bracket that held the measured critical batch on oasl's runs
+    (:data:`BRACKET_EVIDENCE`). Returns {"loss", "upper", "lower" (each :meth:`CriticalBatchLaw.recommend`),
+    "ordered" (False where the lower end lies above the upper one), "evidence"}."""
+    up, lo = upper.recommend(loss), lower.recommend(loss)
+    return {
+        "loss": float(loss),
+        "upper": up,
+        "lower": lo,
+        "ordered": bool(lo["batch_tokens"] <= up["batch_tokens"]),
+        "evidence": BRACKET_EVIDENCE,
+    }
