@@ -74,6 +74,31 @@ def test_fit_uses_sweep_runs_unless_told_otherwise(tmp_path, capsys):
     assert code == 2 and "unknown --role" in err
 
 
+def test_transfer_diagnose_reads_the_ladder_not_the_validation_runs(tmp_path, capsys):
+    """On a validated store the target's runs are not a rung of the ladder: `oasl transfer diagnose`
+    uses sweep runs unless told otherwise (as `oasl fit` does)."""
+    from oasl.testing import run_cli
+
+    store = SQLiteStore(tmp_path / "runs.db")
+    sweep = pd.concat([_valley(n, 10.0 * n**-0.5, "sweep") for n in (1e4, 4e4, 1.6e5)])
+    store.import_frame(pd.concat([sweep, _valley(1.5e6, 0.1, "target")]))
+    store.set_role([r["key"] for r in store.rows() if r["spec"]["tag"] == "target"], "target")
+
+    def sizes(*extra):
+        out = tmp_path / f"diag{len(extra)}.json"
+        args = ["transfer", "diagnose", "--store", str(store.path), "--group-by", "optimizer"]
+        args += ["--n-boot", "0", "--out", str(out)]
+        code, _, err = run_cli([*args, *extra], capsys)
+        assert code == 0, err
+        (group,) = json.loads(out.read_text())["groups"]
+        return sorted(group["n_params"])
+
+    assert sizes() == [1e4, 4e4, 1.6e5]
+    assert sizes("--role", "all") == [1e4, 4e4, 1.6e5, 1.5e6]
+    code, _, err = run_cli(["transfer", "diagnose", "--store", str(store.path), "--role", "oracle"], capsys)
+    assert code == 2 and "unknown --role 'oracle'" in err and err.strip().count("\n") == 0
+
+
 def test_report_fits_sweep_runs_and_flags_a_law_that_is_not_the_validated_one(tmp_path):
     from types import SimpleNamespace
 

@@ -55,18 +55,12 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Locate optima and fit a law for each swept HP; write them to a laws file."""
-        from oasl.errors import ConfigError
         from oasl.laws import save_laws
         from oasl.laws.pipeline import fit_laws
-        from oasl.store import ROLES, load_runs
+        from oasl.store import load_runs
 
-        if role != "all" and role not in ROLES:
-            raise ConfigError(f"unknown --role {role!r}: use {', '.join(ROLES)} or all")
-        df = load_runs(store, csv, finished_only=True)
-        if role != "all" and "role" in df:  # validation's target and baseline runs are not sweep optima
-            df = df[df["role"].fillna("sweep") == role]
-            if df.empty:
-                raise ConfigError(f"no finished runs with role {role!r}: pass --role all to fit every run")
+        # validation's target and baseline runs are not sweep optima
+        df = load_runs(store, csv, finished_only=True, role=role)
         report = fit_laws(df, hps=hp or None)
         laws_to_save = dict(report.laws)
         if report.loss_law is not None:

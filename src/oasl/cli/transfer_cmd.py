@@ -45,6 +45,9 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(None, "--out", help="Write the diagnostics as JSON here."),
         as_json: bool = typer.Option(False, "--json", help="Print the JSON instead of the table."),
         plot: Path = typer.Option(None, "--plot", help="Write the two log-log fits here (PNG)."),
+        role: str = typer.Option(
+            "sweep", "--role", help="Use runs of this role only: sweep (default), target, baseline or all."
+        ),
     ) -> None:
         """Fit h*(N) and L*(N) on a ladder's optima; verdict fast/borderline/slow (beta vs alpha/2)."""
         from oasl.errors import ConfigError
@@ -57,7 +60,8 @@ def register(app: typer.Typer) -> None:
             raise ConfigError(f"--n-boot must be >= 0, got {n_boot}")
         from oasl.store import load_runs
 
-        df = load_runs(store, csv, finished_only=True)
+        # a validated store's target and baseline runs are not rungs of the ladder
+        df = load_runs(store, csv, finished_only=True, role=role)
         res = diagnose_transfer(
             df,
             over=over,

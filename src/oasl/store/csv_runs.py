@@ -212,19 +212,34 @@ def load_runs(
     loss_column: str | None = None,
     column_map: dict[str, str] | None = None,
     constants: dict[str, Any] | None = None,
+    role: str = "all",
 ) -> pd.DataFrame:
-    """Runs from exactly one of a store (``Store.to_dataframe()``) or a CSV (:func:`read_runs_csv`)."""
+    """Runs from exactly one of a store (``Store.to_dataframe()``) or a CSV (:func:`read_runs_csv`).
+
+    ``role`` keeps the runs of one role (sweep, target, baseline; runs without one count as sweep runs)
+    or "all": a validated store also holds the target's and the baselines' runs, which are not rungs of
+    the ladder. ConfigError (one line) for an unknown role or when no run has it."""
+    from oasl.store.base import ROLES
+
+    if role != "all" and role not in ROLES:
+        raise ConfigError(f"unknown --role {role!r}: use {', '.join(ROLES)} or all")
     if (store is None) == (csv is None):
         raise ConfigError("give exactly one of --store PATH or --csv PATH")
     if csv is not None:
-        return read_runs_csv(csv, loss_column, column_map, constants)
-    if not Path(store).exists():
+        df = read_runs_csv(csv, loss_column, column_map, constants)
+    elif not Path(store).exists():
         raise StoreError(
             f"store {store} does not exist: run `oasl sweep run` or `oasl import RUNS.csv --store {store}`"
         )
-    from oasl.store import open_store
+    else:
+        from oasl.store import open_store
 
-    return open_store(store).to_dataframe(finished_only=finished_only)
+        df = open_store(store).to_dataframe(finished_only=finished_only)
+    if role != "all" and "role" in df:
+        df = df[df["role"].fillna("sweep") == role]
+        if df.empty:
+            raise ConfigError(f"no finished runs with role {role!r}: pass --role all to use every run")
+    return df
 
 
 @dataclass
