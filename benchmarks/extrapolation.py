@@ -234,6 +234,33 @@ def markdown(result) -> str:
     return "\n".join(lines)
 
 
+def sweep_law(spec, store: str, workers: int) -> None:
+    """Train ``spec``'s ladder into ``store``, fit lr on those runs as `oasl fit` does (the law the
+    harness would validate) and print it with its lr and 90% interval at the target's N."""
+    import pandas as pd
+
+    from oasl.config import ModelShape
+    from oasl.laws.pipeline import fit_laws
+    from oasl.models import count_params
+    from oasl.store import open_store
+    from oasl.sweep import expand, run_sweep
+
+    runs = expand(spec.sweep)
+    summary = run_sweep(runs, store, workers=workers)
+    print(f"ladder: {summary.done} trained, {summary.skipped} already in the store", flush=True)
+    df = open_store(store).to_dataframe(finished_only=True)
+    df = df[df["key"].isin({r.key() for r in runs})]
+    law = fit_laws(df, hps=["lr"]).laws["lr"]
+    shape = ModelShape(**{**runs[0].shape.model_dump(), **spec.target})
+    n = count_params(shape).n_params
+    print(f"law: {law.formula()}")
+    for opt in sorted(spec.sweep.optimizers):
+        q = pd.DataFrame({"N": [float(n)], "optimizer": [opt]})
+        lo, hi = (float(v[0]) for v in law.predict_interval(q, 0.9))
+        pred = float(law.predict(q)[0])
+        print(f"{opt}: at the target (N={n:,}) lr {pred:.3g} (90% {lo:.3g}-{hi:.3g})")
+
+
 def main() -> None:
     from oasl.config import build
     from oasl.validate import ValidateSpec, validate
@@ -246,6 +273,12 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=None, help="override the evaluation seeds")
     ap.add_argument("--baselines", nargs="+", default=None, help="override the baselines")
     ap.add_argument("--name", default=None, help="result name (default from the ladder)")
+    ap.add_argument(
+        "--sweep-only",
+        action="store_true",
+        help="train the ladder only and print the law oasl fit would validate and its lr at the target "
+        "(no target runs, nothing written)",
+    )
     args = ap.parse_args()
     t0 = time.time()
     data = spec_for(args.ladder, args.optimizers)
@@ -255,6 +288,9 @@ def main() -> None:
         data["baselines"] = args.baselines
     gpu = args.ladder == "gpu"
     store = args.store or f"benchmarks/results/extrapolation{'_gpu' if gpu else ''}.db"
+    if args.sweep_only:
+        sweep_law(build(ValidateSpec, data), store, args.workers)
+        return
     result = validate(
         build(ValidateSpec, data), store, workers=args.workers, log=lambda m: print(m, flush=True)
     )
