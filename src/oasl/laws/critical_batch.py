@@ -90,7 +90,7 @@ def noise_points(store, keys=None, decay: float = 0.5) -> pd.DataFrame:
             continue
         b = smoothed_b_simple(g2, s, decay)
         flat = flatten_row(row)
-        measured = curve.dropna(subset=["gns_small_sq"])
+        evals = curve.dropna(subset=["gns_small_sq"])
         # G^T H G and tr(H Sigma) (and Adam's preconditioned pair) where the run measured B_noise too, and
         # B_noise smoothed like B_simple (App. A.1: the pair averaged separately, then divided), NaN at the
         # evaluations that did not measure the pair (no Hessian form, or no Adam moments yet)
@@ -99,19 +99,19 @@ def noise_points(store, keys=None, decay: float = 0.5) -> pd.DataFrame:
             ("h", "gnsh_small_q", "gnsh_big_q", "b_noise_tokens"),
             ("p", "gnsp_small_q", "gnsp_big_q", "b_noise_adam_tokens"),
         ):
-            cols = {small, big} <= set(measured.columns)
-            both = measured[[small, big]].notna().all(axis=1).to_numpy() if cols else np.zeros(len(g2), bool)
-            a, c, _ = curve_noise(measured, small, big) if cols else (np.zeros(0), np.zeros(0), None)
+            cols = {small, big} <= set(evals.columns)
+            both = evals[[small, big]].notna().all(axis=1).to_numpy() if cols else np.zeros(len(g2), bool)
+            a, c, _ = curve_noise(evals, small, big) if cols else (np.zeros(0), np.zeros(0), None)
             full_a, full_c = np.full(len(g2), math.nan), np.full(len(g2), math.nan)
             full_a[both], full_c[both] = a, c
             extra[f"g2_{tag}"], extra[f"s_{tag}"] = full_a, full_c
             smoothed[name] = np.where(
                 both, smoothed_b_simple(full_a, full_c, decay) * flat["seq_len"], math.nan
             )
-        steps = measured["step"].to_numpy()
+        steps = evals["step"].to_numpy()
         # the schedule's lr at the measurement over the peak lr: B_simple at one loss depends on it (a run
         # that reaches the loss late in its decay has a smaller |G|^2; benchmarks/critical_batch.py)
-        lr_frac = pd.to_numeric(measured["lr"], errors="coerce").to_numpy(float) / float(flat["lr"])
+        lr_frac = pd.to_numeric(evals["lr"], errors="coerce").to_numpy(float) / float(flat["lr"])
         for i in range(len(g2)):
             rows.append(
                 {
