@@ -324,3 +324,48 @@ def test_cli_plan_names_the_executor_and_its_batches(tmp_path, capsys):
     assert "6 runs (6 to do)" in text and "batched executor, 2 worker(s), batches of 3, 2 runs" in text
     code, out, err = run_cli(["sweep", "plan", str(path), "--no-measure"], capsys)  # auto: local on CPU
     assert code == 0 and "local executor, 2 worker(s)" in " ".join(out.split())
+
+
+PARENT_OF_A_POOL = """
+import multiprocessing as mp, os, sys, time
+from concurrent.futures import ProcessPoolExecutor
+from oasl.sweep.executors import _worker_init
+
+if __name__ == "__main__":
+    ctx = mp.get_context("spawn")
+    with ProcessPoolExecutor(1, mp_context=ctx, initializer=_worker_init, initargs=(1, None, os.getpid())) as pool:
+        print(pool.submit(os.getpid).result(), flush=True)
+        pool.submit(time.sleep, 120).result()  # a long run, as a training worker's
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has exited
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads process states from /proc")
+def test_pool_workers_exit_when_the_sweep_is_killed(tmp_path):
+    """A sweep killed with SIGKILL must not leave its workers training on: they exit within seconds."""
+    script = tmp_path / "parent.py"
+    script.write_text(PARENT_OF_A_POOL)
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    worker = None
+    try:
+        worker = int(parent.stdout.readline())
+        assert _alive(worker)
+        time.sleep(0.5)
+        assert _alive(worker)  # the watch does not end a worker whose parent lives
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+        deadline = time.time() + 20
+        while _alive(worker) and time.time() < deadline:
+            time.sleep(0.2)
+        assert not _alive(worker)
+    finally:
+        parent.kill()
+        if worker is not None and _alive(worker):  # the watch failed: leave no sleeper behind
+            os.kill(worker, signal.SIGKILL)

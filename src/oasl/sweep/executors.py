@@ -184,12 +184,32 @@ def worker_threads(workers: int, threads: int | None = None) -> int:
 # -- what a worker process runs ---------------------------------------------------------------------
 
 _WORKER_GPU: int | None = None  # the GPU this worker process is pinned to (see gpu_slots)
+PARENT_POLL_S = 1.0  # how often a worker checks that the sweep that started it is alive
 
 
-def _worker_init(threads: int, slots) -> None:
+def exit_with_parent(parent_pid: int, poll_s: float = PARENT_POLL_S) -> None:
+    """End this process soon after ``parent_pid`` dies. A pool worker whose sweep was killed (SIGKILL, an
+    out-of-memory kill) would otherwise finish its run on cores nobody asked for; the run it leaves stays
+    claimed until its lease lapses and the next start of the sweep trains it again (nothing is lost: the
+    store only ever holds finished results). A daemon thread polls, as POSIX has no portable
+    parent-death signal."""
+    import threading
+    import time
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(poll_s)
+        os._exit(1)  # the parent is gone: no clean-up is owed to anyone
+
+    threading.Thread(target=watch, name="oasl-parent-watch", daemon=True).start()
+
+
+def _worker_init(threads: int, slots, parent_pid: int | None = None) -> None:
     import torch
 
     global _WORKER_GPU
+    if parent_pid is not None:
+        exit_with_parent(parent_pid)
     torch.set_num_threads(threads)
     if slots is not None:
         _WORKER_GPU = slots.get()
@@ -280,7 +300,7 @@ def run_tasks(
             queue.put(s)
     n_threads = worker_threads(len(slots), threads)
     with ProcessPoolExecutor(
-        len(slots), mp_context=ctx, initializer=_worker_init, initargs=(n_threads, queue)
+        len(slots), mp_context=ctx, initializer=_worker_init, initargs=(n_threads, queue, os.getpid())
     ) as pool:
         futures = {pool.submit(fn, arg, job) for fn, arg in tasks}
         while futures:
