@@ -368,7 +368,14 @@ def critical_batch_opinion(rec: Recommendation, store, loss_law=None, level: flo
     true``), the law fitted on B_noise is added as ``batch_tokens_gns_noise``, the lower end of a bracket
     whose upper end is ``batch_tokens_gns`` (:data:`oasl.laws.critical_batch.BRACKET_EVIDENCE`)."""
     from oasl.errors import FitError
-    from oasl.laws.critical_batch import BRACKET_EVIDENCE, CriticalBatchLaw, loss_at, measured, noise_points
+    from oasl.laws.critical_batch import (
+        BRACKET_EVIDENCE,
+        CriticalBatchLaw,
+        bracket_at,
+        loss_at,
+        measured,
+        noise_points,
+    )
     from oasl.store import open_store
 
     st = open_store(store)
@@ -394,7 +401,7 @@ def critical_batch_opinion(rec: Recommendation, store, loss_law=None, level: flo
                 f"fitted on B_noise at L = {loss:.3g}: the lower end of a bracket whose upper end is "
                 f"batch_tokens_gns (B_simple); {BRACKET_EVIDENCE}",
             )
-            if noise.value > item.value:
+            if not bracket_at(law, lower, loss)["ordered"]:
                 inverted = "B_noise lies above B_simple here: the bracket is inverted"
                 noise.warning = f"{noise.warning}; {inverted}" if noise.warning else inverted
             rec.items[noise.name] = noise
