@@ -9,7 +9,8 @@ an idle 2-core machine (one run per process; batching does not pay on CPU, see s
 
 `--ladder v2` is the former default: widths 24/32/48/64, 393k tokens, 1 sweep seed, all baselines
 (muP, TPE, random:8 too), written as `extrapolation_v2`; `--ladder v4` adds width 96 to v3 (4.0x
-extrapolation); `--ladder v3-long` is v3 with twice the steps per run (not measured); `--ladder gpu`
+extrapolation); `--ladder v3-long` is v3 with twice the steps per run (measured: `extrapolation_v3_long`),
+`--ladder v3-long-untied` that ladder with the embedding and readout untied; `--ladder gpu`
 is the H200 ladder of issue 11 (widths 64-192, depth 4, seq 256, 16.8M tokens per run, target width
 576), for the three optimizers; run it on a GPU machine.
 
@@ -17,7 +18,7 @@ is the H200 ladder of issue 11 (widths 64-192, depth 4, seq 256, 16.8M tokens pe
 lr ranges, written as `extrapolation_v1`; `--ladder v2-2opt` the second as first measured (AdamW and SGD,
 2 seeds, 16k eval tokens). They share the store where their runs are the same.
 
-Run: `.venv/bin/python benchmarks/extrapolation.py [--ladder v1|v2|v2-2opt|v3|v3-long|v3-untied|v4|mini|gpu] [--optimizers
+Run: `.venv/bin/python benchmarks/extrapolation.py [--ladder v1|v2|v2-2opt|v3|v3-long|v3-long-untied|v3-untied|v4|mini|gpu] [--optimizers
 adamw ...] [--seeds 0 1 2] [--baselines ...] [--store PATH]` (resumable: the store keeps runs).
 """
 
@@ -92,10 +93,13 @@ LADDERS["v3-untied"] = LADDERS["v3"]
 OVERRIDES["v3-untied"] = {**OVERRIDES["v3"], "tie_embeddings": False}
 # v3 with twice the steps per run (1,536 at the same batch; 1.57M tokens, sweep and target alike):
 # benchmarks/bend.py found the bend of lr* between width 96 and 192 to be a short-horizon effect
-# (docs/ladders.md section 9); this ladder asks whether the law then transfers. Not measured yet (about
-# twice v3's cost).
+# (docs/ladders.md section 9); this ladder asks whether the law then transfers (section 10: for AdamW and
+# Lion it does, at about twice v3's cost). v3-long-untied unties the embedding and readout as well, the
+# change that made SGD's law transfer on v3 (section 8).
 LADDERS["v3-long"] = LADDERS["v3"]
 OVERRIDES["v3-long"] = {**OVERRIDES["v3"], "tokens": 2 * 786432}
+LADDERS["v3-long-untied"] = LADDERS["v3"]
+OVERRIDES["v3-long-untied"] = {**OVERRIDES["v3-long"], "tie_embeddings": False}
 OVERRIDES["v4"] = {
     **OVERRIDES["v3"],
     "min_ratio": 3.5,
