@@ -189,10 +189,10 @@ PARENT_POLL_S = 1.0  # how often a worker checks that the sweep that started it 
 
 def exit_with_parent(parent_pid: int, poll_s: float = PARENT_POLL_S) -> None:
     """End this process soon after ``parent_pid`` dies. A pool worker whose sweep was killed (SIGKILL, an
-    out-of-memory kill) would otherwise finish its run on cores nobody asked for; the run it leaves stays
-    claimed until its lease lapses and the next start of the sweep trains it again (nothing is lost: the
-    store only ever holds finished results). A daemon thread polls, as POSIX has no portable
-    parent-death signal."""
+    out-of-memory kill) would otherwise finish its run on cores nobody asked for. The claim it leaves names
+    a dead process, so the next start of the sweep takes the run over at once
+    (:func:`oasl.sweep.claims.owner_dead`) and trains it again; nothing is lost, as the store only ever
+    holds finished results. A daemon thread polls, as POSIX has no portable parent-death signal."""
     import threading
     import time
 
