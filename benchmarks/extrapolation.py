@@ -239,24 +239,23 @@ def markdown(result) -> str:
 
 
 def sweep_law(spec, store: str, workers: int) -> None:
-    """Train ``spec``'s ladder into ``store``, fit lr on those runs as `oasl fit` does (the law the
-    harness would validate) and print it with its lr and 90% interval at the target's N."""
+    """Train ``spec``'s ladder into ``store``, fit lr on those runs with the harness's own
+    :func:`oasl.validate.fit_validated_law` (the law it would validate) and print it with its lr and 90%
+    interval at the target's N."""
     import pandas as pd
 
-    from oasl.config import ModelShape
-    from oasl.laws.pipeline import fit_laws
     from oasl.models import count_params
     from oasl.store import open_store
     from oasl.sweep import expand, run_sweep
+    from oasl.validate import fit_validated_law
 
     runs = expand(spec.sweep)
     summary = run_sweep(runs, store, workers=workers)
     print(f"ladder: {summary.done} trained, {summary.skipped} already in the store", flush=True)
     df = open_store(store).to_dataframe(finished_only=True)
     df = df[df["key"].isin({r.key() for r in runs})]
-    law = fit_laws(df, hps=["lr"]).laws["lr"]
-    shape = ModelShape(**{**runs[0].shape.model_dump(), **spec.target})
-    n = count_params(shape).n_params
+    law = fit_validated_law(df, spec.law_features).laws["lr"]
+    n = count_params(spec.target_shape()).n_params
     print(f"law: {law.formula()}")
     for opt in sorted(spec.sweep.optimizers):
         q = pd.DataFrame({"N": [float(n)], "optimizer": [opt]})
