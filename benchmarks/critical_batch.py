@@ -228,6 +228,55 @@ def own_runs(
     return {**payload, "missing_runs": missing}, md
 
 
+class _SeedMeanCurves:
+    """A store-like view (``curve(key)``) whose curve for a pooled key is the mean validation loss, step by
+    step, of the same run trained on several seeds (:func:`pooled_seeds`)."""
+
+    def __init__(self, store, members: dict[str, list[str]]):
+        self.store, self.members = store, members
+
+    def curve(self, key: str) -> pd.DataFrame:
+        curves = [self.store.curve(k).dropna(subset=["val_loss"]) for k in self.members[key]]
+        steps = sorted(set.intersection(*(set(c["step"]) for c in curves)))
+        loss = np.mean([c.set_index("step").loc[steps, "val_loss"].to_numpy(float) for c in curves], axis=0)
+        tokens = curves[0].set_index("step").loc[steps, "tokens"].to_numpy(float)
+        return pd.DataFrame({"step": steps, "tokens": tokens, "val_loss": loss})
+
+
+def pooled_seeds(store_path: str, seeds: list[int], widths=WIDTHS, schedule: str = "constant") -> tuple[dict, str]:
+    """The B_noise comparison with the seeds pooled (pre-registered with the bracket midpoint, before seeds 2
+    and 3 were run; docs/deviations.md "B_noise"): per (width, batch, lr), the validation curves of
+    ``seeds`` averaged step by step before the tokens to reach each loss are read (so the best lr per batch
+    is chosen on the seed mean, not on the luckiest seed), and the noise measurements of every seed's runs
+    pooled in the 2% window. Only (width, batch, lr) trained on every seed count. Analysis only."""
+    from oasl.laws.critical_batch import CriticalBatchLaw, noise_points
+    from oasl.store import open_store
+
+    store = open_store(store_path)
+    done = {k for k, st in store.statuses().items() if st == "done"}
+    groups = {}
+    for seed in seeds:
+        for r in specs(widths=widths, schedule=schedule, b_noise=True, seed=seed):
+            groups.setdefault((r.shape.width, r.batch_seqs, round(r.lr, 12)), []).append(r.key())
+    members = {"pool:" + ks[0]: ks for ks in groups.values() if len(ks) == len(seeds) and set(ks) <= done}
+    if not members:
+        raise SystemExit(f"no run trained on all of seeds {seeds} in {store_path}")
+    real_to_pool = {k: pk for pk, ks in members.items() for k in ks}
+    df = store.to_dataframe()
+    df = df[df["key"].isin(set(real_to_pool))].assign(key=lambda d: d["key"].map(real_to_pool))
+    df = df.drop_duplicates("key")
+    pts = noise_points(store, set(real_to_pool))
+    pts = pts.assign(key=pts["key"].map(real_to_pool))
+    law = CriticalBatchLaw().fit(pts)
+    payload, md = per_loss(_SeedMeanCurves(store, members), df, pts, law, widths, schedule)
+    head = (
+        f"Seeds {', '.join(map(str, seeds))} pooled: {len(members)} (width, batch, lr) runs trained on every "
+        "seed; their validation curves averaged step by step before the tokens to reach each loss are read, "
+        "the noise measurements of all seeds pooled in each 2% window (pre-registered; docs/deviations.md).\n\n"
+    )
+    return {**payload, "seeds": seeds, "n_pooled_runs": len(members)}, head + md
+
+
 def per_loss(
     store, df: pd.DataFrame, pts: pd.DataFrame, law, widths=WIDTHS, schedule: str = "cosine"
 ) -> tuple[dict, str]:
@@ -681,8 +730,21 @@ def main() -> None:
         help="the runs' seed (weights and data order); a seed other than 0 writes its own section (_seedN), "
         "a replicate of the whole sweep",
     )
+    ap.add_argument(
+        "--pool-seeds",
+        default="",
+        help="comma-separated seeds: analyse the store's --b-noise runs of these seeds pooled (curves averaged "
+        "over seeds), section critical_batch_noise_<schedule>_pooled (analysis only; train each seed first)",
+    )
     args = ap.parse_args()
     t0 = time.time()
+    if args.pool_seeds:
+        seeds = [int(v) for v in args.pool_seeds.split(",")]
+        widths = [int(w) for w in args.widths.split(",")]
+        payload, md = pooled_seeds(args.store, seeds, widths, args.schedule)
+        write_result(f"critical_batch_noise_{args.schedule}_pooled", payload, md + f"\n\nWall time {time.time() - t0:.0f} s.")
+        print(md)
+        return
     payload, md = {}, []
     name = "critical_batch" if args.schedule == "cosine" else f"critical_batch_{args.schedule}"
     if args.b_noise:
