@@ -79,7 +79,7 @@ def test_cli_scale_noise_fits_b_noise_and_the_default_prints_the_bracket(stores,
     code, out, err = run_batch(capsys, both, "--target-loss", "4.5", "--out", str(simple_json))
     assert code == 0, err
     assert "B_simple" in out and "(upper)" in out and "B_noise" in out and "(lower)" in out
-    assert "5 of the 7" in out and "critical_batch_noise_constant" in out
+    assert "4 of 4 shapes" in out and "critical_batch_noise_constant_pooled" in out
     d = json.loads(simple_json.read_text())
     assert d["scale"] == "simple" and d["law"]["column"] == "b_simple_tokens"
     assert d["b_noise"]["law"]["column"] == "b_noise_tokens"

@@ -36,12 +36,13 @@ SCALE_NAMES = {
     "b_noise_tokens": "B_noise",
     "b_noise_adam_tokens": "B_noise,Adam",
 }
-# What oasl's own runs say about the two estimates (benchmarks/RESULTS.md, sections
-# critical_batch_noise_constant and critical_batch_noise_constant_seed1; docs/deviations.md "B_noise")
+# What oasl's own runs say about the two estimates (benchmarks/RESULTS.md, section
+# critical_batch_noise_constant_pooled and the per-seed sections; docs/deviations.md "B_noise")
 BRACKET_EVIDENCE = (
-    "on oasl's own runs the measured critical batch (steps/tokens trade-off) lay between B_noise and "
-    "B_simple in 5 of the 7 constant-schedule cases where both were defined (1 of 4 on a cosine schedule; "
-    "benchmarks/RESULTS.md, critical_batch_noise_constant and critical_batch_noise_constant_seed1)"
+    "on oasl's own runs (constant schedule, 4 seeds' curves averaged) the measured critical batch "
+    "(steps/tokens trade-off) lay between B_noise and B_simple for 4 of 4 shapes, at 1.2-1.7x B_noise and "
+    "0.4-0.5x B_simple; a single seed's measured B_crit varies by up to 6x (benchmarks/RESULTS.md, "
+    "critical_batch_noise_constant_pooled)"
 )
 
 
