@@ -235,21 +235,6 @@ def own_runs(
     return {**payload, "missing_runs": missing}, md
 
 
-class _SeedMeanCurves:
-    """A store-like view (``curve(key)``) whose curve for a pooled key is the mean validation loss, step by
-    step, of the same run trained on several seeds (:func:`pooled_seeds`)."""
-
-    def __init__(self, store, members: dict[str, list[str]]):
-        self.store, self.members = store, members
-
-    def curve(self, key: str) -> pd.DataFrame:
-        curves = [self.store.curve(k).dropna(subset=["val_loss"]) for k in self.members[key]]
-        steps = sorted(set.intersection(*(set(c["step"]) for c in curves)))
-        loss = np.mean([c.set_index("step").loc[steps, "val_loss"].to_numpy(float) for c in curves], axis=0)
-        tokens = curves[0].set_index("step").loc[steps, "tokens"].to_numpy(float)
-        return pd.DataFrame({"step": steps, "tokens": tokens, "val_loss": loss})
-
-
 def pooled_seeds(store_path: str, seeds: list[int], widths=WIDTHS, schedule: str = "constant") -> tuple[dict, str]:
     """The B_noise comparison with the seeds pooled (pre-registered with the bracket midpoint, before seeds 2
     and 3 were run; docs/deviations.md "B_noise"): per (width, batch, lr), the validation curves of
@@ -265,24 +250,22 @@ def pooled_seeds(store_path: str, seeds: list[int], widths=WIDTHS, schedule: str
     for seed in seeds:
         for r in specs(widths=widths, schedule=schedule, b_noise=True, seed=seed):
             groups.setdefault((r.shape.width, r.batch_seqs, round(r.lr, 12)), []).append(r.key())
-    members = {"pool:" + ks[0]: ks for ks in groups.values() if len(ks) == len(seeds) and set(ks) <= done}
-    if not members:
+    keys = {k for ks in groups.values() if len(ks) == len(seeds) and set(ks) <= done for k in ks}
+    if not keys:
         raise SystemExit(f"no run trained on all of seeds {seeds} in {store_path}")
-    real_to_pool = {k: pk for pk, ks in members.items() for k in ks}
     df = store.to_dataframe()
-    df = df[df["key"].isin(set(real_to_pool))].assign(key=lambda d: d["key"].map(real_to_pool))
-    df = df.drop_duplicates("key")
-    pts = noise_points(store, set(real_to_pool))
-    pts = pts.assign(key=pts["key"].map(real_to_pool))
+    # every seed's runs: reach_table averages the replicates of each (batch, lr) (oasl.laws.batch_tradeoff)
+    df = df[df["key"].isin(keys)]
+    pts = noise_points(store, keys)
     law = CriticalBatchLaw().fit(pts)
-    payload, md = per_loss(_SeedMeanCurves(store, members), df, pts, law, widths, schedule)
+    payload, md = per_loss(store, df, pts, law, widths, schedule)
     head = (
-        f"Seeds {', '.join(map(str, seeds))} pooled: {len(members)} (width, batch, lr) runs trained on every "
+        f"Seeds {', '.join(map(str, seeds))} pooled: {len(keys) // len(seeds)} (width, batch, lr) runs trained on every "
         "seed; their validation curves averaged step by step before the tokens to reach each loss are read, "
         "the noise measurements of all seeds pooled in each 2% window (this reading was pre-registered for the "
         "constant schedule, seeds 0-3, before seeds 2 and 3 were run; docs/deviations.md \"B_noise\").\n\n"
     )
-    return {**payload, "seeds": seeds, "n_pooled_runs": len(members)}, head + md
+    return {**payload, "seeds": seeds, "n_pooled_runs": len(keys) // len(seeds)}, head + md
 
 
 def per_loss(

@@ -90,3 +90,26 @@ def test_b_simple_at_loss_averages_numerator_and_denominator_separately():
     b, used = b_simple_at_loss(pd.concat([pts, far]), 3.0, rel_window=0.02)
     assert used == n and b == pytest.approx(640, rel=0.03)  # the points at loss 4 are outside the window
     assert math.isnan(b_simple_at_loss(pts, 5.0)[0])  # nothing near that loss
+
+
+def test_reach_table_averages_seed_replicates_before_choosing_the_lr():
+    """Two seeds of the same (batch, lr): the batch's tokens come from their mean curve, not from the
+    luckier seed; a second lr that is better only on one lucky seed does not win."""
+    e = np.arange(1, 33) * 1024.0
+    base = loss_of_tokens(e)
+    runs, curves = [], {}
+
+    def add(key, lr, seed, loss):
+        runs.append({"key": key, "batch_tokens": 1024, "lr": lr, "seed": seed})
+        curves[key] = pd.DataFrame({"step": np.arange(1, 33), "tokens": e, "val_loss": loss})
+
+    add("a0", 1e-3, 0, base - 0.05)  # lr 1e-3: seeds straddle the base curve, mean = base
+    add("a1", 1e-3, 1, base + 0.05)
+    add("b0", 2e-3, 0, base - 0.08)  # lr 2e-3: one lucky seed, one bad one, mean = base + 0.1
+    add("b1", 2e-3, 1, base + 0.28)
+    target = float(base[15])
+    reach = reach_table(pd.DataFrame(runs), curves, [target])
+    assert reach.loc[target, 1024.0] == pytest.approx(e[15], rel=1e-6)  # lr 1e-3's seed mean
+    # without the seed column every run stands alone: the luckiest seed (b0) sets the figure, earlier
+    alone = reach_table(pd.DataFrame(runs).drop(columns="seed"), curves, [target])
+    assert alone.loc[target, 1024.0] < e[15]

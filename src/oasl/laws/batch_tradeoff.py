@@ -9,7 +9,8 @@ it to the noise scale: B_crit(L) ~ B_noise(L). The relation is equivalent to ``E
 intercept E_min and slope S_min. So per target loss this module
 
 - reads, from each run's validation-loss curve, the tokens at which it first reaches the loss
-  (:func:`tokens_to_loss`); the paper tunes the lr per batch size, so per batch the best lr's run counts;
+  (:func:`tokens_to_loss`); the paper tunes the lr per batch size, so per batch the best lr's run counts,
+  with replicate seeds of one lr averaged first (:func:`reach_table`);
 - fits E(B) = E_min + S_min B by non-negative least squares in relative error (:func:`fit_tradeoff`),
   with a bootstrap over the batch sizes for the interval;
 - pools the gradient-noise measurements near that loss into B_simple(L), averaging |G|^2 and tr(Sigma)
@@ -121,19 +122,37 @@ def fit_tradeoff(
     return Tradeoff(e_min, s_min, _ratio(e_min, s_min), lo, hi, len(b), (float(b.min()), float(b.max())), rms)
 
 
+def seed_mean_curve(curves: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """The mean validation loss of replicate runs (the same run trained on several seeds), step by step over
+    the evaluation steps they share: columns step, tokens, val_loss. One curve comes back as it is (its
+    evaluations with a loss)."""
+    cs = [c.dropna(subset=["val_loss"]) for c in curves]
+    if len(cs) == 1:
+        return cs[0]
+    steps = sorted(set.intersection(*(set(c["step"]) for c in cs)))
+    loss = np.mean([c.drop_duplicates("step").set_index("step").loc[steps, "val_loss"] for c in cs], axis=0)
+    tokens = cs[0].drop_duplicates("step").set_index("step").loc[steps, "tokens"].to_numpy(float)
+    return pd.DataFrame({"step": steps, "tokens": tokens, "val_loss": loss})
+
+
 def reach_table(
     runs: pd.DataFrame, curves: dict[str, pd.DataFrame], targets: Sequence[float]
 ) -> pd.DataFrame:
-    """Tokens to reach each target loss, per batch size, taking the best run (lr) at each batch.
+    """Tokens to reach each target loss, per batch size, taking the best lr at each batch.
 
-    ``runs``: one row per run with columns key and batch_tokens; ``curves``: key -> its curve (columns
-    tokens, val_loss). Returns a DataFrame indexed by target loss, one column per batch size (tokens),
-    NaN where no run of that batch reached the loss."""
+    ``runs``: one row per run with columns key and batch_tokens, and lr where the batch has several;
+    ``curves``: key -> its curve (columns step, tokens, val_loss). Runs that differ only in their seed
+    (same batch and lr; a ``seed`` column marks them) are replicates: their curves are averaged step by step
+    (:func:`seed_mean_curve`) before the tokens are read, so the best lr is chosen on the seed mean and the
+    luckiest seed does not set the batch's figure. Returns a DataFrame indexed by target loss, one column
+    per batch size (tokens), NaN where no lr of that batch reached the loss."""
     cols = {}
+    by = ["lr"] if "lr" in runs.columns and "seed" in runs.columns else []
     for bt, grp in runs.groupby("batch_tokens"):
         reach = []
-        for key in grp["key"]:
-            c = curves[key].dropna(subset=["val_loss"])
+        # each lr's replicates as one mean curve; without lr and seed columns every run stands alone
+        for _, rep in grp.groupby(by) if by else ((k, grp[grp["key"] == k]) for k in grp["key"]):
+            c = seed_mean_curve([curves[k] for k in rep["key"]])
             reach.append(tokens_to_loss(c["tokens"], c["val_loss"], targets))
         with np.errstate(all="ignore"):
             cols[float(bt)] = np.fmin.reduce(np.array(reach), axis=0)
