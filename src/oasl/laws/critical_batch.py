@@ -40,7 +40,8 @@ SCALE_NAMES = {
 # critical_batch_noise_constant_pooled and the per-seed sections; docs/deviations.md "B_noise")
 BRACKET_EVIDENCE = (
     "on oasl's own runs (constant schedule, 4 seeds' curves averaged) the measured critical batch "
-    "(steps/tokens trade-off) lay between B_noise and B_simple for 4 of 4 shapes, at 1.2-1.7x B_noise and "
+    "(steps/tokens trade-off) lay between B_noise and B_simple for 4 of 4 shapes at their best-resolved "
+    "losses, at 1.2-1.7x B_noise and "
     "0.4-0.5x B_simple; a single seed's measured B_crit varies by up to 6x (benchmarks/RESULTS.md, "
     "critical_batch_noise_constant_pooled)"
 )
