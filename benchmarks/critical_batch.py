@@ -73,6 +73,7 @@ NOISE_COLS = (
     ("b_noise_adam", "g2_p", "s_p"),
 )  # target losses (nats/token): start, stop, step
 # (name, lower end) of the bracket midpoints sqrt(B_simple(L) x lower end(L)); NaN where the lower end is
+# undefined or not positive
 MIDPOINTS = (("b_mid", "b_noise"), ("b_mid_adam", "b_noise_adam"))
 EVALS = 16  # evaluations per run: the loss curves must resolve the tokens at which each run reaches a loss
 LR16 = {
@@ -235,7 +236,9 @@ def own_runs(
     return {**payload, "missing_runs": missing}, md
 
 
-def pooled_seeds(store_path: str, seeds: list[int], widths=WIDTHS, schedule: str = "constant") -> tuple[dict, str]:
+def pooled_seeds(
+    store_path: str, seeds: list[int], widths=WIDTHS, schedule: str = "constant"
+) -> tuple[dict, str]:
     """The B_noise comparison with the seeds pooled (pre-registered with the bracket midpoint, before seeds 2
     and 3 were run; docs/deviations.md "B_noise"): per (width, batch, lr), the validation curves of
     ``seeds`` averaged step by step before the tokens to reach each loss are read (so the best lr per batch
@@ -263,7 +266,7 @@ def pooled_seeds(store_path: str, seeds: list[int], widths=WIDTHS, schedule: str
         f"Seeds {', '.join(map(str, seeds))} pooled: {len(keys) // len(seeds)} (width, batch, lr) runs trained on every "
         "seed; their validation curves averaged step by step before the tokens to reach each loss are read, "
         "the noise measurements of all seeds pooled in each 2% window (this reading was pre-registered for the "
-        "constant schedule, seeds 0-3, before seeds 2 and 3 were run; docs/deviations.md \"B_noise\").\n\n"
+        'constant schedule, seeds 0-3, before seeds 2 and 3 were run; docs/deviations.md "B_noise").\n\n'
     )
     return {**payload, "seeds": seeds, "n_pooled_runs": len(keys) // len(seeds)}, head + md
 
@@ -594,7 +597,7 @@ def noise_table(rows: list[dict], schedule: str, within: dict) -> str:
     lines.append(
         "Bracket midpoint sqrt(B_simple(L) x B_noise(L)), the log-midpoint of the bracket `oasl batch critical` "
         "prints (pre-registered on 2026-11-30, after seeds 0 and 1 and before seeds 2 and 3 were run; "
-        "docs/deviations.md \"B_noise\"): ratio to the empirical B_crit "
+        'docs/deviations.md "B_noise"): ratio to the empirical B_crit '
         + ", ".join(f"{r['ratio_b_mid']:.2f}" for r in ok)
         + f", within 2x {verdict('b_mid')}; with B_noise,Adam as the lower end "
         + ", ".join(f"{r['ratio_b_mid_adam']:.2f}" for r in ok)
@@ -737,7 +740,11 @@ def main() -> None:
                 print(f"seed {seed}:", flush=True)
                 own_runs(args.store, args.workers, widths, True, args.schedule, True, seed)
         payload, md = pooled_seeds(args.store, seeds, widths, args.schedule)
-        write_result(f"critical_batch_noise_{args.schedule}_pooled", payload, md + f"\n\nWall time {time.time() - t0:.0f} s.")
+        write_result(
+            f"critical_batch_noise_{args.schedule}_pooled",
+            payload,
+            md + f"\n\nWall time {time.time() - t0:.0f} s.",
+        )
         print(md)
         return
     payload, md = {}, []
