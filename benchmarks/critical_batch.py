@@ -66,12 +66,12 @@ LOW_LR_FROM = 32  # batch_seqs from which a third lr (the sqrt rule's / 2^1.5) i
 REF_BATCHES = 4  # batch sizes that must reach a loss for it to serve as a shape's reference loss
 MAX_RMS = 0.1  # the trade-off fit's rms relative error of E allowed at a reference loss
 HIGH_LR = 0.5  # measurements at lr >= this fraction of the peak: before the cosine's second half
-TARGETS = (2.3, 4.0, 0.02)
+TARGETS = (2.3, 4.0, 0.02)  # target losses (nats/token): start, stop, step
 # (name, G^T H G column, tr(H Sigma) column) of oasl.laws.critical_batch.noise_points, pooled like B_simple
 NOISE_COLS = (
     ("b_noise", "g2_h", "s_h"),
     ("b_noise_adam", "g2_p", "s_p"),
-)  # target losses (nats/token): start, stop, step
+)
 # (name, lower end) of the bracket midpoints sqrt(B_simple(L) x lower end(L)); NaN where the lower end is
 # undefined or not positive
 MIDPOINTS = (("b_mid", "b_noise"), ("b_mid_adam", "b_noise_adam"))
