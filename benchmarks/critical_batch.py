@@ -120,6 +120,21 @@ def specs(
     return out
 
 
+def train_by_width(runs, store_path: str, workers: int, widths=WIDTHS) -> None:
+    """Train ``runs`` into the store one width at a time (an interrupted sweep leaves whole shapes), with a
+    progress line per finished run."""
+    from oasl.sweep import run_sweep
+
+    order = [r for w in widths for r in runs if r.shape.width == w]
+    t0, n = time.time(), [0]
+
+    def on_update(summary, total):
+        n[0] += 1
+        print(f"  [batch sweep] {n[0]}/{total} runs, {time.time() - t0:.0f} s", flush=True)
+
+    run_sweep(order, store_path, workers=workers, on_update=on_update)
+
+
 def own_runs(
     store_path: str,
     workers: int,
@@ -132,22 +147,12 @@ def own_runs(
     from oasl.laws.critical_batch import CriticalBatchLaw, noise_points
     from oasl.optima import locate_one
     from oasl.store import open_store
-    from oasl.sweep import run_sweep
 
     runs = specs(widths=widths, schedule=schedule, b_noise=b_noise, seed=seed)
     # the smallest batch on half the tokens, for the tokens-doubling column (the cosine design only)
     half = specs(BATCHES[:1], TOKENS // 2, widths=widths, seed=seed) if schedule == "cosine" else []
-    # one width at a time (its batch sweep, then its half-token runs): an interrupted sweep leaves whole shapes
-    order = [r for w in widths for r in runs + half if r.shape.width == w]
-    t0 = time.time()
-    n = [0]
-
-    def on_update(summary, total):
-        n[0] += 1
-        print(f"  [batch sweep] {n[0]}/{total} runs, {time.time() - t0:.0f} s", flush=True)
-
     if train:
-        run_sweep(order, store_path, workers=workers, on_update=on_update)
+        train_by_width(runs + half, store_path, workers, widths)
     store = open_store(store_path)
     keys = {r.key() for r in runs}
     df_all = store.to_dataframe()
@@ -735,10 +740,11 @@ def main() -> None:
     if args.pool_seeds:
         seeds = [int(v) for v in args.pool_seeds.split(",")]
         widths = [int(w) for w in args.widths.split(",")]
-        if not args.analyze_only:  # every seed's sweep first (resumable; finished runs are kept)
-            for seed in seeds:
-                print(f"seed {seed}:", flush=True)
-                own_runs(args.store, args.workers, widths, True, args.schedule, True, seed)
+        if not args.analyze_only:  # every seed's sweep first, in one resumable sweep (finished runs kept)
+            runs = [
+                r for sd in seeds for r in specs(widths=widths, schedule=args.schedule, b_noise=True, seed=sd)
+            ]
+            train_by_width(runs, args.store, args.workers, widths)
         payload, md = pooled_seeds(args.store, seeds, widths, args.schedule)
         write_result(
             f"critical_batch_noise_{args.schedule}_pooled",

@@ -129,10 +129,12 @@ def seed_mean_curve(curves: Sequence[pd.DataFrame]) -> pd.DataFrame:
     cs = [c.dropna(subset=["val_loss"]) for c in curves]
     if len(cs) == 1:
         return cs[0]
-    steps = sorted(set.intersection(*(set(c["step"]) for c in cs)))
-    loss = np.mean([c.drop_duplicates("step").set_index("step").loc[steps, "val_loss"] for c in cs], axis=0)
-    tokens = cs[0].drop_duplicates("step").set_index("step").loc[steps, "tokens"].to_numpy(float)
-    return pd.DataFrame({"step": steps, "tokens": tokens, "val_loss": loss})
+    cs = [c.drop_duplicates("step").set_index("step") for c in cs]
+    steps = sorted(set.intersection(*(set(c.index) for c in cs)))
+    loss = np.mean([c.loc[steps, "val_loss"].to_numpy(float) for c in cs], axis=0)
+    return pd.DataFrame(
+        {"step": steps, "tokens": cs[0].loc[steps, "tokens"].to_numpy(float), "val_loss": loss}
+    )
 
 
 def reach_table(
@@ -147,11 +149,11 @@ def reach_table(
     luckiest seed does not set the batch's figure. Returns a DataFrame indexed by target loss, one column
     per batch size (tokens), NaN where no lr of that batch reached the loss."""
     cols = {}
-    by = ["lr"] if "lr" in runs.columns and "seed" in runs.columns else []
+    # each lr's replicates as one mean curve; without lr and seed columns every run stands alone
+    by = "lr" if {"lr", "seed"} <= set(runs.columns) else "key"
     for bt, grp in runs.groupby("batch_tokens"):
         reach = []
-        # each lr's replicates as one mean curve; without lr and seed columns every run stands alone
-        for _, rep in grp.groupby(by) if by else ((k, grp[grp["key"] == k]) for k in grp["key"]):
+        for _, rep in grp.groupby(by, dropna=False):
             c = seed_mean_curve([curves[k] for k in rep["key"]])
             reach.append(tokens_to_loss(c["tokens"], c["val_loss"], targets))
         with np.errstate(all="ignore"):
