@@ -34,6 +34,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from _common import write_result  # noqa: E402
 
+from oasl.validate.stats import expected_search_text  # noqa: E402
+
 SPEC = {
     "name": "extrapolation",
     "sweep": {
@@ -235,6 +237,13 @@ def markdown(result) -> str:
         )
         if ov.clipping:
             lines.append(clipping_line(ov.clipping))
+        for m in ov.methods:
+            if m.expected:
+                lines.append(
+                    f"Random search in expectation (read off the target's runs: the search picks by the "
+                    f"seed-0 curve and is scored by the seed-mean regret; the row above is one draw): "
+                    f"{expected_search_text(m.method, m.expected)}."
+                )
     return "\n".join(lines)
 
 

@@ -126,6 +126,16 @@ def test_harness_with_baselines_from_yaml(tmp_path):
     assert ov.efficiency["oasl_spend_flops"] > 0
     assert (tmp_path / "validation.json").is_file()
     assert set(result.table()["method"]) >= {"oasl", "oracle", "tpe:2"}
+    # random search is also scored over draws of the search, read off the runs at the target; the oracle
+    # is the best lr trained, so no draw can do better than it
+    rnd = {m.method: m for m in ov.methods}
+    e = rnd["random:2"].expected
+    assert e["k"] == 2 and 0.0 <= e["range90"][0] <= e["mean"] <= e["range90"][1]
+    assert all(not m.expected for name, m in rnd.items() if name != "random:2")
+    from oasl.validate.results import load_validation
+
+    back = load_validation(tmp_path / "validation.json")
+    assert next(m for o in back.optimizers for m in o.methods if m.method == "random:2").expected == e
 
 
 def test_target_must_extrapolate(tmp_path):

@@ -84,3 +84,41 @@ def test_baselines_are_plug_ins():
         ValidateSpec.model_validate({"sweep": sweep, "target": {}, "baselines": ["random"]})
     with pytest.raises(ValueError, match="repeat a seed"):
         ValidateSpec.model_validate({"sweep": sweep, "target": {}, "seeds": [0, 0]})
+
+
+def _valley(lrs, a=0.01, opt=1e-3):
+    """A loss valley quadratic in log lr with its minimum at ``opt``: regret a x^2, x = ln(lr / opt)."""
+    return {float(v): a * math.log(v / opt) ** 2 for v in lrs}
+
+
+def test_random_search_in_expectation_over_its_draws():
+    lrs = np.geomspace(1e-4, 1e-2, 41)
+    regret = _valley(lrs)
+    seed0 = {v: 2.0 * (1 + r) for v, r in regret.items()}
+    # one log-uniform draw over [1e-4, 1e-2] = x uniform on [-ln 10, ln 10]: E[a x^2] = a (ln 10)^2 / 3
+    one = stats.expected_search_regret(seed0, regret, (1e-4, 1e-2), 1, reference=0.0, n_draws=20000)
+    assert one["mean"] == pytest.approx(0.01 * math.log(10) ** 2 / 3, rel=0.05)
+    # more trials find lower regret; the share of draws within a reference regret grows with them
+    four = stats.expected_search_regret(seed0, regret, (1e-4, 1e-2), 4, reference=0.002, n_draws=20000)
+    many = stats.expected_search_regret(seed0, regret, (1e-4, 1e-2), 64, reference=0.002, n_draws=20000)
+    assert many["mean"] < four["mean"] < one["mean"]
+    assert four["range90"][0] <= four["median"] <= four["range90"][1]
+    assert 0 < four["share_le_reference"] < many["share_le_reference"] == 1.0
+
+
+def test_random_search_picks_by_seed_zero_and_is_scored_on_the_seed_mean():
+    lrs = np.geomspace(1e-4, 1e-2, 41)
+    # seed 0 has its minimum at 10^-2.5 while the seed mean has it at 1e-3: the search picks near 10^-2.5 and
+    # pays the seed mean's regret there, a ln(10^0.5)^2, when it has many trials
+    seed0 = {v: 2.0 * (1 + r) for v, r in _valley(lrs, opt=10**-2.5).items()}
+    e = stats.expected_search_regret(seed0, _valley(lrs), (1e-4, 1e-2), 256, reference=0.0, n_draws=2000)
+    assert e["mean"] == pytest.approx(0.01 * math.log(10**0.5) ** 2, rel=0.05)
+    # a diverged seed-0 run counts as worse than any finite one: with the seed-0 optimum at 1e-3 diverged,
+    # the search picks beside it, a grid step (x1.122) away, and pays that step's regret
+    seed0 = {v: 2.0 * (1 + r) for v, r in _valley(lrs).items()}
+    kept = stats.expected_search_regret(seed0, _valley(lrs), (1e-4, 1e-2), 256, 0.0, n_draws=2000)
+    seed0[float(lrs[20])] = math.nan  # lr 1e-3
+    lost = stats.expected_search_regret(seed0, _valley(lrs), (1e-4, 1e-2), 256, 0.0, n_draws=2000)
+    step = 0.01 * (math.log(100) / 40) ** 2
+    assert kept["mean"] < 0.3 * step < step <= lost["mean"] < 1.5 * step
+    assert stats.expected_search_regret({1e-3: math.nan, 2e-3: 2.0}, _valley(lrs), (1e-4, 1e-2), 4, 0.0) == {}

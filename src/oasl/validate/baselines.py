@@ -206,7 +206,9 @@ def _search_result(k, kind, lrs, losses, flops, lo, hi) -> Proposal:
     note = f"{k} trials at the target, lr in [{lo:.3g}, {hi:.3g}]; trial losses " + ", ".join(
         f"{v:.4f}" for v in losses
     )
-    return Proposal(best, flops, note, trials=list(losses), extra={"kind": kind})
+    return Proposal(
+        best, flops, note, trials=list(losses), extra={"kind": kind, "trial_lrs": list(lrs), "k": k}
+    )
 
 
 def evaluate_on_seeds(ctx: TargetContext, lr: float, template: RunSpec | None = None) -> list[float]:

@@ -284,8 +284,36 @@ def _measure_target(ctx: TargetContext, rec_interval: tuple[float, float], n_max
             key = f"{p.extra.get('kind', name)}_trajectory"
             if len(p.trials) > len(ov.efficiency.get(key, [])):
                 ov.efficiency[key] = list(p.trials)
+    _expected_random(ctx, ov, proposals, pool, oasl_regrets)
     ov.efficiency = _efficiency(ov)
     return ov
+
+
+def _expected_random(ctx: TargetContext, ov: OptimizerValidation, proposals, pool, oasl_regrets) -> None:
+    """Random search's regret over draws of the search (:func:`stats.expected_search_regret`), read off
+    every run at the target: the seed-0 curve (oracle grid, each method's seed-0 run, the search's trials)
+    and the mean regret of each lr trained on every seed. Logged and stored in ``MethodResult.expected``."""
+    props = dict(proposals)
+    grid = props["oracle"].extra["grid"]
+    seed0 = dict(zip(grid["lr"].astype(float), grid["final_val_loss"].astype(float), strict=True))
+    for m in ov.methods:
+        p = props[m.method]
+        if p.target is None:
+            seed0[float(p.lr)] = float(m.losses[0])
+        seed0.update(zip(p.extra.get("trial_lrs", []), p.trials, strict=True))
+    regrets = {
+        float(lr): float(np.mean(stats.per_seed_regret(v, ov.oracle_losses))) for lr, v in pool.items()
+    }
+    reference = float(np.mean(oasl_regrets))
+    for m in ov.methods:
+        p = props[m.method]
+        if p.extra.get("kind") != "random":
+            continue
+        m.expected = e = stats.expected_search_regret(
+            seed0, regrets, ctx.search_range, int(p.extra["k"]), reference
+        )
+        if e:
+            ctx.log(f"[{ctx.optimizer}] {stats.expected_search_text(m.method, e)}")
 
 
 def _efficiency(ov: OptimizerValidation) -> dict[str, Any]:

@@ -15,7 +15,9 @@ Schema of ``validation.json`` (fractions are relative to the oracle's loss, e.g.
                        methods: [ {method, lr, losses [per seed], regret_mean, regret_std,
                                    regret_ci [lo, hi] (paired-bootstrap 90%), regrets [per seed],
                                    verdict ("better than oasl" | "indistinguishable" | "worse than oasl" |
-                                   "one seed: no verdict"; "" for oasl and the oracle), tuning_flops, tuning_runs, note} ],
+                                   "one seed: no verdict"; "" for oasl and the oracle), tuning_flops, tuning_runs, note,
+                                   expected (random search only: its regret over draws of the search,
+                                   :func:`oasl.validate.stats.expected_search_regret`; {} otherwise)} ],
                        efficiency, optima, oracle_grid,
                        clipping: {grad_clip, sizes [ {n_params, lr, median_grad_norm, clip_frac} ], slope,
                                   predicted_norm, measured_norm, measured_clip_frac, warning}
@@ -39,7 +41,9 @@ class MethodResult:
     """One method at the target: the lr it chose, its regret over seeds, the compute it spent to choose.
 
     ``regrets`` are per seed; ``regret_ci`` the paired-bootstrap 90% interval of their mean; ``verdict``
-    compares the method with oasl seed by seed (see :func:`oasl.validate.stats.verdict`)."""
+    compares the method with oasl seed by seed (see :func:`oasl.validate.stats.verdict`); ``expected``, for
+    random search, its regret over draws of the search rather than the one draw trained
+    (:func:`oasl.validate.stats.expected_search_regret`)."""
 
     method: str
     lr: float
@@ -52,6 +56,7 @@ class MethodResult:
     regret_ci: tuple[float, float] = (math.nan, math.nan)
     regrets: list[float] = field(default_factory=list)
     verdict: str = ""
+    expected: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

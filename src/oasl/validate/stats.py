@@ -87,3 +87,59 @@ def beats_oracle(regrets: Sequence[float], level: float = LEVEL) -> bool:
     which means the oracle was not the optimum (a harness fault, not a win)."""
     lo, hi = bootstrap_mean_interval(regrets, level)
     return bool(np.isfinite(hi) and hi < 0)
+
+
+def expected_search_regret(
+    seed0: dict[float, float],
+    regrets: dict[float, float],
+    search_range: tuple[float, float],
+    k: int,
+    reference: float,
+    n_draws: int = N_BOOT,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Random search of ``k`` log-uniform lrs in ``search_range``, in expectation over its draws.
+
+    The harness trains one draw of the search; its regret says what that draw found, and a lucky draw
+    can "beat" a method by luck the seed-paired interval does not see. Here each of ``n_draws`` draws
+    picks, as the search does, the lr with the lowest seed-0 loss, read off ``seed0`` (lr -> seed-0 loss
+    of every run at the target; piecewise linear in log lr; a diverged run counts as twice the worst
+    finite loss), and is scored by the mean regret over the evaluation seeds, read off ``regrets`` (lr ->
+    mean regret, for the lrs trained on every seed; piecewise linear in log lr, and constant beyond the
+    outermost of them, which favours the search). Returns the mean, median and 90% range of the drawn
+    regret and ``share_le_reference``, the share of draws with a regret at most ``reference`` (oasl's
+    mean regret)."""
+    lo, hi = search_range
+    x0 = np.log(np.asarray(sorted(seed0), dtype=float))
+    y0 = np.asarray([seed0[v] for v in sorted(seed0)], dtype=float)
+    finite = np.isfinite(y0)
+    if finite.sum() < 2 or k < 1 or not 0 < lo < hi:
+        return {}
+    y0 = np.where(finite, y0, 2.0 * y0[finite].max())
+    pool = sorted(v for v, r in regrets.items() if math.isfinite(r))
+    if not pool:
+        return {}
+    xr = np.log(np.asarray(pool, dtype=float))
+    yr = np.asarray([regrets[v] for v in pool], dtype=float)
+    rng = np.random.default_rng(seed)
+    draws = rng.uniform(math.log(lo), math.log(hi), size=(n_draws, k))
+    picks = draws[np.arange(n_draws), np.argmin(np.interp(draws, x0, y0), axis=1)]
+    r = np.interp(picks, xr, yr)
+    return {
+        "k": k,
+        "draws": n_draws,
+        "mean": float(r.mean()),
+        "median": float(np.median(r)),
+        "range90": [float(np.quantile(r, 0.05)), float(np.quantile(r, 0.95))],
+        "share_le_reference": float(np.mean(r <= reference)),
+        "reference": float(reference),
+    }
+
+
+def expected_search_text(method: str, e: dict) -> str:
+    """One line describing :func:`expected_search_regret`'s result ``e`` for the search named ``method``."""
+    return (
+        f"{method} over {e['draws']} draws of its {e['k']} lrs: regret {e['mean']:+.2%} on average (median "
+        f"{e['median']:+.2%}; 90% of draws {e['range90'][0]:+.2%} to {e['range90'][1]:+.2%}), at most oasl's "
+        f"{e['reference']:+.2%} in {e['share_le_reference']:.0%} of draws"
+    )
