@@ -240,9 +240,9 @@ def markdown(result) -> str:
         for m in ov.methods:
             if m.expected:
                 lines.append(
-                    f"Random search in expectation (read off the target's runs: the search picks by the "
-                    f"seed-0 curve and is scored by the seed-mean regret; the row above is one draw): "
-                    f"{expected_search_text(m.method, m.expected)}."
+                    f"Random search in expectation (read off the target's runs: each draw picks by the "
+                    f"seed-0 curve and is scored by the seed-mean regret; the table's {m.method} row is the "
+                    f"one draw trained): {expected_search_text(m.method, m.expected)}."
                 )
     return "\n".join(lines)
 
@@ -317,6 +317,9 @@ def main() -> None:
         "table": result.table().to_dict(orient="records"),
         "wall_s": time.time() - t0,
         "efficiency": {ov.optimizer: ov.efficiency for ov in result.optimizers},
+        "search_over_draws": {
+            ov.optimizer: {m.method: m.expected for m in ov.methods if m.expected} for ov in result.optimizers
+        },
     }
     selection = selection_lines(result.fit)
     payload["selection"] = selection
