@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from _common import write_result  # noqa: E402
 
-from oasl.validate.stats import expected_search_text  # noqa: E402
+from oasl.validate.stats import expected_search_text, interval_regret_text  # noqa: E402
 
 SPEC = {
     "name": "extrapolation",
@@ -237,6 +237,9 @@ def markdown(result) -> str:
         )
         if ov.clipping:
             lines.append(clipping_line(ov.clipping))
+        if ov.interval_regret:
+            text = interval_regret_text(ov.interval_regret)
+            lines.append(f"{text[0].upper()}{text[1:]}.")
         for m in ov.methods:
             if m.expected:
                 lines.append(

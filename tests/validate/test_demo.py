@@ -134,6 +134,9 @@ def test_harness_with_baselines_from_yaml(tmp_path):
     assert all(not m.expected for name, m in rnd.items() if name != "random:2")
     from oasl.validate.results import load_validation
 
+    # and the regret at the ends of oasl's interval, read off the same runs
+    assert [e["lr"] for e in ov.interval_regret.values()] == list(ov.recommended_interval)
+    assert all(e["regret"] >= 0.0 for e in ov.interval_regret.values())
     back = load_validation(tmp_path / "validation.json")
     assert next(m for o in back.optimizers for m in o.methods if m.method == "random:2").expected == e
 

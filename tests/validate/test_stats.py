@@ -122,3 +122,12 @@ def test_random_search_picks_by_seed_zero_and_is_scored_on_the_seed_mean():
     step = 0.01 * (math.log(100) / 40) ** 2
     assert kept["mean"] < 0.3 * step < step <= lost["mean"] < 1.5 * step
     assert stats.expected_search_regret({1e-3: math.nan, 2e-3: 2.0}, _valley(lrs), (1e-4, 1e-2), 4, 0.0) == {}
+
+
+def test_regret_read_off_the_lrs_trained_on_every_seed():
+    regrets = {1e-3: 0.0, 2e-3: 0.02, 4e-3: math.inf, 5e-4: 0.01}
+    # piecewise linear in log lr between measured lrs; constant beyond them; diverged lrs left out
+    r = stats.regret_at(regrets, [1e-3, math.sqrt(2) * 1e-3, 8e-3, 1e-4])
+    assert r == pytest.approx([0.0, 0.01, 0.02, 0.01])
+    with pytest.raises(ValueError, match="finite regret"):
+        stats.regret_at({1e-3: math.inf}, [1e-3])

@@ -284,15 +284,17 @@ def _measure_target(ctx: TargetContext, rec_interval: tuple[float, float], n_max
             key = f"{p.extra.get('kind', name)}_trajectory"
             if len(p.trials) > len(ov.efficiency.get(key, [])):
                 ov.efficiency[key] = list(p.trials)
-    _expected_random(ctx, ov, proposals, pool, oasl_regrets)
+    _read_off_target(ctx, ov, proposals, pool, oasl_regrets)
     ov.efficiency = _efficiency(ov)
     return ov
 
 
-def _expected_random(ctx: TargetContext, ov: OptimizerValidation, proposals, pool, oasl_regrets) -> None:
-    """Random search's regret over draws of the search (:func:`stats.expected_search_regret`), read off
-    every run at the target: the seed-0 curve (oracle grid, each method's seed-0 run, the search's trials)
-    and the mean regret of each lr trained on every seed. Logged and stored in ``MethodResult.expected``."""
+def _read_off_target(ctx: TargetContext, ov: OptimizerValidation, proposals, pool, oasl_regrets) -> None:
+    """What the runs at the target say beyond each method's own row, without new runs: random search's
+    regret over draws of the search (:func:`stats.expected_search_regret`, in ``MethodResult.expected``)
+    and the regret at the two ends of oasl's 90% interval (``ov.interval_regret``), both read off the
+    seed-0 curve (oracle grid, each method's seed-0 run, the search's trials) and the mean regret of each
+    lr trained on every seed."""
     props = dict(proposals)
     grid = props["oracle"].extra["grid"]
     seed0 = dict(zip(grid["lr"].astype(float), grid["final_val_loss"].astype(float), strict=True))
@@ -304,6 +306,19 @@ def _expected_random(ctx: TargetContext, ov: OptimizerValidation, proposals, poo
     regrets = {
         float(lr): float(np.mean(stats.per_seed_regret(v, ov.oracle_losses))) for lr, v in pool.items()
     }
+    measured = [lr for lr, r in regrets.items() if math.isfinite(r)]
+    if measured:
+        ends = dict(zip(("lo", "hi"), ov.recommended_interval, strict=True))
+        at = stats.regret_at(regrets, list(ends.values()))
+        ov.interval_regret = {
+            k: {
+                "lr": float(lr),
+                "regret": float(r),
+                "beyond_measured": not min(measured) <= lr <= max(measured),
+            }
+            for (k, lr), r in zip(ends.items(), at, strict=True)
+        }
+        ctx.log(f"[{ctx.optimizer}] {stats.interval_regret_text(ov.interval_regret)}")
     reference = float(np.mean(oasl_regrets))
     for m in ov.methods:
         p = props[m.method]

@@ -21,7 +21,10 @@ Schema of ``validation.json`` (fractions are relative to the oracle's loss, e.g.
                        efficiency, optima, oracle_grid,
                        clipping: {grad_clip, sizes [ {n_params, lr, median_grad_norm, clip_frac} ], slope,
                                   predicted_norm, measured_norm, measured_clip_frac, warning}
-                       (:class:`oasl.optima.clipping.ClipRegime`; {} in files written before it)} ]
+                       (:class:`oasl.optima.clipping.ClipRegime`; {} in files written before it),
+                       interval_regret: {lo, hi: {lr, regret, beyond_measured}} the regret at each end of
+                       recommended_interval read off the lrs trained on every seed (a lower bound when
+                       beyond_measured; {} in files written before it)} ]
 """
 
 from __future__ import annotations
@@ -84,6 +87,7 @@ class OptimizerValidation:
     law_exponent_interval: dict[str, tuple[float, float]] = field(default_factory=dict)
     oracle_note: str = ""
     clipping: dict[str, Any] = field(default_factory=dict)
+    interval_regret: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

@@ -89,6 +89,18 @@ def beats_oracle(regrets: Sequence[float], level: float = LEVEL) -> bool:
     return bool(np.isfinite(hi) and hi < 0)
 
 
+def regret_at(regrets: dict[float, float], lrs) -> np.ndarray:
+    """The mean regret at ``lrs`` read off ``regrets`` (lr -> mean regret over the evaluation seeds, for the
+    lrs trained on every seed; non-finite ones left out): piecewise linear in log lr between them, and
+    constant beyond the outermost (a lower bound there, for a valley that keeps rising)."""
+    pool = sorted(v for v, r in regrets.items() if math.isfinite(r))
+    if not pool:
+        raise ValueError("no lr with a finite regret on every seed to read regrets off")
+    xr = np.log(np.asarray(pool, dtype=float))
+    yr = np.asarray([regrets[v] for v in pool], dtype=float)
+    return np.interp(np.log(np.asarray(lrs, dtype=float)), xr, yr)
+
+
 def expected_search_regret(
     seed0: dict[float, float],
     regrets: dict[float, float],
@@ -116,15 +128,12 @@ def expected_search_regret(
     if finite.sum() < 2 or k < 1 or not 0 < lo < hi:
         return {}
     y0 = np.where(finite, y0, 2.0 * y0[finite].max())
-    pool = sorted(v for v, r in regrets.items() if math.isfinite(r))
-    if not pool:
+    if not any(math.isfinite(r) for r in regrets.values()):
         return {}
-    xr = np.log(np.asarray(pool, dtype=float))
-    yr = np.asarray([regrets[v] for v in pool], dtype=float)
     rng = np.random.default_rng(seed)
     draws = rng.uniform(math.log(lo), math.log(hi), size=(n_draws, k))
     picks = draws[np.arange(n_draws), np.argmin(np.interp(draws, x0, y0), axis=1)]
-    r = np.interp(picks, xr, yr)
+    r = regret_at(regrets, np.exp(picks))
     return {
         "k": k,
         "draws": n_draws,
@@ -142,4 +151,16 @@ def expected_search_text(method: str, e: dict) -> str:
         f"{method} over {e['draws']} draws of its {e['k']} lrs: regret {e['mean']:+.2%} on average (median "
         f"{e['median']:+.2%}; 90% of draws {e['range90'][0]:+.2%} to {e['range90'][1]:+.2%}), at most oasl's "
         f"{e['reference']:+.2%} in {e['share_le_reference']:.0%} of draws"
+    )
+
+
+def interval_regret_text(ends: dict) -> str:
+    """One line for the regret at the two ends of oasl's 90% interval (``OptimizerValidation.interval_regret``)."""
+    parts = [
+        f"{e['lr']:.3g}: {'>= ' if e['beyond_measured'] else ''}{e['regret']:+.2%}" for e in ends.values()
+    ]
+    return (
+        "at the ends of oasl's 90% interval the target's measured regret is "
+        + " and ".join(parts)
+        + " (read off the lrs trained on every seed; '>=' beyond them)"
     )
