@@ -89,6 +89,28 @@ def test_card_shows_intervals_verdicts_and_noise_floor_when_validation_has_them(
         render_card(build_card(ov, None))
     )
     ov.clipping = {}
+    # what the target's runs say beyond the rows: the cost of the interval's ends, a search over its draws
+    assert "At the ends of oasl's 90% interval the target's measured regret is" in text
+    assert f"{ov.interval_regret['hi']['lr']:.3g}: " in text
+    import dataclasses
+
+    search = dataclasses.replace(ov.methods[-1], method="random:4")
+    search.expected = {
+        "k": 4,
+        "draws": 4000,
+        "mean": 0.04,
+        "median": 0.02,
+        "range90": [0.0, 0.2],
+        "share_le_reference": 0.3,
+        "reference": 0.008,
+    }
+    ov.methods.append(search)
+    drawn = _text(render_card(build_card(ov, None)))
+    assert (
+        "Over draws of its search, random:4 over 4000 draws of its 4 lrs: regret +4.00% on average" in drawn
+    )
+    assert "at most oasl's +0.80% in 30% of draws" in drawn
+    ov.methods.pop()
     for m in ov.methods:
         del m.regret_ci, m.verdict
     plain = _text(render_card(build_card(ov, None)))

@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from oasl.validate.stats import expected_search_text, interval_regret_text
+
 # Regret is a fraction in the API; the page shows it in % everywhere (one unit per quantity).
 COMPUTE_NOTE = (
     "Tuning compute is in target-run equivalents: the FLOPs a method spent choosing its learning rate "
@@ -185,6 +187,16 @@ def build_card(ov, runs: pd.DataFrame | None = None, noise_floor: float | None =
             f"Noise floor: the oracle's own spread over seeds is {pct(floor, signed=False)}; regrets "
             "closer together than that cannot be told apart."
         )
+    ends = getattr(ov, "interval_regret", None) or {}
+    if ends:
+        text = interval_regret_text(ends)
+        card.notes.append(f"{text[0].upper()}{text[1:]}: how much the law's uncertainty costs here.")
+    for m in ov.methods:
+        if getattr(m, "expected", None):
+            card.notes.append(
+                f"Over draws of its search, {expected_search_text(m.method, m.expected)}; its row above is the "
+                "one draw trained."
+            )
     return card
 
 
