@@ -1,4 +1,5 @@
-"""Helpers shared by the benchmarks: record a result as JSON and as a section of RESULTS.md.
+"""Helpers shared by the benchmarks: record a result as JSON and as a section of RESULTS.md, and a
+cluster bootstrap for how well a benchmark's held-out data resolve an aim.
 
 Every benchmark calls :func:`write_result` once at the end. The JSON file
 ``benchmarks/results/NAME.json`` holds the payload plus the command, the machine and the date; the
@@ -88,3 +89,23 @@ def write_result(name: str, payload: dict, markdown: str) -> Path:
         text = text.rstrip("\n") + "\n\n" + section
     _atomic_write(RESULTS_MD, text)
     return json_path
+
+
+def cluster_bootstrap(clusters, statistic, n_boot: int = 20000, level: float = 0.9, seed: int = 0):
+    """Resample whole clusters with replacement (``clusters``: one label per row) and evaluate
+    ``statistic(rows)`` on each resample (``rows``: integer row indices). Returns the ``level`` percentile
+    interval and the array of resampled values."""
+    import numpy as np
+
+    labels = np.asarray(clusters)
+    levels = np.unique(labels)
+    members = {c: np.flatnonzero(labels == c) for c in levels}
+    rng = np.random.default_rng(seed)
+    values = np.array(
+        [
+            statistic(np.concatenate([members[c] for c in rng.choice(levels, len(levels))]))
+            for _ in range(n_boot)
+        ]
+    )
+    lo, hi = np.quantile(values, [(1 - level) / 2, (1 + level) / 2])
+    return [float(lo), float(hi)], values

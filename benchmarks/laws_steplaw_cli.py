@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import write_result  # noqa: E402
+from _common import cluster_bootstrap, write_result  # noqa: E402
 
 from oasl.laws.io import load_laws  # noqa: E402
 from oasl.optima import fit_surface, locate_joint_optima  # noqa: E402
@@ -118,20 +118,14 @@ def ratio_interval(df: pd.DataFrame, n_boot: int = 20000, level: float = 0.9, se
     paths on the same groups). Returns the ratio's ``level`` interval and the share of resamples with a
     ratio <= 0.8 (the aim)."""
     wide = df.pivot_table(index=["held_out_N", "D"], columns="path", values="regret")
-    ours, pub = wide["oasl CLI"], wide["step-law (published)"]
+    ours, pub = wide["oasl CLI"].to_numpy(), wide["step-law (published)"].to_numpy()
     sizes = wide.index.get_level_values(0).to_numpy()
-    levels = np.unique(sizes)
-    rng = np.random.default_rng(seed)
-    ratios = np.empty(n_boot)
-    for i in range(n_boot):
-        pick = np.concatenate([np.flatnonzero(sizes == s) for s in rng.choice(levels, len(levels))])
-        ratios[i] = ours.to_numpy()[pick].mean() / pub.to_numpy()[pick].mean()
-    lo, hi = np.quantile(ratios, [(1 - level) / 2, (1 + level) / 2])
+    interval, ratios = cluster_bootstrap(sizes, lambda i: ours[i].mean() / pub[i].mean(), n_boot, level, seed)
     return {
         "level": level,
-        "interval": [float(lo), float(hi)],
+        "interval": interval,
         "share_le_0.8": float(np.mean(ratios <= 0.8)),
-        "sizes": len(levels),
+        "sizes": len(np.unique(sizes)),
         "n_boot": n_boot,
     }
 

@@ -51,7 +51,7 @@ import pandas as pd
 from scipy.optimize import curve_fit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import write_result  # noqa: E402
+from _common import cluster_bootstrap, write_result  # noqa: E402
 
 from oasl.laws import LossLaw, OvertrainingLossLaw  # noqa: E402
 from oasl.testing import shared_data  # noqa: E402
@@ -105,20 +105,13 @@ def mean_error_interval(runs: list[dict], n_boot: int = 20000, level: float = 0.
     so each corpus's systematic error stays in every resample). Returns the mean error's ``level`` interval
     and the share of resamples at or below 1%."""
     r = pd.DataFrame(runs)
-    ms = r["M"].to_numpy()
-    levels = np.unique(ms)
     err = r["rel_err"].to_numpy()
-    rng = np.random.default_rng(seed)
-    means = np.empty(n_boot)
-    for i in range(n_boot):
-        pick = np.concatenate([np.flatnonzero(ms == m) for m in rng.choice(levels, len(levels))])
-        means[i] = err[pick].mean()
-    lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+    interval, means = cluster_bootstrap(r["M"].to_numpy(), lambda i: err[i].mean(), n_boot, level, seed)
     return {
         "level": level,
-        "interval": [float(lo), float(hi)],
+        "interval": interval,
         "share_le_1pct": float(np.mean(means <= 0.01)),
-        "multipliers": len(levels),
+        "multipliers": int(r["M"].nunique()),
         "n_boot": n_boot,
     }
 
