@@ -307,7 +307,7 @@ def _read_off_target(ctx: TargetContext, ov: OptimizerValidation, proposals, poo
         float(lr): float(np.mean(stats.per_seed_regret(v, ov.oracle_losses))) for lr, v in pool.items()
     }
     measured = [lr for lr, r in regrets.items() if math.isfinite(r)]
-    if measured:
+    if measured and all(math.isfinite(v) and v > 0 for v in ov.recommended_interval):
         ends = dict(zip(("lo", "hi"), ov.recommended_interval, strict=True))
         at = stats.regret_at(regrets, list(ends.values()))
         ov.interval_regret = {

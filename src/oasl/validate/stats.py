@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -109,7 +110,7 @@ def expected_search_regret(
     reference: float,
     n_draws: int = N_BOOT,
     seed: int = 0,
-) -> dict[str, float]:
+) -> dict[str, Any]:
     """Random search of ``k`` log-uniform lrs in ``search_range``, in expectation over its draws.
 
     The harness trains one draw of the search; its regret says what that draw found, and a lucky draw
@@ -118,8 +119,8 @@ def expected_search_regret(
     of every run at the target; piecewise linear in log lr; a diverged run counts as twice the worst
     finite loss), and is scored by the mean regret over the evaluation seeds, read off ``regrets`` (lr ->
     mean regret, for the lrs trained on every seed; piecewise linear in log lr, and constant beyond the
-    outermost of them, which favours the search). Returns the mean, median and 90% range of the drawn
-    regret and ``share_le_reference``, the share of draws with a regret at most ``reference`` (oasl's
+    outermost of them, which favours the search). Returns the mean, median and central :data:`LEVEL`
+    range of the drawn regret (``range90``) and ``share_le_reference``, the share of draws with a regret at most ``reference`` (oasl's
     mean regret)."""
     lo, hi = search_range
     x0 = np.log(np.asarray(sorted(seed0), dtype=float))
@@ -139,7 +140,7 @@ def expected_search_regret(
         "draws": n_draws,
         "mean": float(r.mean()),
         "median": float(np.median(r)),
-        "range90": [float(np.quantile(r, 0.05)), float(np.quantile(r, 0.95))],
+        "range90": [float(np.quantile(r, (1 - LEVEL) / 2)), float(np.quantile(r, (1 + LEVEL) / 2))],
         "share_le_reference": float(np.mean(r <= reference)),
         "reference": float(reference),
     }
