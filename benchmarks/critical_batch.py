@@ -241,6 +241,11 @@ def own_runs(
     return {**payload, "missing_runs": missing}, md
 
 
+def seed_specs(seeds: list[int], widths=WIDTHS, schedule: str = "constant") -> list:
+    """Every seed's --b-noise sweep: the runs the pooled reading trains and reads."""
+    return [r for sd in seeds for r in specs(widths=widths, schedule=schedule, b_noise=True, seed=sd)]
+
+
 def pooled_seeds(
     store_path: str, seeds: list[int], widths=WIDTHS, schedule: str = "constant"
 ) -> tuple[dict, str]:
@@ -255,9 +260,8 @@ def pooled_seeds(
     store = open_store(store_path)
     done = {k for k, st in store.statuses().items() if st == "done"}
     groups = {}
-    for seed in seeds:
-        for r in specs(widths=widths, schedule=schedule, b_noise=True, seed=seed):
-            groups.setdefault((r.shape.width, r.batch_seqs, round(r.lr, 12)), []).append(r.key())
+    for r in seed_specs(seeds, widths, schedule):
+        groups.setdefault((r.shape.width, r.batch_seqs, round(r.lr, 12)), []).append(r.key())
     keys = {k for ks in groups.values() if len(ks) == len(seeds) and set(ks) <= done for k in ks}
     if not keys:
         raise SystemExit(f"no run trained on all of seeds {seeds} in {store_path}")
@@ -737,14 +741,11 @@ def main() -> None:
     )
     args = ap.parse_args()
     t0 = time.time()
+    widths = [int(w) for w in args.widths.split(",")]
     if args.pool_seeds:
         seeds = [int(v) for v in args.pool_seeds.split(",")]
-        widths = [int(w) for w in args.widths.split(",")]
         if not args.analyze_only:  # every seed's sweep first, in one resumable sweep (finished runs kept)
-            runs = [
-                r for sd in seeds for r in specs(widths=widths, schedule=args.schedule, b_noise=True, seed=sd)
-            ]
-            train_by_width(runs, args.store, args.workers, widths)
+            train_by_width(seed_specs(seeds, widths, args.schedule), args.store, args.workers, widths)
         payload, md = pooled_seeds(args.store, seeds, widths, args.schedule)
         write_result(
             f"critical_batch_noise_{args.schedule}_pooled",
@@ -764,7 +765,6 @@ def main() -> None:
         print(sl_md, flush=True)
         payload["steplaw"] = sl
     if not args.steplaw_only:
-        widths = [int(w) for w in args.widths.split(",")]
         own, own_md = own_runs(
             args.store, args.workers, widths, not args.analyze_only, args.schedule, args.b_noise, args.seed
         )

@@ -238,8 +238,7 @@ def markdown(result) -> str:
         if ov.clipping:
             lines.append(clipping_line(ov.clipping))
         if ov.interval_regret:
-            text = interval_regret_text(ov.interval_regret)
-            lines.append(f"{text[0].upper()}{text[1:]}.")
+            lines.append(interval_regret_text(ov.interval_regret) + ".")
         for m in ov.methods:
             if m.expected:
                 lines.append(

@@ -189,8 +189,7 @@ def build_card(ov, runs: pd.DataFrame | None = None, noise_floor: float | None =
         )
     ends = getattr(ov, "interval_regret", None) or {}
     if ends:
-        text = interval_regret_text(ends)
-        card.notes.append(f"{text[0].upper()}{text[1:]}: how much the law's uncertainty costs here.")
+        card.notes.append(f"{interval_regret_text(ends)}: how much the law's uncertainty costs here.")
     for m in ov.methods:
         if getattr(m, "expected", None):
             card.notes.append(

@@ -161,7 +161,7 @@ def interval_regret_text(ends: dict) -> str:
         f"{e['lr']:.3g}: {'>= ' if e['beyond_measured'] else ''}{e['regret']:+.2%}" for e in ends.values()
     ]
     return (
-        "at the ends of oasl's 90% interval the target's measured regret is "
+        "At the ends of oasl's 90% interval the target's measured regret is "
         + " and ".join(parts)
         + " (read off the lrs trained on every seed; '>=' beyond them)"
     )
