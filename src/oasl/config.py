@@ -246,13 +246,67 @@ def build(cls: type[S], data: Any, what: str | None = None) -> S:
         raise ConfigError(f"invalid {what}: {exc}") from None
 
 
+MAX_DEPTH = 64  # nesting of a YAML/JSON input oasl reads: specs and result files nest a few levels
+
+
+def read_text_file(path: str | Path, what: str = "file") -> str:
+    """The text of an input file, decoded as UTF-8 strictly (a UTF-8 byte-order mark is dropped).
+
+    ConfigError (one line, naming ``what`` and the path) when it is missing, a folder, unreadable or not
+    UTF-8 text (UTF-16, binary): every YAML/JSON input of oasl is read through here."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{what} {p} does not exist" + (" (it is a folder)" if p.is_dir() else ""))
+    try:
+        data = p.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what} {p}: {exc.strerror}") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{what} {p} is not UTF-8 text: save it as UTF-8") from None
+
+
+def check_depth(obj: Any, where: str, limit: int = MAX_DEPTH) -> Any:
+    """``obj`` unchanged; ConfigError if its lists/dicts nest deeper than ``limit`` (checked without
+    recursion, so any depth is refused in one line instead of a RecursionError later)."""
+    stack = [(obj, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, (dict, list, tuple)):
+            if depth > limit:
+                raise ConfigError(f"{where} nests more than {limit} levels deep: flatten it")
+            stack.extend((v, depth + 1) for v in (node.values() if isinstance(node, dict) else node))
+    return obj
+
+
+def read_json_file(path: str | Path, what: str = "JSON file") -> Any:
+    """Parse a JSON file read by :func:`read_text_file`; ConfigError on malformed or too deeply nested
+    JSON."""
+    import json
+
+    p = Path(path)
+    text = read_text_file(p, what)
+    try:
+        return check_depth(json.loads(text), f"{what} {p}")
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            f"{what} {p} is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})"
+        ) from None
+    except RecursionError:
+        raise ConfigError(f"{what} {p} nests more than {MAX_DEPTH} levels deep: flatten it") from None
+
+
 def read_yaml(path: str | Path) -> Any:
     """Parse a YAML file; raise ConfigError naming the file and line on failure."""
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"config file {p} does not exist")
+    text = read_text_file(p, "config file")
     try:
-        return yaml.safe_load(p.read_text())
+        return check_depth(yaml.safe_load(text), f"config file {p}")
+    except RecursionError:
+        raise ConfigError(f"config file {p} nests more than {MAX_DEPTH} levels deep: flatten it") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -378,7 +378,7 @@ def critical_batch_opinion(rec: Recommendation, store, loss_law=None, level: flo
     )
     from oasl.store import open_store
 
-    st = open_store(store)
+    st = open_store(store, readonly=True)
     pts = noise_points(st)
     if not len(pts):
         return None

@@ -15,6 +15,7 @@ import typing
 import typer
 import typer.main
 
+from oasl.cli.common import one_line
 from oasl.errors import OaslError
 
 app = typer.Typer(
@@ -87,6 +88,94 @@ def _finite_floats(cmd) -> None:
         param.process_value = process_value
 
 
+# Largest value of each count option (typer gives no bound): a huge --boot or --workers must be refused
+# at once, not hang or overflow deep inside. Options not named here accept |value| <= INT_MAX.
+INT_MAX = 10**15
+COUNT_MAX = {
+    "workers": 4096, "members": 4096, "threads": 4096, "runs_per_gpu": 1024, "boot": 100_000,
+    "n_boot": 100_000, "folds": 1000, "limit": 10**9, "steps": 10**8, "warmup_steps": 10**8,
+    "world_size": 10**6, "grad_accum": 10**6, "seed": 2**32 - 1, "width": 2**20, "depth": 10**4,
+    "n_heads": 2**16, "seq_len": 2**24, "batch_seqs": 2**24, "base_width": 2**20,
+}  # fmt: skip
+
+
+def _bounded_ints(cmd) -> None:
+    """Make every int option of ``cmd`` (recursively) refuse values above its :data:`COUNT_MAX` (or
+    :data:`INT_MAX`) in one usage line, before the command runs."""
+    if isinstance(getattr(cmd, "commands", None), dict):
+        for sub in cmd.commands.values():
+            _bounded_ints(sub)
+    for param in getattr(cmd, "params", []):
+        ann = getattr(getattr(param, "type_descriptor", None), "annotation", None)
+        if ann is not int and int not in typing.get_args(ann):
+            continue
+        top = COUNT_MAX.get(param.name, INT_MAX)
+
+        def process_value(ctx, value, _orig=param.process_value, _param=param, _top=top):
+            value = _orig(ctx, value)
+            for v in value if isinstance(value, (list, tuple)) else [value]:
+                if isinstance(v, int) and not -INT_MAX <= v <= _top:
+                    shown = str(v) if len(str(v)) <= 20 else f"{str(v)[:8]}...({len(str(v))} digits)"
+                    raise typer.BadParameter(f"{shown} is out of range: give at most {_top}", ctx, _param)
+            return value
+
+        param.process_value = process_value
+
+
+def _checked_paths(cmd) -> None:
+    """Make every ``--out`` and ``--plot`` option of ``cmd`` (recursively) check its path before the
+    command runs (:func:`oasl.cli.common.check_out_path`): a folder when its help says "Folder" (a
+    report folder when it names index.html), a plot file for ``--plot``, else a file."""
+    from oasl.cli.common import check_out_path
+
+    if isinstance(getattr(cmd, "commands", None), dict):
+        for sub in cmd.commands.values():
+            _checked_paths(sub)
+    for param in getattr(cmd, "params", []):
+        if param.name not in ("out", "plot") or not getattr(param, "opts", None):
+            continue
+        help_ = (getattr(param, "help", None) or "").lower()
+        kind = "plot" if param.name == "plot" else "file"
+        if param.name == "out" and help_.startswith("folder"):
+            kind = "report" if "index.html" in help_ else "dir"
+
+        def process_value(ctx, value, _orig=param.process_value, _param=param, _kind=kind):
+            if isinstance(value, str) and not value.strip():
+                raise typer.BadParameter("the path is empty: give a path", ctx, _param)
+            value = _orig(ctx, value)
+            try:
+                check_out_path(value, _param.opts[0], _kind)
+            except OaslError as exc:
+                raise typer.BadParameter(str(exc).removeprefix(f"{_param.opts[0]} "), ctx, _param) from None
+            return value
+
+        param.process_value = process_value
+
+
+def _internal_line(exc: BaseException) -> str:
+    """One line for an exception oasl did not raise on purpose: the faults a user's input or machine can
+    cause named as such (a full disk, a file that is not UTF-8, nesting too deep), anything else as an
+    internal error to report."""
+    import errno
+    import sqlite3
+
+    if isinstance(exc, UnicodeDecodeError):
+        return "error: an input file is not UTF-8 text: save it as UTF-8"
+    if isinstance(exc, RecursionError):
+        return "error: an input is nested too deeply to read: flatten it"
+    if isinstance(exc, MemoryError):
+        return "error: out of memory: use smaller inputs (fewer runs, steps or bootstrap samples)"
+    if (isinstance(exc, OSError) and exc.errno == errno.ENOSPC) or (
+        isinstance(exc, sqlite3.OperationalError) and "full" in str(exc)
+    ):
+        return f"error: the disk is full ({exc}): free some space and run the command again"
+    if isinstance(exc, OSError) and exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"error: {exc.strerror}: {exc.filename}: choose a writable place"
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return f"error: {exc.strerror or exc}: {exc.filename}: check the path"
+    return f"error: internal error: {type(exc).__name__}: {exc}: rerun with --debug and report it"
+
+
 def _usage_line(exc) -> str:
     """A click usage error as one line: the command, the fault, where to read the options."""
     ctx = getattr(exc, "ctx", None)
@@ -103,23 +192,30 @@ def _command():
     if not _COMMAND:
         cmd = typer.main.get_command(app)
         _finite_floats(cmd)
+        _bounded_ints(cmd)
+        _checked_paths(cmd)
         _COMMAND.append(cmd)
     return _COMMAND[0]
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``oasl`` console script."""
+    import warnings
+
     cmd = _command()
     try:
-        code = cmd.main(args=argv, prog_name="oasl", standalone_mode=False)
+        with warnings.catch_warnings():
+            if not _STATE["debug"]:  # library warnings (numpy, matplotlib) are not messages for users
+                warnings.simplefilter("ignore")
+            code = cmd.main(args=argv, prog_name="oasl", standalone_mode=False)
     except _click_exc.NoArgsIsHelpError as exc:  # `oasl sweep` alone: show its help
         typer.echo(exc.ctx.get_help(), err=True)
         sys.exit(exc.exit_code)
     except _click_exc.UsageError as exc:  # typer would draw a multi-line box
-        typer.secho(_usage_line(exc), err=True, fg="red")
+        typer.secho(one_line(_usage_line(exc)), err=True, fg="red")
         sys.exit(2)
     except _click_exc.ClickException as exc:
-        typer.secho(f"error: {exc.format_message()}", err=True, fg="red")
+        typer.secho(one_line(f"error: {exc.format_message()}"), err=True, fg="red")
         sys.exit(exc.exit_code)
     except typer.Abort:
         typer.secho("aborted", err=True)
@@ -127,12 +223,17 @@ def main(argv: list[str] | None = None) -> None:
     except OaslError as exc:
         if _STATE["debug"]:
             raise
-        typer.secho(f"error: {' '.join(str(exc).split())}", err=True, fg="red")
+        typer.secho(one_line(f"error: {exc}"), err=True, fg="red")
         sys.exit(2)
     except KeyboardInterrupt:
         typer.secho(
             "interrupted: finished runs are in the store; run the same command again to resume", err=True
         )
         sys.exit(130)
+    except Exception as exc:  # the last line of defence: one line, never a traceback (--debug shows it)
+        if _STATE["debug"]:
+            raise
+        typer.secho(one_line(_internal_line(exc)), err=True, fg="red")
+        sys.exit(2)
     if isinstance(code, int) and code:
         sys.exit(code)

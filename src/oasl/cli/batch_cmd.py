@@ -77,7 +77,7 @@ def register(app: typer.Typer) -> None:
         column = scale_column(scale)
         if not Path(store).exists():
             raise StoreError(f"store {store} does not exist: run a sweep with `run: {{gns: true}}` first")
-        st = open_store(store)
+        st = open_store(store, readonly=True)
         pts, law = fit_critical_batch(st, n_boot=n_boot, column=column)
         loss, how = target_loss(st, target_loss_, params, tokens, laws)
         # B_simple's law is the bracket's upper end; B_noise's, where the store measured it, the lower one

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -23,8 +25,62 @@ from oasl.errors import ConfigError
 PLAIN_EVERY_S = 10.0  # without a terminal, a progress line at least this often
 FILE_WIDTH = 200  # columns of tables written to a file or pipe (COLUMNS overrides)
 
+# Control characters other than newline and tab: an ESC or OSC sequence in a run's name would drive the
+# terminal (colours, titles, hyperlinks), so they are printed as escapes (\x1b) instead.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# rich markup tags the CLI's own messages use; any other [...] is text (a run or column name), so that
+# `[/x]` cannot crash a table nor `[link=...]` print a live hyperlink
+OWN_TAGS = ("yellow", "red", "green", "dim", "bold", "cyan")
+_TAG = re.compile(r"(\\*)\[([^\[\]]*)\]")
+
+
+def visible(text: str) -> str:
+    """``text`` with control characters (except newline and tab) written as Python escapes (``\\x1b``)."""
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
+
+
+def one_line(text: str) -> str:
+    """``text`` on one line: whitespace runs (newlines included) become one space, control characters
+    are made visible."""
+    return " ".join(visible(str(text)).split())
+
+
+def _markup_text(text: str) -> str:
+    """``text`` with every ``[...]`` that is not one of the CLI's own style tags (:data:`OWN_TAGS`)
+    escaped, so that rich prints it literally."""
+
+    def esc(m: re.Match) -> str:
+        tag = m.group(2).strip().lstrip("/").strip()
+        if tag in OWN_TAGS or len(m.group(1)) % 2:  # our own style, or already escaped
+            return m.group(0)
+        return m.group(1) + "\\[" + m.group(2) + "]"
+
+    return _TAG.sub(esc, text)
+
+
+class SafeConsole(Console):
+    """A rich Console that treats user data as data: every string it renders (printed text and table
+    cells alike) has its control characters made visible, and markup other than the CLI's own style
+    tags printed literally; a string that still does not parse as markup is printed as it is."""
+
+    def render_str(self, text: str, *args: Any, **kwargs: Any):
+        from rich.errors import MarkupError
+
+        text = visible(text)
+        markup = kwargs.get("markup")
+        if markup is None:
+            markup = self._markup
+        if markup:
+            text = _markup_text(text)
+        try:
+            return super().render_str(text, *args, **kwargs)
+        except MarkupError:
+            kwargs["markup"] = False
+            return super().render_str(text, *args, **kwargs)
+
+
 # log_path=False: no "validate_cmd.py:115" source tags on logged lines
-console = Console(log_path=False)
+console = SafeConsole(log_path=False)
 if not console.is_terminal and "COLUMNS" not in os.environ:
     # a file, a pipe or CI has no width to fit: rich's default of 80 would cut table cells to "…"
     console.width = FILE_WIDTH
@@ -175,13 +231,92 @@ def progress_bar(transient: bool = False, every_s: float | None = None) -> _Rich
         every = every_s or float(os.environ.get("OASL_PROGRESS_EVERY", PLAIN_EVERY_S))
         return PlainProgress(console, every_s=every)
     return _RichProgress(
-        TextColumn("[bold]{task.description}"),
+        TextColumn("{task.description}", style="bold", markup=False),  # a sweep's name is data
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("{task.fields[status]}"),
+        TextColumn("{task.fields[status]}", markup=False),
         TimeElapsedColumn(),
         TextColumn("ETA"),
         TimeRemainingColumn(),
         console=console,
         transient=transient,
     )
+
+
+def plot_formats() -> list[str]:
+    """File extensions matplotlib can write (png, pdf, svg, ...), without the dot."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    return sorted(FigureCanvasBase.get_supported_filetypes())
+
+
+def check_out_path(value: str | os.PathLike | None, flag: str = "--out", kind: str = "file") -> Path | None:
+    """The output path ``value`` of option ``flag``, checked before anything runs or is written; None
+    passes through. ConfigError (one line) for an empty path, a folder where a file is meant (``kind``
+    "file" or "plot"), a file where a folder is meant ("dir" or "report"), a missing parent folder
+    (files), a place that is not writable, for "plot" a file extension matplotlib cannot write (without
+    one it would write ``NAME.png`` while the command said ``NAME``), and for "report" a folder that
+    holds other files but no report (``report --out /`` must not spill index.html into it)."""
+    if value is None:
+        return None
+    raw = os.fspath(value)
+    if not raw.strip():
+        raise ConfigError(f"{flag} is empty: give a path")
+    p = Path(raw)
+    if kind in ("dir", "report"):
+        if p.exists() and not p.is_dir():
+            raise ConfigError(f"{flag} {p} is a file, not a folder: give a folder path")
+        existing = next((a for a in (p, *p.parents) if a.exists()), Path("."))
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise ConfigError(f"{flag} {p}: {existing} is not writable: choose a writable place")
+        if kind == "report" and p.is_dir() and any(p.iterdir()) and not (p / "index.html").is_file():
+            raise ConfigError(
+                f"{flag} {p} is a folder that holds other files and no report (index.html): give a new or "
+                "empty folder, or a report folder to overwrite"
+            )
+        return p
+    if raw.endswith(("/", os.sep)) or p.is_dir():
+        example = p / ("out.png" if kind == "plot" else "out")
+        raise ConfigError(f"{flag} {p} is a folder: give a file path such as {example}")
+    parent = p.parent
+    if not parent.is_dir():
+        raise ConfigError(f"{flag} {p}: folder {parent} does not exist: create it first (mkdir -p {parent})")
+    if not os.access(parent, os.W_OK | os.X_OK) or (p.exists() and not os.access(p, os.W_OK)):
+        raise ConfigError(f"{flag} {p} is not writable: choose a writable place")
+    if kind == "plot":
+        formats = plot_formats()
+        ext = p.suffix.lower().lstrip(".")
+        if ext not in formats:
+            what = f"the extension .{ext}" if ext else "no file extension"
+            raise ConfigError(f"{flag} {p} has {what}: use one of .{', .'.join(formats)} (e.g. {p.stem}.png)")
+    return p
+
+
+def csv_safe(df):
+    """A copy of ``df`` whose text cells cannot run as spreadsheet formulas (OWASP CSV injection): a
+    cell starting with ``= + - @``, a tab or a carriage return gets a leading ``'``, except a plain
+    number such as ``-0.5`` or ``+1e3``."""
+    import pandas as pd
+
+    def cell(v):
+        if isinstance(v, str) and v[:1] in ("=", "+", "-", "@", "\t", "\r"):
+            try:
+                float(v)
+                return v
+            except ValueError:
+                return "'" + v
+        return v
+
+    out = df.copy()
+    for col in out.columns:
+        if out[col].dtype == object:
+            out[col] = out[col].map(cell)
+    out.columns = [cell(c) if isinstance(c, str) else c for c in out.columns]
+    return out if isinstance(out, pd.DataFrame) else df
+
+
+def write_csv(df, path: str | os.PathLike) -> Path:
+    """Write ``df`` as CSV at ``path`` with formula-like cells neutralised (:func:`csv_safe`)."""
+    p = Path(path)
+    csv_safe(df).to_csv(p, index=False)
+    return p

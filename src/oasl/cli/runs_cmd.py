@@ -44,7 +44,7 @@ def register(app: typer.Typer) -> None:
             return
         shown = df if limit == 0 else df.tail(limit)
         if show_all:
-            typer.echo(shown.to_string(index=False))
+            console.print(shown.to_string(index=False), markup=False, highlight=False, soft_wrap=True)
         else:
             console.print(runs_table(shown))
         more = f" (--limit {len(df)} or --limit 0 for all)" if len(shown) < len(df) else ""
@@ -87,7 +87,7 @@ def _read_store(store: str):
 
     if not Path(store).exists():
         raise StoreError(f"store {store} does not exist: run `oasl train` or `oasl sweep run` first")
-    return open_store(store).to_dataframe()
+    return open_store(store, readonly=True).to_dataframe()
 
 
 # (column, header) of `oasl runs` by default: chosen to fit 80 columns with the longest usual values

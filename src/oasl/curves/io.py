@@ -26,9 +26,9 @@ def save_schedule_law(path, law, context: Mapping[str, Any] | None = None):
 
 def load_schedule_law(path):
     """Read a file written by :func:`save_schedule_law`; returns ``(law, context)``."""
-    import json
     from pathlib import Path
 
+    from oasl.config import read_json_file
     from oasl.curves import AnnealingLaw, MultiPowerLaw, ScaledScheduleLaw
     from oasl.errors import ConfigError
 
@@ -36,8 +36,8 @@ def load_schedule_law(path):
     if not p.is_file():
         raise ConfigError(f"schedule-law file {p} does not exist: write one with `oasl schedules fit`")
     try:
-        d = json.loads(p.read_text())
-        if d.get("kind") != FILE_KIND:
+        d = read_json_file(p, "schedule-law file")
+        if not isinstance(d, dict) or d.get("kind") != FILE_KIND:
             raise KeyError("kind")
         kinds = {c.KIND: c for c in (MultiPowerLaw, AnnealingLaw)}
         ld = d["law"]
@@ -48,7 +48,7 @@ def load_schedule_law(path):
         else:
             raise KeyError(f"law kind {ld.get('kind')!r}")
         return law, d.get("context", {})
-    except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ConfigError(f"{p} is not a schedule-law file written by oasl ({exc})") from None
 
 

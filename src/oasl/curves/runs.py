@@ -103,7 +103,7 @@ def store_curves(
 
     if source not in ("train", "val", "auto"):
         raise DataError(f"curve source {source!r} is not 'train', 'val' or 'auto'")
-    st = open_store(store)
+    st = open_store(store, readonly=True)
     frame = st.to_dataframe()
     if frame.empty:
         raise DataError("the store has no runs: run a sweep first (oasl sweep run)")

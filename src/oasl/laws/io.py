@@ -94,10 +94,9 @@ def load_laws(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"laws file {p} does not exist: create it with `oasl fit --out {p}`")
-    try:
-        payload = json.loads(p.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"laws file {p} is not valid JSON ({exc})") from None
+    from oasl.config import read_json_file
+
+    payload = read_json_file(p, "laws file")
     if not isinstance(payload, dict) or "laws" not in payload:
         raise ConfigError(f"laws file {p} has no 'laws' entry: is it an oasl laws file?")
     version = payload.get("format_version", 1)

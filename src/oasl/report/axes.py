@@ -13,6 +13,10 @@ def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
+    # labels carry user data (optimizer and column names): drawn as written, never parsed as mathtext
+    # or LaTeX, so that `$\undefinedmacro{x}$` is a name, not a crash
+    matplotlib.rcParams["text.parse_math"] = False
+    matplotlib.rcParams["text.usetex"] = False
     import matplotlib.pyplot as plt
 
     return plt

@@ -73,9 +73,9 @@ def write_report(
     from oasl.report.plots_optima import plot_optima
     from oasl.store import open_store
 
+    all_runs = open_store(store, readonly=True).to_dataframe()  # read before anything is written
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    all_runs = open_store(store).to_dataframe()
     df = all_runs[all_runs["key"].isin(sweep_keys)] if sweep_keys is not None and len(all_runs) else all_runs
     parts = [f"<h1>oasl report</h1><p class='note'>store: {html.escape(str(store))}; {len(df)} runs</p>"]
     if validation is not None:  # the first screen: what to use for the target, and how sure

@@ -20,6 +20,7 @@ FINISHED = ("done", "diverged", "stopped")  # statuses a sweep does not run agai
 STATUSES = (*FINISHED, "running", "failed")
 ROLES = ("sweep", "target", "baseline")  # what a run was for: laws are fitted on sweep runs
 
+_OWN = ("key", "status", "source")  # columns the store itself sets on every row
 CURVE_COLUMNS = ("step", "tokens", "lr", "train_loss", "val_loss", "grad_norm")
 
 
@@ -125,8 +126,9 @@ def flatten_row(row: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"key": row["key"], "status": row["status"], "source": row["source"]}
     out["role"] = row.get("role") or "sweep"
     if row["source"] != "oasl":
-        out.update(spec)
-        out.update(result)
+        # an imported CSV's own key/status/source column never takes over the store's (`runs drop
+        # --where key=...` must not reach a trained run); it is kept as imported_<name>
+        out.update({(f"imported_{k}" if k in _OWN else k): v for k, v in {**spec, **result}.items()})
         if "final_val_loss" not in out and "loss" in out:
             out["final_val_loss"] = out["loss"]
         out.setdefault("diverged", row["status"] == "diverged")

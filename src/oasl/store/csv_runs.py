@@ -234,7 +234,7 @@ def load_runs(
     else:
         from oasl.store import open_store
 
-        df = open_store(store).to_dataframe(finished_only=finished_only)
+        df = open_store(store, readonly=True).to_dataframe(finished_only=finished_only)
     if role != "all" and "role" in df:
         df = df[df["role"].fillna("sweep") == role]
         if df.empty:

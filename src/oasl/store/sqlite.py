@@ -8,6 +8,7 @@ killed at any moment leaves either the whole result or none of it. Claims live i
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import sqlite3
@@ -16,14 +17,16 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 import pandas as pd
 
 from oasl import __version__
-from oasl.errors import StoreError
+from oasl.errors import OaslError, StoreError
 from oasl.store.base import CURVE_COLUMNS, FINISHED, Store
 from oasl.store.claims import CLAIMS_SCHEMA, ClaimsMixin
 from oasl.store.roles import RolesMixin, ensure_role_column
+from oasl.store.schema import check_row, check_schema, disk_full
 
 if TYPE_CHECKING:
     from oasl.config import RunSpec
@@ -64,19 +67,40 @@ CREATE INDEX IF NOT EXISTS runs_status ON runs(status);
 class SQLiteStore(ClaimsMixin, RolesMixin, Store):
     """A SQLite file in WAL mode; safe for several processes writing at once."""
 
-    def __init__(self, path: str | Path, timeout_s: float = 60.0):
+    def __init__(self, path: str | Path, timeout_s: float = 60.0, readonly: bool = False):
         self.path = Path(path)
         self.timeout_s = timeout_s
+        self.readonly = readonly
         if self.path.exists() and self.path.is_dir():
             raise StoreError(
                 f"store path {self.path} is a directory: pass a file such as {self.path}/runs.db"
             )
-        if not self.path.parent.exists():
-            try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise StoreError(f"cannot create the folder of store {self.path}: {exc.strerror}") from None
+        if self.path.exists() and not self.path.is_file():
+            raise StoreError(
+                f"store path {self.path} is not a regular file (a device or a pipe): pass a file such as runs.db"
+            )
+        if readonly and not self.path.exists():
+            raise StoreError(
+                f"store {self.path} does not exist: run `oasl train`, `oasl sweep run` or `oasl import` first"
+            )
+        self.created = not self.path.exists() or self.path.stat().st_size == 0
         try:
+            if readonly and self.created:
+                raise StoreError(
+                    f"store {self.path} is an empty file with no runs: run `oasl sweep run` or `oasl import` first"
+                )
+            if not self.created:  # look before touching: a foreign or damaged file is left as it is
+                with self._connect(readonly=True) as con:
+                    check_schema(con, self.path, readonly)
+            if readonly:
+                return
+            if not self.path.parent.exists():
+                try:
+                    self.path.parent.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    raise StoreError(
+                        f"cannot create the folder of store {self.path}: {exc.strerror}"
+                    ) from None
             with self._connect() as con:
                 con.executescript(_SCHEMA)
                 ensure_role_column(con)
@@ -84,11 +108,6 @@ class SQLiteStore(ClaimsMixin, RolesMixin, Store):
                 found = con.execute("SELECT value FROM meta WHERE name='schema_version'").fetchone()
                 if found is None:
                     con.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-                elif int(found[0]) > SCHEMA_VERSION:
-                    raise StoreError(
-                        f"store {self.path} has schema version {found[0]}, newer than this oasl's "
-                        f"({SCHEMA_VERSION}): upgrade oasl (`pip install -U oasl`) to read it; nothing was changed"
-                    )
         except sqlite3.DatabaseError as exc:
             raise StoreError(
                 f"store {self.path} is not a readable oasl store ({exc}); nothing was changed"
@@ -97,21 +116,38 @@ class SQLiteStore(ClaimsMixin, RolesMixin, Store):
             raise StoreError(f"cannot open store {self.path}: {exc}") from None
 
     @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
+    def _connect(self, readonly: bool | None = None) -> Iterator[sqlite3.Connection]:
+        readonly = self.readonly if readonly is None else readonly
         try:
-            con = sqlite3.connect(self.path, timeout=self.timeout_s, isolation_level=None)
+            if readonly:  # SQLite's read-only mode: this connection cannot change the file
+                uri = f"file:{quote(str(self.path.resolve()))}?mode=ro"
+                con = sqlite3.connect(uri, uri=True, timeout=self.timeout_s, isolation_level=None)
+            else:
+                con = sqlite3.connect(self.path, timeout=self.timeout_s, isolation_level=None)
         except sqlite3.OperationalError as exc:
             raise StoreError(f"cannot open store {self.path}: {exc}; check the path is writable") from None
         try:
-            con.execute("PRAGMA journal_mode=WAL")
-            con.execute("PRAGMA foreign_keys=ON")
+            if not readonly:
+                con.execute("PRAGMA journal_mode=WAL")
+                con.execute("PRAGMA foreign_keys=ON")
             con.execute(f"PRAGMA busy_timeout={int(self.timeout_s * 1000)}")
             yield con
         except sqlite3.OperationalError as exc:
+            if readonly and "readonly" in str(exc):
+                raise StoreError(
+                    f"store {self.path} was opened read-only and this command tried to write to it; "
+                    "nothing was changed (report this)"
+                ) from None
             if "readonly" in str(exc) or "unable to open" in str(exc):
                 raise StoreError(
                     f"store {self.path} is not writable ({exc}): choose another --store"
                 ) from None
+            if "full" in str(exc):
+                raise StoreError(disk_full(self.path, exc)) from None
+            raise
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                raise StoreError(disk_full(self.path, exc)) from None
             raise
         finally:
             con.close()
@@ -228,6 +264,23 @@ class SQLiteStore(ClaimsMixin, RolesMixin, Store):
         return df.drop(columns="extra_json")
 
     def import_frame(self, df: pd.DataFrame, source: str = "import") -> int:
+        try:
+            return self._import(df, source)
+        except BaseException:
+            if self.created and self._empty():  # a store this import created: leave no file behind
+                for suffix in ("", "-wal", "-shm", "-journal"):
+                    Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+            raise
+
+    def _empty(self) -> bool:
+        """Whether the store holds no run (False when that cannot be read)."""
+        try:
+            with self._connect(readonly=True) as con:
+                return con.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 0
+        except (OaslError, sqlite3.Error, OSError):
+            return False
+
+    def _import(self, df: pd.DataFrame, source: str) -> int:
         import hashlib
 
         now = time.time()
@@ -264,15 +317,21 @@ def _parse(row: sqlite3.Row) -> dict[str, Any]:
     try:
         d["spec"] = json.loads(d.pop("spec_json"))
         d["result"] = json.loads(d.pop("result_json") or "{}")
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, TypeError, RecursionError) as exc:
+        why = exc.msg if isinstance(exc, json.JSONDecodeError) else type(exc).__name__
         raise StoreError(
-            f"run {d['key']} holds malformed JSON ({exc.msg}); the store may be corrupt"
+            f"run {d.get('key')} holds malformed JSON ({why}); the store may be corrupt: remove the run with "
+            f"`oasl runs drop --where key={d.get('key')}` or restore the store from a copy"
         ) from None
+    check_row(d)
     return d
 
 
-def open_store(url: str | Path | Store) -> Store:
-    """Open a store by path or URL (``runs.db`` or ``sqlite:///runs.db``); a Store is returned as is."""
+def open_store(url: str | Path | Store, readonly: bool = False) -> Store:
+    """Open a store by path or URL (``runs.db`` or ``sqlite:///runs.db``); a Store is returned as is.
+
+    ``readonly=True`` (commands that only read: ``runs``, ``optima``, ``fit``, ``report``, ...) opens the
+    file in SQLite's read-only mode, creates nothing and refuses a store that does not exist."""
     if isinstance(url, Store):
         return url
     text = str(url)
@@ -283,4 +342,4 @@ def open_store(url: str | Path | Store) -> Store:
         raise StoreError(
             f"store URL scheme {scheme!r} is not supported yet: use a SQLite path such as runs.db"
         )
-    return SQLiteStore(text)
+    return SQLiteStore(text, readonly=readonly)

@@ -148,7 +148,7 @@ def training_table(store, frac: float = 0.2, far: float = 0.05) -> pd.DataFrame:
     from oasl.store import open_store
     from oasl.sweep.spec import group_key
 
-    st = open_store(store)
+    st = open_store(store, readonly=True)
     df = st.to_dataframe()
     if df.empty:
         raise DataError("the store has no runs: run a sweep first (oasl sweep run)")
@@ -307,9 +307,14 @@ class DivergencePredictor:
             raise ConfigError(
                 f"early-warning predictor {p} does not exist: write one with `oasl earlywarn fit`"
             )
+        from oasl.config import read_json_file
+
+        d = read_json_file(p, "early-warning predictor")
+        if not isinstance(d, dict):
+            raise ConfigError(f"{p} is not an early-warning predictor file (it holds a {type(d).__name__})")
         try:
-            return cls.from_dict(json.loads(p.read_text()))
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            return cls.from_dict(d)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ConfigError(f"{p} is not an early-warning predictor file ({exc})") from None
 
 

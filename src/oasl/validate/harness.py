@@ -128,7 +128,6 @@ def validate(
     from oasl.models import count_params
 
     log = log or (lambda msg: None)
-    runner = Runner(str(store), workers, log, progress)
     target_shape = spec.target_shape()
     n_target = count_params(target_shape).n_params
     n_max = max(count_params(s).n_params for s in spec.sweep.model_shapes())
@@ -138,6 +137,7 @@ def validate(
             f"the harness measures extrapolation of at least {spec.min_ratio:g}x; enlarge `target`"
         )
     sweep_runs = expand(spec.sweep)
+    runner = Runner(str(store), workers, log, progress)  # the store is created once the spec is valid
     log(f"sweep: {len(sweep_runs)} runs of {len(spec.sweep.model_shapes())} shapes")
     runner.run(sweep_runs, f"sweep {spec.sweep.name}", pruning=spec.sweep.pruning, role="sweep")
     df = runner.store.to_dataframe(finished_only=True)

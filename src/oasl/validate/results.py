@@ -146,16 +146,21 @@ def _num(v):
     return math.nan if v is None else v
 
 
+# what an ``expected`` entry of a method holds (oasl.validate.stats.expected_search_regret)
+EXPECTED_KEYS = ("k", "draws", "mean", "median", "range90", "share_le_reference", "reference")
+
+
 def load_validation(path: str | Path) -> ValidationResult:
     """Read a ``validation.json`` written by :func:`oasl.validate.validate` (this version or the one
     before intervals and verdicts) back into a :class:`ValidationResult`."""
+    from oasl.config import read_json_file
     from oasl.errors import ConfigError
 
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"validation file {p} does not exist")
     try:
-        d = json.loads(p.read_text())
+        d = read_json_file(p, "validation file")
         ovs = []
         for o in d["optimizers"]:
             methods = []
@@ -164,6 +169,13 @@ def load_validation(path: str | Path) -> ValidationResult:
                 m["losses"] = [_num(v) for v in m["losses"]]
                 m["regrets"] = [_num(v) for v in m.get("regrets", [])]
                 m["regret_ci"] = tuple(_num(v) for v in m.get("regret_ci", (None, None)))
+                exp = m.get("expected") or {}
+                lacking = [k for k in EXPECTED_KEYS if k not in exp] if isinstance(exp, dict) else ["all"]
+                if exp and lacking:
+                    raise ConfigError(
+                        f"{p}: method {str(m.get('method'))[:40]!r} has an 'expected' entry without "
+                        f"{', '.join(lacking)}: write the file again with `oasl validate`"
+                    )
                 methods.append(MethodResult(**m))
             o["recommended_interval"] = tuple(o["recommended_interval"])
             o["noise_floor"] = _num(o.get("noise_floor"))
@@ -176,5 +188,5 @@ def load_validation(path: str | Path) -> ValidationResult:
             noise_floor=_num(d.get("noise_floor")),
             seeds=list(d.get("seeds", [])),
         )
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ConfigError(f"{p} is not a validation.json written by oasl ({exc})") from None
