@@ -309,10 +309,10 @@ def csv_safe(df):
 
     out = df.copy()
     for col in out.columns:
-        if out[col].dtype == object:
+        if not pd.api.types.is_numeric_dtype(out[col]):
             out[col] = out[col].map(cell)
     out.columns = [cell(c) if isinstance(c, str) else c for c in out.columns]
-    return out if isinstance(out, pd.DataFrame) else df
+    return out
 
 
 def write_csv(df, path: str | os.PathLike) -> Path:

@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from oasl.cli.common import console
+from oasl.cli.common import console, write_csv
 
 
 def _split(text: str) -> list[str]:
@@ -168,8 +168,7 @@ def register(app: typer.Typer) -> None:
                 seed=seed,
                 level=level,
             )
-        out.parent.mkdir(parents=True, exist_ok=True)
-        opt.to_csv(out, index=False)
+        write_csv(opt, out)  # formula-like cells neutralised
         (_print_single if len(hps) == 1 else _print_joint)(
             opt, groups, hps[0] if len(hps) == 1 else hps, eps, level, out
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 from pathlib import Path
 from typing import Any
@@ -85,7 +86,13 @@ def run_with_progress(spec, store=None):
                 store.mark_failed(spec, f"{type(exc).__name__}: {exc}")
             raise
     if store is not None:
-        store.put(result)
+        try:
+            store.put(result)
+        except Exception:  # a full disk: the run must not stay "running"; if even that write fails,
+            # it stays as a killed run's row does, and the next sweep or train runs it again
+            with contextlib.suppress(Exception):
+                store.mark_failed(spec, "its result could not be written to the store (disk full?)")
+            raise
     return result
 
 

@@ -14,7 +14,7 @@ import math
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -83,7 +83,21 @@ class SQLiteStore(ClaimsMixin, RolesMixin, Store):
             raise StoreError(
                 f"store {self.path} does not exist: run `oasl train`, `oasl sweep run` or `oasl import` first"
             )
-        self.created = not self.path.exists() or self.path.stat().st_size == 0
+        self.new_file = not self.path.exists()  # this object makes the file: on failure it removes it
+        self.created = self.new_file or self.path.stat().st_size == 0
+        try:
+            self._open(readonly)
+        except BaseException:
+            if self.new_file and not readonly:
+                self._remove_files()
+            raise
+
+    def _remove_files(self) -> None:
+        """Remove the store file this object created, with its WAL and shared-memory files."""
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+
+    def _open(self, readonly: bool) -> None:
         try:
             if readonly and self.created:
                 raise StoreError(
@@ -159,7 +173,11 @@ class SQLiteStore(ClaimsMixin, RolesMixin, Store):
             try:
                 yield con
             except BaseException:
-                con.execute("ROLLBACK")
+                # SQLite has already rolled back after some errors (SQLITE_FULL: a full disk); a second
+                # ROLLBACK would raise "no transaction is active" and hide the real error
+                if con.in_transaction:
+                    with suppress(sqlite3.Error):
+                        con.execute("ROLLBACK")
                 raise
             con.execute("COMMIT")
 
@@ -267,9 +285,8 @@ class SQLiteStore(ClaimsMixin, RolesMixin, Store):
         try:
             return self._import(df, source)
         except BaseException:
-            if self.created and self._empty():  # a store this import created: leave no file behind
-                for suffix in ("", "-wal", "-shm", "-journal"):
-                    Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+            if self.new_file and self._empty():  # a store this import created: leave no file behind
+                self._remove_files()
             raise
 
     def _empty(self) -> bool:

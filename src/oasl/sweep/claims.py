@@ -84,4 +84,10 @@ class Lease:
         if self._thread is not None:
             self._thread.join()
         if self.claimed:
-            self.store.release(self.claimed, self.owner)
+            try:
+                self.store.release(self.claimed, self.owner)
+            except Exception:
+                if exc[0] is None:
+                    raise
+                # already failing (a full disk): the first error is the one to report; the claim
+                # lapses as a killed runner's does (its owner is dead once this process exits)
