@@ -64,9 +64,19 @@ def register(app: typer.Typer) -> None:
         yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
     ) -> None:
         """Remove the runs matching --where from a store (after showing how many and asking)."""
+        import pandas as pd
+
+        from oasl.errors import StoreError
         from oasl.store import open_store
 
-        df = _read_store(store)
+        try:
+            df = _read_store(store)
+        except StoreError:
+            # a corrupt row cannot be read into columns, but it can be removed by its key
+            if not all(w.partition("=")[0].strip() == "key" for w in where):
+                raise
+            statuses = open_store(store, readonly=True).statuses()
+            df = pd.DataFrame({"key": list(statuses), "status": list(statuses.values())})
         hit = df[match_where(df, where)] if len(df) else df
         if hit.empty:
             console.print(
