@@ -210,7 +210,7 @@ def test_cli_bad_input(sched_store, tmp_path, capsys):
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
     code, _, err = run_cli(["schedules", "predict", "--law", str(bad), "--schedule", "cosine"], capsys)
-    assert code == 2 and "not a schedule-law file" in err
+    assert code == 2 and "schedule-law file" in err and "not valid JSON" in err
     with pytest.raises(DataError, match="no finished"):
         store_curves(sched_store, {"width": 999})
 
