@@ -188,7 +188,9 @@ def register(app: typer.Typer) -> None:
 
     @app.command("import")
     def import_cmd(
-        csv: Path = typer.Argument(..., help="CSV of runs from your own training code, one row per run."),
+        csv: Path = typer.Argument(
+            ..., help="CSV of runs from your own training code, one row per run (or a Marin results folder)."
+        ),
         store: str = typer.Option("runs.db", "--store", help="Store to add them to (created if absent)."),
         loss_column: str = typer.Option(
             None,
@@ -205,18 +207,31 @@ def register(app: typer.Typer) -> None:
             "--set",
             help="Columns the CSV lacks, one value for every row: NAME=VALUE,... (e.g. optimizer=adamw,seq_len=2048).",
         ),
+        fmt: str = typer.Option(
+            "auto",
+            "--format",
+            help="auto, csv, or marin (a folder of Marin optimizer-sweep result.json files; auto-detected).",
+        ),
     ) -> None:
         """Import runs into a store (needs a loss column; NaN/inf = diverged). batch_tokens is derived
-        from batch_seqs x seq_len when absent."""
+        from batch_seqs x seq_len when absent. A folder of Marin sweep results (docs/marin.md) is read
+        as such."""
+        from oasl.errors import ConfigError
         from oasl.store import import_runs_csv, parse_pairs
+        from oasl.store.marin import import_marin, is_marin_tree
 
-        res = import_runs_csv(
-            csv,
-            store,
-            loss_column=loss_column,
-            column_map=parse_pairs(column_map, "--column-map"),
-            constants=parse_pairs(constants, "--set"),
-        )
+        if fmt not in ("auto", "csv", "marin"):
+            raise ConfigError(f"unknown --format {fmt!r}: use auto, csv or marin")
+        if fmt == "marin" or (fmt == "auto" and is_marin_tree(csv)):
+            res = import_marin(csv, store)
+        else:
+            res = import_runs_csv(
+                csv,
+                store,
+                loss_column=loss_column,
+                column_map=parse_pairs(column_map, "--column-map"),
+                constants=parse_pairs(constants, "--set"),
+            )
         for w in res.warnings:
             console.print(f"[yellow]warning[/yellow]: {w}", highlight=False)
         console.print(
