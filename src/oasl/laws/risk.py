@@ -8,7 +8,7 @@ The rule. A law predicts the log optimum at the target with a predictive distrib
 
     regret(t) = curv_below * t^2              -diverge_below < t < 0   (below the optimum: a gentle rise)
               = curv_above * t^2              0 <= t < diverge_at
-              = diverge_cost                  t >= diverge_at or t <= -diverge_below  (the run is lost)
+              = max(diverge_cost, c t^2)      t >= diverge_at or t <= -diverge_below  (the run is lost)
 
 (``diverge_below`` is infinite for lr; a batch far below the optimum can diverge at a fixed lr, as
 Marin's 520m AdamW runs at batch 128 do.)
@@ -76,7 +76,8 @@ class ValleyShape:
         """Regret (nats) at log distances ``t`` from the optimum (array-like)."""
         t = np.asarray(t, dtype=float)
         out = np.where(t < 0, self.curv_below * t * t, self.curv_above * t * t)
-        return np.where((t >= self.diverge_at) | (t <= -self.diverge_below), self.diverge_cost, out)
+        lost = (t >= self.diverge_at) | (t <= -self.diverge_below)
+        return np.where(lost, np.maximum(self.diverge_cost, out), out)
 
     @classmethod
     def from_runs(
@@ -168,13 +169,17 @@ def expected_regret(shift: float, sd_log: float, valley: ValleyShape) -> float:
         return float(valley.regret(shift))
     from scipy.stats import norm
 
-    s, D, Db = float(sd_log), valley.diverge_at, valley.diverge_below
-    out = valley.curv_below * _t2_moment(shift, s, -Db, 0.0)
-    out += valley.curv_above * _t2_moment(shift, s, 0.0, D)
+    s, D, Db, K = float(sd_log), valley.diverge_at, valley.diverge_below, valley.diverge_cost
+    cb, ca = valley.curv_below, valley.curv_above
+    # beyond a boundary the regret is max(K, c t^2): the cost up to where the quadratic passes it
+    Ta = max(D, math.sqrt(K / ca)) if ca > 0 else math.inf
+    Tb = max(Db, math.sqrt(K / cb)) if cb > 0 else math.inf
+    out = cb * (_t2_moment(shift, s, -Db, 0.0) + _t2_moment(shift, s, -math.inf, -Tb))
+    out += ca * (_t2_moment(shift, s, 0.0, D) + _t2_moment(shift, s, Ta, math.inf))
     if math.isfinite(D):
-        out += valley.diverge_cost * float(norm.sf((D - shift) / s))
+        out += K * float(norm.cdf((Ta - shift) / s) - norm.cdf((D - shift) / s))
     if math.isfinite(Db):
-        out += valley.diverge_cost * float(norm.cdf((-Db - shift) / s))
+        out += K * float(norm.cdf((-Db - shift) / s) - norm.cdf((-Tb - shift) / s))
     return float(out)
 
 
