@@ -461,16 +461,18 @@ def recommend_coordinate(
         src = f"{laws_source}: {p['source']}"
         if p["formula"]:
             src += f" ({p['formula']}; centre {p['center']:.4g})" if p["shift"] else f" ({p['formula']})"
-        warning = ""
-        ratio = p["extrapolation"]
-        if ratio is not None and ratio > warn_ratio:
-            warning = f"extrapolates {ratio:.0f}x beyond the range the law was fitted on; trust it less"
-        return Item(name, float(p["value"]), p["low"], p["high"], src, ratio, warning)
+        return Item(name, float(p["value"]), p["low"], p["high"], src, p["extrapolation"])
 
     order = ["lr", "batch_tokens", *(h for h in preds if h not in ("lr", "batch_tokens", "warmup"))]
     for h in order:
         if h in preds:
             rec.items[h] = item(h, preds[h])
+    ratios = [p["extrapolation"] for p in preds.values() if p["extrapolation"] is not None]
+    if ratios and max(ratios) > warn_ratio:  # one note: every law of the set shares the fitted range
+        rng = ", ".join(f"{k} {a:.3g}-{b:.3g}" for k, (a, b) in lawset.fitted_range().items())
+        rec.notes.append(
+            f"target: extrapolates {max(ratios):.0f}x beyond the range the laws were fitted on ({rng}); trust them less"
+        )
     bt = float(rec.items["batch_tokens"].value)
     bs = max(1, round(bt / seq_len))
     rec.items["batch_seqs"] = Item("batch_seqs", bs, source=f"batch_tokens / seq_len {seq_len}")

@@ -222,7 +222,8 @@ def register(app: typer.Typer) -> None:
 
         if fmt not in ("auto", "csv", "marin"):
             raise ConfigError(f"unknown --format {fmt!r}: use auto, csv or marin")
-        if fmt == "marin" or (fmt == "auto" and is_marin_tree(csv)):
+        # a folder is read as Marin results (its error names the layout expected when it is not one)
+        if fmt == "marin" or (fmt == "auto" and (is_marin_tree(csv) or Path(csv).is_dir())):
             res = import_marin(csv, store)
         else:
             res = import_runs_csv(

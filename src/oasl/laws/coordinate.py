@@ -152,6 +152,21 @@ class CoordinateLawSet:
             names |= set(opts)
         return sorted(names)
 
+    def fitted_range(self) -> dict[str, tuple[float, float]]:
+        """The range of N and D the laws were fitted on (from the lr law, else the meta)."""
+        law = self.laws.get("lr")
+        sub = None
+        if law is not None:
+            opts = self.law_optimizers.get("lr") or [None]
+            sub = law.law_for(opts[0]) if hasattr(law, "law_for") else law
+        rng = dict(getattr(sub, "range_", {}) or {})
+        if not rng and self.meta.get("n_params"):
+            rng = {
+                "N": (min(self.meta["n_params"]), max(self.meta["n_params"])),
+                "D": tuple(self.meta["tokens_range"]),
+            }
+        return {k: (float(a), float(b)) for k, (a, b) in rng.items()}
+
     def hps(self, optimizer: str) -> list[str]:
         """The HPs this set gives for ``optimizer`` (laws first, then constants)."""
         fitted = [h for h, opts in self.law_optimizers.items() if optimizer in opts]
@@ -209,7 +224,7 @@ class CoordinateLawSet:
                     "shift": shift,
                     "source": how,
                     "extrapolation": ratio,
-                    "formula": sub.formula(),
+                    "formula": formula_for(law, opt),
                 }
             else:
                 out[hp] = {
@@ -218,7 +233,7 @@ class CoordinateLawSet:
                     "high": None,
                     "center": self.constants[opt][hp],
                     "shift": 0.0,
-                    "source": "constant: the same in every sweep",
+                    "source": "constant: the sweeps' chosen value (their median where they differ without a located optimum)",
                     "extrapolation": None,
                     "formula": "",
                 }
