@@ -162,7 +162,8 @@ def steps_table_cmd(path: Path, source, fmt: str, params, tokens, n_boot: int, o
     from rich.table import Table
 
     from oasl.errors import ConfigError
-    from oasl.laws.steps_table import StepsTableFit, read_steps_table
+    from oasl.laws.steps_laws import StepsTableFit
+    from oasl.laws.steps_table import read_steps_table
 
     if fmt not in ("table", "json"):
         raise ConfigError(f"unknown --format {fmt!r}: use table or json")
