@@ -165,23 +165,34 @@ def figure(table: StepsTable, res: dict) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from oasl.laws.steps_table import plateau_mask
+
     fit = StepsTableFit(n_boot=0).fit(table)
     fig, ax = plt.subplots(figsize=(7, 4.6))
     bb = np.geomspace(48, 20000, 200)
     for (n, g), (_, r) in zip(table.frame.groupby("n_params"), fit.sizes_.iterrows(), strict=True):
-        (line,) = ax.plot(g["batch"], g["steps"], "o", label=f"{n / 1e6:.0f}M (table)")
+        keep = plateau_mask(g["batch"].to_numpy(float), g["steps"].to_numpy(float))
+        (line,) = ax.plot(g["batch"][keep], g["steps"][keep], "o", label=f"{n / 1e6:.0f}M (table)")
+        ax.plot(g["batch"][~keep], g["steps"][~keep], "o", mfc="none", color=line.get_color())
         ax.plot(bb, r["s_min"] * (1 + r["b_noise"] / bb), "-", color=line.get_color(), lw=1, alpha=0.7)
     p = res["_pred"]
     b = np.array([s["batch_size_seqs"] for s in p["steps"]])
     ax.plot(bb, p["s_min"] * (1 + p["b_noise"] / bb), "k--", lw=1.5, label="604M predicted from 85M-302M")
-    ax.fill_between(b, [s["low"] for s in p["steps"]], [s["high"] for s in p["steps"]], color="k", alpha=0.15)
+    for lo, hi, alpha, what in (
+        ("law_low", "law_high", 0.07, "law, across sizes"),
+        ("low", "high", 0.2, "rows"),
+    ):
+        band = [s[lo] for s in p["steps"]], [s[hi] for s in p["steps"]]
+        ax.fill_between(b, *band, color="k", alpha=alpha, label=f"90% ({what})")
     ax.set(
         xscale="log",
         yscale="log",
         xlabel="batch size (sequences of 512 tokens)",
         ylabel="steps to target loss",
     )
-    ax.set_title("S(B) = S_min (1 + B_noise / B) per size (Zhang et al. 2024 runs)", fontsize=10)
+    ax.set_title(
+        "S(B) = S_min (1 + B_noise / B) per size (Zhang et al. 2024; open: plateau, not fitted)", fontsize=10
+    )
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(FIGURE, dpi=110)
