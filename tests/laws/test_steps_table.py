@@ -217,3 +217,30 @@ def test_real_table_reproduces_the_notebooks_critical_batch(zhang_csv):
     assert fit.sizes_["b_noise"].is_monotonic_increasing
     assert (fit.sizes_["zhang_cbs"] < fit.sizes_["b_noise"]).all()
     assert 0.3 < fit.b_noise_law_.exponents_["N"] < 0.9
+
+
+def test_real_table_through_the_cli(zhang_csv, capsys):
+    code, out, err = run_cli(
+        [
+            "batch",
+            "critical",
+            "--steps-table",
+            str(zhang_csv),
+            "--target-params",
+            "1.2e9",
+            "--format",
+            "json",
+            "--n-boot",
+            "50",
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    d = json.loads(out)
+    assert [s["batch_size_seqs"] for s in d["steps"]] == BATCHES and d["extrapolated"]
+    # the steps fall with the batch, and the bend (B_noise) lies inside the table's batches
+    assert all(a["steps"] > b["steps"] for a, b in zip(d["steps"], d["steps"][1:], strict=False))
+    assert BATCHES[0] < d["b_noise"] < BATCHES[-1] and d["b_noise_tokens"] == pytest.approx(
+        512 * d["b_noise"]
+    )
+    assert d["zhang"]["published_cbs"] == pytest.approx(93.2 * 1200**0.468)

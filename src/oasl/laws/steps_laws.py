@@ -52,13 +52,8 @@ class StepsTableFit:
         b_ref: float | None = None,
         overhead: float = 0.2,
     ):
-        self.loss, self.drop_plateau, self.level, self.n_boot, self.seed = (
-            loss,
-            drop_plateau,
-            level,
-            n_boot,
-            seed,
-        )
+        self.loss, self.drop_plateau, self.level = loss, drop_plateau, level
+        self.n_boot, self.seed = n_boot, seed
         self.b_ref, self.overhead = b_ref, overhead
 
     def _q(self) -> list[float]:
@@ -66,7 +61,8 @@ class StepsTableFit:
 
     def fit(self, table: StepsTable) -> StepsTableFit:
         """Fit every size of ``table`` and the laws across sizes. Returns self. FitError naming the size
-        when a size's B_noise is 0 or beyond its largest batch (no law can be fitted through it)."""
+        whose batches do not pin its B_noise (beyond 100x its largest batch or below 1/100 of its
+        smallest: :data:`~oasl.laws.steps_table.IDENTIFIABLE`)."""
         self.table_ = table
         df = table.frame
         self.features_ = ("N", "D") if self._has_d(df) else ("N",)
