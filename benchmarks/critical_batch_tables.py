@@ -229,30 +229,33 @@ def main() -> None:
         for c in cands
     )
     z = res["zhang"]
-    md = f"""Zhang et al. 2024's steps-to-target table (85M-604M, 9 batch sizes each), leave-604M-out, scored through
-`{res["cli"]}` (TRAIN.csv: the 85M-302M rows). Model: S(B) = S_min (1 + B_noise/B) per size
-(McCandlish et al. 2018, Eq. 2.11), power laws of S_min and B_noise in N.
+    law_iv, row_iv = res["b_noise_law_interval"], res["b_noise_interval"]
+    md = f"""Zhang et al. 2024's steps-to-target table (85M-604M, 9 batch sizes each), leave-604M-out, scored
+through `{res["cli"]}` (TRAIN.csv: the 85M-302M rows).
+Model: S(B) = S_min (1 + B_noise/B) per size (McCandlish et al. 2018, Eq. 2.11), power laws of S_min and
+B_noise in N.
 
-**Steps at 604M: median |error| over the 9 batch sizes {res["median_abs_err_steps"]:.1%}** (aim <= 15%:
-{"met" if res["aim_steps_met"] else "NOT met"}; worst {res["max_abs_err_steps"]:.1%}).
-**B_noise at 604M: predicted {res["b_noise_predicted"]:.0f} sequences vs the 604M table's own fit
-{res["b_noise_own_fit"]:.0f} ({res["b_noise_ratio"]:.2f}x)** (aim within 1.5x:
-{"met" if res["aim_b_noise_met"] else "NOT met"}). The law's 90% predictive interval
-{res["b_noise_law_interval"][0]:.0f}-{res["b_noise_law_interval"][1]:.0f}
-{"covers" if res["b_noise_law_interval_covers_own"] else "misses"} the own fit; the row-bootstrap interval
-{res["b_noise_interval"][0]:.0f}-{res["b_noise_interval"][1]:.0f} holds only the table's measurement noise.
-S_min: predicted {res["s_min_predicted"]:.0f} steps vs own {res["s_min_own_fit"]:.0f}. The 90% intervals of
-the steps cover {res["steps_covered"]}/9 batch sizes (row bootstrap: measurement noise only) and
-{res["steps_law_covered"]}/9 (the laws' predictive interval across sizes, 3 sizes so 1 degree of freedom;
-added after the row bootstrap was seen to cover none).
+- **Steps at 604M: median |error| over the 9 batch sizes {res["median_abs_err_steps"]:.1%}**
+  (aim <= 15%: {"met" if res["aim_steps_met"] else "NOT met"}; worst {res["max_abs_err_steps"]:.1%}).
+- **B_noise at 604M: predicted {res["b_noise_predicted"]:.0f} sequences vs the 604M table's own fit
+  {res["b_noise_own_fit"]:.0f}, {res["b_noise_ratio"]:.2f}x** (aim within 1.5x:
+  {"met" if res["aim_b_noise_met"] else "NOT met"}).
+  The law's 90% predictive interval {law_iv[0]:.0f}-{law_iv[1]:.0f}
+  {"covers" if res["b_noise_law_interval_covers_own"] else "misses"} the own fit; the row-bootstrap
+  interval {row_iv[0]:.0f}-{row_iv[1]:.0f} holds only the table's measurement noise.
+- S_min: predicted {res["s_min_predicted"]:.0f} steps vs own {res["s_min_own_fit"]:.0f}.
+- The 90% intervals of the steps cover {res["steps_covered"]}/9 batch sizes (row bootstrap: measurement
+  noise only) and {res["steps_law_covered"]}/9 (the laws' predictive interval across sizes, 3 sizes so 1
+  degree of freedom; added after the row bootstrap was seen to cover none).
 
 | batch (seqs) | steps (604M) | predicted | error | 90% (rows) | 90% (law) |
 | --- | --- | --- | --- | --- | --- |
 {rows}
 
-Zhang et al.'s critical batch (20% more steps than linear scaling from 256 sequences): 604M's own
-{z["own_604m"]:.0f} sequences; their definition's law refitted on 85M-302M predicts {z["refit_on_training_sizes"]:.0f};
-their published law 93.2 N[M]^0.468 (fitted on 85M-1.2B, 604M included) gives {z["published_law"]:.0f}.
+Zhang et al.'s critical batch (20% more steps than linear scaling from 256 sequences) at 604M:
+its own table {z["own_604m"]:.0f} sequences; their definition's law refitted on 85M-302M
+{z["refit_on_training_sizes"]:.0f}; their published law 93.2 N[M]^0.468 (fitted on 85M-1.2B, 604M
+included) {z["published_law"]:.0f}.
 
 Fitting choices, fixed on the training sizes before any 604M figure was read (fit on 85M+151M, score
 302M; chosen: loss={chosen[0]}, drop_plateau={chosen[1]}, the CLI's default):
