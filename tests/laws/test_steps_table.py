@@ -5,6 +5,8 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from oasl.errors import DataError, FitError
 from oasl.laws.steps_laws import StepsTableFit
@@ -244,3 +246,28 @@ def test_real_table_through_the_cli(zhang_csv, capsys):
         512 * d["b_noise"]
     )
     assert d["zhang"]["published_cbs"] == pytest.approx(93.2 * 1200**0.468)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([1e7, 3e7, 1e8]),
+            st.sampled_from([8.0, 16.0, 32.0, 64.0, 128.0]),
+            st.one_of(st.floats(min_value=-10, max_value=1e7), st.just(float("nan"))),
+        ),
+        min_size=1,
+        max_size=15,
+    )
+)
+def test_any_table_gives_a_fit_or_one_oasl_error(rows):
+    """Whatever numbers a table holds, reading and fitting it ends in a fit or one OaslError line."""
+    from oasl.errors import OaslError
+
+    df = pd.DataFrame(rows, columns=["n_params", "batch_size_seqs", "steps"])
+    try:
+        fit = StepsTableFit(n_boot=5).fit(read_steps_table(df))
+    except OaslError as exc:
+        assert "\n" not in str(exc)
+        return
+    assert (fit.sizes_["b_noise"] > 0).all() and np.isfinite(fit.sizes_["s_min"]).all()

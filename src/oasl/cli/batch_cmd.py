@@ -207,12 +207,12 @@ def steps_table_cmd(path: Path, source, fmt: str, params, tokens, n_boot: int, o
         return
     ext = " [yellow](outside the fitted sizes)[/yellow]" if rep["extrapolated"] else ""
     console.print(
-        f"at N = {params:.4g}{ext}: B_noise {rep['b_noise']:.4g} {rep['b_noise_unit']} "
+        f"at N = {params:.4g}{ext}: B_noise {_g(rep['b_noise'])} {rep['b_noise_unit']} "
         f"({_pair(rep['b_noise_interval'])} rows, {_pair(rep['b_noise_law_interval'])} law), "
-        f"S_min {rep['s_min']:.4g} steps ({_pair(rep['s_min_interval'])} rows)"
+        f"S_min {_g(rep['s_min'])} steps ({_pair(rep['s_min_interval'])} rows)"
     )
     col = fit.table_.batch_column
-    console.print("steps: " + ", ".join(f"B={s[col]:.4g}: {s['steps']:.4g}" for s in rep["steps"]))
+    console.print("steps: " + ", ".join(f"B={s[col]:.4g}: {_g(s['steps'])}" for s in rep["steps"]))
     z = rep["zhang"]
     if z["cbs"] is not None:
         pub = f"; their published law: {z['published_cbs']:.4g}" if z["published_cbs"] is not None else ""
@@ -226,8 +226,12 @@ def _span(r: dict, c: str) -> str:
     return "-" if lo is None or hi is None else f"{lo:.4g}-{hi:.4g}"
 
 
+def _g(v) -> str:
+    return "-" if v is None else f"{v:.4g}"
+
+
 def _pair(v) -> str:
-    return "-" if not v else f"{v[0]:.4g}-{v[1]:.4g}"
+    return "-" if not v else f"{_g(v[0])}-{_g(v[1])}"
 
 
 def print_law(law, name: str) -> None:

@@ -282,7 +282,8 @@ class StepsTableFit:
         )
         if n_params is None:
             return _finite(d)
-        p = self.predict(n_params, tokens=tokens)
+        with np.errstate(over="ignore", invalid="ignore"):  # a far target overflows to inf: written as null
+            p = self.predict(n_params, tokens=tokens)
         col = self.table_.batch_column
         unit = "sequences" if self.table_.unit == "seqs" else "tokens"
         steps = [{col: s.pop("batch"), **s} for s in p.pop("steps")]
