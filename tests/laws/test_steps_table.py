@@ -189,6 +189,9 @@ def test_cli_json_shape_and_one_line_errors(tmp_path, capsys):
         ["batch", "critical", "--steps-table", str(tmp_path / "none.csv")],
         [*args, "--format", "yaml"],
         [*args, "--target-params", "-1"],
+        [*args, "--target-loss", "3"],
+        [*args, "--store", "runs.db"],
+        ["batch", "critical", "--store", "runs.db", "--format", "json"],
         ["batch", "critical"],
     ):
         code, out, err = run_cli(argv, capsys)

@@ -92,6 +92,8 @@ def register(app: typer.Typer) -> None:
         if steps_table is not None:
             if store is not None:
                 raise ConfigError("give --store or --steps-table, not both")
+            if target_loss_ is not None or laws is not None or scale != "simple":
+                raise ConfigError("--target-loss, --laws and --scale apply to --store, not to --steps-table")
             for name, v in (("--target-params", params), ("--target-tokens", tokens)):
                 if v is not None and not (math.isfinite(v) and v > 0):
                     raise ConfigError(f"{name} must be a positive finite number, got {v}")
@@ -100,6 +102,8 @@ def register(app: typer.Typer) -> None:
             raise ConfigError(
                 "give --store (runs trained with gns: true) or --steps-table (a CSV of steps to a target loss)"
             )
+        if source is not None or fmt != "table":
+            raise ConfigError("--source and --format apply to --steps-table; with --store use --out for JSON")
         from oasl.errors import FitError, StoreError
         from oasl.laws.critical_batch import (
             BRACKET_EVIDENCE,
