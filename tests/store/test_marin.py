@@ -124,3 +124,17 @@ def test_real_tree_import_is_idempotent_and_flags_divergence(marin_tree, tmp_pat
     assert (df["status"] == "failed").sum() > 0 and df.loc[
         df["status"] == "failed", "final_val_loss"
     ].isna().all()
+
+
+def test_optima_command_reads_coordinate_valleys(tmp_path, capsys):
+    import pandas as pd
+
+    tree = tmp_path / "Results"
+    write_sweep(tree, ablations=[("learning_rate", 0.004, 3.52), ("learning_rate", 0.016, 7.9)])
+    db = str(tmp_path / "runs.db")
+    assert run_cli(["import", str(tree), "--store", db], capsys)[0] == 0
+    code, out, err = run_cli(["optima", "--store", db, "--out", str(tmp_path / "o.csv")], capsys)
+    assert code == 0, err
+    o = pd.read_csv(tmp_path / "o.csv")
+    assert len(o) == 1 and o["opt"].iloc[0] == 0.008 and o["high_bound"].iloc[0] == "diverged"
+    assert "bounded above by a diverged run at lr=0.016" in out

@@ -99,6 +99,37 @@ def _print_joint(opt, groups, over, eps, level, out) -> None:
     console.print(table)
 
 
+def _coordinate(df, over: str, loss: str, out: Path) -> None:
+    """Coordinate-descent runs: the optimum of ``over`` on each sweep's 1-D valley (oasl.optima.coordinate)."""
+    from oasl.optima.coordinate import COLUMN, coordinate_optima
+
+    over = COLUMN.get(over, over)
+    opt = coordinate_optima(df, [over], loss)
+    opt = opt[opt["hp"] == over]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    opt.to_csv(out, index=False)
+    table = Table(title=f"optimum of {over} on each sweep's valley (coordinate descent) -> {out}")
+    for c in ("sweep", "chosen", "optimum", "interval (bounded by)", "runs (+div.)", "flags"):
+        table.add_column(c)
+    for _, r in opt.iterrows():
+        bounds = f"{_ci(r['ci_low'], r['ci_high'])} ({r['low_bound']}, {r['high_bound']})"
+        flags = ", ".join([f"edge {r['at_edge']}"] if r["at_edge"] else []) or (
+            "parabola" if r["refined"] else ""
+        )
+        table.add_row(
+            str(r["sweep"]),
+            _num(r["best_config"]),
+            _num(r["opt"]),
+            bounds,
+            f"{r['n_points']} (+{r['n_diverged']})",
+            flags,
+        )
+    console.print(table)
+    for _, r in opt.iterrows():
+        if r["note"]:
+            console.print(f"[yellow]{r['sweep']}[/yellow]: {r['note']}", highlight=False)
+
+
 def register(app: typer.Typer) -> None:
     """Add the ``optima`` and ``import`` commands to ``app``."""
 
@@ -146,6 +177,9 @@ def register(app: typer.Typer) -> None:
                 f"the runs have no column {', '.join(map(repr, absent))} (columns: "
                 f"{', '.join(map(str, df.columns[:25]))}): check --over, --group-by and --loss"
             )
+        if {"sweep", "ablated"} <= set(df.columns) and len(hps) == 1:
+            _coordinate(df, hps[0], loss, out)  # coordinate-descent sweeps (Marin's): docs/marin.md
+            return
         mixed = mixed_columns(df, hps, groups)
         if mixed:
             console.print(
