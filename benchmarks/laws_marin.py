@@ -247,6 +247,8 @@ def main() -> None:
                 for method, p in preds.items():
                     if item not in p or not isinstance(p[item], (int, float)):
                         continue
+                    if method in ("step-law", "deepseek") and item not in ("lr", "batch_seqs"):
+                        continue  # the published laws give lr and batch only (the rest are oasl's defaults)
                     e = log2_err(item, float(p[item]), truth)
                     rows.append(
                         {
