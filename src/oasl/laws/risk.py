@@ -25,8 +25,9 @@ All quantities are in natural-log units of the HP (for betas, of 1 - beta: large
 
 The rule has no tuned constant: the valley is measured on the ladder (:meth:`ValleyShape.from_runs`)
 and the spread comes from the law's predictive interval. ``diverge_cost`` defaults to
-:data:`DIVERGE_COST`, the loss of a lost run relative to the best (Marin's diverged runs end a median
-4.2 nats above their sweep's best); any value much larger than the valley's quadratic rise gives
+:data:`DIVERGE_COST`, the loss of a lost run relative to the best (the diverged runs of Marin's 130m and
+300m sweeps end a median 4.19 nats above their sweep's best: benchmarks/laws_marin.py); any value much
+larger than the valley's quadratic rise gives
 nearly the same answer, since the rule then keeps the chance of divergence small.
 """
 
