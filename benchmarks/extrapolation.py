@@ -91,9 +91,9 @@ OVERRIDES = {
     "v3": {
         "tokens": 786432,
         "sweep_seeds": [0, 1],
-        # oasl-refine:2 trained (issue 25's acceptance method); every other point of the cost-to-regret
+        # oasl-refine:2 and the risk-adjusted zero-run point trained (issue 25); every other point of the cost-to-regret
         # curves (random search, TPE and GP-BO at 1-8 runs, the refinement at 1-4) is read off these runs
-        "baselines": ["naive", "defaults", "step-law", "random:4", "oasl-refine:2"],
+        "baselines": ["naive", "defaults", "step-law", "random:4", "oasl-refine:2", "oasl-risk"],
     },
 }
 # v3 with the embedding and readout untied (docs/ladders.md section 8: the suspect for SGD's miss)

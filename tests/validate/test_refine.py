@@ -125,6 +125,7 @@ def _target_valley():
 
 
 def test_curves_shapes_sources_and_monotone_bookkeeping():
+    from oasl.laws.risk import ValleyShape
     from oasl.validate.results import MethodResult
 
     tv = _target_valley()
@@ -140,12 +141,16 @@ def test_curves_shapes_sources_and_monotone_bookkeeping():
         5e-3,
         (1.5e-3, 1.6e-2),
         Valley(0.025, 0.002),
-        which=("random", "tpe", "oasl-refine"),
+        which=("random", "tpe", "oasl-refine", "oasl-risk"),
         search_draws=3,
+        risk=ValleyShape(curv_below=0.02, curv_above=0.08),
     )
     assert [p["k"] for p in curves["random"]] == list(range(1, 9)) == [p["k"] for p in curves["tpe"]]
     assert [p["k"] for p in curves["oasl-refine"]] == [1, 2, 3, 4]
     assert [p["k"] for p in curves["oasl"]] == [0] and curves["oasl"][0]["source"] == "trained"
+    # the risk-adjusted zero-run point, read off (not trained here): below the law's lr 5e-3
+    assert curves["oasl-risk"][0]["k"] == 0 and curves["oasl-risk"][0]["source"] == "replayed"
+    assert curves["oasl-risk"][0]["lr"] < 5e-3
     for pts in curves.values():
         for p in pts:
             assert p["lo"] <= p["mean"] + 1e-12 and p["mean"] <= p["hi"] + 1e-12
@@ -157,8 +162,8 @@ def test_curves_shapes_sources_and_monotone_bookkeeping():
     means = [p["mean"] for p in curves["random"]]
     assert all(b <= a + 1e-12 for a, b in zip(means, means[1:], strict=False))
     assert curves["random"][0]["draws"] == 4000 and curves["tpe"][0]["draws"] == 3
-    # the replayed refinement with 1 run is the law's lr; with 2 near the optimum
-    assert ref[1]["lr"] == pytest.approx(5e-3)
+    # the replayed refinement with 1 run is the law's risk-adjusted lr (one run cannot move it)
+    assert ref[1]["lr"] == pytest.approx(curves["oasl-risk"][0]["lr"])
     s = cc.summary(curves, ladder_runs=3.0)
     assert s["law"] == pytest.approx(0.011) and s["refine"] == pytest.approx(0.001)
     assert set(s["runs_to_match"]) == {"random", "tpe"}
@@ -171,7 +176,8 @@ def test_curves_shapes_sources_and_monotone_bookkeeping():
     assert set(s["below"]) == {"1", "2", "3", "4"}
     line = cc.card_line(s)
     assert (
-        line.startswith("The law alone: +1.10%; with 2 runs around it: +0.10%")
+        line.startswith("The law alone: +1.10% (risk-adjusted: ")
+        and "with 2 runs around it: +0.10%" in line
         and "random search needs" in line
     )
 
@@ -299,3 +305,48 @@ def test_cli_refine_on_a_tiny_store(tmp_path, capsys):
     ):
         code, _, err = run_cli(["refine", *bad, *target], capsys)
         assert code == 2 and msg in err and "Traceback" not in err, err
+
+
+def test_zero_run_point_is_risk_adjusted_on_an_asymmetric_valley():
+    from oasl.laws.risk import ValleyShape
+    from oasl.validate.refine import zero_run
+
+    steep_above = ValleyShape(curv_below=0.02, curv_above=0.08, diverge_at=0.7)
+    centre = zero_run(2e-3, (1e-3, 4e-3))
+    risky = zero_run(2e-3, (1e-3, 4e-3), risk=steep_above)
+    assert centre.lr == pytest.approx(2e-3, rel=1e-3) and centre.k == 0
+    # a steeper, diverging side above: the point moves below the centre, further for a wider interval
+    assert risky.lr < 0.9 * 2e-3 and risky.risk["curv_above"] == 0.08
+    wider = zero_run(2e-3, (2.5e-4, 1.6e-2), risk=steep_above)
+    assert wider.lr < risky.lr
+    # with one run, refine trains at that point; with two, its answer is risk-adjusted as well
+    r1 = refine(2e-3, (1e-3, 4e-3), 1, valley_loss(), risk=steep_above)
+    assert r1.lrs == [pytest.approx(risky.lr)]
+    symmetric = ValleyShape(curv_below=0.05, curv_above=0.05)
+    assert zero_run(2e-3, (1e-3, 4e-3), risk=symmetric).lr == pytest.approx(2e-3, rel=0.02)
+
+
+def test_ladder_risk_measures_asymmetry_and_divergence():
+    from oasl.validate.refine import ladder_risk
+
+    rows, optima = [], []
+    for n in (1e4, 5e4):
+        for lr in 2e-3 * np.exp(np.linspace(-1.4, 1.4, 9)):
+            u = math.log(lr / 2e-3)
+            loss = math.nan if u > 1.0 else 3.0 + (0.02 if u < 0 else 0.08) * u * u
+            rows.append(
+                {
+                    "n_params": n,
+                    "lr": lr,
+                    "final_val_loss": loss,
+                    "optimizer": "adamw",
+                    "status": "diverged" if u > 1.0 else "done",
+                }
+            )
+        optima.append({"n_params": n, "opt": 2e-3, "loss_at_opt": 3.0, "optimizer": "adamw"})
+    shape = ladder_risk(pd.DataFrame(rows), pd.DataFrame(optima), "adamw")
+    assert shape.curv_below == pytest.approx(0.02, rel=0.05) and shape.curv_above == pytest.approx(
+        0.08, rel=0.05
+    )
+    assert 0.7 < shape.diverge_at < 1.4
+    assert ladder_risk(pd.DataFrame(rows), pd.DataFrame(optima).assign(opt=math.nan), "adamw") is None

@@ -14,6 +14,7 @@ from oasl.report.axes import legend_below, pyplot
 #: label and matplotlib style of each method's line
 STYLE = {
     "oasl": ("the law (0 runs)", "C2", "*"),
+    "oasl-risk": ("the law, risk-adjusted (0 runs)", "C3", "*"),
     "oasl-refine": ("law + k runs (oasl-refine)", "C2", "o"),
     "random": ("random search", "C0", "s"),
     "tpe": ("TPE", "C1", "^"),

@@ -8,7 +8,8 @@ same seeds. A new baseline is one class registered in :data:`BASELINES` (as Optu
 plug-ins behind one small protocol).
 
 Names in a spec: ``naive``, ``defaults``, ``mup``, ``step-law``, ``random:K``, ``tpe:K``, ``gp:K`` (Optuna's
-Gaussian-process sampler), ``oasl-refine:K`` (K target runs around the law, :mod:`oasl.validate.refine`);
+Gaussian-process sampler), ``oasl-refine:K`` (K target runs around the law, :mod:`oasl.validate.refine`),
+``oasl-risk`` (the law's risk-adjusted zero-run point);
 ``oasl`` and ``oracle`` are always measured.
 
 A search baseline may also implement ``search(objective, search_range, k, seed) -> list of lrs tried`` (the
@@ -60,6 +61,8 @@ class TargetContext:
     #: the law's 90% interval for the lr at the target (None: unknown) and the ladder's valley shape
     recommended_interval: tuple[float, float] | None = None
     valley: Any = None
+    #: the ladder's asymmetric valley (oasl.laws.risk.ValleyShape; None: not measured)
+    risk: Any = None
 
 
 @dataclass
@@ -261,6 +264,26 @@ class GPSearch(_OptunaSearch):
         return optuna.samplers.GPSampler(seed=seed, n_startup_trials=min(2, self.k))
 
 
+class OaslRisk:
+    """The law's point with no target run, risk-adjusted (issue 25, item 5): the lr of least expected
+    regret under the law's predictive distribution on the ladder's asymmetric valley
+    (:func:`oasl.validate.refine.zero_run`, with :mod:`oasl.laws.risk`'s valley shape); the law's centre
+    when the ladder gives no valley shape. Costs the sweep."""
+
+    name = "oasl-risk"
+
+    def propose(self, ctx: TargetContext) -> Proposal:
+        from oasl.validate.refine import zero_run
+
+        r = zero_run(ctx.recommended_lr, ctx.recommended_interval, ctx.valley, ctx.risk)
+        note = (
+            f"the law's lr x{r.lr / ctx.recommended_lr:.2f}: least expected regret on the ladder's valley"
+            if ctx.risk is not None
+            else "no valley shape measured on the ladder: the law's centre"
+        )
+        return Proposal(r.lr, ctx.sweep_flops, note)
+
+
 class OaslRefine:
     """Law-guided refinement (:func:`oasl.validate.refine.refine`): ``k`` target runs at seed 0 placed
     around the law's recommendation by its 90% interval and the ladder's valley, the local valley fitted,
@@ -279,7 +302,7 @@ class OaslRefine:
             specs.extend(new)
             return ctx.runner.losses(new)
 
-        r = refine(ctx.recommended_lr, ctx.recommended_interval, self.k, train, ctx.valley)
+        r = refine(ctx.recommended_lr, ctx.recommended_interval, self.k, train, ctx.valley, risk=ctx.risk)
         note = f"{self.k} target runs around the law (lrs {', '.join(f'{v:.3g}' for v in r.lrs)})"
         if r.flags:
             note += "; " + "; ".join(r.messages)
@@ -398,6 +421,7 @@ BASELINES: dict[str, Callable[[int | None], Baseline]] = {
     "tpe": lambda k: TPESearch(int(k or 4)),
     "gp": lambda k: GPSearch(int(k or 4)),
     "oasl-refine": lambda k: OaslRefine(int(k or 2)),
+    "oasl-risk": lambda k: OaslRisk(),
 }
 #: names that need a budget ``:K``
 BUDGETED = ("random", "tpe", "gp", "oasl-refine")

@@ -31,7 +31,7 @@ from oasl.validate import stats
 SEARCH_KS = tuple(range(1, 9))
 REFINE_KS = tuple(range(1, 5))
 #: methods with a zero-run point (their own lr trained on every seed)
-ZERO_RUN = ("oasl", "naive", "defaults", "step-law", "mup")
+ZERO_RUN = ("oasl", "oasl-risk", "naive", "defaults", "step-law", "mup")
 
 
 @dataclass
@@ -145,14 +145,16 @@ def random_curve(
     return out
 
 
-def refine_curve(valley: TargetValley, center: float, interval, shape, ks=REFINE_KS) -> list[dict[str, Any]]:
+def refine_curve(
+    valley: TargetValley, center: float, interval, shape, ks=REFINE_KS, risk=None
+) -> list[dict[str, Any]]:
     """The law-guided refinement replayed once per budget (it is deterministic); each point records the
     runs it placed (``lrs``) and its ``flags``."""
     from oasl.validate.refine import refine
 
     out = []
     for k in ks:
-        r = refine(center, interval, k, lambda lrs: [valley.seed0_loss(v) for v in lrs], shape)
+        r = refine(center, interval, k, lambda lrs: [valley.seed0_loss(v) for v in lrs], shape, risk=risk)
         p = point(valley, [r.lr], k)
         p.update({"lr": r.lr, "lrs": r.lrs, "flags": r.flags})
         out.append(p)
@@ -166,13 +168,15 @@ def method_curves(
     center: float,
     interval,
     shape,
-    which: Iterable[str] = ("random", "tpe", "gp", "oasl-refine"),
+    which: Iterable[str] = ("random", "tpe", "gp", "oasl-refine", "oasl-risk"),
     search_draws: int = 20,
     log=lambda msg: None,
+    risk=None,
 ) -> dict[str, list[dict[str, Any]]]:
     """The curves of one optimizer: zero-run points of the measured methods (``methods``: the
     :class:`~oasl.validate.results.MethodResult` list), then the replayed searches and refinement in
-    ``which``; a trained ``oasl-refine:k`` replaces its replayed point (keeping the replay's mean as
+    ``which`` (``oasl-risk``: the law's risk-adjusted zero-run point, read off unless trained, when the
+    ladder gave a valley shape ``risk``); a trained ``oasl-refine:k`` replaces its replayed point (keeping the replay's mean as
     ``replayed_mean``); a trained ``random:k``/``tpe:k``/``gp:k`` (one draw) is kept as ``trained_draw``."""
     from oasl.validate.baselines import GPSearch, TPESearch
 
@@ -190,7 +194,12 @@ def method_curves(
                 searcher = (TPESearch if kind == "tpe" else GPSearch)(max(SEARCH_KS))
                 curves[kind] = search_curve(valley, searcher, search_range, search_draws)
             elif kind == "oasl-refine":
-                curves[kind] = refine_curve(valley, center, interval, shape)
+                curves[kind] = refine_curve(valley, center, interval, shape, risk=risk)
+            elif kind == "oasl-risk" and risk is not None and kind not in curves:
+                from oasl.validate.refine import zero_run
+
+                lr = zero_run(center, interval, shape, risk).lr
+                curves[kind] = [{**point(valley, [lr], 0), "lr": lr}]
         except ImportError as exc:  # pragma: no cover - optuna absent
             log(f"{kind} curve skipped: {exc}")
         except Exception as exc:  # a DependencyError names the extra to install
@@ -223,6 +232,8 @@ def summary(curves: dict[str, list[dict[str, Any]]], ladder_runs: float, refine_
     out: dict[str, Any] = {"refine_k": refine_k, "ladder_runs": float(ladder_runs)}
     if curves.get("oasl"):
         out["law"] = curves["oasl"][0]["mean"]
+    if curves.get("oasl-risk"):
+        out["law_risk"] = curves["oasl-risk"][0]["mean"]
     ref = {p["k"]: p for p in curves.get("oasl-refine", [])}
     searches = [s for s in ("random", "tpe", "gp") if curves.get(s)]
     if refine_k in ref:
@@ -259,7 +270,8 @@ def card_line(summ: dict[str, Any]) -> str:
         for s, m in summ.get("runs_to_match", {}).items()
     )
     k = summ["refine_k"]
-    line = f"The law alone: {summ['law']:+.2%}; with {k} runs around it: {summ['refine']:+.2%}"
+    risk = f" (risk-adjusted: {summ['law_risk']:+.2%})" if "law_risk" in summ else ""
+    line = f"The law alone: {summ['law']:+.2%}{risk}; with {k} runs around it: {summ['refine']:+.2%}"
     return line + (
         f"; for the same, {need} (expected over draws, read off the target's runs)." if need else "."
     )

@@ -34,7 +34,7 @@ from oasl.validate.baselines import (
     make_baseline,
     with_changes,
 )
-from oasl.validate.refine import ladder_valley
+from oasl.validate.refine import ladder_risk, ladder_valley
 from oasl.validate.results import MethodResult, OptimizerValidation, ValidationResult, load_validation
 from oasl.validate.spec import ValidateSpec
 
@@ -175,6 +175,7 @@ def validate(
             log=log,
             recommended_interval=(float(lo[0]), float(hi[0])),
             valley=ladder_valley(df, opt),
+            risk=ladder_risk(df, optima, opt),
         )
         sub = law.law_for(opt)
         ov = _measure_target(ctx, (float(lo[0]), float(hi[0])), n_max)
@@ -350,10 +351,12 @@ def _curves(ctx: TargetContext, ov: OptimizerValidation, seed0, pool) -> None:
         which=ctx.spec.curve_methods,
         search_draws=ctx.spec.curve_search_draws,
         log=lambda msg: ctx.log(f"[{ctx.optimizer}] {msg}"),
+        risk=ctx.risk,
     )
     ladder = ov.sweep_flops / ov.target_run_flops if ov.target_run_flops else math.nan
     ov.cost_to_regret = cost_curves.summary(ov.curves, ladder)
     ov.cost_to_regret["valley"] = dict(vars(ctx.valley)) if ctx.valley is not None else {}
+    ov.cost_to_regret["risk_valley"] = ctx.risk.to_dict() if ctx.risk is not None else {}
     line = cost_curves.card_line(ov.cost_to_regret)
     if line:
         ctx.log(f"[{ctx.optimizer}] {line}")

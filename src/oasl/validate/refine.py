@@ -75,7 +75,8 @@ class Valley:
 class RefineResult:
     """What :func:`refine` found: ``lr`` (posterior mean of the optimum) with its 90% ``interval``; the runs
     (``lrs``, ``losses``; NaN = diverged) in the order trained; the prior (``center``, ``prior_interval``);
-    the ``valley`` used; ``flags`` (``beyond``, ``flat``, ``diverged``) with ``messages`` saying what to do."""
+    the ``valley`` used; ``flags`` (``beyond``, ``flat``, ``diverged``) with ``messages`` saying what to do;
+    ``risk`` the asymmetric valley the answer was risk-adjusted on ({} when it is the posterior mean)."""
 
     lr: float
     interval: tuple[float, float]
@@ -88,6 +89,7 @@ class RefineResult:
     flags: list[str] = field(default_factory=list)
     messages: list[str] = field(default_factory=list)
     batch_seqs: int | None = None
+    risk: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for JSON (non-finite losses as None)."""
@@ -152,6 +154,14 @@ def posterior(
     return grid, w / w.sum()
 
 
+def _risk_point(grid: np.ndarray, w: np.ndarray, risk) -> float:
+    """The setting (log lr) that minimises the expected regret under the posterior ``(grid, w)`` of the
+    optimum when the valley is ``risk`` (:class:`oasl.laws.risk.ValleyShape`: asymmetric, with divergence)."""
+    v = grid[::2]
+    expected = risk.regret(v[:, None] - grid[None, :]) @ w
+    return float(v[int(np.argmin(expected))])
+
+
 def _summary(grid: np.ndarray, w: np.ndarray) -> tuple[float, float, float]:
     cdf = np.cumsum(w)
     mean = float((grid * w).sum())
@@ -179,10 +189,14 @@ def next_lr(
     return math.exp(max(cands, key=lambda c: float(np.min(np.abs(xs - c)))))
 
 
-def plan(center: float, sd: float, k: int, valley: Valley) -> list[float]:
-    """The first runs of a budget of ``k``: the centre for k = 1, the centre ± d for k >= 2 (the rest
-    depend on the losses, see :func:`next_lr`)."""
+def plan(center: float, sd: float, k: int, valley: Valley, risk=None) -> list[float]:
+    """The first runs of a budget of ``k``: the centre for k = 1 (the risk-adjusted point when ``risk``, a
+    :class:`oasl.laws.risk.ValleyShape`, is given), the centre ± d for k >= 2 (the rest depend on the
+    losses, see :func:`next_lr`)."""
     if k <= 1:
+        if risk is not None:
+            grid, w = posterior(center, sd, [], [], valley)
+            return [math.exp(_risk_point(grid, w, risk))]
         return [center]
     d = min(max(sd, valley.min_step()), MAX_STEP)
     return [center * math.exp(-d), center * math.exp(d)]
@@ -195,6 +209,7 @@ def refine(
     train: Callable[[list[float]], list[float]],
     valley: Valley | None = None,
     batch_seqs: int | None = None,
+    risk=None,
 ) -> RefineResult:
     """Place ``k`` target runs around the law's recommendation ``center`` (lr) with its 90% ``interval``,
     train them with ``train(lrs) -> final losses`` (NaN where a run diverged; e.g. through the store with
@@ -202,7 +217,10 @@ def refine(
 
     ``valley`` is the ladder's valley (:func:`ladder_valley`; defaults otherwise). The first runs of a
     budget (:func:`plan`) are trained together, the rest one at a time (each placed where the posterior
-    points). ``batch_seqs`` is carried into the result when the batch was chosen jointly."""
+    points). ``risk`` (a :class:`oasl.laws.risk.ValleyShape` measured on the ladder, :func:`ladder_risk`)
+    makes the answer the lr of least expected regret under the posterior on that asymmetric valley
+    instead of the posterior mean. ``batch_seqs`` is carried into the result when the batch was chosen
+    jointly."""
     from oasl.errors import ConfigError
 
     if k < 1:
@@ -211,13 +229,13 @@ def refine(
         raise ConfigError(f"centre lr {center!r} is not a positive number: give the law's recommendation")
     valley = valley or Valley()
     sd = prior_sd(center, interval)
-    lrs = plan(center, sd, k, valley)
+    lrs = plan(center, sd, k, valley, risk)
     losses = [float(v) for v in train(list(lrs))]
     while len(lrs) < k:
         nxt = next_lr(center, sd, lrs, losses, valley)
         lrs.append(nxt)
         losses.append(float(train([nxt])[0]))
-    return fit_runs(center, interval, lrs, losses, valley, batch_seqs)
+    return fit_runs(center, interval, lrs, losses, valley, batch_seqs, risk)
 
 
 def fit_runs(
@@ -227,12 +245,16 @@ def fit_runs(
     losses: Sequence[float],
     valley: Valley | None = None,
     batch_seqs: int | None = None,
+    risk=None,
 ) -> RefineResult:
-    """The refined lr from runs already trained (``lrs``, ``losses``; NaN = diverged), with the flags."""
+    """The refined lr from runs already trained (``lrs``, ``losses``; NaN = diverged), with the flags;
+    with no runs, the law's own point (risk-adjusted when ``risk`` is given)."""
     valley = valley or Valley()
     sd = prior_sd(center, interval)
     grid, w = posterior(center, sd, lrs, losses, valley)
     m, lo, hi = _summary(grid, w)
+    if risk is not None:
+        m = _risk_point(grid, w, risk)
     flags, msgs = [], []
     y = np.asarray(losses, dtype=float)
     x = np.log(np.asarray(lrs, dtype=float))
@@ -290,6 +312,7 @@ def fit_runs(
         flags=flags,
         messages=msgs,
         batch_seqs=batch_seqs,
+        risk=risk.to_dict() if risk is not None else {},
     )
 
 
@@ -326,6 +349,49 @@ def ladder_valley(runs: pd.DataFrame, optimizer: str | None = None, window: floa
     return Valley(curvature=curv[max(curv)], noise=noise, source=f"ladder ({len(curv)} sizes)")
 
 
+def ladder_risk(runs: pd.DataFrame, optima: pd.DataFrame, optimizer: str | None = None, window: float = 1.5):
+    """The ladder's asymmetric valley (:class:`oasl.laws.risk.ValleyShape`, Marin-style: curvature below
+    and above the optimum, where runs diverge) from the runs around each size's located optimum
+    (``optima``: ``n_params``, ``opt``, ``loss_at_opt``); finite runs within ``window`` (log lr) of it,
+    every diverged run. None when it cannot be measured."""
+    from oasl.errors import FitError
+    from oasl.laws.risk import ValleyShape
+
+    df, op = runs, optima
+    if optimizer is not None:
+        df = df[df["optimizer"] == optimizer] if "optimizer" in df else df
+        op = op[op["optimizer"] == optimizer] if "optimizer" in op else op
+    t, dl, dv, g = [], [], [], []
+    for _, row in op.iterrows():
+        opt, at = float(row.get("opt", math.nan)), float(row.get("loss_at_opt", math.nan))
+        if not (math.isfinite(opt) and opt > 0 and math.isfinite(at)):
+            continue
+        sub = df[df["n_params"] == row["n_params"]]
+        loss = pd.to_numeric(sub["final_val_loss"], errors="coerce").to_numpy(float)
+        div = ~np.isfinite(loss)
+        if "status" in sub:
+            div |= (sub["status"] == "diverged").to_numpy()
+        x = np.log(sub["lr"].to_numpy(float) / opt)
+        keep = div | (np.abs(x) <= window)
+        t += list(x[keep])
+        dl += list(np.where(div, 0.0, loss - at)[keep])
+        dv += list(div[keep])
+        g += [float(row["n_params"])] * int(keep.sum())
+    if not t:
+        return None
+    try:
+        return ValleyShape.from_runs(t, dl, dv, groups=g)
+    except FitError:
+        return None
+
+
+def zero_run(center: float, interval, valley: Valley | None = None, risk=None) -> RefineResult:
+    """The law's point with no target run: the lr of least expected regret under the law's predictive
+    distribution (the Student-t prior of :func:`posterior`) on the ladder's asymmetric valley ``risk``;
+    the centre when ``risk`` is None."""
+    return fit_runs(center, interval, [], [], valley, None, risk)
+
+
 def refine_in_store(
     base,
     center: float,
@@ -335,22 +401,43 @@ def refine_in_store(
     workers: int = 1,
     valley: Valley | None = None,
     log=None,
+    risk="ladder",
 ) -> RefineResult:
     """:func:`refine` with the target's runs trained through the store (and its executors, as
     :func:`oasl.sweep.run_sweep` does; finished runs are reused, not retrained) and marked role "target"
     (so ``oasl fit`` leaves them out). ``base`` is the target's :class:`~oasl.config.RunSpec` (its lr is
-    replaced); ``valley`` defaults to :func:`ladder_valley` of the store's sweep runs of ``base.optimizer``."""
+    replaced); ``valley`` defaults to :func:`ladder_valley` of the store's sweep runs of ``base.optimizer``,
+    and ``risk="ladder"`` to their :func:`ladder_risk` (None: the answer is the posterior mean)."""
     from oasl.validate.baselines import with_changes
     from oasl.validate.harness import Runner
 
     runner = Runner(str(store), workers, log or (lambda msg: None))
-    if valley is None:
+    if valley is None or risk == "ladder":
         df = runner.store.to_dataframe(finished_only=True)
         if len(df) and "role" in df:
             df = df[df["role"].fillna("sweep") == "sweep"]
-        valley = ladder_valley(df, base.optimizer) if len(df) else Valley()
+        if valley is None:
+            valley = ladder_valley(df, base.optimizer) if len(df) else Valley()
+        if risk == "ladder":
+            risk = _store_risk(df, base.optimizer)
 
     def train(lrs: list[float]) -> list[float]:
         return runner.losses([with_changes(base, lr=float(v)) for v in lrs], role="target")
 
-    return refine(center, interval, k, train, valley, batch_seqs=None)
+    return refine(center, interval, k, train, valley, batch_seqs=None, risk=risk)
+
+
+def _store_risk(df: pd.DataFrame, optimizer: str):
+    """:func:`ladder_risk` of a store's sweep runs of ``optimizer`` (optima located as ``oasl optima``
+    does); None when they do not give one."""
+    from oasl.errors import OaslError
+    from oasl.optima import locate_optima
+
+    sub = df[df["optimizer"] == optimizer] if len(df) and "optimizer" in df else df
+    if len(sub) < 3:
+        return None
+    try:
+        group = [c for c in ("optimizer", "n_params", "tokens") if c in sub]
+        return ladder_risk(sub, locate_optima(sub, over="lr", group_by=group), optimizer)
+    except (OaslError, KeyError, ValueError):
+        return None
