@@ -107,6 +107,17 @@ def register(app: typer.Typer) -> None:
             table.add_row(f"{v:.4g}", f"{loss:.4f}" if math.isfinite(loss) else "diverged")
         console.print(table)
         console.print(f"refined lr: {r.lr:.4g} (90% interval {r.interval[0]:.3g} - {r.interval[1]:.3g})")
+        if r.risk:
+            div = r.risk.get("diverge_at")
+            console.print(
+                "  the lr of least expected regret on the ladder's valley (curvature "
+                f"{r.risk['curv_below']:.3g} below, {r.risk['curv_above']:.3g} above the optimum"
+                + (
+                    f"; runs diverge from x{math.exp(div):.2f} above it)"
+                    if div and math.isfinite(div)
+                    else ")"
+                )
+            )
         for msg in r.messages:
             console.print(f"[yellow]warning:[/] {msg}")
         if out is not None:

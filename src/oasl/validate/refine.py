@@ -95,6 +95,7 @@ class RefineResult:
         """Plain dict for JSON (non-finite losses as None)."""
         d = asdict(self)
         d["losses"] = [v if math.isfinite(v) else None for v in self.losses]
+        d["prior_interval"] = [v if math.isfinite(v) else None for v in self.prior_interval]
         return d
 
 
