@@ -56,7 +56,8 @@ def register(app: typer.Typer) -> None:
         runs = expand(spec)
         p = plan(
             runs,
-            open_store(store) if store else None,
+            # plan only reads: a store not made yet holds no runs, and is not created here
+            open_store(store, readonly=True) if store and Path(store).exists() else None,
             workers=ex.workers,
             measure=measure,
             executor=ex.executor,

@@ -227,7 +227,9 @@ def load_runs(
         raise ConfigError("give exactly one of --store PATH or --csv PATH")
     if csv is not None:
         df = read_runs_csv(csv, loss_column, column_map, constants)
-        if "final_val_loss" in df.columns:  # the checks of `oasl import`: a word in a number column is one line
+        if (
+            "final_val_loss" in df.columns
+        ):  # the checks of `oasl import`: a word in a number column is one line
             validate_runs(df, str(csv))
     elif not Path(store).exists():
         raise StoreError(
