@@ -3,7 +3,10 @@
 The store is the source of truth for runs (DESIGN.md), and ALL SQL of oasl lives in this package.
 :class:`Store` is a small interface (:mod:`~oasl.store.base`); the default implementation
 :class:`SQLiteStore` (:mod:`~oasl.store.sqlite`: schema, migrations, run records; with
-:mod:`~oasl.store.claims` and :mod:`~oasl.store.roles` mixed in) keeps one SQLite file in WAL mode.
+:mod:`~oasl.store.claims` and :mod:`~oasl.store.roles` mixed in) keeps one SQLite file in WAL mode; :mod:`~oasl.store.schema` checks that
+a file is an oasl store before anything is written to it, and each row as it is read (one StoreError
+line naming the file or the run's key, never a KeyError). ``open_store(path, readonly=True)`` opens it in
+SQLite's read-only mode for commands that only read.
 As with Optuna's storages, callers only see :func:`open_store` and the interface; a server database
 would be another subclass behind the same methods. :mod:`~oasl.store.csv_runs` reads runs from other
 training code as a CSV.
