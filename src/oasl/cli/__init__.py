@@ -94,7 +94,7 @@ def _finite_floats(cmd) -> None:
 INT_MAX = 10**15
 COUNT_MAX = {
     "workers": 4096, "members": 4096, "threads": 4096, "runs_per_gpu": 1024, "boot": 10_000,
-    "n_boot": 100_000, "folds": 1000, "limit": 10**9, "steps": 10**8, "warmup_steps": 10**8,
+    "n_boot": 100_000, "folds": 1000, "limit": 10**9, "steps": 10**7, "warmup_steps": 10**7,
     "world_size": 10**6, "grad_accum": 10**6, "seed": 2**32 - 1, "width": 2**20, "depth": 10**4,
     "n_heads": 2**16, "seq_len": 2**24, "batch_seqs": 2**24, "base_width": 2**20,
 }  # fmt: skip
