@@ -17,6 +17,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from oasl.errors import ConfigError
 
+# muP's output multiplier a_out (logits x a_out / m), tuned at base widths 16 and 32 on the CPU ladder of
+# benchmarks/mup_ladder.py (AdamW, a_out in 1..32; best 8-16 at both bases). TP-V Table 1: parameter
+# multipliers are muTransferable HPs, tuned on the base model; mup's default output_mult = 1 is SP's readout.
+MUP_OUTPUT_MULT = 8.0  # oasl.models.gpt.MUP_OUTPUT_MULT
+
 ScheduleName = Literal["constant", "cosine", "linear", "wsd", "inverse_sqrt", "step"]
 
 # RunSpec fields added after stores existed: each is left out of the hashed key payload while it equals
@@ -171,7 +176,7 @@ class RunSpec(_Spec):
 
     @model_validator(mode="after")
     def _check(self) -> RunSpec:
-        from oasl.optim.registry import validate_hps  # late: optim imports config
+        from oasl.hparams import validate_hps  # the torch-free table: no optimizer builders
 
         object.__setattr__(self, "hps", validate_hps(self.optimizer, self.hps))
         if self.output_mult is not None and self.parametrization != "mup":
@@ -209,9 +214,8 @@ class RunSpec(_Spec):
             if payload.get(name, default) == default:
                 payload.pop(name, None)
         if self.parametrization == "mup":  # muP's model changed with a_out (issue 11): always keyed
-            from oasl.models.gpt import Parametrization  # late: models imports config
-
-            payload["output_mult"] = Parametrization.of(self).alpha_out
+            # a_out as oasl.models.Parametrization.alpha_out reads it under muP
+            payload["output_mult"] = MUP_OUTPUT_MULT if self.output_mult is None else float(self.output_mult)
         text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 

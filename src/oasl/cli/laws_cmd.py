@@ -55,21 +55,10 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Locate optima and fit a law for each swept HP; write them to a laws file."""
-        from oasl.laws import save_laws
-        from oasl.laws.pipeline import fit_laws
-        from oasl.store import load_runs
+        from oasl.workflows import fit
 
         # validation's target and baseline runs are not sweep optima
-        df = load_runs(store, csv, finished_only=True, role=role)
-        report = fit_laws(df, hps=hp or None)
-        laws_to_save = dict(report.laws)
-        if report.loss_law is not None:
-            laws_to_save["loss"] = report.loss_law
-        save_laws(
-            out,
-            laws_to_save,
-            {"source": store or str(csv), "features": list(report.features), "n_runs": len(df)},
-        )
+        report = fit(store, csv=csv, hps=hp, role=role, out=out).report
         table = Table(title=f"fitted laws -> {out}")
         for c in (
             "target",
@@ -150,10 +139,8 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Recommend a full HP configuration for a target model, with intervals and sources."""
-        from oasl.config import ModelShape, build
         from oasl.errors import ConfigError
-        from oasl.laws import load_laws
-        from oasl.recommend import DEFAULT_SEQ_LEN, recommend
+        from oasl.workflows import recommend
 
         if fmt not in ("table", "json", "hf", "torch"):
             raise ConfigError(f"unknown --format {fmt!r}: use table, json, hf or torch")
@@ -163,43 +150,23 @@ def register(app: typer.Typer) -> None:
             raise ConfigError(
                 f"--world-size and --grad-accum must be >= 1, got {world_size} and {grad_accum}"
             )
-        seq_len = seq_len or DEFAULT_SEQ_LEN  # one rule whether the target is --params or a shape
-        shape = None
-        if width is not None or depth is not None:
-            if width is None or depth is None:
-                raise ConfigError("give both --width and --depth for a target shape")
-            shape = build(
-                ModelShape, {"width": width, "depth": depth, "seq_len": seq_len}, what="target shape"
-            )
-        fitted, source, loss_law = {}, "fitted laws", None
-        if laws is not None:
-            fitted, meta = load_laws(laws)
-            loss_law = fitted.pop("loss", None)
-            source = f"fitted laws {laws} (on {meta.get('source', '?')})"
-        if not fitted and not published:
-            raise ConfigError(
-                "give --laws laws.json (from `oasl fit`) or --published step-law|deepseek|kaplan"
-            )
         rec = recommend(
             optimizer,
-            n_params=params,
             tokens=tokens,
-            shape=shape,
-            laws=fitted,
-            published=published,
+            params=params,
+            width=width,
+            depth=depth,
             seq_len=seq_len,
-            warn_ratio=warn_ratio,
-            laws_source=source,
+            laws=laws,
+            published=published,
             force=force,
+            warn_ratio=warn_ratio,
+            gns_store=gns_store,
         )
-        if gns_store is not None:
-            from oasl.recommend import critical_batch_opinion
-
-            if critical_batch_opinion(rec, gns_store, loss_law) is None:
-                typer.secho(
-                    f"warning: {gns_store} has no gradient-noise measurements (train with gns: true)",
-                    err=True,
-                )
+        if gns_store is not None and "batch_tokens_gns" not in rec.items:
+            typer.secho(
+                f"warning: {gns_store} has no gradient-noise measurements (train with gns: true)", err=True
+            )
         exported = {  # built before any warning is printed: a failing export stays one line
             "json": lambda: rec.to_dict(),
             "hf": lambda: rec.hf_training_arguments(world_size, grad_accum),
