@@ -11,6 +11,7 @@ from oasl.laws.forms import ConstantLaw, LogLinearLaw, OneMinusPowerLaw
 from oasl.laws.io import law_from_dict, load_laws, save_laws
 from oasl.laws.loss import LossLaw
 from oasl.laws.overtraining import OvertrainingLossLaw
+from oasl.laws.pipeline import FitReport, fit_laws
 from oasl.laws.power import PowerLaw
 from oasl.laws.published import (
     PUBLISHED,
@@ -23,6 +24,7 @@ from oasl.laws.published import (
 from oasl.laws.select import FORMS, SHARING, OptimizerLaw, fit_law, select_law
 
 __all__ = [
+    "FitReport",
     "FEATURES",
     "FEATURE_UNITS",
     "FORMS",
@@ -41,6 +43,7 @@ __all__ = [
     "deepseek_flops_from_6nd",
     "describe_published",
     "fit_law",
+    "fit_laws",
     "get_published",
     "law_from_dict",
     "load_laws",
