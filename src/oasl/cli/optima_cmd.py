@@ -12,10 +12,6 @@ from rich.table import Table
 from oasl.cli.common import console
 
 
-def _split(text: str) -> list[str]:
-    return [t.strip() for t in text.split(",") if t.strip()]
-
-
 def _num(v) -> str:
     if isinstance(v, float):
         return "-" if not math.isfinite(v) else f"{v:.3g}"
@@ -85,6 +81,30 @@ def _print_joint(opt, groups, over, eps, level, out) -> None:
     console.print(table)
 
 
+def _print_coordinate(opt, over: str, out: Path) -> None:
+    """Coordinate-descent runs: the optimum of ``over`` on each sweep's 1-D valley (oasl.optima.coordinate)."""
+    table = Table(title=f"optimum of {over} on each sweep's valley (coordinate descent) -> {out}")
+    for c in ("sweep", "chosen", "optimum", "interval (bounded by)", "runs (+div.)", "flags"):
+        table.add_column(c)
+    for _, r in opt.iterrows():
+        bounds = f"{_ci(r['ci_low'], r['ci_high'])} ({r['low_bound']}, {r['high_bound']})"
+        flags = ", ".join([f"edge {r['at_edge']}"] if r["at_edge"] else []) or (
+            "parabola" if r["refined"] else ""
+        )
+        table.add_row(
+            str(r["sweep"]),
+            _num(r["best_config"]),
+            _num(r["opt"]),
+            bounds,
+            f"{r['n_points']} (+{r['n_diverged']})",
+            flags,
+        )
+    console.print(table)
+    for _, r in opt.iterrows():
+        if r["note"]:
+            console.print(f"[yellow]{r['sweep']}[/yellow]: {r['note']}", highlight=False)
+
+
 def register(app: typer.Typer) -> None:
     """Add the ``optima`` and ``import`` commands to ``app``."""
 
@@ -124,6 +144,9 @@ def register(app: typer.Typer) -> None:
             out=out,
         )
         opt, hps, groups, df = res.table, res.over, res.groups, res.runs
+        if res.coordinate:  # coordinate-descent sweeps (Marin's): docs/marin.md
+            _print_coordinate(opt, hps[0], out)
+            return
         if res.mixed:
             console.print(
                 f"[yellow]warning[/yellow]: {', '.join(res.mixed)} vary within groups: the optimum mixes "
@@ -148,7 +171,9 @@ def register(app: typer.Typer) -> None:
 
     @app.command("import")
     def import_cmd(
-        csv: Path = typer.Argument(..., help="CSV of runs from your own training code, one row per run."),
+        csv: Path = typer.Argument(
+            ..., help="CSV of runs from your own training code, one row per run (or a Marin results folder)."
+        ),
         store: str = typer.Option("runs.db", "--store", help="Store to add them to (created if absent)."),
         loss_column: str = typer.Option(
             None,
@@ -165,9 +190,15 @@ def register(app: typer.Typer) -> None:
             "--set",
             help="Columns the CSV lacks, one value for every row: NAME=VALUE,... (e.g. optimizer=adamw,seq_len=2048).",
         ),
+        fmt: str = typer.Option(
+            "auto",
+            "--format",
+            help="auto, csv, or marin (a folder of Marin optimizer-sweep result.json files; auto-detected).",
+        ),
     ) -> None:
         """Import runs into a store (needs a loss column; NaN/inf = diverged). batch_tokens is derived
-        from batch_seqs x seq_len when absent."""
+        from batch_seqs x seq_len when absent. A folder of Marin sweep results (docs/marin.md) is read
+        as such."""
         from oasl.store import parse_pairs
         from oasl.workflows import import_runs
 
@@ -177,6 +208,7 @@ def register(app: typer.Typer) -> None:
             loss_column=loss_column,
             column_map=parse_pairs(column_map, "--column-map"),
             constants=parse_pairs(constants, "--set"),
+            fmt=fmt,
         )
         for w in res.warnings:
             console.print(f"[yellow]warning[/yellow]: {w}", highlight=False)

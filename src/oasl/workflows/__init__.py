@@ -10,7 +10,7 @@ cheap.
 from oasl.workflows.earlywarn import earlywarn_table, training_table
 from oasl.workflows.fit import FitResult, fit, laws_payload, read_laws_file
 from oasl.workflows.optima import OptimaResult, import_runs, mixed_columns, optima
-from oasl.workflows.recommend import recommend, target_loss, target_shape
+from oasl.workflows.recommend import coordinate_laws, recommend, target_loss, target_shape
 from oasl.workflows.schedules import predict_kwargs, schedule_target
 from oasl.workflows.sweep import load_sweep_spec, plan_sweep, sweep, sweep_execution
 from oasl.workflows.validate import demo, report, validate
@@ -18,6 +18,7 @@ from oasl.workflows.validate import demo, report, validate
 __all__ = [
     "FitResult",
     "OptimaResult",
+    "coordinate_laws",
     "demo",
     "earlywarn_table",
     "fit",

@@ -11,12 +11,15 @@ from typing import Any
 class FitResult:
     """What :func:`fit` did: the :class:`~oasl.laws.pipeline.FitReport` (laws by HP, optima, selection
     tables, loss law, skipped HPs), the laws as the laws file holds them (target -> law, with ``"loss"``
-    for the loss law), the file's ``meta`` (source, features, n_runs) and the file written (or None)."""
+    for the loss law), the file's ``meta`` (source, features, n_runs) and the file written (or None).
+    On coordinate-descent sweeps (Marin's, docs/marin.md) ``report`` is None and ``coordinate`` holds the
+    :class:`~oasl.laws.coordinate.CoordinateLawSet` instead."""
 
     report: Any
     laws: dict[str, Any] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
+    coordinate: Any = None
 
     def table(self):
         """One row per (target, optimizer): formula, R^2, RMSE (log), held-out MAPE, n, fitted range."""
@@ -68,6 +71,13 @@ def fit(
         store = None if runs is None else str(runs)
         df = load_runs(store, csv, finished_only=True, role=role)
         source = store or str(csv)
+    if {"sweep", "ablated"} <= set(df.columns):  # coordinate-descent sweeps (Marin's): docs/marin.md
+        from oasl.laws.coordinate_fit import fit_coordinate_laws
+
+        every = runs if isinstance(runs, pd.DataFrame) else load_runs(store, csv, role=role)
+        lawset = fit_coordinate_laws(every, hps=hps or None, meta={"source": source})
+        path = lawset.save(out) if out is not None else None
+        return FitResult(None, dict(lawset.laws), dict(lawset.meta), path, lawset)
     report = fit_laws(df, hps=hps or None)
     laws, meta = laws_payload(report, source, len(df))
     path = save_laws(out, laws, meta) if out is not None else None

@@ -11,7 +11,9 @@ from typing import Any
 class OptimaResult:
     """What :func:`optima` found: ``table`` (one row per group: optimum, CI, band, flags, note), the
     swept HPs ``over``, the ``groups`` columns, the ``runs`` it read, and ``mixed``: known HP columns that
-    vary within a group (the optimum mixes their settings)."""
+    vary within a group (the optimum mixes their settings). ``coordinate``: the runs are coordinate-descent
+    sweeps (Marin's, docs/marin.md) and ``table`` holds the optimum on each sweep's 1-D valley
+    (:func:`oasl.optima.coordinate.coordinate_optima`)."""
 
     table: Any
     over: list[str]
@@ -19,6 +21,7 @@ class OptimaResult:
     runs: Any
     mixed: list[str] = field(default_factory=list)
     path: Path | None = None
+    coordinate: bool = False
 
 
 def mixed_columns(df, over: list[str], groups: list[str]) -> list[str]:
@@ -77,6 +80,13 @@ def optima(
             f"the runs have no column {', '.join(map(repr, absent))} (columns: "
             f"{', '.join(map(str, df.columns[:25]))}): check --over, --group-by and --loss"
         )
+    if {"sweep", "ablated"} <= set(df.columns) and len(hps) == 1:
+        from oasl.optima.coordinate import COLUMN, coordinate_optima
+
+        col = COLUMN.get(hps[0], hps[0])
+        opt = coordinate_optima(df, [col], loss)
+        opt = opt[opt["hp"] == col]
+        return OptimaResult(opt, [col], groups, df, [], _write(opt, out), coordinate=True)
     mixed = mixed_columns(df, hps, groups)
     if len(hps) == 1:
         opt = locate_optima(
@@ -86,12 +96,16 @@ def optima(
         opt = locate_joint_optima(
             df, over=tuple(hps), group_by=groups, loss=loss, eps=eps, n_boot=n_boot, seed=seed, level=level
         )
-    path = None
-    if out is not None:
-        path = Path(out)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        opt.to_csv(path, index=False)
-    return OptimaResult(opt, hps, groups, df, mixed, path)
+    return OptimaResult(opt, hps, groups, df, mixed, _write(opt, out))
+
+
+def _write(opt, out: str | Path | None) -> Path | None:
+    if out is None:
+        return None
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    opt.to_csv(path, index=False)
+    return path
 
 
 def import_runs(
@@ -101,12 +115,21 @@ def import_runs(
     loss_column: str | None = None,
     column_map: dict[str, str] | None = None,
     constants: dict[str, Any] | None = None,
+    fmt: str = "auto",
 ):
-    """Import a CSV of runs from other training code (one row per run; NaN/inf loss = diverged) into
-    ``store`` (created if absent). Returns an :class:`~oasl.store.ImportResult` (rows read, new runs,
-    warnings)."""
+    """Import a CSV of runs from other training code (one row per run; NaN/inf loss = diverged), or a
+    folder of Marin optimizer-sweep results (``fmt`` "marin", or "auto" for a folder; docs/marin.md),
+    into ``store`` (created if absent). Returns an :class:`~oasl.store.ImportResult` (rows read, new
+    runs, warnings)."""
+    from oasl.errors import ConfigError
     from oasl.store import import_runs_csv
+    from oasl.store.marin import import_marin, is_marin_tree
 
+    if fmt not in ("auto", "csv", "marin"):
+        raise ConfigError(f"unknown --format {fmt!r}: use auto, csv or marin")
+    # a folder is read as Marin results (its error names the layout expected when it is not one)
+    if fmt == "marin" or (fmt == "auto" and (is_marin_tree(csv) or Path(csv).is_dir())):
+        return import_marin(csv, store)
     return import_runs_csv(csv, store, loss_column=loss_column, column_map=column_map, constants=constants)
 
 

@@ -19,6 +19,20 @@ def target_shape(width: int | None, depth: int | None, seq_len: int):
     return build(ModelShape, {"width": width, "depth": depth, "seq_len": seq_len}, what="target shape")
 
 
+def coordinate_laws(laws: Any, published: str | None):
+    """The coordinate law set (Marin's coordinate-descent laws, docs/marin.md) a recommendation reads and
+    where it comes from, as (lawset, source line): ``laws`` a file written by ``oasl fit`` on coordinate
+    sweeps, or ``published`` the name of a shipped set; None for any other laws."""
+    from oasl.laws.catalog import catalog_name, get_catalog
+    from oasl.laws.coordinate import is_coordinate_file, load_coordinate_laws
+
+    if isinstance(laws, (str, Path)) and is_coordinate_file(laws):
+        return load_coordinate_laws(laws), f"coordinate laws {laws}"
+    if laws is None and published and catalog_name(published):
+        return get_catalog(published), f"shipped {catalog_name(published)} laws"
+    return None
+
+
 def recommend(
     optimizer: str = "adamw",
     *,
@@ -32,18 +46,34 @@ def recommend(
     force: bool = False,
     warn_ratio: float = 4.0,
     gns_store: str | Path | None = None,
+    risk: bool = True,
 ):
     """A full HP configuration for a target of ``params`` non-embedding parameters (or a ``width`` x
     ``depth`` shape) trained on ``tokens`` tokens, from fitted laws (``laws``: a laws file from
     :func:`oasl.workflows.fit`, a :class:`~oasl.workflows.FitResult`, or a dict of laws) and/or a
     published law set (``published``: step-law, deepseek, kaplan). ``seq_len`` defaults to 2048 for both
     kinds of target. ``gns_store``: a store of runs with gradient-noise measurements adds B_crit(L) as
-    ``batch_tokens_gns`` (absent from the result when the store has none). Returns a
-    :class:`~oasl.recommend.Recommendation` (values, intervals, sources, warnings)."""
+    ``batch_tokens_gns`` (absent from the result when the store has none). Coordinate laws (a file
+    from ``oasl fit`` on coordinate sweeps, or ``published="marin"``) take ``params`` and shift lr and
+    batch below the law's centre by the asymmetric-risk rule unless ``risk=False`` (docs/marin.md).
+    Returns a :class:`~oasl.recommend.Recommendation` (values, intervals, sources, warnings)."""
     from oasl.errors import ConfigError
-    from oasl.recommend import DEFAULT_SEQ_LEN, critical_batch_opinion
+    from oasl.recommend import DEFAULT_SEQ_LEN, critical_batch_opinion, recommend_coordinate
     from oasl.recommend import recommend as recommend_from_laws
     from oasl.workflows.fit import FitResult, read_laws_file
+
+    coordinate = (
+        (laws.coordinate, "coordinate laws")
+        if isinstance(laws, FitResult) and laws.coordinate is not None
+        else None
+    ) or coordinate_laws(laws, published)
+    if coordinate is not None:
+        if params is None:
+            raise ConfigError("coordinate laws take --params and --tokens and print --format table or json")
+        lawset, where = coordinate
+        return recommend_coordinate(
+            lawset, optimizer, params, tokens, seq_len, warn_ratio=warn_ratio, risk=risk, laws_source=where
+        )
 
     seq_len = seq_len or DEFAULT_SEQ_LEN  # one rule whether the target is params or a shape
     shape = target_shape(width, depth, seq_len)
