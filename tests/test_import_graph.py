@@ -36,9 +36,20 @@ STAGES: list[tuple[str, ...]] = [
 ]
 
 
-# The one cycle left to the trainer-protocol branch (issue 23), which splits the executors; delete this
-# entry when it lands.
-PENDING_CYCLES = [["oasl.sweep.executors", "oasl.sweep.ray_executor"]]
+# Cycles known and not yet removed; delete an entry when its fix lands (the test then keeps it out):
+# - executors <-> ray_executor: left to the trainer-protocol branch (issue 23), which splits the executors;
+# - validate's refine (landed in main at 9315546): baselines -> refine -> baselines.with_changes, and
+#   refine.refine_in_store -> harness.Runner -> refine (a use case: its home is oasl/workflows/).
+PENDING_CYCLES = [
+    ["oasl.sweep.executors", "oasl.sweep.ray_executor"],
+    [
+        "oasl.validate.baselines",
+        "oasl.validate.curves",
+        "oasl.validate.harness",
+        "oasl.validate.refine",
+        "oasl.validate.spec",
+    ],
+]
 
 
 def _modules() -> dict[str, tuple[Path, bool]]:
