@@ -21,7 +21,10 @@ def _spec(**extra) -> SweepSpec:
         {
             "name": "fn",
             "trainer": {"function": "fake_fn:quadratic", "version": "1"},
-            "ladder": [{"name": "s", "d_model": 32, "n_layers": 2}, {"name": "m", "d_model": 64, "n_layers": 2}],
+            "ladder": [
+                {"name": "s", "d_model": 32, "n_layers": 2},
+                {"name": "m", "d_model": 64, "n_layers": 2},
+            ],
             "optimizers": {"adamw": {"lr": {"log_range": [1e-4, 1e-1], "num": 5}}},
             "tokens": 40 * 8 * 128,
             "batch_seqs": 8,
@@ -112,4 +115,7 @@ def test_reporter_writes_what_the_command_trainer_reads(tmp_path, monkeypatch):
     assert reporter.log(step=1, loss=2.5, tokens=10) is False
     reporter.final(loss=2.0, n_params=7, tokens=10, acc=0.5)
     lines = [json.loads(x) for x in (tmp_path / "r.jsonl").read_text().splitlines()]
-    assert lines == [{"step": 1, "loss": 2.5, "tokens": 10}, {"final": True, "loss": 2.0, "n_params": 7, "tokens": 10, "acc": 0.5}]
+    assert lines == [
+        {"step": 1, "loss": 2.5, "tokens": 10},
+        {"final": True, "loss": 2.0, "n_params": 7, "tokens": 10, "acc": 0.5},
+    ]

@@ -62,8 +62,30 @@ class ValidateSpec(_Spec):
         return self
 
     def target_shape(self) -> ModelShape:
+        model = self.target_model()
+        if model is not None:  # a user's trainer: oasl's reading of the target's model config
+            from oasl.trainers.params import rung_shape
+
+            return rung_shape(model, self.sweep.shape_defaults, "target")[0]
         base = self.sweep.model_shapes()[-1].model_dump()
         return build(ModelShape, {**base, **self.sweep.shape_defaults, **self.target}, what="target shape")
+
+    def target_model(self) -> dict[str, Any] | None:
+        """The target's model config for a user's trainer (the largest rung's fields with ``target`` over
+        them, e.g. ``{name: xl, d_model: 192}``); None for oasl's built-in GPT."""
+        if self.sweep.trainer is None:
+            return None
+        last = self.sweep.rungs()[-1][1] or {}
+        return {**last, **self.target}
+
+    def target_n_params(self) -> int:
+        """N of the target: its config's ``n_params`` when given, else oasl's count of its shape."""
+        from oasl.models import count_params
+
+        model = self.target_model()
+        if model is not None and model.get("n_params") is not None:
+            return int(model["n_params"])
+        return count_params(self.target_shape()).n_params
 
 
 def load_validate(path) -> ValidateSpec:
