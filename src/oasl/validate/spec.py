@@ -55,6 +55,12 @@ class ValidateSpec(_Spec):
 
         for b in self.baselines:
             check_baseline_name(b)
+        if self.sweep.trainer is not None and "mup" in self.baselines:  # muP is a way to build oasl's GPT
+            if "baselines" in self.model_fields_set:
+                raise ValueError(
+                    "baseline mup trains oasl's own muP GPT, not your trainer's model: leave it out"
+                )
+            object.__setattr__(self, "baselines", tuple(b for b in self.baselines if b != "mup"))
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds {list(self.seeds)} repeat a seed: give distinct evaluation seeds")
         if not self.seeds:
