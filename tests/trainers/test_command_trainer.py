@@ -166,3 +166,15 @@ def test_killing_oasl_kills_the_command_group(tmp_path):
     else:
         os.kill(child, signal.SIGKILL)
         pytest.fail("the command outlived the sweep that started it")
+
+
+def test_command_on_ray_workers(tmp_path):
+    pytest.importorskip(
+        "ray", reason="ray is not installed: `pip install 'oasl[ray]'` to test the Ray executor"
+    )
+    cmd = f"{sys.executable} fake_train.py --lr {{lr}} --steps {{steps}} --width {{d_model}}"
+    runs = expand(load_sweep(_sweep(tmp_path, cmd)))
+    summary = run_sweep(runs, tmp_path / "s.db", executor="ray", workers=2)
+    assert summary.executor == "ray" and summary.done == 4
+    df = open_store(tmp_path / "s.db").to_dataframe()
+    assert sorted(df["n_params"].unique()) == [12 * 32**2 * 2, 12 * 64**2 * 2]
