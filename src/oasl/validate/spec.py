@@ -95,5 +95,13 @@ class ValidateSpec(_Spec):
 
 
 def load_validate(path) -> ValidateSpec:
-    """Load a validation YAML file (one ConfigError line on any problem)."""
-    return load_yaml(path, ValidateSpec)
+    """Load a validation YAML file (one ConfigError line on any problem). A sweep's ``trainer.command``
+    without ``cwd`` runs in the YAML file's folder, as in :func:`oasl.sweep.load_sweep`."""
+    from pathlib import Path
+
+    spec = load_yaml(path, ValidateSpec)
+    tr = spec.sweep.trainer
+    if tr is not None and tr.command is not None and tr.cwd is None:
+        tr = tr.model_copy(update={"cwd": str(Path(path).resolve().parent)})
+        spec = spec.model_copy(update={"sweep": spec.sweep.model_copy(update={"trainer": tr})})
+    return spec
