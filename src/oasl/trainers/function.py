@@ -10,6 +10,8 @@ own process, one run at a time (:func:`importable` says which; the sweep prints 
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -51,7 +53,15 @@ def resolve(name: str) -> Callable:
     if not sep or not module or not qual:
         raise ConfigError(f"trainer.function {name!r}: write it as 'package.module:function'")
     try:
-        obj: Any = importlib.import_module(module)
+        try:
+            obj: Any = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            # the `oasl` console script does not put the working folder on sys.path, `python -m` does:
+            # a module beside where the user runs oasl imports either way (pool workers inherit sys.path)
+            if exc.name != module.split(".")[0] or os.getcwd() in sys.path:
+                raise
+            sys.path.append(os.getcwd())
+            obj = importlib.import_module(module)
     except ImportError as exc:
         raise ConfigError(
             f"trainer.function {name!r}: cannot import module {module!r} ({exc}); put it on PYTHONPATH or "
