@@ -178,3 +178,30 @@ def test_command_on_ray_workers(tmp_path):
     assert summary.executor == "ray" and summary.done == 4
     df = open_store(tmp_path / "s.db").to_dataframe()
     assert sorted(df["n_params"].unique()) == [12 * 32**2 * 2, 12 * 64**2 * 2]
+
+
+def test_children_left_behind_are_ended_with_the_run(tmp_path):
+    pidfile = tmp_path / "orphan.pid"
+    script = tmp_path / "leaves_child.py"
+    script.write_text(
+        "import subprocess, sys\n"
+        f"p = subprocess.Popen(['sleep', '100'])\nopen({str(pidfile)!r}, 'w').write(str(p.pid))\n"
+        "from oasl.integrations import reporter\nreporter.final(loss=1.0, n_params=10)\n"
+    )
+    runs = expand(load_sweep(_sweep(tmp_path, f"{sys.executable} leaves_child.py {{lr}}")))[:1]
+    assert run_sweep(runs, tmp_path / "s.db").done == 1
+    orphan = int(pidfile.read_text())
+    time.sleep(0.2)
+    alive = _alive(orphan)
+    if alive:
+        os.kill(orphan, signal.SIGKILL)
+    assert not alive
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie awaiting its reaper counts as ended)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False

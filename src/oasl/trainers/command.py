@@ -19,6 +19,7 @@ as failed and goes on.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -249,6 +250,9 @@ class CommandTrainer(Trainer):
             finally:
                 if proc.poll() is None:  # interrupted (KeyboardInterrupt, SIGTERM as an exception): end it
                     kill_group(proc, grace_s=1.0)
+                # whatever the command left behind in its group (a data loader, a stray child)
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.pid, signal.SIGKILL)
                 watchdog.kill()
                 watchdog.wait()
             records, offset = read_reports(report, offset)
