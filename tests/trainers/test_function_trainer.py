@@ -119,3 +119,34 @@ def test_reporter_writes_what_the_command_trainer_reads(tmp_path, monkeypatch):
         {"step": 1, "loss": 2.5, "tokens": 10},
         {"final": True, "loss": 2.0, "n_params": 7, "tokens": 10, "acc": 0.5},
     ]
+
+
+def test_early_warning_reads_the_reported_curves(tmp_path):
+    from oasl.sweep.spec import EarlyWarn
+    from oasl.train.earlywarn import FEATURES
+
+    # a predictor that flags every run (intercept +10): what is tested is that the function's reported,
+    # sparse curve reaches the early warning and stops the run there
+    k = len(FEATURES)
+    pred = {
+        "kind": "oasl-early-warning",
+        "frac": 0.25,
+        "threshold": 0.5,
+        "far": 0.05,
+        "l2": 1.0,
+        "features": list(FEATURES),
+        "mean": [0.0] * k,
+        "scale": [1.0] * k,
+        "coef": [0.0] * k,
+        "intercept": 10.0,
+        "impute": [0.0] * k,
+        "n_train": 10,
+        "n_pos": 5,
+    }
+    (tmp_path / "ew.json").write_text(json.dumps(pred))
+    runs = expand(_spec())[:2]
+    s = run_sweep(runs, tmp_path / "s.db", early_warn=EarlyWarn(predictor=str(tmp_path / "ew.json")))
+    assert s.stopped == 2
+    df = open_store(tmp_path / "s.db").to_dataframe()
+    assert df["stop_reason"].str.contains("early warning at step 10/40").all()
+    assert (df["steps_done"] == 10).all()
