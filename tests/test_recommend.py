@@ -41,7 +41,7 @@ def test_step_law_and_exports():
     hf = rec.hf_training_arguments()
     assert hf["learning_rate"] == rec.value("lr") and hf["per_device_train_batch_size"] == batch
     with pytest.raises(ConfigError, match="not divisible by --world-size 4"):
-        rec.hf_training_arguments(world_size=4)  # 541 sequences: a rounded split would change the batch
+        rec.hf_training_arguments(world_size=4, round_batch=False)  # 541 sequences: --exact-batch refuses
     rec.items["batch_seqs"].value = 544
     hf = rec.hf_training_arguments(world_size=4, grad_accum=2)
     assert hf["per_device_train_batch_size"] == 68 and hf["gradient_accumulation_steps"] == 2

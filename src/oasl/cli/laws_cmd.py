@@ -57,6 +57,7 @@ def register(app: typer.Typer) -> None:
         """Locate optima and fit a law for each swept HP; write them to a laws file."""
         from oasl.laws import save_laws
         from oasl.laws.pipeline import fit_laws
+        from oasl.recommend import sweep_settings
         from oasl.store import load_runs
 
         # validation's target and baseline runs are not sweep optima
@@ -68,7 +69,12 @@ def register(app: typer.Typer) -> None:
         save_laws(
             out,
             laws_to_save,
-            {"source": store or str(csv), "features": list(report.features), "n_runs": len(df)},
+            {
+                "source": store or str(csv),
+                "features": list(report.features),
+                "n_runs": len(df),
+                "fixed": sweep_settings(df),
+            },
         )
         table = Table(title=f"fitted laws -> {out}")
         for c in (
@@ -135,12 +141,23 @@ def register(app: typer.Typer) -> None:
         force: bool = typer.Option(
             False, "--force", help="Use a published law fitted on another optimizer (with a warning)."
         ),
-        fmt: str = typer.Option("table", "--format", help="table, json, hf or torch."),
+        fmt: str = typer.Option(
+            "table",
+            "--format",
+            help="table, json, hf (TrainingArguments kwargs), torch (optimizer + LambdaLR schedule, "
+            "steps, batch and a snippet) or optax (schedule + optimizer and a snippet).",
+        ),
         world_size: int = typer.Option(
             1, "--world-size", help="With --format hf: data-parallel processes (GPUs) sharing the batch."
         ),
         grad_accum: int = typer.Option(
             1, "--grad-accum", help="With --format hf: gradient accumulation steps per optimizer step."
+        ),
+        exact_batch: bool = typer.Option(
+            False,
+            "--exact-batch",
+            help="With --format hf: refuse (exit 2) instead of rounding a global batch that does not divide "
+            "by --world-size x --grad-accum to the nearest multiple (the rounding is printed).",
         ),
         warn_ratio: float = typer.Option(4.0, "--warn-ratio", help="Warn beyond this extrapolation ratio."),
         gns_store: str = typer.Option(
@@ -155,15 +172,22 @@ def register(app: typer.Typer) -> None:
         from oasl.laws import load_laws
         from oasl.recommend import DEFAULT_SEQ_LEN, recommend
 
-        if fmt not in ("table", "json", "hf", "torch"):
-            raise ConfigError(f"unknown --format {fmt!r}: use table, json, hf or torch")
+        if fmt not in ("table", "json", "hf", "torch", "optax"):
+            raise ConfigError(f"unknown --format {fmt!r}: use table, json, hf, torch or optax")
         for flag, v in (("--params", params), ("--tokens", tokens), ("--warn-ratio", warn_ratio)):
             require_positive(v, flag)
         if world_size < 1 or grad_accum < 1:
             raise ConfigError(
                 f"--world-size and --grad-accum must be >= 1, got {world_size} and {grad_accum}"
             )
-        seq_len = seq_len or DEFAULT_SEQ_LEN  # one rule whether the target is --params or a shape
+        fitted, source, loss_law, fixed = {}, "fitted laws", None, {}
+        if laws is not None:
+            fitted, meta = load_laws(laws)
+            loss_law = fitted.pop("loss", None)
+            source = f"fitted laws {laws} (on {meta.get('source', '?')})"
+            fixed = meta.get("fixed") or {}  # what the sweep held fixed: kept where no law says otherwise
+        # one rule whether the target is --params or a shape: the sweep's seq_len, else the default
+        seq_len = seq_len or fixed.get("seq_len") or DEFAULT_SEQ_LEN
         shape = None
         if width is not None or depth is not None:
             if width is None or depth is None:
@@ -171,11 +195,6 @@ def register(app: typer.Typer) -> None:
             shape = build(
                 ModelShape, {"width": width, "depth": depth, "seq_len": seq_len}, what="target shape"
             )
-        fitted, source, loss_law = {}, "fitted laws", None
-        if laws is not None:
-            fitted, meta = load_laws(laws)
-            loss_law = fitted.pop("loss", None)
-            source = f"fitted laws {laws} (on {meta.get('source', '?')})"
         if not fitted and not published:
             raise ConfigError(
                 "give --laws laws.json (from `oasl fit`) or --published step-law|deepseek|kaplan"
@@ -191,6 +210,7 @@ def register(app: typer.Typer) -> None:
             warn_ratio=warn_ratio,
             laws_source=source,
             force=force,
+            fixed=fixed,
         )
         if gns_store is not None:
             from oasl.recommend import critical_batch_opinion
@@ -200,12 +220,15 @@ def register(app: typer.Typer) -> None:
                     f"warning: {gns_store} has no gradient-noise measurements (train with gns: true)",
                     err=True,
                 )
+        from oasl import export
+
         exported = {  # built before any warning is printed: a failing export stays one line
             "json": lambda: rec.to_dict(),
-            "hf": lambda: rec.hf_training_arguments(world_size, grad_accum),
-            "torch": lambda: rec.torch_kwargs(),
+            "hf": lambda: rec.hf_training_arguments(world_size, grad_accum, round_batch=not exact_batch),
+            "torch": lambda: export.torch_config(rec),
+            "optax": lambda: export.optax_config(rec),
         }.get(fmt, lambda: None)()
-        for w in rec.warnings:  # on stderr, so that json/hf/torch output stays parseable
+        for w in rec.warnings:  # on stderr, so that json/hf/torch/optax output stays parseable
             typer.secho(f"warning: {w}", err=True, fg="yellow")
         if exported is not None:
             typer.echo(json.dumps(exported, indent=2, default=str))
