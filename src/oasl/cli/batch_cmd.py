@@ -10,6 +10,7 @@ from pathlib import Path
 import typer
 
 from oasl.cli.common import console
+from oasl.config import parse_count
 
 
 def target_loss(store, loss: float | None, params: float | None, tokens: float | None, laws: Path | None):
@@ -46,8 +47,10 @@ def register(app: typer.Typer) -> None:
         target_loss_: float = typer.Option(
             None, "--target-loss", help="Loss (nats/token) to size the batch for."
         ),
-        params: float = typer.Option(None, "--target-params", help="Or a target N (with --target-tokens)."),
-        tokens: float = typer.Option(None, "--target-tokens", help="Target D (tokens)."),
+        params: float = typer.Option(
+            None, "--target-params", parser=parse_count, help="Or a target N (with --target-tokens)."
+        ),
+        tokens: float = typer.Option(None, "--target-tokens", parser=parse_count, help="Target D (tokens)."),
         laws: Path = typer.Option(
             None, "--laws", help="Laws file with a loss law (default: fit one on the store)."
         ),

@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from oasl.cli.common import console, require_positive
+from oasl.config import parse_count
 
 
 def register(app: typer.Typer) -> None:
@@ -108,7 +109,7 @@ def register(app: typer.Typer) -> None:
             p = report.loss_law.params_
             console.print("loss law: L = {E:.3f} + {A:.3g}/N^{alpha:.3f} + {B:.3g}/D^{beta:.3f}".format(**p))
         for k, why in report.skipped.items():
-            if k == "loss_law" and report.loss_law is not None:
+            if k in report.laws or (k == "loss_law" and report.loss_law is not None):  # fitted, with a note
                 console.print(f"[yellow]warning[/yellow]: {why}", highlight=False)
             else:
                 console.print(f"[yellow]skipped {k}[/yellow]: {why}", highlight=False)
@@ -120,8 +121,25 @@ def register(app: typer.Typer) -> None:
 
     @app.command("recommend")
     def recommend_cmd(
-        params: float = typer.Option(None, "--params", help="Target non-embedding parameters N."),
-        tokens: float = typer.Option(..., "--tokens", help="Target training tokens D (the whole budget)."),
+        params: float = typer.Option(
+            None,
+            "--params",
+            parser=parse_count,
+            help="Target N: NON-embedding parameters (the N of scaling laws), e.g. 7B, 350M, 1.2e9. From a "
+            "total count use --params-total with --vocab and --width.",
+        ),
+        params_total: float = typer.Option(
+            None,
+            "--params-total",
+            parser=parse_count,
+            help="Or the target's total parameters (with --vocab and --width): N = total - vocab x width "
+            "(tied embeddings; --untied subtracts the readout too).",
+        ),
+        vocab: int = typer.Option(None, "--vocab", help="Vocabulary size, for --params-total."),
+        untied: bool = typer.Option(False, "--untied", help="With --params-total: the readout is not tied."),
+        tokens: float = typer.Option(
+            ..., "--tokens", parser=parse_count, help="Target training tokens D (the whole budget), e.g. 2T."
+        ),
         optimizer: str = typer.Option(
             "adamw",
             "--optimizer",
@@ -174,8 +192,21 @@ def register(app: typer.Typer) -> None:
 
         if fmt not in ("table", "json", "hf", "torch", "optax"):
             raise ConfigError(f"unknown --format {fmt!r}: use table, json, hf, torch or optax")
-        for flag, v in (("--params", params), ("--tokens", tokens), ("--warn-ratio", warn_ratio)):
+        for flag, v in (
+            ("--params", params),
+            ("--params-total", params_total),
+            ("--tokens", tokens),
+            ("--warn-ratio", warn_ratio),
+        ):
             require_positive(v, flag)
+        if params_total is not None:
+            from oasl.models.counting import non_embedding_params
+
+            if params is not None or vocab is None or width is None:
+                raise ConfigError("give --params-total with --vocab and --width (and without --params)")
+            params = non_embedding_params(params_total, vocab, width, tied=not untied)
+            typer.secho(f"N = {params:.4g} non-embedding parameters (from --params-total)", err=True)
+            width = None if depth is None else width
         if world_size < 1 or grad_accum < 1:
             raise ConfigError(
                 f"--world-size and --grad-accum must be >= 1, got {world_size} and {grad_accum}"

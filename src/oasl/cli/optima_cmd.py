@@ -205,6 +205,11 @@ def register(app: typer.Typer) -> None:
             "--set",
             help="Columns the CSV lacks, one value for every row: NAME=VALUE,... (e.g. optimizer=adamw,seq_len=2048).",
         ),
+        replace: bool = typer.Option(
+            False,
+            "--replace",
+            help="Replace the runs an earlier import of a file of this name added (after correcting it).",
+        ),
     ) -> None:
         """Import runs into a store (needs a loss column; NaN/inf = diverged). batch_tokens is derived
         from batch_seqs x seq_len when absent."""
@@ -216,9 +221,14 @@ def register(app: typer.Typer) -> None:
             loss_column=loss_column,
             column_map=parse_pairs(column_map, "--column-map"),
             constants=parse_pairs(constants, "--set"),
+            replace=replace,
         )
         for w in res.warnings:
             console.print(f"[yellow]warning[/yellow]: {w}", highlight=False)
+        swapped = f"; replaced {res.n_replaced} run(s) of an earlier import" if res.n_replaced else ""
         console.print(
-            f"imported {res.n_new} new run(s) from {csv} into {store} ({res.n_rows - res.n_new} already there)"
+            f"imported {res.n_new} new run(s) from {csv} into {store} ({res.n_rows - res.n_new} already "
+            f"there{swapped})",
+            highlight=False,
+            soft_wrap=True,
         )

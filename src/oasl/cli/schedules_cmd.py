@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from oasl.cli.common import console
+from oasl.config import parse_count
 
 
 def _where(items: list[str] | None) -> dict[str, object]:
@@ -113,7 +114,7 @@ def register(app: typer.Typer) -> None:
             False, "--scaled", help="Fit across model sizes (parameters as powers of N)."
         ),
         n_params: float = typer.Option(
-            None, "--n-params", help="With --curves: the model's parameter count."
+            None, "--n-params", parser=parse_count, help="With --curves: the model's parameter count."
         ),
         prior: Path = typer.Option(
             None,
@@ -174,7 +175,9 @@ def register(app: typer.Typer) -> None:
         curves: list[Path] = typer.Option(
             ..., "--curves", help="Curve CSV files with columns step, lr, loss (repeatable)."
         ),
-        n_params: float = typer.Option(None, "--n-params", help="Model size, for a --scaled law."),
+        n_params: float = typer.Option(
+            None, "--n-params", parser=parse_count, help="Model size, for a --scaled law."
+        ),
         fmt: str = typer.Option("table", "--format", help="table or json."),
     ) -> None:
         """Score a fitted law on curve files: per curve the mean, worst and final-loss relative error."""
@@ -222,7 +225,9 @@ def register(app: typer.Typer) -> None:
         warmup_steps: int = typer.Option(
             None, "--warmup-steps", help="Warmup steps (default: the fitted runs')."
         ),
-        n_params: float = typer.Option(None, "--n-params", help="Model size, for a --scaled law."),
+        n_params: float = typer.Option(
+            None, "--n-params", parser=parse_count, help="Model size, for a --scaled law."
+        ),
         level: float = typer.Option(0.9, "--level", help="Interval level."),
         plot: Path = typer.Option(None, "--plot", help="Write the predicted curve to this PNG."),
     ) -> None:
@@ -268,7 +273,9 @@ def register(app: typer.Typer) -> None:
         warmup_steps: int = typer.Option(
             None, "--warmup-steps", help="Warmup steps (default: the fitted runs')."
         ),
-        n_params: float = typer.Option(None, "--n-params", help="Model size, for a --scaled law."),
+        n_params: float = typer.Option(
+            None, "--n-params", parser=parse_count, help="Model size, for a --scaled law."
+        ),
         tune: bool = typer.Option(
             False, "--tune", help="Also tune each family's own parameter (WSD decay, final LR)."
         ),

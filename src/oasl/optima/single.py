@@ -207,7 +207,7 @@ def locate_one(
     bad = ~np.isfinite(h) | (h <= 0)
     if bad.any():
         raise FitError(
-            f"{name} must be positive and finite (log space); found {h[bad][0]!r}: drop those runs"
+            f"{name} must be positive and finite (log space); found {float(h[bad][0]):g}: drop those runs"
         )
     div = ~np.isfinite(y)
     if diverged is not None:

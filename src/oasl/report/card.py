@@ -137,11 +137,14 @@ def recommendation_for(ov, runs: pd.DataFrame | None = None, fixed: dict[str, An
     with the validated law at the validated target (N, D, shape), keeping what the sweep held fixed
     (``fixed``, as laws.json's ``meta["fixed"]``; else read off ``runs``' sweep runs). The same call
     ``oasl recommend --laws laws.json`` makes, so the card and the command say the same. None when the
-    target's token budget is unknown (a validation.json written before it and no target run stored)."""
+    target's token budget is unknown (a validation.json written before it and no target run stored), or
+    neither ``runs`` nor ``fixed`` is given."""
     from oasl.config import ModelShape, build
     from oasl.laws.io import law_from_dict
     from oasl.recommend import recommend, sweep_settings
 
+    if runs is None and fixed is None:
+        return None  # what the sweep held fixed is out of reach: the configuration is not guessed
     run = _target_run(runs, ov)
     tokens = getattr(ov, "target_tokens", math.nan)
     if not _finite(tokens) and run is not None and pd.notna(run.get("tokens")):
@@ -230,8 +233,8 @@ def build_card(
     card.rows.append(_law_row(ov))
     if rec is None:
         card.notes.append(
-            "The target's token budget is not in this validation file nor its run in this store, so only "
-            "the learning rate is shown: report from the store the validation trained into."
+            "The sweep's settings or the target's token budget are not in reach, so only the learning rate "
+            "is shown: report from the store the validation trained into."
         )
     else:
         card.rows += config_rows(rec)
