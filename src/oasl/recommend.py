@@ -389,7 +389,13 @@ def critical_batch_opinion(rec: Recommendation, store, loss_law=None, level: flo
     if not len(pts):
         return None
     law = CriticalBatchLaw(level=level).fit(pts)
-    loss, how = loss_at(st, rec.n_params, rec.tokens, loss_law)
+    loss, how = loss_at(
+        st,
+        rec.n_params,
+        rec.tokens,
+        loss_law,
+        hint="pass --laws with a laws file holding a loss law (`oasl fit` writes one where N and D both vary)",
+    )
     item = _gns_item(
         "batch_tokens_gns", law, loss, f"at L = {loss:.3g} ({how}); second opinion beside batch_tokens"
     )
@@ -423,5 +429,15 @@ def _gns_item(name: str, law, loss: float, where: str) -> Item:
         r["low"] if math.isfinite(r["low"]) else None,
         r["high"] if math.isfinite(r["high"]) else None,
         source=f"{law.formula()} {where}",
-        warning="the target loss lies outside the losses the law was fitted on" if r["extrapolated"] else "",
+        warning="; ".join(
+            filter(
+                None,
+                (
+                    "the target loss lies outside the losses the law was fitted on"
+                    if r["extrapolated"]
+                    else "",
+                    r.get("warning", ""),
+                ),
+            )
+        ),
     )

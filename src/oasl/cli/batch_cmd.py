@@ -117,6 +117,8 @@ def register(app: typer.Typer) -> None:
                     console.print(
                         "[yellow]here B_noise lies above B_simple: the bracket is inverted[/yellow]"
                     )
+        if loss is not None and d["recommendation"].get("warning"):
+            typer.secho(f"warning: {d['recommendation']['warning']}", err=True, fg="yellow")
         if out is not None:
             out.write_text(json.dumps(d, indent=2) + "\n")
             console.print(f"written to {out}")

@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from oasl.cli.common import console
+from oasl.config import parse_count
 
 
 def _print_validation(result) -> None:
@@ -149,8 +150,25 @@ def register(app: typer.Typer) -> None:
         schedule_law: Path = typer.Option(
             None, "--schedule-law", help="A file from `oasl schedules fit` to include (optional)."
         ),
+        target_params: float = typer.Option(
+            None,
+            "--target-params",
+            parser=parse_count,
+            help="Without --validation: a target N (non-embedding; 7B, 350M) for a recommendation card.",
+        ),
+        target_tokens: float = typer.Option(
+            None, "--target-tokens", parser=parse_count, help="The target's training tokens D (e.g. 20B)."
+        ),
+        target_width: int = typer.Option(
+            None, "--target-width", help="Or a target shape: width (with --target-depth)."
+        ),
+        target_depth: int = typer.Option(None, "--target-depth", help="The target shape's number of blocks."),
+        laws: Path = typer.Option(
+            None, "--laws", help="With a target: laws.json to use (default: fit the store)."
+        ),
     ) -> None:
-        """Write a self-contained HTML report (plots embedded) from a store."""
+        """Write a self-contained HTML report (plots embedded) from a store; with --target-params and
+        --target-tokens (or a --target-width/--target-depth shape) it opens on a recommendation card."""
         from oasl.errors import StoreError
         from oasl.report.html import write_report
         from oasl.validate import load_validation
@@ -158,5 +176,20 @@ def register(app: typer.Typer) -> None:
         if not Path(store).exists():
             raise StoreError(f"store {store} does not exist")
         val = load_validation(validation) if validation else None
-        page = write_report(store, out, validation=val, schedules=schedule_law)
+        target = None
+        if target_params is not None or target_tokens is not None or target_width is not None:
+            from oasl.config import ModelShape, build
+            from oasl.errors import ConfigError
+
+            if target_tokens is None or (target_params is None and target_width is None):
+                raise ConfigError(
+                    "give the target as --target-params and --target-tokens (or --target-width/--target-depth)"
+                )
+            shape = None
+            if target_width is not None:
+                if target_depth is None:
+                    raise ConfigError("give --target-depth with --target-width")
+                shape = build(ModelShape, {"width": target_width, "depth": target_depth}, what="target shape")
+            target = {"n_params": target_params, "tokens": target_tokens, "shape": shape, "laws": laws}
+        page = write_report(store, out, validation=val, schedules=schedule_law, target=target)
         console.print(f"report written to {page}")

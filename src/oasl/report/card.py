@@ -210,6 +210,28 @@ def config_rows(rec) -> list[Row]:
     return rows
 
 
+def target_card(rec) -> Card:
+    """The card of a :class:`~oasl.recommend.Recommendation` made without a validation (``oasl report
+    --target-params ...``): the same rows as a validation's card, each value and source as ``oasl
+    recommend`` prints them, and no "what validation showed" table."""
+    lr = rec.items["lr"]
+    shape = f" (width {rec.shape.width}, depth {rec.shape.depth})" if rec.shape is not None else ""
+    target = f"N = {sig(rec.n_params)} non-embedding parameters{shape}, D = {sig(rec.tokens)} tokens"
+    interval = f"[{sig(lr.low)}, {sig(lr.high)}]" if lr.low is not None else "-"
+    src = html.escape(lr.source)
+    if lr.extrapolation:
+        src += f"; extrapolated {lr.extrapolation:.1f}x beyond the range the law was fitted on"
+    card = Card(rec.optimizer, target, lr=float(lr.value), recommendation=rec)
+    card.lr_interval = (lr.low or math.nan, lr.high or math.nan)
+    card.rows = [Row("peak learning rate", sig(lr.value), interval, src), *config_rows(rec)]
+    card.notes = [f"Warning: {w}" for w in rec.warnings]
+    card.notes.append(
+        "Not validated at the target: these are the laws' values for it. `oasl validate` trains the target "
+        "at them and compares with an oracle."
+    )
+    return card
+
+
 def build_card(
     ov,
     runs: pd.DataFrame | None = None,
@@ -310,16 +332,20 @@ def render_card(card: Card) -> str:
         for _, r in card.methods.iterrows()
     )
     notes = "".join(f"<p class='note'>{e(n)}</p>" for n in card.notes)
+    shown = (
+        "<h3>What validation at the target showed</h3>"
+        "<table class='methods'><tr><th>method</th><th>lr</th><th>regret vs oracle</th><th>interval</th>"
+        f"<th>verdict</th><th>tuning compute (target runs)</th></tr>{methods}</table>"
+        if len(card.methods)
+        else ""
+    )
     return (
         f"<section class='card' data-optimizer='{e(card.optimizer)}'>"
         f"<h2>Use for the target run: {e(card.optimizer)}</h2>"
         f"<p class='target'>Target: {e(card.target)}</p>"
         "<table class='config'><tr><th>hyperparameter</th><th>use</th><th>90% interval</th>"
         f"<th>where it comes from</th></tr>{config}</table>"
-        "<h3>What validation at the target showed</h3>"
-        "<table class='methods'><tr><th>method</th><th>lr</th><th>regret vs oracle</th><th>interval</th>"
-        f"<th>verdict</th><th>tuning compute (target runs)</th></tr>{methods}</table>"
-        f"{notes}</section>"
+        f"{shown}{notes}</section>"
     )
 
 
