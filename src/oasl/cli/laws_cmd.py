@@ -272,7 +272,7 @@ def register(app: typer.Typer) -> None:
             table.add_column(c, overflow="fold")
         for it in rec.items.values():
             val = f"{it.value:.4g}" if isinstance(it.value, float) else str(it.value)
-            ci = f"{it.low:.3g} - {it.high:.3g}" if it.low is not None else "-"
+            ci = f"[{it.low:.3g}, {it.high:.3g}]" if it.low is not None else "-"
             ex = f"{it.extrapolation:.1f}x" if it.extrapolation else "-"
             table.add_row(it.name, val, ci, it.source, ex)
         console.print(table)

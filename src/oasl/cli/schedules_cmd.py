@@ -53,6 +53,21 @@ def _target(
     return int(steps or ctx["steps"]), float(lr or ctx["lr"]), int(warm)
 
 
+HORIZON_WARN = 4.0  # predicting further than this many times the fitted runs' length earns a warning
+
+
+def _warn_horizon(ctx: dict, steps: int) -> None:
+    """A warning on stderr when ``steps`` lies more than HORIZON_WARN x beyond the fitted runs' length."""
+    fitted = ctx.get("steps")
+    if fitted and steps > HORIZON_WARN * float(fitted):
+        typer.secho(
+            f"warning: {steps} steps is {steps / float(fitted):.0f}x the fitted runs' {int(fitted)} steps: "
+            "the law extrapolates far beyond its curves; trust the prediction less",
+            err=True,
+            fg="yellow",
+        )
+
+
 def _check_steps(steps: int | None, warmup_steps: int | None) -> None:
     from oasl.errors import ConfigError
 
@@ -166,6 +181,14 @@ def register(app: typer.Typer) -> None:
             console.print(
                 "slopes d log p / d log N: " + ", ".join(f"{k} {v:+.3f}" for k, v in fitted.slopes_.items())
             )
+        at = getattr(fitted, "at_bounds_", [])
+        if at:
+            typer.secho(
+                f"warning: {', '.join(at)} sit(s) at a bound of the fit's range: not estimates; fit on more "
+                "or longer curves with different schedules",
+                err=True,
+                fg="yellow",
+            )
         path = save_schedule_law(out, fitted, context)
         console.print(f"{len(fitted_curves)} curves; law written to {path}")
 
@@ -241,16 +264,17 @@ def register(app: typer.Typer) -> None:
         _check_level(level)
         law, ctx = load_schedule_law(law_file)
         steps, lr, warm = _target(ctx, steps, lr, warmup_steps)
+        _warn_horizon(ctx, steps)
         kw = _predict_kwargs(law, n_params, ctx)
         lrs = candidate_schedules([schedule], steps, lr, warmup_steps=warm)[schedule]
         final = float(law.predict(lrs, [len(lrs) - 1], **kw)[0])
         msg = f"{schedule}: {steps} steps at peak lr {lr:.3g}: predicted final loss {final:.4f}"
         if has_intervals(law):
             lo, hi = law.predict_interval(lrs, [len(lrs) - 1], level=level, **kw)
-            msg += f" ({level:.0%} interval {lo[0]:.4f}-{hi[0]:.4f})"
+            msg += f" ({level:.0%} interval [{lo[0]:.4f}, {hi[0]:.4f}])"
         console.print(msg)
         if plot:
-            plot_schedules(law, [schedule], steps, lr, warm, plot, **kw)
+            plot_schedules(law, [schedule], steps, lr, warm, plot, level=level, **kw)
             console.print(f"plot written to {plot}")
 
     @sched.command("rank")
@@ -305,6 +329,7 @@ def register(app: typer.Typer) -> None:
         else:
             law, ctx = load_schedule_law(law_file)
         steps, lr, warm = _target(ctx, steps, lr, warmup_steps)
+        _warn_horizon(ctx, steps)
         kw = _predict_kwargs(law, n_params, ctx)
         df = rank_candidates(
             law,
@@ -320,7 +345,7 @@ def register(app: typer.Typer) -> None:
         for col in ("schedule", "final loss", "gap to best", f"{level:.0%} interval", "tuned"):
             table.add_column(col, justify="left" if col == "schedule" else "right")
         for _, r in df.iterrows():
-            iv = f"{r['final_loss_lo']:.4f}-{r['final_loss_hi']:.4f}" if "final_loss_lo" in df else "-"
+            iv = f"[{r['final_loss_lo']:.4f}, {r['final_loss_hi']:.4f}]" if "final_loss_lo" in df else "-"
             table.add_row(
                 r["schedule"],
                 f"{r['final_loss']:.4f}",

@@ -103,7 +103,7 @@ def _law_row(ov) -> Row:
     from oasl.laws.io import law_from_dict
 
     lo, hi = ov.recommended_interval
-    interval = f"{sig(lo)} - {sig(hi)}" if hi > lo else "-"
+    interval = f"[{sig(lo)}, {sig(hi)}]" if hi > lo else "-"
     try:
         law = law_from_dict(dict(ov.law))
         formula = law.formula()

@@ -66,11 +66,13 @@ def _target_cards(df: pd.DataFrame, target: dict, fit, over: str):
         laws, meta = load_laws(target["laws"])
         laws.pop("loss", None)
         fixed_of = lambda opt: meta.get("fixed") or {}  # noqa: E731
+        source = f"fitted laws {target['laws']}"
     else:
         runs = _fit_df(df)
         fit = fit if fit is not None else fit_laws(runs, hps=[over])
         laws = dict(fit.laws)
         fixed_of = lambda opt: sweep_settings(runs[runs["optimizer"] == opt])  # noqa: E731
+        source = "the law fitted on this store's sweep runs"
     lr_law = laws.get("lr")
     optimizers = target.get("optimizers") or (
         list(lr_law.laws_) if hasattr(lr_law, "laws_") else sorted(df["optimizer"].dropna().unique())
@@ -88,6 +90,7 @@ def _target_cards(df: pd.DataFrame, target: dict, fit, over: str):
             laws=laws,
             fixed=fixed,
             seq_len=target.get("seq_len"),
+            laws_source=source,
         )
         parts.append(render_card(target_card(rec)))
     return parts, fit
@@ -141,11 +144,17 @@ def write_report(
     parts.append("<h2 class='evidence'>The evidence</h2>")
 
     parts.append("<h2>Loss vs learning rate, with located optima</h2>")
-    if over in df and len(df):
-        group = [g for g in ("optimizer", "n_params", "tokens") if g in df]
+    sweep = _fit_df(df, sweep_keys)  # the runs the laws are fitted on: the table and the law plot agree
+    if len(sweep) < len(df):
+        parts.append(
+            f"<p class='note'>{len(df) - len(sweep)} target and baseline run(s) of a validation are left out "
+            "here, as in the law fit; the card above reports them.</p>"
+        )
+    if over in sweep and len(sweep):
+        group = [g for g in ("optimizer", "n_params", "tokens") if g in sweep]
         try:
-            opt = locate_optima(df, over=over, group_by=group)
-            png = plot_optima(df, opt, over, group, out / "optima.png")
+            opt = locate_optima(sweep, over=over, group_by=group)
+            png = plot_optima(sweep, opt, over, group, out / "optima.png")
             parts.append(_img(png, "loss vs lr per shape and optimizer"))
             cols = [*group, "grid_argmin", "opt", "ci_low", "ci_high", "band_low", "band_high", "note"]
             parts.append(_table(opt[cols]))
