@@ -66,10 +66,21 @@ def _print_laws(report) -> None:
 
 
 def _progress_factory(bar):
-    """progress(label, total) for the harness: one rich task per batch of runs, with the best loss so far."""
+    """progress(label, total) for the harness: one task per phase, not per batch. The sweep (labels
+    ``sweep ...``) is one phase; every later batch (oracle, the recommendation, baselines, their seeds)
+    adds its runs to one "target runs" count, so the count and its ETA never restart."""
+    phases: dict[str, dict] = {}
 
     def factory(label: str, total: int):
-        task = bar.add_task(label, total=total, status="")
+        phase = label if label.startswith("sweep") else "target runs (oracle, oasl, baselines)"
+        p = phases.get(phase)
+        if p is None:
+            p = phases[phase] = {"task": bar.add_task(phase, total=0, status=""), "total": 0, "base": 0}
+        else:
+            p["base"] = p["completed"]  # the batches before this one are finished
+        p["total"] += total
+        p["completed"] = p["base"]
+        bar.update(p["task"], total=p["total"], completed=p["completed"])
 
         def on_update(summary, _pending) -> None:
             done = (
@@ -80,8 +91,9 @@ def _progress_factory(bar):
                 + summary.failed
                 + summary.gave_up
             )
+            p["completed"] = p["base"] + done
             best = "  ".join(f"{g}: {v:.3f}" for g, v in sorted(summary.best.items())[:3])
-            bar.update(task, completed=done, status=best)
+            bar.update(p["task"], completed=p["completed"], status=best)
 
         return on_update
 
