@@ -49,7 +49,7 @@ def plot_laws(report, path: str | Path, target_n: float | None = None, target_d:
             if np.any(np.asarray(hi) > np.asarray(lo) * (1 + 1e-6)):  # a zero-width band is left out
                 ax.fill_between(ns, lo, hi, color=color, alpha=0.2, label=f"{optimizer} law, 90% band")
         if target_n:
-            ax.axvline(target_n, color="k", ls="--", lw=1, label="target")
+            ax.axvline(target_n, color="k", ls="--", lw=1, label=f"target, N = {human(target_n)}")
         ax.set_xscale("log")
         ax.set_yscale("log")
         log_axis(ax, "x")
@@ -59,8 +59,7 @@ def plot_laws(report, path: str | Path, target_n: float | None = None, target_d:
         sharing = {"separate": "one law per optimizer", "shared": "shared across optimizers"}.get(
             law.sharing, law.sharing
         )
-        where = f"; target N = {human(target_n)}" if target_n else ""
-        ax.set_title(f"optimal {target} vs N: {law.form} law, {sharing}{where}", fontsize=9)
+        ax.set_title(f"optimal {target} vs N\n{law.form} law, {sharing}", fontsize=9)
     legend_below(fig, axes, ncol=3)
     fig.savefig(path, dpi=110)
     plt.close(fig)
