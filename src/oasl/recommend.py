@@ -2,8 +2,10 @@
 
 Every value says where it came from (which law, fitted on what, or the optimizer's default) and, where
 a law is behind it, carries an interval and the extrapolation ratio of the query; beyond
-``warn_ratio`` a warning is attached. Exports turn the recommendation into ``torch.optim`` kwargs and
-param groups, Hugging Face ``TrainingArguments`` kwargs, or an optax optimizer.
+``warn_ratio`` a warning is attached. Where no law covers a value, the one the sweep held fixed
+(:func:`sweep_settings`, kept in laws.json) is used before any default: the report's card, ``oasl
+recommend`` and the exports all read this one :class:`Recommendation`. Exports (``torch.optim``, Hugging
+Face ``TrainingArguments``, optax) live in :mod:`oasl.export`.
 """
 
 from __future__ import annotations
