@@ -245,7 +245,11 @@ def fit_laws(
             continue
         optima[h] = opt
         if opt.empty:
-            why = "no (optimizer, N, D) group has 3 or more finite points over it: add grid points"
+            most = int(df.groupby(list(BASE_GROUP))[h].nunique().max()) if h in df and len(df) else 0
+            why = (
+                f"at most {most} distinct {h} value(s) per (optimizer, N, D) group, and locating an optimum "
+                f"needs 3 or more finite points: add {h} values"
+            )
             skipped[h] = "; ".join(filter(None, (skipped.get(h), why)))
             continue
         f = feats or choose_features(opt)
