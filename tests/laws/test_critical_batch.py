@@ -118,7 +118,8 @@ def test_cli_recommends_and_fails_in_one_line(tmp_path, capsys):
 
 
 def test_recommend_gets_a_second_opinion_on_the_batch(tmp_path):
-    from oasl.recommend import critical_batch_opinion, recommend
+    from oasl.recommend import recommend
+    from oasl.recommend_gns import critical_batch_opinion
 
     class AtLoss3:  # a loss law that predicts 3 nats at any target
         def predict(self, n, d):
@@ -135,7 +136,8 @@ def test_recommend_gets_a_second_opinion_on_the_batch(tmp_path):
 
 def test_a_trend_not_measured_is_not_recommended_and_recommend_names_its_own_flag(tmp_path):
     from oasl.laws.critical_batch import CriticalBatchLaw
-    from oasl.recommend import critical_batch_opinion, recommend
+    from oasl.recommend import recommend
+    from oasl.recommend_gns import critical_batch_opinion
 
     law = CriticalBatchLaw().fit(noise_points(fake_store(tmp_path / "runs.db")))
     assert law.recommend(3.0)["warning"] == ""

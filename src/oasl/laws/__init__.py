@@ -21,6 +21,8 @@ from oasl.laws.published import (
     get_published,
 )
 from oasl.laws.select import FORMS, SHARING, OptimizerLaw, fit_law, select_law
+from oasl.laws.steps_laws import StepsTableFit
+from oasl.laws.steps_table import StepsTable, read_steps_table
 
 __all__ = [
     "FEATURES",
@@ -36,6 +38,8 @@ __all__ = [
     "OvertrainingLossLaw",
     "PowerLaw",
     "PublishedLawSet",
+    "StepsTable",
+    "StepsTableFit",
     "best_runs",
     "deepseek_flops",
     "deepseek_flops_from_6nd",
@@ -45,6 +49,7 @@ __all__ = [
     "law_from_dict",
     "load_laws",
     "near_optimal",
+    "read_steps_table",
     "save_laws",
     "select_law",
 ]

@@ -72,7 +72,8 @@ class Tradeoff:
         return asdict(self)
 
 
-def _nnls_fit(b: np.ndarray, e: np.ndarray) -> tuple[float, float]:
+def nnls_tradeoff(b: np.ndarray, e: np.ndarray) -> tuple[float, float]:
+    """(E_min, S_min) of E(B) = E_min + S_min B fitted to ``e`` at ``b`` (any consistent units), both >= 0."""
     # minimise sum ((E_i - e_min - s_min B_i) / E_i)^2 with e_min, s_min >= 0: relative errors, because
     # the tokens to reach a loss span an order of magnitude across batch sizes
     coef, _ = nnls(np.column_stack([1.0 / e, b / e]), np.ones(len(e)))
@@ -102,7 +103,7 @@ def fit_tradeoff(
             f"{len(np.unique(b))} batch size(s) reach this loss: the steps/tokens trade-off needs 3 "
             "(choose a higher target loss or train the large batches longer)"
         )
-    e_min, s_min = _nnls_fit(b, e)
+    e_min, s_min = nnls_tradeoff(b, e)
     pred = e_min + s_min * b
     rms = float(np.sqrt(np.mean((e / pred - 1.0) ** 2))) if np.all(pred > 0) else math.inf
     rng = np.random.default_rng(seed)
@@ -111,7 +112,7 @@ def fit_tradeoff(
         idx = rng.integers(0, len(b), len(b))
         if len(np.unique(b[idx])) < 2:
             continue
-        boot.append(_ratio(*_nnls_fit(b[idx], e[idx])))
+        boot.append(_ratio(*nnls_tradeoff(b[idx], e[idx])))
     q = ((1 - level) / 2, 1 - (1 - level) / 2)
     # no interpolation between order statistics: a resample with flat tokens gives B_crit = inf
     lo, hi = (
