@@ -49,3 +49,13 @@ def test_bad_value_messages_print_plain_numbers_and_name_the_run():
     with pytest.raises(FitError) as exc:
         positive_values(df, "lr")
     assert "found 0.0 (run a1) in 1 run(s)" in str(exc.value)
+
+
+def test_no_mean_of_empty_slice_warning_for_laws_without_r2():
+    import warnings
+
+    from oasl.laws.select import _nanmean
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "Mean of empty slice" would raise here
+        assert math.isnan(_nanmean([math.nan, math.nan])) and _nanmean([0.5, math.nan, 0.7]) == 0.6
