@@ -33,3 +33,13 @@ def test_reimport_warns_then_replace_swaps(tmp_path, capsys):
         ["runs", "drop", "--store", db, "--where", "source=import:runs.csv", "-y"], capsys
     )
     assert code == 0 and "dropped 5 of 5 runs" in out, err
+
+
+def test_rows_with_an_empty_optimizer_are_counted(tmp_path, capsys):
+    csv = tmp_path / "part.csv"
+    _csv(csv, with_optimizer=True)
+    df = pd.read_csv(csv)
+    df.loc[:1, "optimizer"] = None
+    df.to_csv(csv, index=False)
+    code, out, _ = run_cli(["import", str(csv), "--store", str(tmp_path / "r.db")], capsys)
+    assert code == 0 and "2 of 5 row(s) have no optimizer" in " ".join(out.split())

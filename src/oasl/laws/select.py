@@ -40,13 +40,13 @@ SHARING = ("separate", "shared_exponents", "pooled")
 NEAR_ONE = ("beta1", "beta2", "momentum")
 
 
-
 def _nanmean(values) -> float:
     """The mean of the finite values, NaN when there is none (np.nanmean warns "Mean of empty slice" there:
     a law of one size has no R^2, which is not worth a warning on the user's screen)."""
     v = np.asarray(values, dtype=float)
     v = v[np.isfinite(v)]
     return float(v.mean()) if v.size else math.nan
+
 
 class OptimizerLaw:
     """A law of ``target`` over ``features`` whose dependence on the optimizer (column ``by``) is

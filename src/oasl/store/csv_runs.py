@@ -197,6 +197,11 @@ def validate_runs(df: pd.DataFrame, name: str = "the CSV") -> list[str]:
             "--over NAME` will need the name of yours (or rename it with --column-map)"
         )
     for col in ("optimizer", "n_params", "tokens"):
+        if col in df.columns and df[col].isna().any():
+            warnings.append(
+                f"{int(df[col].isna().sum())} of {len(df)} row(s) have no {col}: `oasl fit` cannot use them; fill "
+                f"the column (or --set {col}=VALUE) and re-import with --replace"
+            )
         if col not in df.columns:
             warnings.append(
                 f"no {col} column: rename yours with --column-map OLD={col}, add a constant with "
