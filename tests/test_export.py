@@ -180,3 +180,15 @@ def test_optax_export_without_jax():
     assert optax_lr(cfg, mid) == pytest.approx(peak * rec.lr_factor(mid), rel=0.02)
     assert cfg["optimizer"] == {"fn": "optax.adamw", "b1": 0.9, "b2": 0.95, "eps": 1e-8, "weight_decay": 0.1}
     assert re.search(r"optax\.adamw\(schedule, b1=0\.9", cfg["code"])
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "sgd", "lion", "adafactor", "muon"])
+def test_torch_snippet_runs_for_every_optimizer(optimizer):
+    from oasl.config import ModelShape
+    from oasl.models import GPT
+
+    rec = recommend(optimizer, n_params=1e6, tokens=2e7, seq_len=64)
+    scope = {"model": GPT(ModelShape(width=32, depth=1, seq_len=16))}
+    exec(torch_config(rec)["code"], scope)
+    first = scope["scheduler"].get_last_lr()[0]
+    assert first == pytest.approx(rec.value("lr") * rec.lr_factor(0))

@@ -108,9 +108,13 @@ def torch_config(rec: Recommendation) -> dict[str, Any]:
         "" if module.startswith("torch") else f"from {module} import {short}\n"
     )
     make = cls if module.startswith("torch") else short
+    build = f"optimizer = {make}(model.parameters(), {args})\n"
+    if rec.optimizer == "muon":  # Muon takes the hidden matrices and AdamW the rest: oasl splits them by role
+        imports = "import math\n\nimport torch\nfrom oasl.optim import make_optimizer\n"
+        build = f"optimizer = make_optimizer(model, 'muon', {float(rec.value('lr'))!r}, {rec.hps()!r})\n"
     code = (
         f"{imports}\n"
-        f"optimizer = {make}(model.parameters(), {args})\n"
+        f"{build}"
         f"WARMUP, TOTAL, FLOOR = {warmup}, {steps}, {floor!r}  # steps; last lr = FLOOR x peak\n\n\n"
         "def lr_lambda(step):\n"
         "    if step < WARMUP:\n"
