@@ -25,7 +25,13 @@ Schema of ``validation.json`` (fractions are relative to the oracle's loss, e.g.
                        (:class:`oasl.optima.clipping.ClipRegime`; {} in files written before it),
                        interval_regret: {lo, hi: {lr, regret, beyond_measured}} the regret at each end of
                        recommended_interval read off the lrs trained on every seed (a lower bound when
-                       beyond_measured; {} in files written before it)} ]
+                       beyond_measured; {} in files written before it),
+                       curves: {method: [ {k, mean, lo, hi, range90, draws, source ("trained" |
+                                "replayed"), ...} ]} the cost-to-regret curves (:mod:`oasl.validate.curves`;
+                                {} in files written before them),
+                       cost_to_regret: {law, refine, refine_k, runs_to_match {search: m | ">8"},
+                                best_search, saving_ratio, ladder_runs, below {k: {search: bool}}, valley}
+                                (:func:`oasl.validate.curves.summary`; {} in files written before it)} ]
 """
 
 from __future__ import annotations
@@ -91,6 +97,8 @@ class OptimizerValidation:
     interval_regret: dict[str, Any] = field(default_factory=dict)
     target_tokens: float = math.nan  # the target's training tokens D (NaN in files written before it)
     target_shape: dict[str, Any] = field(default_factory=dict)  # ModelShape fields ({} before it)
+    curves: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    cost_to_regret: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -149,6 +157,12 @@ def _num(v):
     return math.nan if v is None else v
 
 
+def _nums(v):
+    if isinstance(v, list):
+        return [_num(x) for x in v]
+    return _num(v)
+
+
 def load_validation(path: str | Path) -> ValidationResult:
     """Read a ``validation.json`` written by :func:`oasl.validate.validate` (this version or the one
     before intervals and verdicts) back into a :class:`ValidationResult`."""
@@ -171,6 +185,11 @@ def load_validation(path: str | Path) -> ValidationResult:
             o["recommended_interval"] = tuple(o["recommended_interval"])
             o["noise_floor"] = _num(o.get("noise_floor"))
             o["target_tokens"] = _num(o.get("target_tokens"))
+            o["curves"] = {
+                name: [{k: _nums(v) for k, v in p.items()} for p in pts]
+                for name, pts in (o.get("curves") or {}).items()
+            }
+            o["cost_to_regret"] = o.get("cost_to_regret") or {}
             ovs.append(OptimizerValidation(**o, methods=methods))
         return ValidationResult(
             d["name"],
