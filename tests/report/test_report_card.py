@@ -25,7 +25,8 @@ def _mini_sweep():
 
 @pytest.fixture(scope="module")
 def mini(tmp_path_factory):
-    from oasl.validate.demo import demo_spec, run_demo
+    from oasl.validate.demo import demo_spec
+    from oasl.workflows import demo as run_demo
 
     out = tmp_path_factory.mktemp("demo")
     result, _, page = run_demo(out, workers=2, spec=demo_spec(sweep=_mini_sweep(), target={"width": 96}))
@@ -44,7 +45,7 @@ def test_card_first_screen_in_chromium(mini, chromium, tmp_path):
     text = _text(doc)
     # the full configuration, with the lr's interval and the law behind it
     lo, hi = ov.recommended_interval
-    assert f"peak learning rate {ov.recommended_lr:.3g} {lo:.3g} - {hi:.3g} law" in text
+    assert f"peak learning rate {ov.recommended_lr:.3g} [{lo:.3g}, {hi:.3g}] law" in text
     for name in ("batch size 8 sequences x 32 = 256 tokens", "warmup 5% of the steps", "schedule cosine"):
         assert name in text, name
     for hp in ("beta1 0.9", "beta2 0.95", "weight decay"):

@@ -11,30 +11,7 @@ from pathlib import Path
 import typer
 
 from oasl.cli.common import console
-
-
-def target_loss(store, loss: float | None, params: float | None, tokens: float | None, laws: Path | None):
-    """The loss to size the batch for: given, or predicted at (N, D) by a loss law (from ``laws`` or fitted
-    on the store). Returns (loss or None, how it was obtained)."""
-    from oasl.errors import ConfigError
-    from oasl.laws.critical_batch import loss_at
-
-    for name, v in (("--target-loss", loss), ("--target-params", params), ("--target-tokens", tokens)):
-        if v is not None and not (math.isfinite(v) and v > 0):
-            raise ConfigError(f"{name} must be a positive finite number, got {v}")
-    if loss is not None:
-        return loss, "given"
-    if params is None or tokens is None:
-        return None, ""
-    law = None
-    if laws is not None:
-        from oasl.laws import load_laws
-
-        fitted, _ = load_laws(laws)
-        if "loss" not in fitted:
-            raise ConfigError(f"{laws} holds no loss law: refit with `oasl fit` on runs of several N and D")
-        law = fitted["loss"]
-    return loss_at(store, params, tokens, law)
+from oasl.config import parse_count
 
 
 def register(app: typer.Typer) -> None:
@@ -63,11 +40,15 @@ def register(app: typer.Typer) -> None:
         params: float = typer.Option(
             None,
             "--target-params",
+            parser=parse_count,
             help="Or a target N (with --target-tokens); with --steps-table, the size to predict B_noise, S_min "
             "and the steps at each batch for.",
         ),
         tokens: float = typer.Option(
-            None, "--target-tokens", help="Target D (tokens); with --steps-table only for laws in D."
+            None,
+            "--target-tokens",
+            parser=parse_count,
+            help="Target D (tokens); with --steps-table only for laws in D.",
         ),
         laws: Path = typer.Option(
             None, "--laws", help="Laws file with a loss law (default: fit one on the store)."
@@ -115,6 +96,7 @@ def register(app: typer.Typer) -> None:
             scale_column,
         )
         from oasl.store import open_store
+        from oasl.workflows import target_loss
 
         column = scale_column(scale)
         if not Path(store).exists():
@@ -156,6 +138,8 @@ def register(app: typer.Typer) -> None:
                     console.print(
                         "[yellow]here B_noise lies above B_simple: the bracket is inverted[/yellow]"
                     )
+        if loss is not None and d["recommendation"].get("warning"):
+            typer.secho(f"warning: {d['recommendation']['warning']}", err=True, fg="yellow")
         if out is not None:
             out.write_text(json.dumps(d, indent=2) + "\n")
             console.print(f"written to {out}")

@@ -21,6 +21,7 @@ from rich.progress import (
 )
 
 from oasl.errors import ConfigError
+from oasl.store.csv_runs import csv_safe, write_csv  # noqa: F401 - the CLI's CSV exports
 
 PLAIN_EVERY_S = 10.0  # without a terminal, a progress line at least this often
 FILE_WIDTH = 200  # columns of tables written to a file or pipe (COLUMNS overrides)
@@ -100,6 +101,27 @@ def parse_kv(items: list[str] | None, what: str = "--hp") -> dict[str, float]:
         if not math.isfinite(out[name.strip()]):
             raise ConfigError(f"{what} {item!r}: {value.strip()} is not a finite number")
     return out
+
+
+DEFAULT_STORE = "runs.db"  # every command's default store
+LEGACY_STORE = "oasl.db"  # `oasl train` and `oasl runs` defaulted to this before one default
+STORE_HELP = "(default runs.db; where it is absent and an oasl.db from an older oasl is, that one)"
+
+
+def resolve_store(store: str | None) -> str:
+    """``store``, or the default: ``runs.db``, else an existing ``oasl.db`` (an older default, said on
+    stderr) so that runs written before the defaults agreed stay in reach."""
+    if store is not None:
+        return store
+    if not os.path.exists(DEFAULT_STORE) and os.path.exists(LEGACY_STORE):
+        import typer
+
+        typer.secho(
+            f"note: using {LEGACY_STORE} (the old default store); rename it to {DEFAULT_STORE} or pass --store",
+            err=True,
+        )
+        return LEGACY_STORE
+    return DEFAULT_STORE
 
 
 def require_positive(value: float | None, flag: str) -> None:
@@ -289,34 +311,4 @@ def check_out_path(value: str | os.PathLike | None, flag: str = "--out", kind: s
         if ext not in formats:
             what = f"the extension .{ext}" if ext else "no file extension"
             raise ConfigError(f"{flag} {p} has {what}: use one of .{', .'.join(formats)} (e.g. {p.stem}.png)")
-    return p
-
-
-def csv_safe(df):
-    """A copy of ``df`` whose text cells cannot run as spreadsheet formulas (OWASP CSV injection): a
-    cell starting with ``= + - @``, a tab or a carriage return gets a leading ``'``, except a plain
-    number such as ``-0.5`` or ``+1e3``."""
-    import pandas as pd
-
-    def cell(v):
-        if isinstance(v, str) and v[:1] in ("=", "+", "-", "@", "\t", "\r"):
-            try:
-                float(v)
-                return v
-            except ValueError:
-                return "'" + v
-        return v
-
-    out = df.copy()
-    for col in out.columns:
-        if not pd.api.types.is_numeric_dtype(out[col]):
-            out[col] = out[col].map(cell)
-    out.columns = [cell(c) if isinstance(c, str) else c for c in out.columns]
-    return out
-
-
-def write_csv(df, path: str | os.PathLike) -> Path:
-    """Write ``df`` as CSV at ``path`` with formula-like cells neutralised (:func:`csv_safe`)."""
-    p = Path(path)
-    csv_safe(df).to_csv(p, index=False)
     return p

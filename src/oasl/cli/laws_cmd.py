@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from oasl.cli.common import console, require_positive
+from oasl.config import parse_count
 
 
 def register(app: typer.Typer) -> None:
@@ -68,33 +69,18 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Locate optima and fit a law for each swept HP; write them to a laws file."""
-        from oasl.laws import save_laws
-        from oasl.laws.pipeline import fit_laws
-        from oasl.store import load_runs
+        from oasl.workflows import fit
 
         # validation's target and baseline runs are not sweep optima
-        df = load_runs(store, csv, finished_only=True, role=role)
-        if {"sweep", "ablated"} <= set(df.columns):  # coordinate-descent sweeps (Marin's): docs/marin.md
-            from oasl.laws.coordinate import fit_coordinate_laws
-
-            lawset = fit_coordinate_laws(
-                load_runs(store, csv, role=role), hps=hp or None, meta={"source": store or str(csv)}
-            )
-            lawset.save(out)
+        res = fit(store, csv=csv, hps=hp, role=role, out=out)
+        if res.coordinate is not None:  # coordinate-descent sweeps (Marin's): docs/marin.md
+            lawset = res.coordinate
             console.print(
                 f"coordinate laws of {len(lawset.laws)} HPs for {len(lawset.optimizers)} optimizers -> {out} "
                 f"(selected: {', '.join(f'{h} {v}' for h, v in lawset.meta['selected'].items())})"
             )
             return
-        report = fit_laws(df, hps=hp or None)
-        laws_to_save = dict(report.laws)
-        if report.loss_law is not None:
-            laws_to_save["loss"] = report.loss_law
-        save_laws(
-            out,
-            laws_to_save,
-            {"source": store or str(csv), "features": list(report.features), "n_runs": len(df)},
-        )
+        report = res.report
         table = Table(title=f"fitted laws -> {out}")
         for c in (
             "target",
@@ -127,7 +113,7 @@ def register(app: typer.Typer) -> None:
             p = report.loss_law.params_
             console.print("loss law: L = {E:.3f} + {A:.3g}/N^{alpha:.3f} + {B:.3g}/D^{beta:.3f}".format(**p))
         for k, why in report.skipped.items():
-            if k == "loss_law" and report.loss_law is not None:
+            if k in report.laws or (k == "loss_law" and report.loss_law is not None):  # fitted, with a note
                 console.print(f"[yellow]warning[/yellow]: {why}", highlight=False)
             else:
                 console.print(f"[yellow]skipped {k}[/yellow]: {why}", highlight=False)
@@ -139,8 +125,25 @@ def register(app: typer.Typer) -> None:
 
     @app.command("recommend")
     def recommend_cmd(
-        params: float = typer.Option(None, "--params", help="Target non-embedding parameters N."),
-        tokens: float = typer.Option(..., "--tokens", help="Target training tokens D (the whole budget)."),
+        params: float = typer.Option(
+            None,
+            "--params",
+            parser=parse_count,
+            help="Target N: NON-embedding parameters (the N of scaling laws), e.g. 7B, 350M, 1.2e9. From a "
+            "total count use --params-total with --vocab and --width.",
+        ),
+        params_total: float = typer.Option(
+            None,
+            "--params-total",
+            parser=parse_count,
+            help="Or the target's total parameters (with --vocab and --width): N = total - vocab x width "
+            "(tied embeddings; --untied subtracts the readout too).",
+        ),
+        vocab: int = typer.Option(None, "--vocab", help="Vocabulary size, for --params-total."),
+        untied: bool = typer.Option(False, "--untied", help="With --params-total: the readout is not tied."),
+        tokens: float = typer.Option(
+            ..., "--tokens", parser=parse_count, help="Target training tokens D (the whole budget), e.g. 2T."
+        ),
         optimizer: str = typer.Option(
             "adamw",
             "--optimizer",
@@ -163,12 +166,23 @@ def register(app: typer.Typer) -> None:
         force: bool = typer.Option(
             False, "--force", help="Use a published law fitted on another optimizer (with a warning)."
         ),
-        fmt: str = typer.Option("table", "--format", help="table, json, hf or torch."),
+        fmt: str = typer.Option(
+            "table",
+            "--format",
+            help="table, json, hf (TrainingArguments kwargs), torch (optimizer + LambdaLR schedule, "
+            "steps, batch and a snippet) or optax (schedule + optimizer and a snippet).",
+        ),
         world_size: int = typer.Option(
             1, "--world-size", help="With --format hf: data-parallel processes (GPUs) sharing the batch."
         ),
         grad_accum: int = typer.Option(
             1, "--grad-accum", help="With --format hf: gradient accumulation steps per optimizer step."
+        ),
+        exact_batch: bool = typer.Option(
+            False,
+            "--exact-batch",
+            help="With --format hf: refuse (exit 2) instead of rounding a global batch that does not divide "
+            "by --world-size x --grad-accum to the nearest multiple (the rounding is printed).",
         ),
         warn_ratio: float = typer.Option(4.0, "--warn-ratio", help="Warn beyond this extrapolation ratio."),
         gns_store: str = typer.Option(
@@ -184,37 +198,48 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Recommend a full HP configuration for a target model, with intervals and sources."""
-        from oasl.config import ModelShape, build
         from oasl.errors import ConfigError
-        from oasl.laws import load_laws
-        from oasl.laws.catalog import catalog_name, get_catalog
-        from oasl.laws.coordinate import is_coordinate_file, load_coordinate_laws
-        from oasl.recommend import DEFAULT_SEQ_LEN, recommend, recommend_coordinate
+        from oasl.workflows import coordinate_laws, recommend
 
-        if fmt not in ("table", "json", "hf", "torch"):
-            raise ConfigError(f"unknown --format {fmt!r}: use table, json, hf or torch")
-        for flag, v in (("--params", params), ("--tokens", tokens), ("--warn-ratio", warn_ratio)):
+        if fmt not in ("table", "json", "hf", "torch", "optax"):
+            raise ConfigError(f"unknown --format {fmt!r}: use table, json, hf, torch or optax")
+        for flag, v in (
+            ("--params", params),
+            ("--params-total", params_total),
+            ("--tokens", tokens),
+            ("--warn-ratio", warn_ratio),
+        ):
             require_positive(v, flag)
-        lawset = None
-        if laws is not None and is_coordinate_file(laws):
-            lawset, where = load_coordinate_laws(laws), f"coordinate laws {laws}"
-        elif laws is None and published and catalog_name(published):
-            lawset, where = get_catalog(published), f"shipped {catalog_name(published)} laws"
-        if lawset is not None:
-            if fmt in ("hf", "torch") or params is None:
-                raise ConfigError(
-                    "coordinate laws take --params and --tokens and print --format table or json"
-                )
-            rec = recommend_coordinate(
-                lawset,
-                optimizer,
-                params,
-                tokens,
-                seq_len,
-                warn_ratio=warn_ratio,
-                risk=risk,
-                laws_source=where,
+        if params_total is not None:
+            from oasl.models.counting import non_embedding_params
+
+            if params is not None or vocab is None or width is None:
+                raise ConfigError("give --params-total with --vocab and --width (and without --params)")
+            params = non_embedding_params(params_total, vocab, width, tied=not untied)
+            typer.secho(f"N = {params:.4g} non-embedding parameters (from --params-total)", err=True)
+            width = None if depth is None else width
+        coordinate = coordinate_laws(laws, published) is not None
+        if coordinate and (fmt in ("hf", "torch", "optax") or params is None):
+            raise ConfigError("coordinate laws take --params and --tokens and print --format table or json")
+        if not coordinate and (world_size < 1 or grad_accum < 1):
+            raise ConfigError(
+                f"--world-size and --grad-accum must be >= 1, got {world_size} and {grad_accum}"
             )
+        rec = recommend(
+            optimizer,
+            tokens=tokens,
+            params=params,
+            width=width,
+            depth=depth,
+            seq_len=seq_len,
+            laws=laws,
+            published=published,
+            force=force,
+            warn_ratio=warn_ratio,
+            gns_store=gns_store,
+            risk=risk,
+        )
+        if coordinate:
             for w in rec.warnings:
                 typer.secho(f"warning: {w}", err=True, fg="yellow")
             if fmt == "json":
@@ -227,57 +252,23 @@ def register(app: typer.Typer) -> None:
                 table.add_column(c, overflow="fold")
             for it in rec.items.values():
                 val = f"{it.value:.4g}" if isinstance(it.value, float) else str(it.value)
-                ci = f"{it.low:.3g} - {it.high:.3g}" if it.low is not None else "-"
+                ci = f"[{it.low:.3g}, {it.high:.3g}]" if it.low is not None else "-"
                 table.add_row(it.name, val, ci, it.source)
             console.print(table)
             return
-        if world_size < 1 or grad_accum < 1:
-            raise ConfigError(
-                f"--world-size and --grad-accum must be >= 1, got {world_size} and {grad_accum}"
+        if gns_store is not None and "batch_tokens_gns" not in rec.items:
+            typer.secho(
+                f"warning: {gns_store} has no gradient-noise measurements (train with gns: true)", err=True
             )
-        seq_len = seq_len or DEFAULT_SEQ_LEN  # one rule whether the target is --params or a shape
-        shape = None
-        if width is not None or depth is not None:
-            if width is None or depth is None:
-                raise ConfigError("give both --width and --depth for a target shape")
-            shape = build(
-                ModelShape, {"width": width, "depth": depth, "seq_len": seq_len}, what="target shape"
-            )
-        fitted, source, loss_law = {}, "fitted laws", None
-        if laws is not None:
-            fitted, meta = load_laws(laws)
-            loss_law = fitted.pop("loss", None)
-            source = f"fitted laws {laws} (on {meta.get('source', '?')})"
-        if not fitted and not published:
-            raise ConfigError(
-                "give --laws laws.json (from `oasl fit`) or --published step-law|deepseek|kaplan"
-            )
-        rec = recommend(
-            optimizer,
-            n_params=params,
-            tokens=tokens,
-            shape=shape,
-            laws=fitted,
-            published=published,
-            seq_len=seq_len,
-            warn_ratio=warn_ratio,
-            laws_source=source,
-            force=force,
-        )
-        if gns_store is not None:
-            from oasl.recommend import critical_batch_opinion
+        from oasl import export
 
-            if critical_batch_opinion(rec, gns_store, loss_law) is None:
-                typer.secho(
-                    f"warning: {gns_store} has no gradient-noise measurements (train with gns: true)",
-                    err=True,
-                )
         exported = {  # built before any warning is printed: a failing export stays one line
             "json": lambda: rec.to_dict(),
-            "hf": lambda: rec.hf_training_arguments(world_size, grad_accum),
-            "torch": lambda: rec.torch_kwargs(),
+            "hf": lambda: rec.hf_training_arguments(world_size, grad_accum, round_batch=not exact_batch),
+            "torch": lambda: export.torch_config(rec),
+            "optax": lambda: export.optax_config(rec),
         }.get(fmt, lambda: None)()
-        for w in rec.warnings:  # on stderr, so that json/hf/torch output stays parseable
+        for w in rec.warnings:  # on stderr, so that json/hf/torch/optax output stays parseable
             typer.secho(f"warning: {w}", err=True, fg="yellow")
         if exported is not None:
             typer.echo(json.dumps(exported, indent=2, default=str))
@@ -290,7 +281,7 @@ def register(app: typer.Typer) -> None:
             table.add_column(c, overflow="fold")
         for it in rec.items.values():
             val = f"{it.value:.4g}" if isinstance(it.value, float) else str(it.value)
-            ci = f"{it.low:.3g} - {it.high:.3g}" if it.low is not None else "-"
+            ci = f"[{it.low:.3g}, {it.high:.3g}]" if it.low is not None else "-"
             ex = f"{it.extrapolation:.1f}x" if it.extrapolation else "-"
             table.add_row(it.name, val, ci, it.source, ex)
         console.print(table)

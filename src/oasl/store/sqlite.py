@@ -21,7 +21,7 @@ from urllib.parse import quote
 
 import pandas as pd
 
-from oasl import __version__
+from oasl._version import __version__
 from oasl.errors import OaslError, StoreError
 from oasl.store.base import CURVE_COLUMNS, FINISHED, Store
 from oasl.store.claims import CLAIMS_SCHEMA, ClaimsMixin

@@ -43,6 +43,16 @@ class SweepPlan:
     workers: int = 1
     batches: list[int] = field(default_factory=list)
     startup_s: float = 0.0
+    load: tuple[float, int] = (float("nan"), 0)  # (1-minute load average, CPU count) when planned
+
+    def load_note(self) -> str:
+        """What the wall-time estimate assumes about the machine, with its load when speeds were measured."""
+        avg, cpus = self.load
+        now = f"; load average {avg:.1f} on {cpus} cores when measured" if avg == avg and cpus else ""
+        return (
+            f"the estimate assumes the machine stays as busy as when it was measured{now}: other work "
+            "started during the sweep slows it (several times over on a shared machine)"
+        )
 
 
 def _short(spec: RunSpec, steps: int) -> RunSpec:
@@ -174,7 +184,10 @@ def plan(
     fixed: dict[str, float] = {}
 
     def seconds(spec: RunSpec, k: int) -> float:
-        """Seconds of a run of ``spec`` trained as one of ``k`` members."""
+        """Seconds of a run of ``spec`` trained as one of ``k`` members (NaN for a user's trainer: oasl
+        cannot time code it does not run)."""
+        if spec.trainer is not None:
+            return math.nan
         sk = f"w{spec.shape.width}d{spec.shape.depth}s{spec.shape.seq_len}b{spec.batch_seqs}{spec.optimizer}k{k}"
         if sk not in speed:
             if measure:
@@ -185,7 +198,8 @@ def plan(
         return run_seconds(spec, speed[sk]) + fixed[sk]
 
     task_s = [seconds(b[0], len(b)) for b in batches] + [seconds(s, 1) for s in single]
-    startup = measure_startup_s(pending[0], len(slots) > 1) if measure and task_s else 0.0
+    builtin = [r for r in pending if r.trainer is None]
+    startup = measure_startup_s(builtin[0], len(slots) > 1) if measure and task_s and builtin else 0.0
     est = makespan(task_s, len(slots)) + startup if task_s else 0.0
 
     rows = []
@@ -224,4 +238,16 @@ def plan(
         workers=len(slots),
         batches=[len(b) for b in batches],
         startup_s=startup,
+        load=_load(),
     )
+
+
+def _load() -> tuple[float, int]:
+    """(1-minute load average, CPU count); NaN where the platform has no load average."""
+    import os
+
+    try:
+        avg = float(os.getloadavg()[0])
+    except (AttributeError, OSError):
+        avg = float("nan")
+    return avg, os.cpu_count() or 0

@@ -131,8 +131,11 @@ def validate(
 
     log = log or (lambda msg: None)
     target_shape = spec.target_shape()
-    n_target = count_params(target_shape).n_params
-    n_max = max(count_params(s).n_params for s in spec.sweep.model_shapes())
+    n_target = spec.target_n_params()
+    n_max = max(
+        int(m["n_params"]) if m and m.get("n_params") else count_params(s).n_params
+        for s, m in spec.sweep.rungs()
+    )
     if n_target < spec.min_ratio * n_max:
         raise SweepError(
             f"target N={n_target:,} is only {n_target / n_max:.1f}x the largest swept N={n_max:,}: "
@@ -166,7 +169,14 @@ def validate(
             spec=spec,
             runner=runner,
             optimizer=opt,
-            base=with_changes(template, shape=target_shape.model_dump(), tokens=tokens, seed=spec.seeds[0]),
+            base=with_changes(
+                template,
+                shape=target_shape.model_dump(),
+                tokens=tokens,
+                seed=spec.seeds[0],
+                # a user's trainer trains the target's own model config (spec.target over the largest rung)
+                **({"model": spec.target_model()} if spec.sweep.trainer is not None else {}),
+            ),
             optima=optima,
             sweep_flops=runner.flops([r for r in sweep_runs if r.optimizer == opt]),
             n_target=n_target,
@@ -180,6 +190,7 @@ def validate(
         sub = law.law_for(opt)
         ov = _measure_target(ctx, (float(lo[0]), float(hi[0])), n_max)
         ov.law, ov.law_formula = sub.to_dict(), sub.formula()
+        ov.target_tokens, ov.target_shape = float(tokens), target_shape.model_dump()
         ov.law_exponent_interval = {
             k: (float(a), float(b)) for k, (a, b) in sub.exponent_interval(0.9).items()
         }
@@ -205,7 +216,10 @@ def validate(
         Path(out).mkdir(parents=True, exist_ok=True)
         result.to_json(Path(out) / "validation.json")
         laws = {"lr": law, **({"loss": report.loss_law} if report.loss_law is not None else {})}
-        save_laws(Path(out) / "laws.json", laws, {"source": str(store), "features": list(report.features)})
+        from oasl.recommend import sweep_settings
+
+        meta = {"source": str(store), "features": list(report.features), "fixed": sweep_settings(df)}
+        save_laws(Path(out) / "laws.json", laws, meta)
     return result
 
 
