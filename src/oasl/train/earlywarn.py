@@ -260,9 +260,14 @@ class DivergencePredictor:
             raise ConfigError(
                 f"early-warning predictor {p} does not exist: write one with `oasl earlywarn fit`"
             )
+        from oasl.config import read_json_file
+
+        d = read_json_file(p, "early-warning predictor")
+        if not isinstance(d, dict):
+            raise ConfigError(f"{p} is not an early-warning predictor file (it holds a {type(d).__name__})")
         try:
-            return cls.from_dict(json.loads(p.read_text()))
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            return cls.from_dict(d)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ConfigError(f"{p} is not an early-warning predictor file ({exc})") from None
 
 
