@@ -15,6 +15,8 @@ from typing import Any
 
 from oasl.errors import StoreError
 
+SCHEMA_VERSION = 1  # of the store's tables; a store with a newer one is refused (upgrade oasl)
+
 # Columns of the runs table that oasl reads (``role`` is added by a migration when absent).
 RUN_COLUMNS = (
     "key", "status", "source", "spec_json", "result_json", "error", "attempts", "corpus_hash",
@@ -37,8 +39,6 @@ def check_schema(con: sqlite3.Connection, path: Path, readonly: bool = False) ->
 
     A SQLite file without tables passes when opened to write (it becomes a new store), not when opened
     ``readonly``; one with other programs' tables never does, so that oasl never adds its tables to, or changes the journal mode of, a foreign database."""
-    from oasl.store.sqlite import SCHEMA_VERSION
-
     tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     if not tables and readonly:
         raise StoreError(

@@ -26,13 +26,12 @@ from oasl.errors import OaslError, StoreError
 from oasl.store.base import CURVE_COLUMNS, FINISHED, Store
 from oasl.store.claims import CLAIMS_SCHEMA, ClaimsMixin
 from oasl.store.roles import RolesMixin, ensure_role_column
-from oasl.store.schema import check_row, check_schema, disk_full
+from oasl.store.schema import SCHEMA_VERSION, check_row, check_schema, disk_full
 
 if TYPE_CHECKING:
     from oasl.config import RunSpec
     from oasl.train import RunResult
 
-SCHEMA_VERSION = 1
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
