@@ -149,8 +149,9 @@ def test_python_snippet_runs(tour):
         **os.environ,
         "PYTHONPATH": os.pathsep.join(p for p in (str(SRC), os.environ.get("PYTHONPATH")) if p),
     }
+    (work / "example.py").write_text(python_snippet())  # a script, as a user would save it
     p = subprocess.run(
-        [sys.executable, "-c", python_snippet()],
+        [sys.executable, "example.py"],
         cwd=work,
         env=env,
         capture_output=True,
