@@ -71,6 +71,7 @@ class Recommendation:
             "n_params": self.n_params,
             "tokens": self.tokens,
             "seq_len": self.seq_len,
+            "config": {k: v.value for k, v in self.items.items()},
             "items": {k: v.__dict__ for k, v in self.items.items()},
             "warnings": self.warnings,
         }
@@ -419,3 +420,67 @@ def _gns_item(name: str, law, loss: float, where: str) -> Item:
         source=f"{law.formula()} {where}",
         warning="the target loss lies outside the losses the law was fitted on" if r["extrapolated"] else "",
     )
+
+
+def recommend_coordinate(
+    lawset,
+    optimizer: str,
+    n_params: float,
+    tokens: float,
+    seq_len: int | None = None,
+    level: float = 0.9,
+    risk: bool = True,
+    warn_ratio: float = 4.0,
+    laws_source: str = "coordinate laws",
+) -> Recommendation:
+    """A full configuration for ``optimizer`` at (``n_params``, ``tokens``) from a
+    :class:`~oasl.laws.coordinate.CoordinateLawSet` (fitted with ``oasl fit`` on coordinate sweeps, or
+    the shipped ``--published marin``): lr, batch_tokens and batch_seqs, every HP the set has for the
+    optimizer (betas, weight decay, its own HPs), warmup_steps (the laws are in steps, as Marin sets
+    warmup) and total_steps. ``risk``: lr and batch are risk-adjusted (:mod:`oasl.laws.risk`); the
+    law's own centre stays in each item's source. ``seq_len`` defaults to the set's (4096 for Marin);
+    another one is allowed (the batch law is in tokens) with a warning."""
+    for what, v in (("params", n_params), ("tokens", tokens)):
+        try:
+            ok = math.isfinite(float(v)) and float(v) > 0
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise ConfigError(f"the target's {what} must be a finite positive number, got {v}")
+    fitted_seq = int(lawset.meta.get("seq_len", DEFAULT_SEQ_LEN))
+    seq_len = int(seq_len or fitted_seq)
+    preds = lawset.predict(optimizer, float(n_params), float(tokens), level=level, risk=risk)
+    rec = Recommendation(str(optimizer).strip().lower(), float(n_params), float(tokens), seq_len)
+    if seq_len != fitted_seq:
+        rec.notes.append(
+            f"seq_len: the laws were fitted at sequence length {fitted_seq}; {seq_len} keeps the batch in "
+            "tokens, but the optimum may move"
+        )
+
+    def item(name: str, p: dict) -> Item:
+        src = f"{laws_source}: {p['source']}"
+        if p["formula"]:
+            src += f" ({p['formula']}; centre {p['center']:.4g})" if p["shift"] else f" ({p['formula']})"
+        return Item(name, float(p["value"]), p["low"], p["high"], src, p["extrapolation"])
+
+    order = ["lr", "batch_tokens", *(h for h in preds if h not in ("lr", "batch_tokens", "warmup"))]
+    for h in order:
+        if h in preds:
+            rec.items[h] = item(h, preds[h])
+    ratios = [p["extrapolation"] for p in preds.values() if p["extrapolation"] is not None]
+    if ratios and max(ratios) > warn_ratio:  # one note: every law of the set shares the fitted range
+        rng = ", ".join(f"{k} {a:.3g}-{b:.3g}" for k, (a, b) in lawset.fitted_range().items())
+        rec.notes.append(
+            f"target: extrapolates {max(ratios):.0f}x beyond the range the laws were fitted on ({rng}); trust them less"
+        )
+    bt = float(rec.items["batch_tokens"].value)
+    bs = max(1, round(bt / seq_len))
+    rec.items["batch_seqs"] = Item("batch_seqs", bs, source=f"batch_tokens / seq_len {seq_len}")
+    steps = max(1, int(tokens // (bs * seq_len)))
+    rec.items["total_steps"] = Item("total_steps", steps, source="tokens / (batch_seqs x seq_len)")
+    if "warmup" in preds:
+        w = item("warmup_steps", preds["warmup"])
+        w.value = int(round(min(float(w.value), steps)))
+        rec.items["warmup_steps"] = w
+    rec.notes += _budget_warnings(float(n_params), float(tokens), steps, bs * seq_len)
+    return rec

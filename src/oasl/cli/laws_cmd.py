@@ -21,12 +21,16 @@ def register(app: typer.Typer) -> None:
         name: str = typer.Option(None, "--name", help="Only this law set (step-law, deepseek, kaplan)."),
         as_json: bool = typer.Option(False, "--json", help="Print the table as JSON records instead."),
     ) -> None:
-        """Show the published laws: formula, optimizer, fitted range, citation."""
-        from oasl.laws import describe_published, get_published
+        """Show the published laws and the law sets shipped with oasl (e.g. marin: 11 optimizers):
+        formula, optimizer, fitted range, citation."""
+        import pandas as pd
 
-        df = describe_published()
+        from oasl.laws import describe_published, get_published
+        from oasl.laws.catalog import catalog_name, describe_catalog
+
+        df = pd.concat([describe_published(), describe_catalog()], ignore_index=True)
         if name is not None:
-            df = df[df["name"] == get_published(name).name]
+            df = df[df["name"] == (catalog_name(name) or get_published(name).name)]
         if as_json:
             typer.echo(df.to_json(orient="records", indent=2))
             return
@@ -37,7 +41,16 @@ def register(app: typer.Typer) -> None:
         for _, r in df.iterrows():
             table.add_row(*(str(r[c]) for c in cols))
         console.print(table)
-        for s in (get_published(n) for n in dict.fromkeys(df["name"])):
+        for n in dict.fromkeys(df["name"]):
+            if catalog_name(n):
+                from oasl.laws.catalog import get_catalog
+
+                meta = get_catalog(n).meta
+                console.print(
+                    f"[dim]{n}: {meta.get('setup', '')} Fitted by oasl: {meta.get('fitted_by', '')}[/dim]"
+                )
+                continue
+            s = get_published(n)
             if s.notes:
                 console.print(f"[dim]{s.name}: {s.notes}[/dim]")
 
@@ -61,6 +74,18 @@ def register(app: typer.Typer) -> None:
 
         # validation's target and baseline runs are not sweep optima
         df = load_runs(store, csv, finished_only=True, role=role)
+        if {"sweep", "ablated"} <= set(df.columns):  # coordinate-descent sweeps (Marin's): docs/marin.md
+            from oasl.laws.coordinate import fit_coordinate_laws
+
+            lawset = fit_coordinate_laws(
+                load_runs(store, csv, role=role), hps=hp or None, meta={"source": store or str(csv)}
+            )
+            lawset.save(out)
+            console.print(
+                f"coordinate laws of {len(lawset.laws)} HPs for {len(lawset.optimizers)} optimizers -> {out} "
+                f"(selected: {', '.join(f'{h} {v}' for h, v in lawset.meta['selected'].items())})"
+            )
+            return
         report = fit_laws(df, hps=hp or None)
         laws_to_save = dict(report.laws)
         if report.loss_law is not None:
@@ -119,7 +144,8 @@ def register(app: typer.Typer) -> None:
         optimizer: str = typer.Option(
             "adamw",
             "--optimizer",
-            help="adamw, sgd, adafactor, lion or muon (the optimizer of the target run).",
+            help="adamw, sgd, adafactor, lion or muon (the optimizer of the target run); with --published marin "
+            "any of Marin's 11 (adamw, nadamw, muon, soape, cautious, kron, lion, mars, mini, scion, sophia).",
         ),
         width: int = typer.Option(None, "--width", help="Target width (with --depth, instead of --params)."),
         depth: int = typer.Option(None, "--depth", help="Target number of blocks (with --width)."),
@@ -130,7 +156,9 @@ def register(app: typer.Typer) -> None:
         ),
         laws: Path = typer.Option(None, "--laws", help="Laws file from `oasl fit`."),
         published: str = typer.Option(
-            None, "--published", help="Published law set: step-law, deepseek, kaplan."
+            None,
+            "--published",
+            help="Published law set: step-law, deepseek, kaplan, or marin (shipped, 11 optimizers).",
         ),
         force: bool = typer.Option(
             False, "--force", help="Use a published law fitted on another optimizer (with a warning)."
@@ -148,17 +176,61 @@ def register(app: typer.Typer) -> None:
             "--gns-store",
             help="Store of runs with gradient-noise measurements: adds B_crit(L) for the batch.",
         ),
+        risk: bool = typer.Option(
+            True,
+            "--risk/--no-risk",
+            help="Coordinate laws (--published marin): shift lr and batch below the law's centre by the "
+            "asymmetric-risk rule (docs/marin.md).",
+        ),
     ) -> None:
         """Recommend a full HP configuration for a target model, with intervals and sources."""
         from oasl.config import ModelShape, build
         from oasl.errors import ConfigError
         from oasl.laws import load_laws
-        from oasl.recommend import DEFAULT_SEQ_LEN, recommend
+        from oasl.laws.catalog import catalog_name, get_catalog
+        from oasl.laws.coordinate import is_coordinate_file, load_coordinate_laws
+        from oasl.recommend import DEFAULT_SEQ_LEN, recommend, recommend_coordinate
 
         if fmt not in ("table", "json", "hf", "torch"):
             raise ConfigError(f"unknown --format {fmt!r}: use table, json, hf or torch")
         for flag, v in (("--params", params), ("--tokens", tokens), ("--warn-ratio", warn_ratio)):
             require_positive(v, flag)
+        lawset = None
+        if laws is not None and is_coordinate_file(laws):
+            lawset, where = load_coordinate_laws(laws), f"coordinate laws {laws}"
+        elif laws is None and published and catalog_name(published):
+            lawset, where = get_catalog(published), f"shipped {catalog_name(published)} laws"
+        if lawset is not None:
+            if fmt in ("hf", "torch") or params is None:
+                raise ConfigError(
+                    "coordinate laws take --params and --tokens and print --format table or json"
+                )
+            rec = recommend_coordinate(
+                lawset,
+                optimizer,
+                params,
+                tokens,
+                seq_len,
+                warn_ratio=warn_ratio,
+                risk=risk,
+                laws_source=where,
+            )
+            for w in rec.warnings:
+                typer.secho(f"warning: {w}", err=True, fg="yellow")
+            if fmt == "json":
+                typer.echo(json.dumps(rec.to_dict(), indent=2, default=str))
+                return
+            table = Table(
+                title=f"recommendation for {rec.optimizer}, N={rec.n_params:.3g}, D={rec.tokens:.3g}, seq_len {rec.seq_len}"
+            )
+            for c in ("hyperparameter", "value", "90% interval", "source"):
+                table.add_column(c, overflow="fold")
+            for it in rec.items.values():
+                val = f"{it.value:.4g}" if isinstance(it.value, float) else str(it.value)
+                ci = f"{it.low:.3g} - {it.high:.3g}" if it.low is not None else "-"
+                table.add_row(it.name, val, ci, it.source)
+            console.print(table)
+            return
         if world_size < 1 or grad_accum < 1:
             raise ConfigError(
                 f"--world-size and --grad-accum must be >= 1, got {world_size} and {grad_accum}"

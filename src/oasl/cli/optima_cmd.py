@@ -99,6 +99,37 @@ def _print_joint(opt, groups, over, eps, level, out) -> None:
     console.print(table)
 
 
+def _coordinate(df, over: str, loss: str, out: Path) -> None:
+    """Coordinate-descent runs: the optimum of ``over`` on each sweep's 1-D valley (oasl.optima.coordinate)."""
+    from oasl.optima.coordinate import COLUMN, coordinate_optima
+
+    over = COLUMN.get(over, over)
+    opt = coordinate_optima(df, [over], loss)
+    opt = opt[opt["hp"] == over]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    opt.to_csv(out, index=False)
+    table = Table(title=f"optimum of {over} on each sweep's valley (coordinate descent) -> {out}")
+    for c in ("sweep", "chosen", "optimum", "interval (bounded by)", "runs (+div.)", "flags"):
+        table.add_column(c)
+    for _, r in opt.iterrows():
+        bounds = f"{_ci(r['ci_low'], r['ci_high'])} ({r['low_bound']}, {r['high_bound']})"
+        flags = ", ".join([f"edge {r['at_edge']}"] if r["at_edge"] else []) or (
+            "parabola" if r["refined"] else ""
+        )
+        table.add_row(
+            str(r["sweep"]),
+            _num(r["best_config"]),
+            _num(r["opt"]),
+            bounds,
+            f"{r['n_points']} (+{r['n_diverged']})",
+            flags,
+        )
+    console.print(table)
+    for _, r in opt.iterrows():
+        if r["note"]:
+            console.print(f"[yellow]{r['sweep']}[/yellow]: {r['note']}", highlight=False)
+
+
 def register(app: typer.Typer) -> None:
     """Add the ``optima`` and ``import`` commands to ``app``."""
 
@@ -146,6 +177,9 @@ def register(app: typer.Typer) -> None:
                 f"the runs have no column {', '.join(map(repr, absent))} (columns: "
                 f"{', '.join(map(str, df.columns[:25]))}): check --over, --group-by and --loss"
             )
+        if {"sweep", "ablated"} <= set(df.columns) and len(hps) == 1:
+            _coordinate(df, hps[0], loss, out)  # coordinate-descent sweeps (Marin's): docs/marin.md
+            return
         mixed = mixed_columns(df, hps, groups)
         if mixed:
             console.print(
@@ -188,7 +222,9 @@ def register(app: typer.Typer) -> None:
 
     @app.command("import")
     def import_cmd(
-        csv: Path = typer.Argument(..., help="CSV of runs from your own training code, one row per run."),
+        csv: Path = typer.Argument(
+            ..., help="CSV of runs from your own training code, one row per run (or a Marin results folder)."
+        ),
         store: str = typer.Option("runs.db", "--store", help="Store to add them to (created if absent)."),
         loss_column: str = typer.Option(
             None,
@@ -205,18 +241,32 @@ def register(app: typer.Typer) -> None:
             "--set",
             help="Columns the CSV lacks, one value for every row: NAME=VALUE,... (e.g. optimizer=adamw,seq_len=2048).",
         ),
+        fmt: str = typer.Option(
+            "auto",
+            "--format",
+            help="auto, csv, or marin (a folder of Marin optimizer-sweep result.json files; auto-detected).",
+        ),
     ) -> None:
         """Import runs into a store (needs a loss column; NaN/inf = diverged). batch_tokens is derived
-        from batch_seqs x seq_len when absent."""
+        from batch_seqs x seq_len when absent. A folder of Marin sweep results (docs/marin.md) is read
+        as such."""
+        from oasl.errors import ConfigError
         from oasl.store import import_runs_csv, parse_pairs
+        from oasl.store.marin import import_marin, is_marin_tree
 
-        res = import_runs_csv(
-            csv,
-            store,
-            loss_column=loss_column,
-            column_map=parse_pairs(column_map, "--column-map"),
-            constants=parse_pairs(constants, "--set"),
-        )
+        if fmt not in ("auto", "csv", "marin"):
+            raise ConfigError(f"unknown --format {fmt!r}: use auto, csv or marin")
+        # a folder is read as Marin results (its error names the layout expected when it is not one)
+        if fmt == "marin" or (fmt == "auto" and (is_marin_tree(csv) or Path(csv).is_dir())):
+            res = import_marin(csv, store)
+        else:
+            res = import_runs_csv(
+                csv,
+                store,
+                loss_column=loss_column,
+                column_map=parse_pairs(column_map, "--column-map"),
+                constants=parse_pairs(constants, "--set"),
+            )
         for w in res.warnings:
             console.print(f"[yellow]warning[/yellow]: {w}", highlight=False)
         console.print(

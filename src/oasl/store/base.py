@@ -59,8 +59,15 @@ class Store(ABC):
         """Every run row as a dict with parsed ``spec`` and ``result``."""
 
     @abstractmethod
-    def import_frame(self, df: pd.DataFrame, source: str = "import") -> int:
-        """Store externally produced runs (one per row); returns how many were new."""
+    def import_frame(
+        self,
+        df: pd.DataFrame,
+        source: str = "import",
+        keys: list[str] | None = None,
+        statuses: list[str] | None = None,
+    ) -> int:
+        """Store externally produced runs (one per row); returns how many were new. ``keys``/``statuses``:
+        optional stable key and status per row (default: a content hash; diverged/done from the loss)."""
 
     def is_finished(self, key: str) -> bool:
         return self.status(key) in FINISHED

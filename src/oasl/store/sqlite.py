@@ -227,22 +227,32 @@ class SQLiteStore(ClaimsMixin, RolesMixin, Store):
             df = df[df["key"].isin(set(keys))]
         return df.drop(columns="extra_json")
 
-    def import_frame(self, df: pd.DataFrame, source: str = "import") -> int:
+    def import_frame(
+        self,
+        df: pd.DataFrame,
+        source: str = "import",
+        keys: list[str] | None = None,
+        statuses: list[str] | None = None,
+    ) -> int:
+        """Add the rows of ``df`` as imported runs (a row already there is left alone); returns how many
+        were new. ``keys``: one stable key per row (default: a hash of the row's content);
+        ``statuses``: one status per row (default: "diverged" for a flagged or non-finite loss, else "done")."""
         import hashlib
 
         now = time.time()
         new = 0
         with self._transaction() as con:
-            for record in df.to_dict(orient="records"):
+            for i, record in enumerate(df.to_dict(orient="records")):
                 clean = {str(k): _sql(v) for k, v in record.items()}
                 text = json.dumps(clean, sort_keys=True)
-                key = "imp-" + hashlib.sha256(text.encode()).hexdigest()[:12]
+                key = keys[i] if keys is not None else "imp-" + hashlib.sha256(text.encode()).hexdigest()[:12]
                 loss = clean.get("final_val_loss", clean.get("loss"))
                 diverged = bool(clean.get("diverged")) or loss is None or not math.isfinite(float(loss))
+                status = statuses[i] if statuses is not None else "diverged" if diverged else "done"
                 cur = con.execute(
                     """INSERT OR IGNORE INTO runs (key, status, source, spec_json, result_json, attempts,
                        oasl_version, created_at, updated_at) VALUES (?, ?, ?, ?, '{}', 1, ?, ?, ?)""",
-                    (key, "diverged" if diverged else "done", source, text, __version__, now, now),
+                    (key, status, source, text, __version__, now, now),
                 )
                 new += cur.rowcount
         return new
