@@ -2,9 +2,12 @@
 (depth 2), 10-point lr grids (x1.59 apart) for AdamW, SGD+momentum and Lion on the default corpus, 786k
 tokens (768 steps) per run, every grid point on 2 sweep seeds; fit lr*(N) as `oasl fit` does, recommend
 lr for width 192 (9.0x the largest swept N), and compare with the oracle, naive transfer, library defaults,
-Step Law and random search (4 trials) at the target, every method on the same 3 seeds: regret with a
-paired-bootstrap 90% interval, the noise floor, a verdict against oasl, and each optimizer's
-gradient-clipping regime (:mod:`oasl.optima.clipping`). Written as `extrapolation`. Budget: about 2 h of
+Step Law, random search (4 trials) and the law-guided refinement with 2 target runs (oasl-refine:2) at the
+target, every method on the same 3 seeds: regret with a paired-bootstrap 90% interval, the noise floor, a
+verdict against oasl, and each optimizer's gradient-clipping regime (:mod:`oasl.optima.clipping`); then
+the cost-to-regret curves (every method's expected regret after k = 0..8 target runs, read off the target's
+runs, :mod:`oasl.validate.curves`) and issue 25's acceptance figures (:func:`acceptance`), in the `curves`,
+`cost_to_regret` and `acceptance` fields. Written as `extrapolation`. Budget: about 2 h of
 an idle 2-core machine (one run per process; batching does not pay on CPU, see sweep_throughput).
 
 `--ladder v2` is the former default: widths 24/32/48/64, 393k tokens, 1 sweep seed, all baselines
@@ -34,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from _common import write_result  # noqa: E402
 
+from oasl.validate.curves import card_line  # noqa: E402
 from oasl.validate.stats import expected_search_text, interval_regret_text  # noqa: E402
 
 SPEC = {
@@ -87,7 +91,9 @@ OVERRIDES = {
     "v3": {
         "tokens": 786432,
         "sweep_seeds": [0, 1],
-        "baselines": ["naive", "defaults", "step-law", "random:4"],
+        # oasl-refine:2 and the risk-adjusted zero-run point trained (issue 25); every other point of the cost-to-regret
+        # curves (random search, TPE and GP-BO at 1-8 runs, the refinement at 1-4) is read off these runs
+        "baselines": ["naive", "defaults", "step-law", "random:4", "oasl-refine:2", "oasl-risk"],
     },
 }
 # v3 with the embedding and readout untied (docs/ladders.md section 8: the suspect for SGD's miss)
@@ -249,6 +255,81 @@ def markdown(result) -> str:
     return "\n".join(lines)
 
 
+#: issue 25's aims for oasl-refine:2's expected regret, per optimizer (others: AdamW's)
+REFINE_AIM = {"adamw": 0.005, "lion": 0.005, "sgd": 0.01}
+SEARCHES = ("random", "tpe", "gp")
+
+
+def acceptance(result) -> dict:
+    """Issue 25's acceptance figures per optimizer, from the cost-to-regret curves: oasl-refine:2's expected
+    regret against its aim (:data:`REFINE_AIM`), whether at each k = 1..4 the refinement's 90% interval
+    lies below each search's expected regret at the same k, and the compute saving (target-run
+    equivalents, ladder included, at which the best search first matches oasl-refine:2, over
+    oasl-refine:2's own)."""
+    out = {}
+    for ov in result.optimizers:
+        c, s = ov.curves, ov.cost_to_regret
+        ref = {p["k"]: p for p in c.get("oasl-refine", [])}
+        row: dict = {"aim": REFINE_AIM.get(ov.optimizer, 0.005)}
+        if 2 in ref:
+            row["refine2"] = {k: ref[2].get(k) for k in ("mean", "lo", "hi", "source")}
+            row["refine2_meets_aim"] = bool(ref[2]["mean"] <= row["aim"])
+        below = s.get("below", {})
+        row["below_every_search"] = {
+            k: bool(v) and all(v.values()) and set(v) == {x for x in SEARCHES if c.get(x)}
+            for k, v in below.items()
+        }
+        row["runs_to_match"] = s.get("runs_to_match", {})
+        row["saving_ratio"] = s.get("saving_ratio")
+        row["ladder_runs"] = s.get("ladder_runs")
+        out[ov.optimizer] = row
+    return out
+
+
+def _cell(p: dict) -> str:
+    mean, lo, hi = p.get("mean"), p.get("lo"), p.get("hi")
+    if mean is None or not math.isfinite(mean):
+        return "diverged"
+    iv = f" [{lo:+.2%}, {hi:+.2%}]" if lo is not None and hi is not None and math.isfinite(hi) else ""
+    return f"{mean:+.2%}{iv}{'' if p.get('source') == 'replayed' else ' (t)'}"
+
+
+def curves_markdown(result, acc: dict) -> str:
+    """Per optimizer: the cost-to-regret table (expected regret after k target runs, 90% interval over the
+    evaluation seeds; '(t)' where trained, otherwise read off the target's runs), the card's line and
+    the acceptance figures."""
+    lines = []
+    for ov in result.optimizers:
+        if not ov.curves:
+            continue
+        ks = sorted({p["k"] for pts in ov.curves.values() for p in pts})
+        lines += [
+            f"\n{ov.optimizer}: expected regret after k target runs (read off the target's runs unless "
+            "'(t)': trained on every seed)\n",
+            "| method | " + " | ".join(f"k={k}" for k in ks) + " |",
+            "|---|" + "---|" * len(ks),
+        ]
+        for name, pts in ov.curves.items():
+            by = {p["k"]: p for p in pts}
+            lines.append(f"| {name} | " + " | ".join(_cell(by[k]) if k in by else "" for k in ks) + " |")
+        line = card_line(ov.cost_to_regret)
+        if line:
+            lines.append(f"\n{line}")
+        a = acc.get(ov.optimizer, {})
+        if "refine2" in a:
+            ratio = a["saving_ratio"]
+            ratio = f"{ratio:.2f}x" if isinstance(ratio, float) else (ratio or "-")
+            wins = [k for k, v in a["below_every_search"].items() if v]
+            lines.append(
+                f"Acceptance ({ov.optimizer}): oasl-refine:2 {a['refine2']['mean']:+.2%} against the aim "
+                f"{a['aim']:.1%}: {'met' if a['refine2_meets_aim'] else 'NOT met'}; its interval lies below "
+                f"every search's expected regret at k = {', '.join(wins) or 'none'} of 1-4; runs each search "
+                f"needs to match it: {a['runs_to_match']}; compute saving (best search's target-run "
+                f"equivalents over oasl-refine:2's, ladder of {a['ladder_runs']:.2f} included): {ratio}."
+            )
+    return "\n".join(lines)
+
+
 def sweep_law(spec, store: str, workers: int) -> None:
     """Train ``spec``'s ladder into ``store``, fit lr on those runs with the harness's own
     :func:`oasl.validate.fit_validated_law` (the law it would validate) and print it with its lr and 90%
@@ -308,6 +389,7 @@ def main() -> None:
     result = validate(
         build(ValidateSpec, data), store, workers=args.workers, log=lambda m: print(m, flush=True)
     )
+    wall_s = time.time() - t0
     name = args.name or {"v3": "extrapolation", "gpu": "extrapolation_gpu"}.get(
         args.ladder, f"extrapolation_{args.ladder}"
     )
@@ -317,16 +399,20 @@ def main() -> None:
         "law_formula": result.law_formula,
         "noise_floor": result.noise_floor,
         "table": result.table().to_dict(orient="records"),
-        "wall_s": time.time() - t0,
+        "wall_s": wall_s,
         "efficiency": {ov.optimizer: ov.efficiency for ov in result.optimizers},
         "search_over_draws": {
             ov.optimizer: {m.method: m.expected for m in ov.methods if m.expected} for ov in result.optimizers
         },
     }
+    payload["curves"] = {ov.optimizer: ov.curves for ov in result.optimizers}
+    payload["cost_to_regret"] = {ov.optimizer: ov.cost_to_regret for ov in result.optimizers}
+    acc = payload["acceptance"] = acceptance(result)
     selection = selection_lines(result.fit)
     payload["selection"] = selection
-    text = markdown(result)
+    text = markdown(result) + "\n" + curves_markdown(result, acc)
     text = ladder_line(args.ladder, data) + "\n\n" + text + "\n\n" + "\n".join(selection)
+    text += f"\n\nWall time {payload['wall_s'] / 60:.0f} min (store {store})."
     write_result(name, payload, text)
     print(text)
 

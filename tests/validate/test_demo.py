@@ -76,6 +76,14 @@ def test_demo_miniature_writes_artefacts(tmp_path, capsys):
     assert val["law"]["form"] == law.form and set(val) >= {"noise_floor", "law", "seeds"}
     for m in val["optimizers"][0]["methods"]:
         assert {"regret_ci", "verdict", "regrets"} <= set(m)
+    # the cost-to-regret curves, read off the target's runs: the law at 0, the searches at 1..8, the
+    # refinement at 1..4 (every point flagged replayed or trained), the card's line and the plot
+    curves = val["optimizers"][0]["curves"]
+    assert [p["k"] for p in curves["random"]] == list(range(1, 9)) == [p["k"] for p in curves["gp"]]
+    assert [p["k"] for p in curves["oasl-refine"]] == [1, 2, 3, 4] and curves["oasl"][0]["k"] == 0
+    assert {p["source"] for pts in curves.values() for p in pts} <= {"trained", "replayed"}
+    assert ov.cost_to_regret["law"] == pytest.approx(ov.methods[0].regret_mean)
+    assert (tmp_path / "demo" / "report" / "cost_regret.png").is_file()
     # the clipping regime: the ladder's gradient norms per size, extrapolated and measured at the target
     clip = val["optimizers"][0]["clipping"]
     assert len(clip["sizes"]) == len(MINI_SWEEP["ladder"]["widths"]) and clip["grad_clip"] == 1.0
@@ -93,6 +101,7 @@ def test_demo_miniature_writes_artefacts(tmp_path, capsys):
     assert again.optimizers[0].recommended_lr == pytest.approx(ov.recommended_lr)
     html = page.read_text()
     assert f"{ov.recommended_lr:.4g}" in html and "data:image/png;base64" in html
+    assert "The law alone: " in html and "Cost to regret" in html
     for sub in law.laws_.values():  # the report's law table shows the validated law
         assert sub.formula() in html
     # resuming re-trains nothing: every run is already in the store

@@ -36,7 +36,7 @@ class SyntheticRunner:
         return 1e9 * len(specs)
 
 
-def _ctx(baselines, rec_lr, seeds=(0, 1, 2)):
+def _ctx(baselines, rec_lr, seeds=(0, 1, 2), curve_methods=("random", "tpe", "oasl-refine")):
     sweep = {
         "name": "s",
         "ladder": {"widths": [16, 24], "depth": 1},
@@ -52,6 +52,8 @@ def _ctx(baselines, rec_lr, seeds=(0, 1, 2)):
             "seeds": list(seeds),
             "oracle_num": 5,
             "baselines": baselines,
+            "curve_methods": curve_methods,
+            "curve_search_draws": 3,
         },
     )
     base = build(RunSpec, {"shape": {"width": 96, "depth": 1, "seq_len": 32}, "lr": 1e-3, "tokens": 8192})

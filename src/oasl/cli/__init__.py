@@ -50,6 +50,7 @@ for _mod in (
     "report_cmd",
     "transfer_cmd",
     "batch_cmd",
+    "refine_cmd",
 ):
     try:
         _m = importlib.import_module(f"oasl.cli.{_mod}")

@@ -39,6 +39,11 @@ def _print_validation(result) -> None:
         console.print(table)
         if ov.oracle_note:
             console.print(f"  oracle: {ov.oracle_note}")
+        from oasl.validate.curves import card_line
+
+        cost = card_line(getattr(ov, "cost_to_regret", None) or {})
+        if cost:
+            console.print(f"  {cost}")
         eff = {k: v for k, v in ov.efficiency.items() if "gain" in k or "runs_to_match" in k}
         if eff:
             console.print(

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from oasl.validate.curves import card_line
 from oasl.validate.stats import expected_search_text, interval_regret_text
 
 # Regret is a fraction in the API; the page shows it in % everywhere (one unit per quantity).
@@ -174,6 +175,10 @@ def build_card(ov, runs: pd.DataFrame | None = None, noise_floor: float | None =
             src = fixed if set_here else f"{fixed}; the optimizer's default"
             card.rows.append(Row(hp.name.replace("_", " "), text, "-", src))
     card.methods = _methods(ov)
+    # cost to regret (issue 25): the law alone, the law with k runs, what the searches need for the same
+    cost_line = card_line(getattr(ov, "cost_to_regret", None) or {})
+    if cost_line:
+        card.notes.append(cost_line)
     warning = (getattr(ov, "clipping", None) or {}).get("warning")
     if warning:  # first: it says the recommendation itself may be off
         card.notes.insert(0, f"Gradient clipping changes regime at the target: {warning}.")

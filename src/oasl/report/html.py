@@ -145,6 +145,18 @@ def write_report(
             }
         )
         parts.append(_table(shown))
+        from oasl.report.cost_regret import has_curves, plot_cost_to_regret
+
+        if has_curves(validation):
+            parts.append("<h2>Cost to regret: how many target runs each method needs</h2>")
+            png = plot_cost_to_regret(validation, out / "cost_regret.png")
+            parts.append(_img(png, "expected regret against target runs, per method"))
+            parts.append(
+                "<p class='note'>Expected regret after k runs of the target model (ladder not counted): "
+                "filled points were trained on every evaluation seed, hollow ones read off the runs already "
+                "at the target (each search replayed on the seed-0 curve, scored by the seed-mean regret); "
+                "bands are 90% intervals over the evaluation seeds.</p>"
+            )
 
     if schedules is not None and not isinstance(schedules, dict):
         from oasl.report.schedules import schedule_section

@@ -7,8 +7,16 @@ harness then trains the target at that lr on every evaluation seed, so all metho
 same seeds. A new baseline is one class registered in :data:`BASELINES` (as Optuna's samplers are
 plug-ins behind one small protocol).
 
-Names in a spec: ``naive``, ``defaults``, ``mup``, ``step-law``, ``random:K``, ``tpe:K``; ``oasl`` and
-``oracle`` are always measured.
+Names in a spec: ``naive``, ``defaults``, ``mup``, ``step-law``, ``random:K``, ``tpe:K``, ``gp:K`` (Optuna's
+Gaussian-process sampler), ``oasl-refine:K`` (K target runs around the law, :mod:`oasl.validate.refine`),
+``oasl-risk`` (the law's risk-adjusted zero-run point);
+``oasl`` and ``oracle`` are always measured.
+
+A search baseline may also implement ``search(objective, search_range, k, seed) -> list of lrs tried`` (the
+:class:`Search` protocol): the harness then replays it on the runs already at the target for the
+cost-to-regret curves (:mod:`oasl.validate.curves`) without training. Anything that can choose an lr from
+past (lr, loss) pairs fits the protocol, e.g. a plug-in that asks an LLM endpoint for the next lr (Zhang et
+al. 2023, "Using Large Language Models for Hyperparameter Optimization", arXiv 2312.04528); none ships.
 """
 
 from __future__ import annotations
@@ -50,6 +58,11 @@ class TargetContext:
     recommended_lr: float
     search_range: tuple[float, float]
     log: Callable[[str], None] = lambda msg: None
+    #: the law's 90% interval for the lr at the target (None: unknown) and the ladder's valley shape
+    recommended_interval: tuple[float, float] | None = None
+    valley: Any = None
+    #: the ladder's asymmetric valley (oasl.laws.risk.ValleyShape; None: not measured)
+    risk: Any = None
 
 
 @dataclass
@@ -71,6 +84,16 @@ class Baseline(Protocol):
 
     def propose(self, ctx: TargetContext) -> Proposal:
         """The lr this method trains the target with and the compute it spent to choose it."""
+        ...
+
+
+class Search(Protocol):
+    """A direct search that can be replayed off the target's runs (cost-to-regret curves)."""
+
+    def search(
+        self, objective: Callable[[float], float], search_range: tuple[float, float], k: int, seed: int
+    ) -> list[float]:
+        """The ``k`` lrs it tries in order, asking ``objective(lr) -> loss`` (NaN = diverged) for each."""
         ...
 
 
@@ -171,33 +194,125 @@ class RandomSearch:
         losses = ctx.runner.losses(specs)
         return _search_result(self.k, "random", lrs, losses, ctx.runner.flops(specs), lo, hi)
 
+    def search(self, objective, search_range, k, seed) -> list[float]:
+        lo, hi = search_range
+        rng = np.random.default_rng(seed)
+        return [float(v) for v in np.exp(rng.uniform(math.log(lo), math.log(hi), size=k))]
 
-class TPESearch:
-    """Optuna's TPE sampler directly at the target: ``k`` trials at seed 0, the best one kept."""
+
+class _OptunaSearch:
+    """A direct search at the target with an Optuna sampler: ``k`` trials at seed 0, the best one kept."""
+
+    kind = ""
 
     def __init__(self, k: int):
-        self.k, self.name = k, f"tpe:{k}"
+        self.k, self.name = k, f"{self.kind}:{k}"
 
-    def propose(self, ctx: TargetContext) -> Proposal:
+    def sampler(self, optuna, seed: int):
+        raise NotImplementedError
+
+    def search(self, objective, search_range, k, seed) -> list[float]:
+        """Ask the sampler for ``k`` lrs in ``search_range`` (log scale), telling it ``objective(lr)``
+        (a diverged run is told as a loss of 1e3)."""
         from oasl.errors import require
 
         optuna = require("optuna", "optuna")
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        lo, hi = ctx.search_range
-        study = optuna.create_study(
-            sampler=optuna.samplers.TPESampler(seed=0, n_startup_trials=min(3, self.k))
-        )
-        lrs, losses, specs = [], [], []
-        for _ in range(self.k):
+        lo, hi = search_range
+        study = optuna.create_study(sampler=self.sampler(optuna, seed))
+        lrs = []
+        for _ in range(k):
             trial = study.ask()
             lr = trial.suggest_float("lr", lo, hi, log=True)
-            spec = with_changes(ctx.base, lr=lr)
-            loss = ctx.runner.losses([spec])[0]
+            loss = objective(lr)
             study.tell(trial, loss if math.isfinite(loss) else 1e3)
             lrs.append(lr)
-            losses.append(loss)
-            specs.append(spec)
-        return _search_result(self.k, "tpe", lrs, losses, ctx.runner.flops(specs), lo, hi)
+        return lrs
+
+    def propose(self, ctx: TargetContext) -> Proposal:
+        lo, hi = ctx.search_range
+        specs: list[RunSpec] = []
+        losses: list[float] = []
+
+        def objective(lr: float) -> float:
+            specs.append(with_changes(ctx.base, lr=lr))
+            losses.append(ctx.runner.losses([specs[-1]])[0])
+            return losses[-1]
+
+        lrs = self.search(objective, (lo, hi), self.k, 0)
+        return _search_result(self.k, self.kind, lrs, losses, ctx.runner.flops(specs), lo, hi)
+
+
+class TPESearch(_OptunaSearch):
+    """Optuna's TPE sampler directly at the target: ``k`` trials at seed 0, the best one kept."""
+
+    kind = "tpe"
+
+    def sampler(self, optuna, seed: int):
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(3, self.k))
+
+
+class GPSearch(_OptunaSearch):
+    """Optuna's Gaussian-process sampler (``GPSampler``: a Matern-5/2 GP with log expected improvement)
+    directly at the target, over the same range as random search and TPE: ``k`` trials at seed 0, the best
+    one kept. Two random start-up trials (the GP needs two points; Optuna's default of 10 would leave a
+    budget of 8 all random)."""
+
+    kind = "gp"
+
+    def sampler(self, optuna, seed: int):
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=min(2, self.k))
+
+
+class OaslRisk:
+    """The law's point with no target run, risk-adjusted (issue 25, item 5): the lr of least expected
+    regret under the law's predictive distribution on the ladder's asymmetric valley
+    (:func:`oasl.validate.refine.zero_run`, with :mod:`oasl.laws.risk`'s valley shape); the law's centre
+    when the ladder gives no valley shape. Costs the sweep."""
+
+    name = "oasl-risk"
+
+    def propose(self, ctx: TargetContext) -> Proposal:
+        from oasl.validate.refine import zero_run
+
+        r = zero_run(ctx.recommended_lr, ctx.recommended_interval, ctx.valley, ctx.risk)
+        note = (
+            f"the law's lr x{r.lr / ctx.recommended_lr:.2f}: least expected regret on the ladder's valley"
+            if ctx.risk is not None
+            else "no valley shape measured on the ladder: the law's centre"
+        )
+        return Proposal(r.lr, ctx.sweep_flops, note)
+
+
+class OaslRefine:
+    """Law-guided refinement (:func:`oasl.validate.refine.refine`): ``k`` target runs at seed 0 placed
+    around the law's recommendation by its 90% interval and the ladder's valley, the local valley fitted,
+    its lr kept. Costs the sweep plus the ``k`` runs."""
+
+    def __init__(self, k: int):
+        self.k, self.name = k, f"oasl-refine:{k}"
+
+    def propose(self, ctx: TargetContext) -> Proposal:
+        from oasl.validate.refine import refine
+
+        specs: list[RunSpec] = []
+
+        def train(lrs: list[float]) -> list[float]:
+            new = [with_changes(ctx.base, lr=float(v)) for v in lrs]
+            specs.extend(new)
+            return ctx.runner.losses(new)
+
+        r = refine(ctx.recommended_lr, ctx.recommended_interval, self.k, train, ctx.valley, risk=ctx.risk)
+        note = f"{self.k} target runs around the law (lrs {', '.join(f'{v:.3g}' for v in r.lrs)})"
+        if r.flags:
+            note += "; " + "; ".join(r.messages)
+        return Proposal(
+            r.lr,
+            ctx.sweep_flops + ctx.runner.flops(specs),
+            note,
+            trials=list(r.losses),
+            extra={"kind": "refine", "trial_lrs": list(r.lrs), "k": self.k, "refine": r.to_dict()},
+        )
 
 
 def _search_result(k, kind, lrs, losses, flops, lo, hi) -> Proposal:
@@ -304,9 +419,12 @@ BASELINES: dict[str, Callable[[int | None], Baseline]] = {
     "mup": lambda k: MuPTransfer(),
     "random": lambda k: RandomSearch(int(k or 4)),
     "tpe": lambda k: TPESearch(int(k or 4)),
+    "gp": lambda k: GPSearch(int(k or 4)),
+    "oasl-refine": lambda k: OaslRefine(int(k or 2)),
+    "oasl-risk": lambda k: OaslRisk(),
 }
 #: names that need a budget ``:K``
-BUDGETED = ("random", "tpe")
+BUDGETED = ("random", "tpe", "gp", "oasl-refine")
 
 
 def check_baseline_name(name: str) -> None:

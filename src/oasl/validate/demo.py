@@ -4,7 +4,8 @@ Sweep a ladder of four widths (24, 32, 48, 64; depth 2) with AdamW and SGD+momen
 (x1.6 apart) on the default corpus, locate the optima, fit lr*(N) per optimizer, recommend for a target of width 192
 (about 9x the largest swept N), train the target at the recommendation and its two neighbours (x/÷2)
 and at the naive transfer (the largest swept shape's optimum) on two seeds, and report regrets with
-paired intervals, the noise floor and a verdict. The law is the one `oasl fit` writes (laws.json). Every run goes to the
+paired intervals, the noise floor and a verdict, and how many target runs the law-guided refinement and
+random search, TPE and GP-BO need (cost-to-regret curves read off those runs, :mod:`oasl.validate.curves`). The law is the one `oasl fit` writes (laws.json). Every run goes to the
 store in ``out/``, so an interrupted demo resumes where it stopped.
 """
 
@@ -38,6 +39,9 @@ DEMO = {
     "neighbour_factor": 2.0,
     "oracle_max_extend": 1,
     "baselines": ["naive"],
+    # the cost-to-regret curves (law-guided refinement, random search, TPE, GP-BO) are read off the target
+    # runs above, at no new run; TPE and GP-BO over 4 sampler seeds each (GP-BO's suggestions cost ~0.5 s)
+    "curve_search_draws": 4,
 }
 
 

@@ -23,6 +23,7 @@ from oasl.errors import FitError, SweepError
 from oasl.optima.clipping import clip_regime
 from oasl.store import FINISHED, SQLiteStore, open_store
 from oasl.sweep import expand, run_sweep
+from oasl.validate import curves as cost_curves
 from oasl.validate import stats
 from oasl.validate.baselines import (
     Oasl,
@@ -33,6 +34,7 @@ from oasl.validate.baselines import (
     make_baseline,
     with_changes,
 )
+from oasl.validate.refine import ladder_risk, ladder_valley
 from oasl.validate.results import MethodResult, OptimizerValidation, ValidationResult, load_validation
 from oasl.validate.spec import ValidateSpec
 
@@ -171,6 +173,9 @@ def validate(
             recommended_lr=rec_lr,
             search_range=(min(grid) / spec.oracle_widen, max(grid) * spec.oracle_widen),
             log=log,
+            recommended_interval=(float(lo[0]), float(hi[0])),
+            valley=ladder_valley(df, opt),
+            risk=ladder_risk(df, optima, opt),
         )
         sub = law.law_for(opt)
         ov = _measure_target(ctx, (float(lo[0]), float(hi[0])), n_max)
@@ -329,6 +334,32 @@ def _read_off_target(ctx: TargetContext, ov: OptimizerValidation, proposals, poo
         )
         if e:
             ctx.log(f"[{ctx.optimizer}] {stats.expected_search_text(m.method, e)}")
+    if ctx.spec.curves:
+        _curves(ctx, ov, seed0, pool)
+
+
+def _curves(ctx: TargetContext, ov: OptimizerValidation, seed0, pool) -> None:
+    """The cost-to-regret curves (:mod:`oasl.validate.curves`) read off the target's runs, and their summary."""
+    valley = cost_curves.TargetValley.from_runs(seed0, pool, ov.oracle_losses)
+    ov.curves = cost_curves.method_curves(
+        ov.methods,
+        valley,
+        ctx.search_range,
+        ctx.recommended_lr,
+        ctx.recommended_interval,
+        ctx.valley,
+        which=ctx.spec.curve_methods,
+        search_draws=ctx.spec.curve_search_draws,
+        log=lambda msg: ctx.log(f"[{ctx.optimizer}] {msg}"),
+        risk=ctx.risk,
+    )
+    ladder = ov.sweep_flops / ov.target_run_flops if ov.target_run_flops else math.nan
+    ov.cost_to_regret = cost_curves.summary(ov.curves, ladder)
+    ov.cost_to_regret["valley"] = dict(vars(ctx.valley)) if ctx.valley is not None else {}
+    ov.cost_to_regret["risk_valley"] = ctx.risk.to_dict() if ctx.risk is not None else {}
+    line = cost_curves.card_line(ov.cost_to_regret)
+    if line:
+        ctx.log(f"[{ctx.optimizer}] {line}")
 
 
 def _efficiency(ov: OptimizerValidation) -> dict[str, Any]:

@@ -24,7 +24,13 @@ Schema of ``validation.json`` (fractions are relative to the oracle's loss, e.g.
                        (:class:`oasl.optima.clipping.ClipRegime`; {} in files written before it),
                        interval_regret: {lo, hi: {lr, regret, beyond_measured}} the regret at each end of
                        recommended_interval read off the lrs trained on every seed (a lower bound when
-                       beyond_measured; {} in files written before it)} ]
+                       beyond_measured; {} in files written before it),
+                       curves: {method: [ {k, mean, lo, hi, range90, draws, source ("trained" |
+                                "replayed"), ...} ]} the cost-to-regret curves (:mod:`oasl.validate.curves`;
+                                {} in files written before them),
+                       cost_to_regret: {law, refine, refine_k, runs_to_match {search: m | ">8"},
+                                best_search, saving_ratio, ladder_runs, below {k: {search: bool}}, valley}
+                                (:func:`oasl.validate.curves.summary`; {} in files written before it)} ]
 """
 
 from __future__ import annotations
@@ -88,6 +94,8 @@ class OptimizerValidation:
     oracle_note: str = ""
     clipping: dict[str, Any] = field(default_factory=dict)
     interval_regret: dict[str, Any] = field(default_factory=dict)
+    curves: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    cost_to_regret: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -146,6 +154,12 @@ def _num(v):
     return math.nan if v is None else v
 
 
+def _nums(v):
+    if isinstance(v, list):
+        return [_num(x) for x in v]
+    return _num(v)
+
+
 def load_validation(path: str | Path) -> ValidationResult:
     """Read a ``validation.json`` written by :func:`oasl.validate.validate` (this version or the one
     before intervals and verdicts) back into a :class:`ValidationResult`."""
@@ -167,6 +181,11 @@ def load_validation(path: str | Path) -> ValidationResult:
                 methods.append(MethodResult(**m))
             o["recommended_interval"] = tuple(o["recommended_interval"])
             o["noise_floor"] = _num(o.get("noise_floor"))
+            o["curves"] = {
+                name: [{k: _nums(v) for k, v in p.items()} for p in pts]
+                for name, pts in (o.get("curves") or {}).items()
+            }
+            o["cost_to_regret"] = o.get("cost_to_regret") or {}
             ovs.append(OptimizerValidation(**o, methods=methods))
         return ValidationResult(
             d["name"],

@@ -22,7 +22,10 @@ class ValidateSpec(_Spec):
     the evaluation seeds of every method's final configuration (use 3 or more for intervals that mean
     something). ``law_features`` fixes the law's features (default: chosen as ``oasl fit`` does). ``oracle_mode="neighbours"`` (the demo's cheap
     check) trains the recommendation and its two neighbours at x/÷ ``neighbour_factor`` instead. ``baselines`` names the methods compared with oasl:
-    naive, defaults, mup, step-law, random:K, tpe:K.
+    naive, defaults, mup, step-law, random:K, tpe:K, gp:K, oasl-refine:K. ``curves`` adds every method's
+    cost-to-regret curve read off the target's runs (``curve_methods`` among random, tpe, gp, oasl-refine,
+    oasl-risk;
+    TPE and GP-BO replayed over ``curve_search_draws`` sampler seeds).
     """
 
     name: str = "validate"
@@ -47,6 +50,11 @@ class ValidateSpec(_Spec):
         "tpe:8",
     )
     law_features: tuple[str, ...] | None = None
+    # the cost-to-regret curves (oasl.validate.curves), read off the target's runs: which methods to replay,
+    # and over how many sampler seeds TPE and GP-BO are replayed (each one study of 8 trials)
+    curves: bool = True
+    curve_methods: tuple[str, ...] = ("random", "tpe", "gp", "oasl-refine", "oasl-risk")
+    curve_search_draws: int = Field(default=20, ge=1)
     min_ratio: float = Field(default=8.0, gt=1.0)
 
     @model_validator(mode="after")
@@ -59,6 +67,9 @@ class ValidateSpec(_Spec):
             raise ValueError(f"seeds {list(self.seeds)} repeat a seed: give distinct evaluation seeds")
         if not self.seeds:
             raise ValueError("seeds is empty: give at least one evaluation seed")
+        bad = [m for m in self.curve_methods if m not in ("random", "tpe", "gp", "oasl-refine", "oasl-risk")]
+        if bad:
+            raise ValueError(f"curve_methods {bad}: use random, tpe, gp, oasl-refine or oasl-risk")
         return self
 
     def target_shape(self) -> ModelShape:

@@ -1,0 +1,444 @@
+"""Law-guided refinement: spend k runs of the target model around the law's recommendation, fit the local
+valley, and return the lr with an interval.
+
+The rule (docs/refine.md). The law gives a predictive distribution of the target's optimum in log lr: a
+normal with its centre at the recommendation and its 90% interval at ±1.645 sd. The valley around the
+optimum is a parabola in log lr, ``L / L_min = a + c (x - x*)^2``, whose curvature ``c`` (relative loss per
+(log lr)^2) and run-to-run noise ``s`` (relative; runs of one seed at neighbouring lrs) are measured on the
+ladder (:func:`ladder_valley`). Runs are placed in that order:
+
+* 1 run: the centre (it checks the law's lr trains, and a divergence there moves the answer down);
+* 2 runs: the centre ± ``d`` in log lr, ``d = max(sd, d_min)`` capped at :data:`MAX_STEP`, where
+  ``d_min = sqrt(4 s / c)`` is the distance at which the valley rises by 4 noise sds (closer points could
+  not be told apart);
+* 3 or more: where the posterior of the optimum points (its mean), or ``d_min`` beside it on the side
+  farther from the runs already there when a run is within ``d_min / 2`` of it.
+
+After each run the posterior of ``x*`` is the prior times the parabola's likelihood of the runs (the
+offset ``a`` profiled out, ``c`` marginalised over a log-normal prior around the ladder's value, sd
+log 2), on a grid; a diverged run at ``x_d`` cuts off ``x* >= x_d``. The answer is the posterior mean
+of ``x*`` (it minimises the expected squared log-lr error, hence the expected regret of a symmetric
+valley) with the posterior's 90% interval. With one run the posterior is the prior: the answer is the law.
+
+It borrows from multi-fidelity tuning (cheap evaluations, here a fitted law on a ladder, narrow where the
+expensive ones go; e.g. Hyperband, Li et al. 2018, and the learned-prior BO of Swersky et al. 2013) and
+from CARBS (Fetterman et al. 2023, arXiv 2306.08055, Sec. 3), which searches locally around a learned
+scaling of the optimum rather than over the whole range. It fails when the law's interval misses the
+valley (the runs all fall on one side: flagged ``beyond``) and when the valley is flatter than the noise
+over the runs (flagged ``flat``: the runs cannot say where the optimum is, and the answer stays near the
+law's).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+#: z of the 90% central interval of a normal
+Z90 = 1.6448536269514722
+#: log-lr sd of the law's prediction when it gives no finite interval (a factor of e per sd)
+DEFAULT_SD = 1.0
+#: farthest the first two runs go from the centre, in log lr (x/÷ 3.3): a parabola stops describing the
+#: valley beyond that (it is steeper above the optimum and diverges)
+MAX_STEP = 1.2
+#: defaults where the ladder cannot say: relative curvature per (log lr)^2 and relative noise (runs of one
+#: seed at neighbouring lrs); typical of the CPU ladders of docs/ladders.md
+DEFAULT_CURVATURE = 0.04
+DEFAULT_NOISE = 0.002
+NOISE_MIN = 5e-4
+#: degrees of freedom of the Student-t prior of the optimum (heavy tails: the CPU ladders' 90% intervals
+#: missed the target's optimum more often than one time in ten, issue 25)
+PRIOR_DOF = 3.0
+
+
+@dataclass
+class Valley:
+    """The valley's shape as the ladder measured it: ``curvature`` (relative loss per (log lr)^2 near the
+    optimum, of the largest swept size) and ``noise`` (relative sd of one run's loss about the fitted
+    parabola). ``source`` says where the numbers came from."""
+
+    curvature: float = DEFAULT_CURVATURE
+    noise: float = DEFAULT_NOISE
+    source: str = "defaults"
+
+    def min_step(self) -> float:
+        """Log-lr distance at which the valley rises by 4 noise sds: runs closer than that are not told apart."""
+        return math.sqrt(4.0 * self.noise / self.curvature)
+
+
+@dataclass
+class RefineResult:
+    """What :func:`refine` found: ``lr`` (posterior mean of the optimum) with its 90% ``interval``; the runs
+    (``lrs``, ``losses``; NaN = diverged) in the order trained; the prior (``center``, ``prior_interval``);
+    the ``valley`` used; ``flags`` (``beyond``, ``flat``, ``diverged``) with ``messages`` saying what to do;
+    ``risk`` the asymmetric valley the answer was risk-adjusted on ({} when it is the posterior mean)."""
+
+    lr: float
+    interval: tuple[float, float]
+    lrs: list[float]
+    losses: list[float]
+    center: float
+    prior_interval: tuple[float, float]
+    valley: dict[str, Any]
+    k: int
+    flags: list[str] = field(default_factory=list)
+    messages: list[str] = field(default_factory=list)
+    batch_seqs: int | None = None
+    risk: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict for JSON (non-finite losses as None)."""
+        d = asdict(self)
+        d["losses"] = [v if math.isfinite(v) else None for v in self.losses]
+        d["prior_interval"] = [v if math.isfinite(v) else None for v in self.prior_interval]
+        return d
+
+
+def prior_sd(center: float, interval: tuple[float, float] | None) -> float:
+    """Log-lr sd of the law's prediction: half the log width of its 90% ``interval`` over z_0.95 (the wider
+    side when the interval is not centred on ``center``); :data:`DEFAULT_SD` without a finite interval."""
+    if interval is None:
+        return DEFAULT_SD
+    lo, hi = (float(v) for v in interval)
+    if not (math.isfinite(lo) and math.isfinite(hi) and 0 < lo < hi):
+        return DEFAULT_SD
+    mu = math.log(center)
+    return max(mu - math.log(lo), math.log(hi) - mu, 1e-3) / Z90
+
+
+def posterior(
+    center: float,
+    sd: float,
+    lrs: Sequence[float],
+    losses: Sequence[float],
+    valley: Valley,
+    n_grid: int = 801,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The posterior of the optimum ``x* = log lr*`` on a grid: ``(grid, weights)`` (weights sum to 1).
+
+    Prior: a Student t (:data:`PRIOR_DOF` dof) centred on log center with scale ``sd``; likelihood of the finite runs under ``L / L_min = a + c (x - x*)^2`` with
+    Gaussian noise ``valley.noise`` (``a`` profiled out, ``c`` on a log grid around ``valley.curvature``
+    with a log-normal prior, sd log 2); a diverged run at ``x_d`` excludes ``x* >= x_d``."""
+    mu = math.log(center)
+    x = np.log(np.asarray(lrs, dtype=float))
+    y = np.asarray(losses, dtype=float)
+    ok = np.isfinite(y)
+    lo, hi = mu - 5 * sd, mu + 5 * sd
+    if x.size:
+        lo, hi = min(lo, x.min() - 2 * MAX_STEP), max(hi, x.max() + 2 * MAX_STEP)
+    grid = np.linspace(lo, hi, n_grid)
+    # Student t (3 dof) rather than normal: the data must be able to overrule a law whose interval misses
+    logp = -0.5 * (PRIOR_DOF + 1) * np.log1p(((grid - mu) / sd) ** 2 / PRIOR_DOF)
+    for xd in x[~ok]:
+        logp = np.where(grid < xd, logp, -np.inf)
+    if ok.sum() >= 2:
+        yr = y[ok] / y[ok].min()
+        xs = x[ok]
+        mult = np.exp(np.linspace(-2.0, 2.0, 21))
+        log_prior_c = -0.5 * (np.log(mult) / math.log(2.0)) ** 2
+        s2 = valley.noise**2
+        # r[c, g, i] = y_i - c (x_i - x*_g)^2; the offset a profiled out by centring over runs
+        q = (xs[None, :] - grid[:, None]) ** 2
+        r = yr[None, None, :] - (valley.curvature * mult)[:, None, None] * q[None, :, :]
+        sse = ((r - r.mean(axis=2, keepdims=True)) ** 2).sum(axis=2)
+        ll = -sse / (2 * s2) + log_prior_c[:, None]
+        m = ll.max(axis=0)
+        logp = logp + m + np.log(np.exp(ll - m).sum(axis=0))
+    if not np.any(np.isfinite(logp)):  # every candidate cut off: the optimum lies below every run
+        logp = np.where(grid == grid.min(), 0.0, -np.inf)
+    w = np.exp(logp - np.max(logp))
+    return grid, w / w.sum()
+
+
+def _risk_point(grid: np.ndarray, w: np.ndarray, risk) -> float:
+    """The setting (log lr) that minimises the expected regret under the posterior ``(grid, w)`` of the
+    optimum when the valley is ``risk`` (:class:`oasl.laws.risk.ValleyShape`: asymmetric, with divergence)."""
+    v = grid[::2]
+    expected = risk.regret(v[:, None] - grid[None, :]) @ w
+    return float(v[int(np.argmin(expected))])
+
+
+def _summary(grid: np.ndarray, w: np.ndarray) -> tuple[float, float, float]:
+    cdf = np.cumsum(w)
+    mean = float((grid * w).sum())
+    lo = float(np.interp((1 - 0.9) / 2, cdf, grid))
+    hi = float(np.interp((1 + 0.9) / 2, cdf, grid))
+    return mean, lo, hi
+
+
+def next_lr(
+    center: float,
+    sd: float,
+    lrs: Sequence[float],
+    losses: Sequence[float],
+    valley: Valley,
+) -> float:
+    """Where the next target run goes after the first ones of :func:`plan` (the module's placement rule):
+    the posterior mean of the optimum, or ``d_min`` beside it when a run is already within ``d_min / 2``."""
+    grid, w = posterior(center, sd, lrs, losses, valley)
+    m, _, _ = _summary(grid, w)
+    xs = np.log(np.asarray(lrs, dtype=float))
+    step = min(valley.min_step(), MAX_STEP)
+    if np.min(np.abs(xs - m)) >= step / 2:
+        return math.exp(m)
+    cands = [m - step, m + step]
+    return math.exp(max(cands, key=lambda c: float(np.min(np.abs(xs - c)))))
+
+
+def plan(center: float, sd: float, k: int, valley: Valley, risk=None) -> list[float]:
+    """The first runs of a budget of ``k``: the centre for k = 1 (the risk-adjusted point when ``risk``, a
+    :class:`oasl.laws.risk.ValleyShape`, is given), the centre ± d for k >= 2 (the rest depend on the
+    losses, see :func:`next_lr`)."""
+    if k <= 1:
+        if risk is not None:
+            grid, w = posterior(center, sd, [], [], valley)
+            return [math.exp(_risk_point(grid, w, risk))]
+        return [center]
+    d = min(max(sd, valley.min_step()), MAX_STEP)
+    return [center * math.exp(-d), center * math.exp(d)]
+
+
+def refine(
+    center: float,
+    interval: tuple[float, float] | None,
+    k: int,
+    train: Callable[[list[float]], list[float]],
+    valley: Valley | None = None,
+    batch_seqs: int | None = None,
+    risk=None,
+) -> RefineResult:
+    """Place ``k`` target runs around the law's recommendation ``center`` (lr) with its 90% ``interval``,
+    train them with ``train(lrs) -> final losses`` (NaN where a run diverged; e.g. through the store with
+    :func:`oasl.sweep.run_sweep`), fit the local valley and return a :class:`RefineResult`.
+
+    ``valley`` is the ladder's valley (:func:`ladder_valley`; defaults otherwise). The first runs of a
+    budget (:func:`plan`) are trained together, the rest one at a time (each placed where the posterior
+    points). ``risk`` (a :class:`oasl.laws.risk.ValleyShape` measured on the ladder, :func:`ladder_risk`)
+    makes the answer the lr of least expected regret under the posterior on that asymmetric valley
+    instead of the posterior mean. ``batch_seqs`` is carried into the result when the batch was chosen
+    jointly."""
+    from oasl.errors import ConfigError
+
+    if k < 1:
+        raise ConfigError(f"k = {k}: give at least one target run to refine with")
+    if not (math.isfinite(center) and center > 0):
+        raise ConfigError(f"centre lr {center!r} is not a positive number: give the law's recommendation")
+    valley = valley or Valley()
+    sd = prior_sd(center, interval)
+    lrs = plan(center, sd, k, valley, risk)
+    losses = [float(v) for v in train(list(lrs))]
+    while len(lrs) < k:
+        nxt = next_lr(center, sd, lrs, losses, valley)
+        lrs.append(nxt)
+        losses.append(float(train([nxt])[0]))
+    return fit_runs(center, interval, lrs, losses, valley, batch_seqs, risk)
+
+
+def fit_runs(
+    center: float,
+    interval: tuple[float, float] | None,
+    lrs: Sequence[float],
+    losses: Sequence[float],
+    valley: Valley | None = None,
+    batch_seqs: int | None = None,
+    risk=None,
+) -> RefineResult:
+    """The refined lr from runs already trained (``lrs``, ``losses``; NaN = diverged), with the flags;
+    with no runs, the law's own point (risk-adjusted when ``risk`` is given)."""
+    valley = valley or Valley()
+    sd = prior_sd(center, interval)
+    grid, w = posterior(center, sd, lrs, losses, valley)
+    m, lo, hi = _summary(grid, w)
+    if risk is not None:
+        m = _risk_point(grid, w, risk)
+    flags, msgs = [], []
+    y = np.asarray(losses, dtype=float)
+    x = np.log(np.asarray(lrs, dtype=float))
+    ok = np.isfinite(y)
+    if (~ok).any():
+        flags.append("diverged")
+        msgs.append(
+            f"{int((~ok).sum())} run(s) diverged (lr {', '.join(f'{v:.3g}' for v in np.exp(x[~ok]))}): the "
+            "optimum is taken to lie below them"
+        )
+    if ok.sum() >= 2:
+        yr = y[ok] / y[ok].min()
+        xs = x[ok]
+        best = xs[np.argmin(yr)]
+        # two runs within noise of each other may also bracket the optimum symmetrically: only a third
+        # run (placed between them) can tell a flat valley from a centred one
+        if ok.sum() >= 3 and float(yr.max() - 1.0) < 2 * valley.noise:
+            flags.append("flat")
+            msgs.append(
+                f"the runs differ by {100 * float(yr.max() - 1):.2f}%, less than twice the noise "
+                f"({100 * valley.noise:.2f}%): the valley is flatter than the noise here, so the runs cannot "
+                "place the optimum and the answer stays near the law's; any lr in this range is about as good"
+            )
+        else:
+            # where the runs alone point, under the ladder's curvature (no prior): beyond the runs by more
+            # than half a resolvable step means the valley's bottom was not bracketed
+            cand = np.linspace(xs.min() - 4 * MAX_STEP, xs.max() + 4 * MAX_STEP, 1601)
+            r = yr[None, :] - valley.curvature * (xs[None, :] - cand[:, None]) ** 2
+            x_data = float(cand[np.argmin(((r - r.mean(axis=1, keepdims=True)) ** 2).sum(axis=1))])
+            half = valley.min_step() / 2
+            if best in (xs.min(), xs.max()) and not xs.min() - half <= x_data <= xs.max() + half:
+                side = "above" if x_data > xs.max() else "below"
+                edge = math.exp(xs.max() if side == "above" else xs.min())
+                flags.append("beyond")
+                # a parabola extrapolated far beyond the runs is no answer: go at most MAX_STEP past the
+                # best run, and let the interval span what the runs say
+                capped = float(np.clip(m, best - MAX_STEP, best + MAX_STEP))
+                lo, hi = min(best, capped, x_data), max(best, capped, x_data)
+                m = capped
+                msgs.append(
+                    f"the runs point to an optimum {side} lr {edge:.3g} (near {math.exp(x_data):.3g} at the "
+                    "ladder's curvature), outside the runs: the law's interval likely misses the valley; the "
+                    f"answer goes at most x{math.exp(MAX_STEP):.1f} past the best run; train more runs {side} "
+                    "it (raise k) before using it"
+                )
+    return RefineResult(
+        lr=float(math.exp(m)),
+        interval=(float(math.exp(lo)), float(math.exp(hi))),
+        lrs=[float(v) for v in lrs],
+        losses=[float(v) for v in losses],
+        center=float(center),
+        prior_interval=tuple(float(v) for v in interval) if interval is not None else (math.nan, math.nan),
+        valley=asdict(valley),
+        k=len(lrs),
+        flags=flags,
+        messages=msgs,
+        batch_seqs=batch_seqs,
+        risk=risk.to_dict() if risk is not None else {},
+    )
+
+
+def ladder_valley(runs: pd.DataFrame, optimizer: str | None = None, window: float = 1.2) -> Valley:
+    """The valley's shape measured on a ladder's runs (the store's frame: ``lr``, ``final_val_loss``,
+    ``n_params``, ``optimizer``, ``status``): for each size, the seed-mean loss per lr within ``window`` (log
+    lr) of the best, fitted by a parabola in log lr on the relative loss; ``curvature`` is the largest
+    size's (the one nearest the target), ``noise`` the median residual sd over sizes. Defaults where fewer
+    than 4 finite points sit in the window of any size."""
+    df = runs
+    if optimizer is not None and "optimizer" in df:
+        df = df[df["optimizer"] == optimizer]
+    if "status" in df:
+        df = df[df["status"] == "done"]
+    df = df[np.isfinite(pd.to_numeric(df.get("final_val_loss"), errors="coerce"))]
+    curv: dict[float, float] = {}
+    resid: list[float] = []
+    for n, sub in df.groupby("n_params"):
+        mean = sub.groupby("lr")["final_val_loss"].mean()
+        x = np.log(mean.index.to_numpy(float))
+        y = mean.to_numpy(float) / mean.min()
+        near = np.abs(x - x[np.argmin(y)]) <= window
+        if near.sum() < 4:
+            continue
+        coef, res, *_ = np.polyfit(x[near], y[near], 2, full=True)
+        if coef[0] <= 0:
+            continue
+        curv[float(n)] = float(coef[0])
+        fitted = np.polyval(coef, x[near])
+        resid.append(float(np.sqrt(np.sum((y[near] - fitted) ** 2) / max(near.sum() - 3, 1))))
+    if not curv:
+        return Valley()
+    noise = max(float(np.median(resid)), NOISE_MIN) if resid else DEFAULT_NOISE
+    return Valley(curvature=curv[max(curv)], noise=noise, source=f"ladder ({len(curv)} sizes)")
+
+
+def ladder_risk(runs: pd.DataFrame, optima: pd.DataFrame, optimizer: str | None = None, window: float = 1.5):
+    """The ladder's asymmetric valley (:class:`oasl.laws.risk.ValleyShape`, Marin-style: curvature below
+    and above the optimum, where runs diverge) from the runs around each size's located optimum
+    (``optima``: ``n_params``, ``opt``, ``loss_at_opt``); finite runs within ``window`` (log lr) of it,
+    every diverged run. None when it cannot be measured."""
+    from oasl.errors import FitError
+    from oasl.laws.risk import ValleyShape
+
+    df, op = runs, optima
+    if optimizer is not None:
+        df = df[df["optimizer"] == optimizer] if "optimizer" in df else df
+        op = op[op["optimizer"] == optimizer] if "optimizer" in op else op
+    t, dl, dv, g = [], [], [], []
+    for _, row in op.iterrows():
+        opt, at = float(row.get("opt", math.nan)), float(row.get("loss_at_opt", math.nan))
+        if not (math.isfinite(opt) and opt > 0 and math.isfinite(at)):
+            continue
+        sub = df[df["n_params"] == row["n_params"]]
+        loss = pd.to_numeric(sub["final_val_loss"], errors="coerce").to_numpy(float)
+        div = ~np.isfinite(loss)
+        if "status" in sub:
+            div |= (sub["status"] == "diverged").to_numpy()
+        x = np.log(sub["lr"].to_numpy(float) / opt)
+        keep = div | (np.abs(x) <= window)
+        t += list(x[keep])
+        dl += list(np.where(div, 0.0, loss - at)[keep])
+        dv += list(div[keep])
+        g += [float(row["n_params"])] * int(keep.sum())
+    if not t:
+        return None
+    try:
+        return ValleyShape.from_runs(t, dl, dv, groups=g)
+    except FitError:
+        return None
+
+
+def zero_run(center: float, interval, valley: Valley | None = None, risk=None) -> RefineResult:
+    """The law's point with no target run: the lr of least expected regret under the law's predictive
+    distribution (the Student-t prior of :func:`posterior`) on the ladder's asymmetric valley ``risk``;
+    the centre when ``risk`` is None."""
+    return fit_runs(center, interval, [], [], valley, None, risk)
+
+
+def refine_in_store(
+    base,
+    center: float,
+    interval: tuple[float, float] | None,
+    k: int,
+    store,
+    workers: int = 1,
+    valley: Valley | None = None,
+    log=None,
+    risk="ladder",
+) -> RefineResult:
+    """:func:`refine` with the target's runs trained through the store (and its executors, as
+    :func:`oasl.sweep.run_sweep` does; finished runs are reused, not retrained) and marked role "target"
+    (so ``oasl fit`` leaves them out). ``base`` is the target's :class:`~oasl.config.RunSpec` (its lr is
+    replaced); ``valley`` defaults to :func:`ladder_valley` of the store's sweep runs of ``base.optimizer``,
+    and ``risk="ladder"`` to their :func:`ladder_risk` (None: the answer is the posterior mean)."""
+    from oasl.validate.baselines import with_changes
+    from oasl.validate.harness import Runner
+
+    runner = Runner(str(store), workers, log or (lambda msg: None))
+    if valley is None or risk == "ladder":
+        df = runner.store.to_dataframe(finished_only=True)
+        if len(df) and "role" in df:
+            df = df[df["role"].fillna("sweep") == "sweep"]
+        if valley is None:
+            valley = ladder_valley(df, base.optimizer) if len(df) else Valley()
+        if risk == "ladder":
+            risk = _store_risk(df, base.optimizer)
+
+    def train(lrs: list[float]) -> list[float]:
+        return runner.losses([with_changes(base, lr=float(v)) for v in lrs], role="target")
+
+    return refine(center, interval, k, train, valley, batch_seqs=None, risk=risk)
+
+
+def _store_risk(df: pd.DataFrame, optimizer: str):
+    """:func:`ladder_risk` of a store's sweep runs of ``optimizer`` (optima located as ``oasl optima``
+    does); None when they do not give one."""
+    from oasl.errors import OaslError
+    from oasl.optima import locate_optima
+
+    sub = df[df["optimizer"] == optimizer] if len(df) and "optimizer" in df else df
+    if len(sub) < 3:
+        return None
+    try:
+        group = [c for c in ("optimizer", "n_params", "tokens") if c in sub]
+        return ladder_risk(sub, locate_optima(sub, over="lr", group_by=group), optimizer)
+    except (OaslError, KeyError, ValueError):
+        return None
