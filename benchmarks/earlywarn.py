@@ -28,7 +28,8 @@ STORES = [RESULTS_DIR / "extrapolation.db", RESULTS_DIR / "schedules.db"]
 
 
 def main() -> None:
-    from oasl.train.earlywarn import cross_validate, training_table
+    from oasl.train.earlywarn import cross_validate
+    from oasl.workflows import training_table
 
     t0 = time.time()
     missing = [str(s) for s in STORES if not s.exists()]

@@ -75,6 +75,4 @@ def test_readme_links_resolve():
     local = [t for t in targets if not re.match(r"[a-z]+://", t)]
     assert any(t.startswith("docs/") for t in local)
     missing = [t for t in local if not (ROOT / t).exists()]
-    # docs/api.md is written by the `import oasl` work of issue 26 item 1; until it lands it may be absent
-    missing = [t for t in missing if t != "docs/api.md"]
     assert not missing, f"README.md links to missing files: {missing}"

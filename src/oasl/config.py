@@ -17,6 +17,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from oasl.errors import ConfigError
 
+# muP's output multiplier a_out (logits x a_out / m), tuned at base widths 16 and 32 on the CPU ladder of
+# benchmarks/mup_ladder.py (AdamW, a_out in 1..32; best 8-16 at both bases). TP-V Table 1: parameter
+# multipliers are muTransferable HPs, tuned on the base model; mup's default output_mult = 1 is SP's readout.
+MUP_OUTPUT_MULT = 8.0  # oasl.models.gpt.MUP_OUTPUT_MULT
+
 ScheduleName = Literal["constant", "cosine", "linear", "wsd", "inverse_sqrt", "step"]
 
 # RunSpec fields added after stores existed: each is left out of the hashed key payload while it equals
@@ -28,6 +33,8 @@ KEY_DEFAULTS: dict[str, Any] = {
     "gns": False,
     "output_mult": None,
     "gns_hessian": False,
+    "trainer": None,
+    "model": None,
 }
 
 
@@ -119,6 +126,43 @@ class ScheduleSpec(_Spec):
         return int(round(self.warmup_frac * total_steps))
 
 
+class TrainerSpec(_Spec):
+    """Which code trains a run when it is not oasl's built-in GPT (see :mod:`oasl.trainers`).
+
+    Exactly one of ``command`` (a shell command template: ``{field}`` takes any field of the run's
+    params, e.g. ``python train.py --lr {lr} --steps {steps}``) or ``function`` (``"pkg.module:func"``,
+    a callable ``func(trial)``). ``version`` is yours: change it when your training code changes, so the
+    store does not reuse runs of the old code. The identity (command template or function name, and
+    ``version``) is part of every run's key; ``timeout_s`` (seconds per run), ``cwd`` and ``env`` are not.
+    """
+
+    command: str | None = None
+    function: str | None = None
+    version: str = ""
+    timeout_s: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    cwd: str | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one(self) -> TrainerSpec:
+        if (self.command is None) == (self.function is None):
+            raise ValueError(
+                "a trainer is {command: 'python train.py --lr {lr} ...'} or {function: 'pkg.module:func'}"
+                " (exactly one of them)"
+            )
+        if self.command is not None and not self.command.strip():
+            raise ValueError("trainer.command is empty: give the shell command that trains one run")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return "command" if self.command is not None else "function"
+
+    def identity(self) -> dict[str, str]:
+        """What of the trainer goes into a run's key: kind, command template or function name, version."""
+        return {"kind": self.kind, self.kind: self.command or self.function or "", "version": self.version}
+
+
 class RunSpec(_Spec):
     """Everything that determines one training run; its hash is the run's key in the store.
 
@@ -168,10 +212,15 @@ class RunSpec(_Spec):
     # Also measure B_noise = tr(H Sigma) / (G^T H G) with Hessian-vector products (oasl.train.gns_hessian);
     # keyed apart like gns, and only with gns (it reuses the same micro-batch gradients).
     gns_hessian: bool = False
+    # Who trains the run: None is oasl's built-in GPT; otherwise the user's command or function
+    # (oasl.trainers). ``model`` is the ladder rung's own fields for such a trainer (``{name: s, d_model:
+    # 256, n_layers: 4}``); ``shape`` then holds what oasl could read from them (width, depth, seq_len).
+    trainer: TrainerSpec | None = None
+    model: dict[str, Any] | None = None
 
     @model_validator(mode="after")
     def _check(self) -> RunSpec:
-        from oasl.optim.registry import validate_hps  # late: optim imports config
+        from oasl.hparams import validate_hps  # the torch-free table: no optimizer builders
 
         object.__setattr__(self, "hps", validate_hps(self.optimizer, self.hps))
         if self.output_mult is not None and self.parametrization != "mup":
@@ -208,10 +257,11 @@ class RunSpec(_Spec):
         for name, default in KEY_DEFAULTS.items():
             if payload.get(name, default) == default:
                 payload.pop(name, None)
+        if self.trainer is not None:  # the trainer's identity only: timeout, cwd, env do not change the run
+            payload["trainer"] = self.trainer.identity()
         if self.parametrization == "mup":  # muP's model changed with a_out (issue 11): always keyed
-            from oasl.models.gpt import Parametrization  # late: models imports config
-
-            payload["output_mult"] = Parametrization.of(self).alpha_out
+            # a_out as oasl.models.Parametrization.alpha_out reads it under muP
+            payload["output_mult"] = MUP_OUTPUT_MULT if self.output_mult is None else float(self.output_mult)
         text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 

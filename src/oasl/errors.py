@@ -50,3 +50,12 @@ def require(module: str, extra: str):
         raise DependencyError(
             f"{module} is not installed: run `pip install 'oasl[{extra}]'` to use this feature"
         ) from exc
+
+
+class TrainerError(TrainError):
+    """A user's trainer (command, function) failed a run: exit code, no final loss, timeout. The sweep records
+    the run as failed with this message and goes on. ``detail`` holds the tail of the trainer's stderr."""
+
+    def __init__(self, message: str, detail: str = ""):
+        super().__init__(message)
+        self.detail = detail

@@ -2,16 +2,7 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def shared_data(name: str = "") -> Path:
-    """Path of ``../shared/data/<name>`` beside the repository (or ``$OASL_SHARED_DATA/<name>``)."""
-    base = Path(os.environ.get("OASL_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
-    return base / name if name else base
+from oasl.data.shared import REPO_ROOT, shared_data  # noqa: F401 (tests and benchmarks import them here)
 
 
 def tiny_run(**overrides):

@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from oasl.laws.coordinate import CoordinateLawSet, fit_coordinate_laws, formula_for, load_coordinate_laws
+from oasl.laws.coordinate import CoordinateLawSet, formula_for, load_coordinate_laws
+from oasl.laws.coordinate_fit import fit_coordinate_laws
 
 
 def lr_star(opt, n, d):

@@ -25,7 +25,8 @@ def _mini_sweep():
 
 @pytest.fixture(scope="module")
 def mini(tmp_path_factory):
-    from oasl.validate.demo import demo_spec, run_demo
+    from oasl.validate.demo import demo_spec
+    from oasl.workflows import demo as run_demo
 
     out = tmp_path_factory.mktemp("demo")
     result, _, page = run_demo(out, workers=2, spec=demo_spec(sweep=_mini_sweep(), target={"width": 96}))

@@ -19,8 +19,8 @@ from oasl.train.earlywarn import (
     cross_validate,
     curve_features,
     label_runs,
-    training_table,
 )
+from oasl.workflows import training_table
 
 LRS = [1e-3, 3e-3, 1e-2, 3e-2, 0.3, 3.0]
 

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from oasl.validate import load_validate, load_validation, validate
-from oasl.validate.demo import demo_spec, run_demo
+from oasl.validate.demo import demo_spec
+from oasl.workflows import demo as run_demo
 
 MINI_SWEEP = {
     "name": "mini",

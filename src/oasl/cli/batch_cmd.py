@@ -13,30 +13,6 @@ import typer
 from oasl.cli.common import console
 
 
-def target_loss(store, loss: float | None, params: float | None, tokens: float | None, laws: Path | None):
-    """The loss to size the batch for: given, or predicted at (N, D) by a loss law (from ``laws`` or fitted
-    on the store). Returns (loss or None, how it was obtained)."""
-    from oasl.errors import ConfigError
-    from oasl.laws.critical_batch import loss_at
-
-    for name, v in (("--target-loss", loss), ("--target-params", params), ("--target-tokens", tokens)):
-        if v is not None and not (math.isfinite(v) and v > 0):
-            raise ConfigError(f"{name} must be a positive finite number, got {v}")
-    if loss is not None:
-        return loss, "given"
-    if params is None or tokens is None:
-        return None, ""
-    law = None
-    if laws is not None:
-        from oasl.laws import load_laws
-
-        fitted, _ = load_laws(laws)
-        if "loss" not in fitted:
-            raise ConfigError(f"{laws} holds no loss law: refit with `oasl fit` on runs of several N and D")
-        law = fitted["loss"]
-    return loss_at(store, params, tokens, law)
-
-
 def register(app: typer.Typer) -> None:
     batch = typer.Typer(
         no_args_is_help=True,
@@ -115,6 +91,7 @@ def register(app: typer.Typer) -> None:
             scale_column,
         )
         from oasl.store import open_store
+        from oasl.workflows import target_loss
 
         column = scale_column(scale)
         if not Path(store).exists():

@@ -12,24 +12,6 @@ from rich.table import Table
 from oasl.cli.common import console
 
 
-def _tables(stores: list[str], frac: float, far: float):
-    import pandas as pd
-
-    from oasl.errors import ConfigError, StoreError
-    from oasl.train.earlywarn import training_table
-
-    if not stores:
-        raise ConfigError("give at least one --store with finished runs")
-    parts = []
-    for s in stores:
-        if not Path(s).exists():
-            raise StoreError(f"store {s} does not exist")
-        t = training_table(s, frac, far)
-        t["group"] = f"{s}:" + t["group"]
-        parts.append(t)
-    return pd.concat(parts, ignore_index=True)
-
-
 def _fmt(v: float) -> str:
     return "-" if isinstance(v, float) and math.isnan(v) else f"{v:.2f}"
 
@@ -64,8 +46,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Train the early warning on the stores' runs; print held-out precision/recall/F1; save it."""
         from oasl.train.earlywarn import DivergencePredictor, cross_validate
+        from oasl.workflows import earlywarn_table
 
-        table = _tables(store, frac, far)
+        table = earlywarn_table(store, frac, far)
         cv = cross_validate(table, folds=folds, frac=frac, far=far, threshold=threshold)
         console.print(
             _score_table(
@@ -89,9 +72,10 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Score a saved predictor on the runs of other stores."""
         from oasl.train.earlywarn import DivergencePredictor, scores
+        from oasl.workflows import earlywarn_table
 
         pred = DivergencePredictor.load(predictor)
-        table = _tables(store, pred.frac, pred.far)
+        table = earlywarn_table(store, pred.frac, pred.far)
         table["pred"] = pred.predict(table)
         alive = table[table["nonfinite"] == 0]
         console.print(

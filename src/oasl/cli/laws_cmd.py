@@ -68,33 +68,18 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Locate optima and fit a law for each swept HP; write them to a laws file."""
-        from oasl.laws import save_laws
-        from oasl.laws.pipeline import fit_laws
-        from oasl.store import load_runs
+        from oasl.workflows import fit
 
         # validation's target and baseline runs are not sweep optima
-        df = load_runs(store, csv, finished_only=True, role=role)
-        if {"sweep", "ablated"} <= set(df.columns):  # coordinate-descent sweeps (Marin's): docs/marin.md
-            from oasl.laws.coordinate import fit_coordinate_laws
-
-            lawset = fit_coordinate_laws(
-                load_runs(store, csv, role=role), hps=hp or None, meta={"source": store or str(csv)}
-            )
-            lawset.save(out)
+        res = fit(store, csv=csv, hps=hp, role=role, out=out)
+        if res.coordinate is not None:  # coordinate-descent sweeps (Marin's): docs/marin.md
+            lawset = res.coordinate
             console.print(
                 f"coordinate laws of {len(lawset.laws)} HPs for {len(lawset.optimizers)} optimizers -> {out} "
                 f"(selected: {', '.join(f'{h} {v}' for h, v in lawset.meta['selected'].items())})"
             )
             return
-        report = fit_laws(df, hps=hp or None)
-        laws_to_save = dict(report.laws)
-        if report.loss_law is not None:
-            laws_to_save["loss"] = report.loss_law
-        save_laws(
-            out,
-            laws_to_save,
-            {"source": store or str(csv), "features": list(report.features), "n_runs": len(df)},
-        )
+        report = res.report
         table = Table(title=f"fitted laws -> {out}")
         for c in (
             "target",
@@ -184,37 +169,35 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Recommend a full HP configuration for a target model, with intervals and sources."""
-        from oasl.config import ModelShape, build
         from oasl.errors import ConfigError
-        from oasl.laws import load_laws
-        from oasl.laws.catalog import catalog_name, get_catalog
-        from oasl.laws.coordinate import is_coordinate_file, load_coordinate_laws
-        from oasl.recommend import DEFAULT_SEQ_LEN, recommend, recommend_coordinate
+        from oasl.workflows import coordinate_laws, recommend
 
         if fmt not in ("table", "json", "hf", "torch"):
             raise ConfigError(f"unknown --format {fmt!r}: use table, json, hf or torch")
         for flag, v in (("--params", params), ("--tokens", tokens), ("--warn-ratio", warn_ratio)):
             require_positive(v, flag)
-        lawset = None
-        if laws is not None and is_coordinate_file(laws):
-            lawset, where = load_coordinate_laws(laws), f"coordinate laws {laws}"
-        elif laws is None and published and catalog_name(published):
-            lawset, where = get_catalog(published), f"shipped {catalog_name(published)} laws"
-        if lawset is not None:
-            if fmt in ("hf", "torch") or params is None:
-                raise ConfigError(
-                    "coordinate laws take --params and --tokens and print --format table or json"
-                )
-            rec = recommend_coordinate(
-                lawset,
-                optimizer,
-                params,
-                tokens,
-                seq_len,
-                warn_ratio=warn_ratio,
-                risk=risk,
-                laws_source=where,
+        coordinate = coordinate_laws(laws, published) is not None
+        if coordinate and (fmt in ("hf", "torch") or params is None):
+            raise ConfigError("coordinate laws take --params and --tokens and print --format table or json")
+        if not coordinate and (world_size < 1 or grad_accum < 1):
+            raise ConfigError(
+                f"--world-size and --grad-accum must be >= 1, got {world_size} and {grad_accum}"
             )
+        rec = recommend(
+            optimizer,
+            tokens=tokens,
+            params=params,
+            width=width,
+            depth=depth,
+            seq_len=seq_len,
+            laws=laws,
+            published=published,
+            force=force,
+            warn_ratio=warn_ratio,
+            gns_store=gns_store,
+            risk=risk,
+        )
+        if coordinate:
             for w in rec.warnings:
                 typer.secho(f"warning: {w}", err=True, fg="yellow")
             if fmt == "json":
@@ -231,47 +214,10 @@ def register(app: typer.Typer) -> None:
                 table.add_row(it.name, val, ci, it.source)
             console.print(table)
             return
-        if world_size < 1 or grad_accum < 1:
-            raise ConfigError(
-                f"--world-size and --grad-accum must be >= 1, got {world_size} and {grad_accum}"
+        if gns_store is not None and "batch_tokens_gns" not in rec.items:
+            typer.secho(
+                f"warning: {gns_store} has no gradient-noise measurements (train with gns: true)", err=True
             )
-        seq_len = seq_len or DEFAULT_SEQ_LEN  # one rule whether the target is --params or a shape
-        shape = None
-        if width is not None or depth is not None:
-            if width is None or depth is None:
-                raise ConfigError("give both --width and --depth for a target shape")
-            shape = build(
-                ModelShape, {"width": width, "depth": depth, "seq_len": seq_len}, what="target shape"
-            )
-        fitted, source, loss_law = {}, "fitted laws", None
-        if laws is not None:
-            fitted, meta = load_laws(laws)
-            loss_law = fitted.pop("loss", None)
-            source = f"fitted laws {laws} (on {meta.get('source', '?')})"
-        if not fitted and not published:
-            raise ConfigError(
-                "give --laws laws.json (from `oasl fit`) or --published step-law|deepseek|kaplan"
-            )
-        rec = recommend(
-            optimizer,
-            n_params=params,
-            tokens=tokens,
-            shape=shape,
-            laws=fitted,
-            published=published,
-            seq_len=seq_len,
-            warn_ratio=warn_ratio,
-            laws_source=source,
-            force=force,
-        )
-        if gns_store is not None:
-            from oasl.recommend import critical_batch_opinion
-
-            if critical_batch_opinion(rec, gns_store, loss_law) is None:
-                typer.secho(
-                    f"warning: {gns_store} has no gradient-noise measurements (train with gns: true)",
-                    err=True,
-                )
         exported = {  # built before any warning is printed: a failing export stays one line
             "json": lambda: rec.to_dict(),
             "hf": lambda: rec.hf_training_arguments(world_size, grad_accum),

@@ -1,5 +1,5 @@
 """``oasl optima`` (the optimum of swept HPs per group, with CI, band and flags) and ``oasl import``
-(runs from other training code into a store). Thin: parse, call :mod:`oasl.optima`, print."""
+(runs from other training code into a store). Thin: parse, call :mod:`oasl.workflows`, print."""
 
 from __future__ import annotations
 
@@ -10,24 +10,6 @@ import typer
 from rich.table import Table
 
 from oasl.cli.common import console
-
-
-def _split(text: str) -> list[str]:
-    return [t.strip() for t in text.split(",") if t.strip()]
-
-
-def mixed_columns(df, over: list[str], groups: list[str]) -> list[str]:
-    """Known HP columns (not swept here, not grouped on) that take several values within a group."""
-    from oasl.store import HP_COLUMNS
-
-    cols = [c for c in HP_COLUMNS if c in df.columns and c not in over and c not in groups]
-    if not cols or any(g not in df.columns for g in groups):
-        return []
-    if groups:
-        counts = df.groupby(groups, dropna=False)[cols].nunique().max()
-    else:
-        counts = df[cols].nunique()
-    return [c for c in cols if counts[c] > 1]
 
 
 def _num(v) -> str:
@@ -99,15 +81,8 @@ def _print_joint(opt, groups, over, eps, level, out) -> None:
     console.print(table)
 
 
-def _coordinate(df, over: str, loss: str, out: Path) -> None:
+def _print_coordinate(opt, over: str, out: Path) -> None:
     """Coordinate-descent runs: the optimum of ``over`` on each sweep's 1-D valley (oasl.optima.coordinate)."""
-    from oasl.optima.coordinate import COLUMN, coordinate_optima
-
-    over = COLUMN.get(over, over)
-    opt = coordinate_optima(df, [over], loss)
-    opt = opt[opt["hp"] == over]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    opt.to_csv(out, index=False)
     table = Table(title=f"optimum of {over} on each sweep's valley (coordinate descent) -> {out}")
     for c in ("sweep", "chosen", "optimum", "interval (bounded by)", "runs (+div.)", "flags"):
         table.add_column(c)
@@ -154,56 +129,30 @@ def register(app: typer.Typer) -> None:
         plot: Path = typer.Option(None, "--plot", help="PNG of loss vs HP (or the loss surface) per group."),
     ) -> None:
         """Locate the optimum of a swept HP per group, with its CI, near-optimal band and flags."""
-        from oasl.errors import ConfigError
-        from oasl.optima import locate_joint_optima, locate_optima
-        from oasl.store import load_runs
+        from oasl.workflows import optima
 
-        hps = _split(over)
-        if len(hps) not in (1, 2):
-            raise ConfigError(f"--over takes one HP or two comma-separated HPs, got {over!r}")
-        if len(set(hps)) != len(hps):
-            raise ConfigError(f"--over names {hps[0]} twice: give two different HPs for a joint optimum")
-        if not 0 <= eps < 1:
-            raise ConfigError(f"--eps is a relative loss gap in [0, 1), e.g. 0.0025 for 0.25%; got {eps:g}")
-        if n_boot < 0 or seed < 0:
-            raise ConfigError(
-                f"--n-boot and --seed must be >= 0 (--n-boot 0 skips the bootstrap), got {n_boot}, {seed}"
-            )
-        groups = _split(group_by)
-        df = load_runs(store, csv)
-        absent = [c for c in [*hps, *groups, loss] if c not in df.columns]
-        if absent:  # before any warning about the columns that are there
-            raise ConfigError(
-                f"the runs have no column {', '.join(map(repr, absent))} (columns: "
-                f"{', '.join(map(str, df.columns[:25]))}): check --over, --group-by and --loss"
-            )
-        if {"sweep", "ablated"} <= set(df.columns) and len(hps) == 1:
-            _coordinate(df, hps[0], loss, out)  # coordinate-descent sweeps (Marin's): docs/marin.md
+        res = optima(
+            store,
+            csv=csv,
+            over=over,
+            group_by=group_by,
+            loss=loss,
+            eps=eps,
+            level=level,
+            n_boot=n_boot,
+            seed=seed,
+            out=out,
+        )
+        opt, hps, groups, df = res.table, res.over, res.groups, res.runs
+        if res.coordinate:  # coordinate-descent sweeps (Marin's): docs/marin.md
+            _print_coordinate(opt, hps[0], out)
             return
-        mixed = mixed_columns(df, hps, groups)
-        if mixed:
+        if res.mixed:
             console.print(
-                f"[yellow]warning[/yellow]: {', '.join(mixed)} vary within groups: the optimum mixes "
-                f"their settings; add them to --group-by ({','.join([*groups, *mixed])})",
+                f"[yellow]warning[/yellow]: {', '.join(res.mixed)} vary within groups: the optimum mixes "
+                f"their settings; add them to --group-by ({','.join([*groups, *res.mixed])})",
                 highlight=False,
             )
-        if len(hps) == 1:
-            opt = locate_optima(
-                df, over=hps[0], group_by=groups, loss=loss, eps=eps, n_boot=n_boot, seed=seed, level=level
-            )
-        else:
-            opt = locate_joint_optima(
-                df,
-                over=tuple(hps),
-                group_by=groups,
-                loss=loss,
-                eps=eps,
-                n_boot=n_boot,
-                seed=seed,
-                level=level,
-            )
-        out.parent.mkdir(parents=True, exist_ok=True)
-        opt.to_csv(out, index=False)
         (_print_single if len(hps) == 1 else _print_joint)(
             opt, groups, hps[0] if len(hps) == 1 else hps, eps, level, out
         )
@@ -250,23 +199,17 @@ def register(app: typer.Typer) -> None:
         """Import runs into a store (needs a loss column; NaN/inf = diverged). batch_tokens is derived
         from batch_seqs x seq_len when absent. A folder of Marin sweep results (docs/marin.md) is read
         as such."""
-        from oasl.errors import ConfigError
-        from oasl.store import import_runs_csv, parse_pairs
-        from oasl.store.marin import import_marin, is_marin_tree
+        from oasl.store import parse_pairs
+        from oasl.workflows import import_runs
 
-        if fmt not in ("auto", "csv", "marin"):
-            raise ConfigError(f"unknown --format {fmt!r}: use auto, csv or marin")
-        # a folder is read as Marin results (its error names the layout expected when it is not one)
-        if fmt == "marin" or (fmt == "auto" and (is_marin_tree(csv) or Path(csv).is_dir())):
-            res = import_marin(csv, store)
-        else:
-            res = import_runs_csv(
-                csv,
-                store,
-                loss_column=loss_column,
-                column_map=parse_pairs(column_map, "--column-map"),
-                constants=parse_pairs(constants, "--set"),
-            )
+        res = import_runs(
+            csv,
+            store,
+            loss_column=loss_column,
+            column_map=parse_pairs(column_map, "--column-map"),
+            constants=parse_pairs(constants, "--set"),
+            fmt=fmt,
+        )
         for w in res.warnings:
             console.print(f"[yellow]warning[/yellow]: {w}", highlight=False)
         console.print(

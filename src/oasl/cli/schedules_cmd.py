@@ -44,14 +44,6 @@ def _check_level(level: float) -> None:
         raise ConfigError(f"--level must lie strictly between 0 and 1 (e.g. 0.9), got {level}")
 
 
-def _target(
-    ctx: dict, steps: int | None, lr: float | None, warmup_steps: int | None
-) -> tuple[int, float, int]:
-    """The target run's (steps, peak lr, warmup steps): the options given, else the fitted runs'."""
-    warm = warmup_steps if warmup_steps is not None else ctx.get("warmup_steps", 0)
-    return int(steps or ctx["steps"]), float(lr or ctx["lr"]), int(warm)
-
-
 def _check_steps(steps: int | None, warmup_steps: int | None) -> None:
     from oasl.errors import ConfigError
 
@@ -78,14 +70,6 @@ def check_candidate_names(names: list[str]) -> None:
             bad.append(f"{n!r} ({exc})")
     if bad:
         raise ConfigError("unknown candidate schedule(s): " + "; ".join(bad))
-
-
-def _predict_kwargs(law, n_params: float | None, context: dict) -> dict:
-    from oasl.curves import ScaledScheduleLaw
-
-    if isinstance(law, ScaledScheduleLaw):
-        return {"n_params": float(n_params if n_params is not None else context.get("n_params"))}
-    return {}
 
 
 def register(app: typer.Typer) -> None:
@@ -182,6 +166,7 @@ def register(app: typer.Typer) -> None:
 
         from oasl.curves.io import load_schedule_law
         from oasl.errors import ConfigError
+        from oasl.workflows import predict_kwargs
 
         if fmt not in ("table", "json"):
             raise ConfigError(f"unknown --format {fmt!r}: use table or json")
@@ -189,7 +174,7 @@ def register(app: typer.Typer) -> None:
 
         _check_positive(n_params=n_params)
         law, ctx = load_schedule_law(law_file)
-        kw = _predict_kwargs(law, n_params, ctx)
+        kw = predict_kwargs(law, n_params, ctx)
         res = evaluate_curves(law, read_curves(curves, n_params), **kw)
         if fmt == "json":
             typer.echo(json.dumps({"law": str(law_file), **res}, indent=1))
@@ -230,13 +215,14 @@ def register(app: typer.Typer) -> None:
         from oasl.curves.io import load_schedule_law
         from oasl.curves.ranking import candidate_schedules
         from oasl.report.schedules import has_intervals, plot_schedules
+        from oasl.workflows import predict_kwargs, schedule_target
 
         _check_steps(steps, warmup_steps)
         _check_positive(lr=lr, n_params=n_params)
         _check_level(level)
         law, ctx = load_schedule_law(law_file)
-        steps, lr, warm = _target(ctx, steps, lr, warmup_steps)
-        kw = _predict_kwargs(law, n_params, ctx)
+        steps, lr, warm = schedule_target(ctx, steps, lr, warmup_steps)
+        kw = predict_kwargs(law, n_params, ctx)
         lrs = candidate_schedules([schedule], steps, lr, warmup_steps=warm)[schedule]
         final = float(law.predict(lrs, [len(lrs) - 1], **kw)[0])
         msg = f"{schedule}: {steps} steps at peak lr {lr:.3g}: predicted final loss {final:.4f}"
@@ -282,6 +268,7 @@ def register(app: typer.Typer) -> None:
         from oasl.curves.ranking import rank_candidates
         from oasl.errors import ConfigError
         from oasl.report.schedules import has_intervals, plot_schedules
+        from oasl.workflows import predict_kwargs, schedule_target
 
         if (law_file is None) == (store is None):
             raise ConfigError("give exactly one of --law (a fitted law file) or --store (fit on its curves)")
@@ -297,8 +284,8 @@ def register(app: typer.Typer) -> None:
                 law, ctx, _ = fit_from_store(store, _where(where), law_name, boot=20)
         else:
             law, ctx = load_schedule_law(law_file)
-        steps, lr, warm = _target(ctx, steps, lr, warmup_steps)
-        kw = _predict_kwargs(law, n_params, ctx)
+        steps, lr, warm = schedule_target(ctx, steps, lr, warmup_steps)
+        kw = predict_kwargs(law, n_params, ctx)
         df = rank_candidates(
             law,
             names,

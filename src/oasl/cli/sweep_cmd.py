@@ -45,23 +45,17 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Print how many runs a sweep has, their FLOPs and an estimate of their wall time."""
-        from oasl.store import open_store
-        from oasl.sweep import expand, load_sweep, plan
-        from oasl.sweep.execute import resolve_execution
+        from oasl.workflows import load_sweep_spec, plan_sweep
 
-        spec = load_sweep(spec_path)
-        ex = resolve_execution(
-            spec.execution, executor=executor, workers=workers, members=members, threads=threads
-        )
-        runs = expand(spec)
-        p = plan(
-            runs,
-            open_store(store) if store else None,
-            workers=ex.workers,
+        spec = load_sweep_spec(spec_path)
+        p = plan_sweep(
+            spec,
+            store=store,
+            executor=executor,
+            workers=workers,
+            members=members,
+            threads=threads,
             measure=measure,
-            executor=ex.executor,
-            members=ex.members,
-            threads=ex.threads,
         )
         table = Table(title=f"sweep {spec.name}: {p.n_runs} runs ({p.n_todo} to do)")
         for c in ("optimizer", "width", "depth", "N", "runs", "to do", "FLOPs", "time (1 run at a time)"):
@@ -129,12 +123,12 @@ def register(app: typer.Typer) -> None:
         """Run every run of a sweep not yet in the store (killed sweeps resume where they stopped).
 
         Flags override the spec's `execution:` block. Sweeps sharing a store claim runs, so each run trains once."""
-        from oasl.sweep import expand, load_sweep, run_sweep
-        from oasl.sweep.execute import resolve_execution
+        from oasl.sweep import expand
+        from oasl.workflows import load_sweep_spec, sweep, sweep_execution
 
-        spec = load_sweep(spec_path)
-        execution = resolve_execution(
-            spec.execution,
+        spec = load_sweep_spec(spec_path)
+        execution = sweep_execution(
+            spec,
             executor=executor,
             backend=backend,
             workers=workers,
@@ -144,23 +138,14 @@ def register(app: typer.Typer) -> None:
             gpus_per_run=gpus_per_run,
             threads=threads,
         )
-        runs = expand(spec)
         with progress_bar() as bar:
-            task = bar.add_task(f"sweep {spec.name}", total=len(runs), status="")
+            task = bar.add_task(f"sweep {spec.name}", total=len(expand(spec)), status="")
 
             def on_update(summary, total) -> None:
                 best = "  ".join(f"{g}: {v:.3f}" for g, v in sorted(summary.best.items())[:4])
                 bar.update(task, completed=summary.finished, status=best)
 
-            summary = run_sweep(
-                runs,
-                store,
-                pruning=spec.pruning,
-                early_warn=spec.early_warn,
-                execution=execution,
-                on_update=on_update,
-                wait=wait,
-            )
+            summary = sweep(spec, store=store, execution=execution, wait=wait, progress=on_update)
             bar.update(task, completed=summary.finished)
         table = Table(title=f"sweep {spec.name} -> {store} ({summary.executor} executor)", show_header=False)
         for name, value in [

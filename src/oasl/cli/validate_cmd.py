@@ -106,13 +106,14 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Recommend at a larger target and compare with an oracle grid and baselines there."""
         from oasl.cli.common import progress_bar
-        from oasl.validate import load_validate, validate
+        from oasl.validate import load_validate
+        from oasl.workflows import validate
 
         spec = load_validate(spec_path)
         with progress_bar() as bar:
             result = validate(
                 spec,
-                store,
+                store=store,
                 workers=workers,
                 log=bar.log,
                 out=out,
@@ -127,7 +128,7 @@ def register(app: typer.Typer) -> None:
         workers: int = typer.Option(2, "--workers", help="Parallel training processes."),
     ) -> None:
         """The whole pipeline on built-in defaults: sweep, optima, laws, recommend ~9x larger, verify, report."""
-        from oasl.validate.demo import run_demo
+        from oasl.workflows import demo
 
         t0 = time.perf_counter()
         console.rule(
@@ -136,7 +137,7 @@ def register(app: typer.Typer) -> None:
         from oasl.cli.common import progress_bar
 
         with progress_bar() as bar:
-            result, report, page = run_demo(
+            result, report, page = demo(
                 out,
                 workers=workers,
                 log=bar.log,
@@ -156,12 +157,7 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Write a self-contained HTML report (plots embedded) from a store."""
-        from oasl.errors import StoreError
-        from oasl.report.html import write_report
-        from oasl.validate import load_validation
+        from oasl.workflows import report
 
-        if not Path(store).exists():
-            raise StoreError(f"store {store} does not exist")
-        val = load_validation(validation) if validation else None
-        page = write_report(store, out, validation=val, schedules=schedule_law)
+        page = report(store, out, validation=validation, schedule_law=schedule_law)
         console.print(f"report written to {page}")

@@ -112,13 +112,13 @@ def paper_lrs(name: str) -> np.ndarray:
 def load_paper_curves(size: str = "25M", root: str | Path | None = None) -> dict[str, Curve]:
     """The paper's curves of model ``size`` ("25M" or "100M") as :class:`Curve` objects keyed by schedule
     name, with the rebuilt per-step schedule (checked against the CSV's lr column) and ``n_params``
-    set to the nominal size. ``root`` defaults to ``oasl.testing.shared_data("multipowerlaw")``."""
+    set to the nominal size. ``root`` defaults to ``oasl.data.shared.shared_data("multipowerlaw")``."""
     import pandas as pd
 
     if size not in SIZES:
         raise DataError(f"unknown model size {size!r}: expected one of {', '.join(SIZES)}")
     if root is None:
-        from oasl.testing import shared_data
+        from oasl.data.shared import shared_data
 
         root = shared_data("multipowerlaw")
     folder = Path(root) / f"csv_{size[:-1]}"

@@ -11,6 +11,7 @@ from oasl.laws.forms import ConstantLaw, LogLinearLaw, OneMinusPowerLaw
 from oasl.laws.io import law_from_dict, load_laws, save_laws
 from oasl.laws.loss import LossLaw
 from oasl.laws.overtraining import OvertrainingLossLaw
+from oasl.laws.pipeline import FitReport, fit_laws
 from oasl.laws.power import PowerLaw
 from oasl.laws.published import (
     PUBLISHED,
@@ -25,6 +26,7 @@ from oasl.laws.steps_laws import StepsTableFit
 from oasl.laws.steps_table import StepsTable, read_steps_table
 
 __all__ = [
+    "FitReport",
     "FEATURES",
     "FEATURE_UNITS",
     "FORMS",
@@ -45,6 +47,7 @@ __all__ = [
     "deepseek_flops_from_6nd",
     "describe_published",
     "fit_law",
+    "fit_laws",
     "get_published",
     "law_from_dict",
     "load_laws",

@@ -231,11 +231,3 @@ def load_coordinate_laws(path: str | Path) -> CoordinateLawSet:
         raise ConfigError(
             f"laws file {p} is not a valid coordinate laws file ({type(exc).__name__}: {exc})"
         ) from None
-
-
-def fit_coordinate_laws(df, hps=None, interval: str = "jackknife+", meta=None):
-    """Fit a :class:`CoordinateLawSet` on a coordinate-descent runs table: see
-    :func:`oasl.laws.coordinate_fit.fit_coordinate_laws`."""
-    from oasl.laws.coordinate_fit import fit_coordinate_laws as fit
-
-    return fit(df, hps=hps, interval=interval, meta=meta)

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from oasl import __version__
+from oasl._version import __version__
 from oasl.errors import ConfigError, OaslError
 from oasl.laws.forms import LAW_KINDS
 from oasl.laws.loss import LossLaw

@@ -55,14 +55,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from oasl.config import ModelShape
+from oasl.config import MUP_OUTPUT_MULT, ModelShape
 from oasl.errors import ConfigError
 
 INIT_STD = 0.02  # GPT-2 / nanoGPT init scale, the SP of this model and muP's scale at the base width
-# muP's output multiplier a_out (logits x a_out / m), tuned at base widths 16 and 32 on the CPU ladder of
-# benchmarks/mup_ladder.py (AdamW, a_out in 1..32; best 8-16 at both bases). TP-V Table 1: parameter
-# multipliers are muTransferable HPs, tuned on the base model; mup's default output_mult = 1 is SP's readout.
-MUP_OUTPUT_MULT = 8.0
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Optimizer registry: each optimizer by name, with its hyperparameters, defaults and valid ranges.
+"""Optimizer registry: each optimizer by name, with its hyperparameters, defaults and valid ranges
+(the torch-free table of :mod:`oasl.hparams`) and a builder of the torch optimizer.
 
 An entry says which family of muP learning-rate rules applies to it (``adam`` for adaptive,
 sign-like or normalized updates; ``sgd`` for plain gradient steps) and builds the torch optimizer
@@ -15,26 +16,9 @@ from typing import Any
 import torch
 
 from oasl.errors import ConfigError
+from oasl.hparams import HP, TABLE, validate_hps
 
-
-@dataclass(frozen=True)
-class HP:
-    """One optimizer hyperparameter: default and the closed range of valid values."""
-
-    name: str
-    default: float
-    low: float
-    high: float
-    doc: str = ""
-    log_scale: bool = False
-
-    def check(self, value: float, optimizer: str) -> float:
-        value = float(value)
-        if not (self.low <= value <= self.high):
-            raise ConfigError(
-                f"{optimizer}.{self.name}={value:g} is outside its valid range [{self.low:g}, {self.high:g}]"
-            )
-        return value
+__all__ = ["HP", "REGISTRY", "OptimizerEntry", "get_optimizer", "list_optimizers", "validate_hps"]
 
 
 @dataclass(frozen=True)
@@ -147,74 +131,21 @@ class MuonWithAdamW(torch.optim.Optimizer):
             o.load_state_dict(s)
 
 
-_UNIT = (0.0, 1.0 - 1e-9)
+_BUILDERS = {"adamw": _adamw, "sgd": _sgd, "adafactor": _adafactor, "lion": _lion, "muon": MuonWithAdamW}
 
 REGISTRY: dict[str, OptimizerEntry] = {
-    "adamw": OptimizerEntry(
-        name="adamw",
-        family="adam",
-        default_lr=1e-3,
-        build=_adamw,
-        hps=(
-            HP("beta1", 0.9, *_UNIT, "first-moment decay"),
-            HP("beta2", 0.95, *_UNIT, "second-moment decay"),
-            HP("eps", 1e-8, 0.0, 1.0, "denominator epsilon", log_scale=True),
-            HP("weight_decay", 0.1, 0.0, 10.0, "decoupled, multiplied by lr (torch convention)"),
-        ),
-        citation="Loshchilov & Hutter 2019, arXiv 1711.05101",
-    ),
-    "sgd": OptimizerEntry(
-        name="sgd",
-        family="sgd",
-        default_lr=0.1,
-        build=_sgd,
-        hps=(
-            HP("momentum", 0.9, *_UNIT, "heavy-ball momentum"),
-            HP("nesterov", 0.0, 0.0, 1.0, "1 for Nesterov momentum"),
-            HP("weight_decay", 0.0, 0.0, 10.0, "coupled L2 (torch convention)"),
-        ),
-        citation="Sutskever et al. 2013 (momentum)",
-    ),
-    "adafactor": OptimizerEntry(
-        name="adafactor",
-        family="adam",
-        default_lr=1e-2,
-        build=_adafactor,
-        hps=(
-            HP("beta2_decay", -0.8, -1.0, 0.0, "second-moment decay exponent"),
-            HP("clip_threshold", 1.0, 1e-3, 100.0, "update clipping threshold d"),
-            HP("weight_decay", 0.0, 0.0, 10.0, "decoupled, multiplied by lr"),
-        ),
-        citation="Shazeer & Stern 2018, arXiv 1804.04235 (torch.optim.Adafactor)",
-    ),
-    "lion": OptimizerEntry(
-        name="lion",
-        family="adam",
-        default_lr=1e-4,
-        build=_lion,
-        hps=(
-            HP("beta1", 0.9, *_UNIT, "interpolation for the sign update"),
-            HP("beta2", 0.99, *_UNIT, "momentum decay"),
-            HP("weight_decay", 0.0, 0.0, 100.0, "decoupled, multiplied by lr"),
-        ),
-        citation="Chen et al. 2023, arXiv 2302.06675",
-    ),
-    "muon": OptimizerEntry(
-        name="muon",
-        family="adam",
-        default_lr=2e-3,
-        build=MuonWithAdamW,
-        hidden_only=True,
-        hps=(
-            HP("momentum", 0.95, *_UNIT, "Muon momentum"),
-            HP("nesterov", 1.0, 0.0, 1.0, "1 for Nesterov momentum"),
-            HP("beta1", 0.9, *_UNIT, "AdamW part: first-moment decay"),
-            HP("beta2", 0.95, *_UNIT, "AdamW part: second-moment decay"),
-            HP("weight_decay", 0.1, 0.0, 10.0, "decoupled, multiplied by lr, both parts"),
-            HP("adam_lr_ratio", 1.0, 1e-3, 1e3, "AdamW part's LR relative to the peak LR", log_scale=True),
-        ),
-        citation="Jordan et al. 2024 (Muon); torch.optim.Muon",
-    ),
+    name: OptimizerEntry(
+        name=t.name,
+        family=t.family,
+        hps=t.hps,
+        build=_BUILDERS[name],
+        default_lr=t.default_lr,
+        lr_range=t.lr_range,
+        hidden_only=t.hidden_only,
+        doc=t.doc,
+        citation=t.citation,
+    )
+    for name, t in TABLE.items()
 }
 
 
@@ -226,22 +157,6 @@ def get_optimizer(name: str) -> OptimizerEntry:
         raise ConfigError(
             f"unknown optimizer {name!r}: choose one of {', '.join(sorted(REGISTRY))}"
         ) from None
-
-
-def validate_hps(optimizer: str, hps: dict[str, float]) -> dict[str, float]:
-    """Fill defaults and range-check ``hps`` for ``optimizer``; ConfigError names an unknown HP."""
-    entry = get_optimizer(optimizer)
-    unknown = sorted(set(hps) - set(entry.hp_names))
-    if unknown:
-        raise ConfigError(
-            f"optimizer {entry.name} has no hyperparameter {', '.join(unknown)}: "
-            f"its hyperparameters are {', '.join(entry.hp_names)}"
-        )
-    out = entry.defaults()
-    for h in entry.hps:
-        if h.name in hps:
-            out[h.name] = h.check(hps[h.name], entry.name)
-    return out
 
 
 def list_optimizers() -> Iterable[OptimizerEntry]:

@@ -232,7 +232,7 @@ def load_runs(
             f"store {store} does not exist: run `oasl sweep run` or `oasl import RUNS.csv --store {store}`"
         )
     else:
-        from oasl.store import open_store
+        from oasl.store.sqlite import open_store
 
         df = open_store(store).to_dataframe(finished_only=finished_only)
     if role != "all" and "role" in df:
@@ -260,7 +260,7 @@ def import_runs_csv(
 ) -> ImportResult:
     """Read, convert and validate the runs CSV at ``path`` and add its rows to ``store`` (a Store or a
     path, created if absent). Returns an :class:`ImportResult`; DataError/ConfigError on a fault."""
-    from oasl.store import open_store
+    from oasl.store.sqlite import open_store
 
     path = Path(path)
     df = read_runs_csv(path, loss_column, column_map, constants)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from oasl import __version__
+from oasl._version import __version__
 from oasl.errors import StoreError
 from oasl.store.base import CURVE_COLUMNS, FINISHED, Store
 from oasl.store.claims import CLAIMS_SCHEMA, ClaimsMixin

@@ -75,6 +75,27 @@ def todo(runs: list[RunSpec], store: Store) -> tuple[list[RunSpec], int, int]:
     return out, finished, gave_up
 
 
+def _with_trainer(runs: list[RunSpec], trainer, version: str) -> tuple[list[RunSpec], str | None]:
+    """``runs`` stamped with the trainer given as ``trainer=`` (None: as they are), and the trainer's name
+    when it is a function other processes cannot import (its runs must train in this process)."""
+    from oasl.trainers import as_trainer_spec
+    from oasl.trainers.function import importable
+
+    spec = as_trainer_spec(trainer, version)
+    if spec is not None:
+        for r in runs:
+            if r.trainer is not None and r.trainer.identity() != spec.identity():
+                raise SweepError(
+                    f"run {r.key()} names trainer {r.trainer.identity()} but trainer= gives {spec.identity()}: "
+                    "give one of them"
+                )
+        runs = [r if r.trainer is not None else r.model_copy(update={"trainer": spec}) for r in runs]
+    for r in runs:
+        if r.trainer is not None and r.trainer.function is not None and not importable(r.trainer.function):
+            return runs, r.trainer.function
+    return runs, None
+
+
 def order_for_pruning(runs: list[RunSpec]) -> list[RunSpec]:
     """Within each group, start from the middle of the lr grid: good runs first make pruning bite."""
     import numpy as np
@@ -151,6 +172,8 @@ def run_sweep(
     execution: Execution | None = None,
     wait: bool = True,
     threads: int | None = None,
+    trainer=None,
+    trainer_version: str = "",
 ) -> SweepSummary:
     """Execute every run of ``runs`` not yet finished in ``store`` (a path or a :class:`Store`).
 
@@ -162,8 +185,14 @@ def run_sweep(
     ``pruning`` stops runs far behind their group; ``early_warn`` (with a predictor file) stops runs the
     divergence early warning flags (both: status "stopped"). ``on_update(summary, total)`` is called
     after each run. ``wait``: when another live sweep trains some of these runs, wait for them (taking
-    them over if that sweep dies) rather than return without them. Returns a :class:`SweepSummary`.
+    them over if that sweep dies) rather than return without them. ``trainer`` trains the runs with the
+    user's code (:mod:`oasl.trainers`): a callable ``f(trial)``, a command string, a TrainerSpec or a dict
+    (``trainer_version`` goes into their keys); runs that already name another trainer are an error. Before
+    any run starts, every trainer is checked (a command naming an unknown field, a function that cannot be
+    imported: one ConfigError line). Returns a :class:`SweepSummary`.
     """
+    notes: list[str] = []
+    runs, local_only = _with_trainer(runs, trainer, trainer_version)
     ex_obj = executor if isinstance(executor, Executor) else None
     opts = resolve_execution(
         execution,
@@ -174,6 +203,15 @@ def run_sweep(
         ray_address=ray_address,
         threads=threads,
     )
+    if local_only and ex_obj is None and (opts.executor == "ray" or opts.workers > 1):
+        notes.append(
+            f"note: the trainer {local_only} cannot be imported by other processes (a lambda, closure, or a "
+            "function of __main__): its runs train here, one at a time; define it in a module to use workers"
+        )
+        opts = opts.model_copy(update={"executor": "local", "workers": 1})
+    from oasl.trainers import check_runs
+
+    check_runs(runs)
     st = open_store(store)
     warn = None
     if early_warn is not None and early_warn.predictor:
@@ -200,6 +238,8 @@ def run_sweep(
             return
         tried.add(out["key"])
         setattr(summary, status, getattr(summary, status) + 1)
+        if out.get("note"):
+            notes.append(out["note"])
         if status == "failed":
             summary.errors.append(f"{out['key']}: {out['error']}")
         else:
@@ -232,6 +272,6 @@ def run_sweep(
         time.sleep(poll_s)
     # runs other sweeps finished while this one waited count as already in the store
     summary.skipped = summary.planned - summary.gave_up - summary.busy - len(tried)
-    summary.notes = list(dict.fromkeys(ex.notes))
+    summary.notes = list(dict.fromkeys(notes + ex.notes))
     summary.wall_s = time.perf_counter() - t0
     return summary

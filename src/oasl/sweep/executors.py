@@ -20,83 +20,32 @@ from __future__ import annotations
 
 import math
 import os
-import traceback
-from abc import ABC, abstractmethod
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from dataclasses import dataclass
 from typing import Any
 
 from oasl.config import RunSpec
 from oasl.errors import SweepError
-from oasl.store import Store
-from oasl.sweep.claims import DEFAULT_LEASE_S, Lease
+from oasl.sweep.base import Executor, Job, Record, busy, failed, outcome
+from oasl.sweep.claims import Lease
 from oasl.sweep.prune import GroupBoard, make_stopper
-from oasl.sweep.spec import Execution, Pruning
+from oasl.sweep.spec import Execution
 
-Record = Callable[[dict], None]
+__all__ = [
+    "EXECUTORS",
+    "BatchedExecutor",
+    "Executor",
+    "Job",
+    "LocalExecutor",
+    "Record",
+    "busy",
+    "failed",
+    "make_executor",
+    "outcome",
+]
+
 EXECUTORS = ("auto", "local", "batched", "ray")
 MEMORY_FRACTION = 0.5  # of the memory free per worker that batched members may fill
-
-
-@dataclass(frozen=True)
-class Job:
-    """What every runner of a sweep needs besides its runs (picklable: it travels to worker processes).
-
-    ``early_warn`` is a predictor dict (:meth:`DivergencePredictor.to_dict`) or None; ``lease_s`` the
-    lifetime of a claim without heartbeat, in seconds."""
-
-    store: Store
-    pruning: Pruning | None = None
-    early_warn: dict | None = None
-    lease_s: float = DEFAULT_LEASE_S
-
-
-class Executor(ABC):
-    """Interface of an executor: ``execute(pending, job, record)`` trains each run of ``pending`` (or
-    finds it claimed by a live runner elsewhere) and calls ``record`` with one outcome dict per run:
-    key, status ("done", "diverged", "stopped", "failed", or "busy" when claimed elsewhere) and, for
-    trained runs, loss, flops, saved (FLOPs pruning saved), group. ``notes`` collects one-line remarks
-    for the user (a fallback taken, say)."""
-
-    name: str = "executor"
-
-    def __init__(self) -> None:
-        self.notes: list[str] = []
-
-    @abstractmethod
-    def execute(self, pending: list[RunSpec], job: Job, record: Record) -> None:
-        """Train ``pending`` (runs not finished in ``job.store``), calling ``record`` per run."""
-
-
-# -- outcomes ---------------------------------------------------------------------------------------
-
-
-def outcome(spec: RunSpec, result) -> dict:
-    """The outcome dict of a trained run (see :class:`Executor`)."""
-    saved = 0.0
-    if result.status == "stopped":
-        saved = result.flops / max(result.steps_done, 1) * (spec.steps - result.steps_done)
-    return {
-        "key": spec.key(),
-        "status": result.status,
-        "loss": result.final_val_loss,
-        "flops": result.flops,
-        "saved": saved,
-        "group": f"{spec.optimizer} w{spec.shape.width}d{spec.shape.depth}",
-    }
-
-
-def failed(spec: RunSpec, exc: BaseException, store: Store | None) -> dict:
-    """Record ``spec`` as failed in ``store`` (retried once on the next start); its outcome dict."""
-    msg = f"{type(exc).__name__}: {exc}"
-    if store is not None:
-        store.mark_failed(spec, msg + "\n" + "".join(traceback.format_exception(exc, limit=3)))
-    return {"key": spec.key(), "status": "failed", "error": msg}
-
-
-def busy(spec: RunSpec) -> dict:
-    return {"key": spec.key(), "status": "busy"}
 
 
 # -- devices: pure functions, unit-tested without a GPU -------------------------------------------
@@ -227,11 +176,12 @@ def run_one(spec: RunSpec, job: Job) -> list[dict]:
 
 
 def _train_claimed(spec: RunSpec, job: Job) -> list[dict]:
-    from oasl.train import train
+    from oasl.trainers import train_run
 
     job.store.mark_running(spec)
     try:
-        result = train(_placed(spec), should_stop=make_stopper(spec, job.store, job.pruning, job.early_warn))
+        stop = make_stopper(spec, job.store, job.pruning, job.early_warn)
+        result = train_run(_placed(spec), should_stop=stop)
     except Exception as exc:  # recorded, retried once on the next start
         return [failed(spec, exc, job.store)]
     job.store.put(result)
@@ -339,7 +289,7 @@ def batchable(runs: list[RunSpec]) -> tuple[dict[tuple, list[RunSpec]], list[Run
     groups: dict[tuple, list[RunSpec]] = {}
     single = []
     for r in runs:
-        if r.optimizer in BATCHED_OPTIMIZERS:
+        if r.optimizer in BATCHED_OPTIMIZERS and r.trainer is None:  # only oasl's own GPT batches
             groups.setdefault(batch_signature(r), []).append(r)
         else:
             single.append(r)

@@ -174,7 +174,10 @@ def plan(
     fixed: dict[str, float] = {}
 
     def seconds(spec: RunSpec, k: int) -> float:
-        """Seconds of a run of ``spec`` trained as one of ``k`` members."""
+        """Seconds of a run of ``spec`` trained as one of ``k`` members (NaN for a user's trainer: oasl
+        cannot time code it does not run)."""
+        if spec.trainer is not None:
+            return math.nan
         sk = f"w{spec.shape.width}d{spec.shape.depth}s{spec.shape.seq_len}b{spec.batch_seqs}{spec.optimizer}k{k}"
         if sk not in speed:
             if measure:
@@ -185,7 +188,8 @@ def plan(
         return run_seconds(spec, speed[sk]) + fixed[sk]
 
     task_s = [seconds(b[0], len(b)) for b in batches] + [seconds(s, 1) for s in single]
-    startup = measure_startup_s(pending[0], len(slots) > 1) if measure and task_s else 0.0
+    builtin = [r for r in pending if r.trainer is None]
+    startup = measure_startup_s(builtin[0], len(slots) > 1) if measure and task_s and builtin else 0.0
     est = makespan(task_s, len(slots)) + startup if task_s else 0.0
 
     rows = []

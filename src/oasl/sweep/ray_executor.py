@@ -13,22 +13,23 @@ from __future__ import annotations
 
 from oasl.config import RunSpec
 from oasl.errors import DependencyError
+from oasl.sweep.base import Executor, Job, Record, busy, failed, outcome
 from oasl.sweep.claims import Lease
-from oasl.sweep.executors import Executor, Job, Record, busy, failed, outcome
 from oasl.sweep.prune import GroupBoard, make_stopper
 from oasl.sweep.spec import group_key
 
 
 def _train_task(spec: RunSpec, pruning, early_warn, threads: int, board):
     """Body of a Ray task: train ``spec``; returns (spec, result or None, error or None)."""
-    import torch
+    from oasl.trainers import train_run
 
-    from oasl.train import train
+    if spec.trainer is None:  # oasl's GPT trains in this task; a user's command starts its own process
+        import torch
 
-    torch.set_num_threads(threads)
+        torch.set_num_threads(threads)
     try:
         stop = make_stopper(spec, None, pruning, early_warn, remote_board=board)
-        return spec, train(spec, should_stop=stop), None
+        return spec, train_run(spec, should_stop=stop), None
     except Exception as exc:  # returned, recorded by the driver
         return spec, None, exc
 

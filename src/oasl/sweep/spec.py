@@ -15,7 +15,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, field_validator, model_validator
 
-from oasl.config import CorpusSpec, ModelShape, RunSpec, ScheduleSpec, _Spec, build, load_yaml
+from oasl.config import CorpusSpec, ModelShape, RunSpec, ScheduleSpec, TrainerSpec, _Spec, build, load_yaml
 from oasl.errors import ConfigError
 
 SCHEDULE_AXES = ("warmup_frac", "final_frac", "decay_frac")
@@ -138,11 +138,17 @@ class SweepSpec(_Spec):
     sweeps schedule shapes by short name (``cosine``, ``wsd:0.2``, ``constant``, ...; see
     :func:`oasl.optim.schedules.parse_schedule`), each taking its other fields from ``schedule``.
     ``execution`` says how the runs are trained (:class:`Execution`; ``oasl sweep run`` flags override it).
+
+    ``trainer`` (optional) trains the runs with the user's own code (:mod:`oasl.trainers`): a shell command
+    template or a Python function. ``ladder`` may then be a list of named model configs with any fields
+    (``[{name: s, d_model: 256, n_layers: 4}, ...]``), handed to the trainer as they are; oasl reads its
+    width and depth from them where it can (``width``/``d_model``/``n_embd``/``hidden_size``, ...).
     """
 
     name: str = "sweep"
     shapes: tuple[dict[str, Any], ...] = ()
-    ladder: Ladder | None = None
+    ladder: Ladder | tuple[dict[str, Any], ...] | None = None
+    trainer: TrainerSpec | None = None
     shape_defaults: dict[str, Any] = Field(default_factory=dict)
     parametrization: Literal["sp", "mup"] = "sp"
     base_width: int = Field(default=64, gt=0)
@@ -167,14 +173,33 @@ class SweepSpec(_Spec):
         if not self.seeds:
             raise ValueError("`seeds` is empty")
         forbidden = {"shape", "optimizer", "lr", "hps", "batch_seqs", "tokens", "seed", "schedule", "corpus"}
+        forbidden |= {"trainer", "model"}
         if bad := sorted(set(self.run) & forbidden):
             raise ValueError(f"run.{bad[0]} is set per sweep axis, not under `run`")
         return self
 
     def model_shapes(self) -> list[ModelShape]:
-        pairs = [] if self.ladder is None else self.ladder.shapes()
+        return [shape for shape, _ in self.rungs()]
+
+    def rungs(self) -> list[tuple[ModelShape, dict[str, Any] | None]]:
+        """Each model of the sweep: oasl's shape, and the rung's own fields for a user's trainer (None for the
+        built-in GPT). ``shapes`` and a :class:`Ladder` give shapes; a list ladder gives named configs."""
+        from oasl.trainers.params import builtin_shape, rung_shape
+
+        pairs = [] if self.ladder is None or not isinstance(self.ladder, Ladder) else self.ladder.shapes()
         raw = [dict(s) for s in self.shapes] + [{"width": w, "depth": d} for w, d in pairs]
-        return [build(ModelShape, {**self.shape_defaults, **s}, what=f"shape {s}") for s in raw]
+        out: list[tuple[ModelShape, dict[str, Any] | None]] = [
+            (build(ModelShape, {**self.shape_defaults, **s}, what=f"shape {s}"), None) for s in raw
+        ]
+        if isinstance(self.ladder, tuple):
+            for i, rung in enumerate(self.ladder):
+                where = f"ladder[{i}] {rung.get('name', '')}".rstrip()
+                if self.trainer is None:
+                    out.append((builtin_shape(rung, self.shape_defaults, where), None))
+                else:
+                    shape, _ = rung_shape(rung, self.shape_defaults, where)
+                    out.append((shape, dict(rung)))
+        return out
 
     def schedule_variants(self) -> list[dict[str, Any]]:
         """The schedule(s) every run is expanded over: ``schedule`` alone, or one per ``schedules`` name."""
@@ -216,17 +241,33 @@ def _token_budgets(value: Any, n_params: int) -> list[int]:
     return [int(v) for v in grid_values(value, "tokens")]
 
 
+def _rung_n_params(shape: ModelShape, model: dict[str, Any] | None, tokens: Any) -> int:
+    """N of a rung for ``tokens: {ratio: r}``: the rung's ``n_params`` when given, else oasl's count."""
+    from oasl.models import count_params
+    from oasl.trainers.params import DEPTH_KEYS, WIDTH_KEYS
+
+    if model is not None and model.get("n_params") is not None:
+        return int(model["n_params"])
+    known = model is None or (any(k in model for k in WIDTH_KEYS) and any(k in model for k in DEPTH_KEYS))
+    if not known and isinstance(tokens, dict):
+        name = model.get("name", model) if model else model
+        raise ConfigError(
+            f"tokens: {{ratio: r}} needs the non-embedding n_params of ladder rung {name}: oasl cannot count a "
+            "model without width/d_model and depth/n_layers; add `n_params:` to the rung or give tokens as numbers"
+        )
+    return count_params(shape).n_params
+
+
 def expand(spec: SweepSpec) -> list[RunSpec]:
     """All runs of ``spec`` in a deterministic order (shape, optimizer, grid axes, batch, tokens, seed)."""
-    from oasl.models import count_params
-
     runs: list[RunSpec] = []
     seen: set[str] = set()
     batches = [int(b) for b in grid_values(spec.batch_seqs, "batch_seqs")]
     grids = spec.optimizer_grids()
     variants = spec.schedule_variants()
-    for shape in spec.model_shapes():
-        n_params = count_params(shape).n_params
+    trainer = None if spec.trainer is None else spec.trainer.model_dump()
+    for shape, model in spec.rungs():
+        n_params = _rung_n_params(shape, model, spec.tokens)
         for opt, axes in grids.items():
             names = list(axes)
             for variant, combo in itertools.product(variants, itertools.product(*(axes[n] for n in names))):
@@ -250,6 +291,8 @@ def expand(spec: SweepSpec) -> list[RunSpec]:
                         "seed": seed,
                         "corpus": spec.corpus.model_dump(),
                     }
+                    if trainer is not None:
+                        data["trainer"], data["model"] = trainer, model
                     run = build(RunSpec, data, what=f"run of sweep {spec.name} ({opt}, width {shape.width})")
                     if run.key() not in seen:
                         seen.add(run.key())
@@ -271,5 +314,12 @@ def group_key(
 
 
 def load_sweep(path) -> SweepSpec:
-    """Load and validate a sweep YAML file (one ConfigError line on any problem)."""
-    return load_yaml(path, SweepSpec)
+    """Load and validate a sweep YAML file (one ConfigError line on any problem). A ``trainer.command``
+    without ``cwd`` runs in the YAML file's folder (so ``python train.py`` finds a script beside it)."""
+    from pathlib import Path
+
+    spec = load_yaml(path, SweepSpec)
+    if spec.trainer is not None and spec.trainer.command is not None and spec.trainer.cwd is None:
+        cwd = str(Path(path).resolve().parent)
+        spec = spec.model_copy(update={"trainer": spec.trainer.model_copy(update={"cwd": cwd})})
+    return spec

@@ -5,7 +5,7 @@ Features come only from the first ``frac`` of a run's steps (:func:`curve_featur
 the slope and the drop of the log training loss, growth and spikes of the gradient norm, the
 update-to-weight ratio and non-finite values. :class:`DivergencePredictor` is an L2-regularised
 logistic regression on standardised features, trained on the finished runs of a store
-(:func:`training_table`, labels from :func:`label_runs`) and scored on held-out groups
+(:func:`oasl.workflows.training_table`, labels from :func:`label_runs`) and scored on held-out groups
 (:func:`cross_validate`). :class:`EarlyWarnStopper` is the ``should_stop`` callback that sweeps use.
 
 Opt-Laws (Xie et al. 2024, arXiv 2409.04777, Sec. 5) predict divergence from early training
@@ -141,53 +141,6 @@ def label_runs(frame: pd.DataFrame, far: float = 0.05) -> pd.Series:
     return lab
 
 
-def training_table(store, frac: float = 0.2, far: float = 0.05) -> pd.DataFrame:
-    """One row per finished run of ``store`` (a Store or a path): key, group, optimizer, status, label
-    and the features of its first ``frac``. Runs without a verdict (see :func:`label_runs`) are dropped."""
-    from oasl.config import RunSpec
-    from oasl.store import open_store
-    from oasl.sweep.spec import group_key
-
-    st = open_store(store)
-    df = st.to_dataframe()
-    if df.empty:
-        raise DataError("the store has no runs: run a sweep first (oasl sweep run)")
-    df = df[df["source"] == "oasl"].copy()
-    if df.empty:
-        raise DataError("the store has only imported runs, which carry no training curves")
-    specs = {r["key"]: RunSpec.model_validate(r["spec"]) for r in st.rows() if r["source"] == "oasl"}
-    df["group"] = [group_key(specs[k]) for k in df["key"]]
-    df["label"] = label_runs(df, far)
-    df = df[df["label"].notna()]
-    if df.empty:
-        raise DataError("no finished (done or diverged) runs in the store to learn from")
-    curves = dict(tuple(st.curves(list(df["key"])).groupby("key")))
-    feats = {k: curve_features(curves.get(k, pd.DataFrame()), int(specs[k].steps), frac) for k in df["key"]}
-    # the group reference: the lowest window-end loss among the group's other runs (what a live sweep
-    # reads from the store when the warning looks; see oasl.sweep.execute.group_reference)
-    ends = pd.Series({k: f["loss_end"] for k, f in feats.items()})
-    members = df.groupby("group")["key"].apply(list).to_dict()
-    rows = []
-    for _, r in df.iterrows():
-        others = [k for k in members[r["group"]] if k != r["key"]]
-        ref = float(ends[others].min()) if others else math.nan
-        f = feats[r["key"]]
-        if math.isfinite(ref) and ref < _BIG and f["loss_end"] < _BIG:
-            f["loss_vs_group"] = f["loss_end"] - ref
-        rows.append(
-            {
-                "key": r["key"],
-                "group": r["group"],
-                "optimizer": r["optimizer"],
-                "status": r["status"],
-                "label": int(r["label"]),
-                "lr": float(r["lr"]),
-                **f,
-            }
-        )
-    return pd.DataFrame(rows)
-
-
 class DivergencePredictor:
     """Logistic regression (L2 penalty ``l2`` on standardised features, classes weighted to balance)
     of "diverges or ends more than ``far`` above the group's best" on features of the first ``frac``
@@ -208,7 +161,7 @@ class DivergencePredictor:
         return np.clip(X, -_BIG, _BIG)
 
     def fit(self, table: pd.DataFrame) -> DivergencePredictor:
-        """Fit on a feature table with a ``label`` column (from :func:`training_table`). Returns self."""
+        """Fit on a feature table with a ``label`` column (from :func:`oasl.workflows.training_table`). Returns self."""
         from scipy.optimize import minimize
 
         if "label" not in table or len(table) < 6:

@@ -182,24 +182,3 @@ def curve_noise(
         s.append(c)
     loss = df["val_loss"].to_numpy(float) if "val_loss" in df.columns else np.full(len(df), math.nan)
     return np.array(g2), np.array(s), loss
-
-
-def record(stepper, data, spec, point: dict, step: int) -> None:
-    """Add the noise-scale fields to the curve ``point`` of evaluation ``step`` when ``spec.gns`` is set,
-    and the Hessian-weighted ones (:mod:`oasl.train.gns_hessian`) when ``spec.gns_hessian`` is too.
-
-    Measured on the single-run path (a stepper with one ``model``); K runs batched as one vmapped model
-    (:func:`oasl.train.train_batched`) are not measured: per-member gradients would need the stacked
-    parameters split, which this first version leaves out."""
-    if not spec.gns or not hasattr(stepper, "model"):
-        return
-    batches = measurement_batches(data, spec.seed, step, spec.batch_seqs, spec.shape.seq_len, stepper.device)
-    b = int(batches[0][0].shape[0])
-    if not spec.gns_hessian:  # one gradient in memory at a time
-        point.update(measure(stepper.model, batches, stepper.autocast).curve_fields())
-        return
-    from oasl.train import gns_hessian
-
-    grads = micro_grads(stepper.model, batches, stepper.autocast)  # B_noise reuses them
-    point.update(from_grads(grads, b).curve_fields())
-    gns_hessian.record(stepper, data, spec, point, step, grads)

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from oasl.config import RunSpec
-from oasl.train import gns
+from oasl.train import gns, gns_hessian
 from oasl.train.result import RunResult
 
 EVAL_BATCH_SEQS = 8  # held-out batches have a fixed size so every run is scored on the same tokens
@@ -244,7 +244,7 @@ def run_loop(
             for i, log in enumerate(logs):
                 if log.active and log.curve[-1]["step"] == step + 1:
                     log.add_eval(vals[i])
-                    gns.record(stepper, data, log.spec, log.curve[-1], step + 1)
+                    record_noise(stepper, data, log.spec, log.curve[-1], step + 1)
         tokens_per_s = (step + 1) * spec0.batch_tokens / max(train_s, 1e-9)
         for log, pts in zip(logs, fresh, strict=True):
             log.report(pts, tokens_per_s)
@@ -265,7 +265,7 @@ def run_loop(
         for i in last:
             logs[i].final = final[i]
             logs[i].curve[-1]["val_loss"] = final[i]
-            gns.record(stepper, data, logs[i].spec, logs[i].curve[-1], logs[i].curve[-1]["step"])
+            record_noise(stepper, data, logs[i].spec, logs[i].curve[-1], logs[i].curve[-1]["step"])
     wall = time.perf_counter() - t_start
     counts, fpt = count_params(spec0.shape), flops_per_token(spec0.shape)
     results = []
@@ -299,3 +299,24 @@ def run_loop(
             )
         )
     return results
+
+
+def record_noise(stepper, data, spec, point: dict, step: int) -> None:
+    """Add the noise-scale fields to the curve ``point`` of evaluation ``step`` when ``spec.gns`` is set,
+    and the Hessian-weighted ones (:mod:`oasl.train.gns_hessian`) when ``spec.gns_hessian`` is too.
+
+    Measured on the single-run path (a stepper with one ``model``); K runs batched as one vmapped model
+    (:func:`oasl.train.train_batched`) are not measured: per-member gradients would need the stacked
+    parameters split, which this first version leaves out."""
+    if not spec.gns or not hasattr(stepper, "model"):
+        return
+    batches = gns.measurement_batches(
+        data, spec.seed, step, spec.batch_seqs, spec.shape.seq_len, stepper.device
+    )
+    b = int(batches[0][0].shape[0])
+    if not spec.gns_hessian:  # one gradient in memory at a time
+        point.update(gns.measure(stepper.model, batches, stepper.autocast).curve_fields())
+        return
+    grads = gns.micro_grads(stepper.model, batches, stepper.autocast)  # B_noise reuses them
+    point.update(gns.from_grads(grads, b).curve_fields())
+    gns_hessian.record(stepper, data, spec, point, step, grads)

@@ -69,8 +69,6 @@ def available_memory_bytes(device: str) -> tuple[str, float | None]:
     ``$OASL_MEMORY_LIMIT`` (bytes), when set, caps the figure."""
     import torch
 
-    from oasl.train.run import resolve_device
-
     dev = resolve_device(device)
     name, free = dev.type, None
     if dev.type == "cuda":
@@ -134,3 +132,19 @@ def _bytes(n: float) -> str:
         if n >= size:
             return f"{n / size:.3g} {unit}"
     return f"{n / 2**10:.3g} KiB"
+
+
+def resolve_device(device: str):
+    """``auto`` -> cuda if available, else cpu; otherwise the named device (TrainError if unusable).
+    Returns a ``torch.device``."""
+    import torch
+
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise TrainError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise TrainError(f"device {device!r} asked for but CUDA is not available: use --device cpu or auto")
+    return dev

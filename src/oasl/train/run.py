@@ -13,27 +13,13 @@ from typing import Any
 import torch
 
 from oasl.config import RunSpec
-from oasl.errors import TrainError
 from oasl.train.loop import EVAL_BATCH_SEQS, ProgressFn, StopFn, make_autocast, mean_loss, run_loop
-from oasl.train.memory import check_fits_memory
+from oasl.train.memory import check_fits_memory, resolve_device
 from oasl.train.result import RunResult
 
 __all__ = ["EVAL_BATCH_SEQS", "RunResult", "evaluate", "get_dataset", "resolve_device", "train"]
 
 _DATASETS: dict[str, Any] = {}
-
-
-def resolve_device(device: str) -> torch.device:
-    """``auto`` -> cuda if available, else cpu; otherwise the named device (TrainError if unusable)."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise TrainError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:N") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise TrainError(f"device {device!r} asked for but CUDA is not available: use --device cpu or auto")
-    return dev
 
 
 def get_dataset(spec: RunSpec):

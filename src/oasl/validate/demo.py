@@ -1,4 +1,5 @@
-"""``oasl demo``: the whole pipeline on embedded defaults, sized for 2 CPU cores in under 15 minutes.
+"""The spec of ``oasl demo`` (run by :func:`oasl.workflows.demo`): the whole pipeline on embedded
+defaults, sized for 2 CPU cores in under 15 minutes.
 
 Sweep a ladder of four widths (24, 32, 48, 64; depth 2) with AdamW and SGD+momentum over 7-point lr grids
 (x1.6 apart) on the default corpus, locate the optima, fit lr*(N) per optimizer, recommend for a target of width 192
@@ -10,8 +11,6 @@ store in ``out/``, so an interrupted demo resumes where it stopped.
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 from oasl.config import build
 from oasl.validate.spec import ValidateSpec
@@ -49,26 +48,3 @@ def demo_spec(**overrides) -> ValidateSpec:
     """The demo's :class:`ValidateSpec`; ``overrides`` replace top-level keys (tests shrink it)."""
     data = {**DEMO, **overrides}
     return build(ValidateSpec, data, what="demo spec")
-
-
-def run_demo(
-    out: str | Path = "oasl-demo", workers: int = 2, spec: ValidateSpec | None = None, log=None, progress=None
-):
-    """Run the demo into ``out`` (store ``runs.db``, ``laws.json``, ``validation.json``, ``report/``).
-
-    Returns ``(ValidationResult, FitReport, report_path)``.
-    """
-    from oasl.report.html import write_report
-    from oasl.sweep import expand
-    from oasl.validate.harness import validate
-
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    spec = spec or demo_spec()
-    store = out / "runs.db"
-    # the harness writes validation.json and laws.json (the law it validated, as `oasl fit` writes it)
-    result = validate(spec, store, workers=workers, log=log, out=out, progress=progress)
-    report = result.fit
-    keys = {r.key() for r in expand(spec.sweep)}
-    page = write_report(store, out / "report", validation=result, fit=report, sweep_keys=keys)
-    return result, report, page

@@ -132,8 +132,11 @@ def validate(
     log = log or (lambda msg: None)
     runner = Runner(str(store), workers, log, progress)
     target_shape = spec.target_shape()
-    n_target = count_params(target_shape).n_params
-    n_max = max(count_params(s).n_params for s in spec.sweep.model_shapes())
+    n_target = spec.target_n_params()
+    n_max = max(
+        int(m["n_params"]) if m and m.get("n_params") else count_params(s).n_params
+        for s, m in spec.sweep.rungs()
+    )
     if n_target < spec.min_ratio * n_max:
         raise SweepError(
             f"target N={n_target:,} is only {n_target / n_max:.1f}x the largest swept N={n_max:,}: "
@@ -166,7 +169,14 @@ def validate(
             spec=spec,
             runner=runner,
             optimizer=opt,
-            base=with_changes(template, shape=target_shape.model_dump(), tokens=tokens, seed=spec.seeds[0]),
+            base=with_changes(
+                template,
+                shape=target_shape.model_dump(),
+                tokens=tokens,
+                seed=spec.seeds[0],
+                # a user's trainer trains the target's own model config (spec.target over the largest rung)
+                **({"model": spec.target_model()} if spec.sweep.trainer is not None else {}),
+            ),
             optima=optima,
             sweep_flops=runner.flops([r for r in sweep_runs if r.optimizer == opt]),
             n_target=n_target,

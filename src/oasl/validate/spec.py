@@ -63,6 +63,12 @@ class ValidateSpec(_Spec):
 
         for b in self.baselines:
             check_baseline_name(b)
+        if self.sweep.trainer is not None and "mup" in self.baselines:  # muP is a way to build oasl's GPT
+            if "baselines" in self.model_fields_set:
+                raise ValueError(
+                    "baseline mup trains oasl's own muP GPT, not your trainer's model: leave it out"
+                )
+            object.__setattr__(self, "baselines", tuple(b for b in self.baselines if b != "mup"))
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds {list(self.seeds)} repeat a seed: give distinct evaluation seeds")
         if not self.seeds:
@@ -73,10 +79,40 @@ class ValidateSpec(_Spec):
         return self
 
     def target_shape(self) -> ModelShape:
+        model = self.target_model()
+        if model is not None:  # a user's trainer: oasl's reading of the target's model config
+            from oasl.trainers.params import rung_shape
+
+            return rung_shape(model, self.sweep.shape_defaults, "target")[0]
         base = self.sweep.model_shapes()[-1].model_dump()
         return build(ModelShape, {**base, **self.sweep.shape_defaults, **self.target}, what="target shape")
 
+    def target_model(self) -> dict[str, Any] | None:
+        """The target's model config for a user's trainer (the largest rung's fields with ``target`` over
+        them, e.g. ``{name: xl, d_model: 192}``); None for oasl's built-in GPT."""
+        if self.sweep.trainer is None:
+            return None
+        last = self.sweep.rungs()[-1][1] or {}
+        return {**last, **self.target}
+
+    def target_n_params(self) -> int:
+        """N of the target: its config's ``n_params`` when given, else oasl's count of its shape."""
+        from oasl.models import count_params
+
+        model = self.target_model()
+        if model is not None and model.get("n_params") is not None:
+            return int(model["n_params"])
+        return count_params(self.target_shape()).n_params
+
 
 def load_validate(path) -> ValidateSpec:
-    """Load a validation YAML file (one ConfigError line on any problem)."""
-    return load_yaml(path, ValidateSpec)
+    """Load a validation YAML file (one ConfigError line on any problem). A sweep's ``trainer.command``
+    without ``cwd`` runs in the YAML file's folder, as in :func:`oasl.sweep.load_sweep`."""
+    from pathlib import Path
+
+    spec = load_yaml(path, ValidateSpec)
+    tr = spec.sweep.trainer
+    if tr is not None and tr.command is not None and tr.cwd is None:
+        tr = tr.model_copy(update={"cwd": str(Path(path).resolve().parent)})
+        spec = spec.model_copy(update={"sweep": spec.sweep.model_copy(update={"trainer": tr})})
+    return spec
