@@ -139,9 +139,9 @@ def test_tour_outputs(tour):
         assert (work / name).is_file(), name
 
 
-@pytest.mark.skipif(
-    not callable(getattr(oasl, "fit", None)),
-    reason="needs the `import oasl` face (oasl.sweep/fit/recommend/validate; issue 26 item 1, helper api)",
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 26 item 4: the tour's `oasl train` run (warmup 0) in tour.db makes `oasl.fit` fail",
 )
 def test_python_snippet_runs(tour):
     """The README's Python example, in the folder the tour left (its runs are reused)."""
