@@ -1,5 +1,6 @@
 """recommend(): published laws at the settings their papers report, exports, warnings, bad input."""
 
+import json
 import math
 
 import pytest
@@ -41,7 +42,7 @@ def test_step_law_and_exports():
     hf = rec.hf_training_arguments()
     assert hf["learning_rate"] == rec.value("lr") and hf["per_device_train_batch_size"] == batch
     with pytest.raises(ConfigError, match="not divisible by --world-size 4"):
-        rec.hf_training_arguments(world_size=4)  # 541 sequences: a rounded split would change the batch
+        rec.hf_training_arguments(world_size=4, round_batch=False)  # 541 sequences: --exact-batch refuses
     rec.items["batch_seqs"].value = 544
     hf = rec.hf_training_arguments(world_size=4, grad_accum=2)
     assert hf["per_device_train_batch_size"] == 68 and hf["gradient_accumulation_steps"] == 2
@@ -76,3 +77,26 @@ def test_implausible_token_budgets_warn():
     )
     huge = recommend("adamw", n_params=1e6, tokens=1e11, published="step-law")
     assert any("1e+05 tokens per parameter" in w for w in huge.warnings)
+
+
+def test_counts_take_suffixes_and_a_total_converts_to_non_embedding(capsys):
+    from oasl.config import parse_count
+    from oasl.models.counting import non_embedding_params
+    from oasl.testing import run_cli
+
+    assert parse_count("7B") == 7e9 and parse_count("350M") == 3.5e8 and parse_count("1.2e9") == 1.2e9
+    assert parse_count("12k") == 12e3 and parse_count("2T") == 2e12 and parse_count("1.5G") == 1.5e9
+    with pytest.raises(ConfigError, match="suffix K, M, B/G or T"):
+        parse_count("7X")
+    assert non_embedding_params(7e9, 50257, 4096) == 7e9 - 50257 * 4096
+    assert non_embedding_params(7e9, 50257, 4096, tied=False) == 7e9 - 2 * 50257 * 4096
+    with pytest.raises(ConfigError, match="not more than its"):
+        non_embedding_params(1e6, 50257, 4096)
+    code, out, err = run_cli(
+        ["recommend", "--params", "7B", "--tokens", "2T", "--published", "step-law", "--format", "json"],
+        capsys,
+    )
+    assert code == 0 and json.loads(out)["n_params"] == 7e9 and json.loads(out)["tokens"] == 2e12, err
+    args = ["recommend", "--params-total", "7B", "--vocab", "50257", "--width", "4096", "--tokens", "2T"]
+    code, out, err = run_cli([*args, "--published", "step-law", "--format", "json"], capsys)
+    assert code == 0 and json.loads(out)["n_params"] == 7e9 - 50257 * 4096, err

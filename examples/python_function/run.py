@@ -15,11 +15,10 @@ sys.path.insert(0, str(HERE))
 
 from my_trainer import my_train  # noqa: E402
 
+import oasl  # noqa: E402
 from oasl.laws.pipeline import fit_laws  # noqa: E402
 from oasl.recommend import recommend  # noqa: E402
 from oasl.store import open_store  # noqa: E402
-from oasl.sweep import expand, load_sweep, run_sweep  # noqa: E402
-from oasl.trainers import as_trainer_spec  # noqa: E402
 
 
 def main(argv=None) -> dict:
@@ -31,9 +30,9 @@ def main(argv=None) -> dict:
 
     # the same ladder and grid as the command example; the function trains it (its qualified name and
     # version go into each run's store key, so these runs are not those of the command)
-    spec = load_sweep(HERE.parent / "torch_script" / "sweep.yaml")
-    spec = spec.model_copy(update={"trainer": as_trainer_spec(my_train, version="v1")})
-    summary = run_sweep(expand(spec), args.store)
+    summary = oasl.sweep(
+        HERE.parent / "torch_script" / "sweep.yaml", store=args.store, trainer=my_train, trainer_version="v1"
+    )
     print(f"runs: {summary.done} trained, {summary.skipped} already in the store, {summary.failed} failed")
     df = open_store(args.store).to_dataframe(finished_only=True)
     report = fit_laws(df, hps=["lr"])

@@ -313,3 +313,24 @@ def read_yaml(path: str | Path) -> Any:
 def load_yaml(path: str | Path, cls: type[S]) -> S:
     """Load and validate a YAML spec file as ``cls``."""
     return build(cls, read_yaml(path), what=f"{cls.__name__} in {path}")
+
+
+COUNT_SUFFIXES = {"K": 1e3, "M": 1e6, "B": 1e9, "G": 1e9, "T": 1e12}
+
+
+def parse_count(text: str | float | int | None) -> float | None:
+    """A count (parameters, tokens) as a float: a number (``1.2e9``, ``350000000``, ``1_000``) or a number
+    with a suffix K, M, B or G, T (thousand, million, billion, trillion; case-insensitive): ``7B`` ->
+    7e9, ``350M`` -> 3.5e8. None stays None; anything else is a ConfigError naming the accepted forms."""
+    if text is None or isinstance(text, (int, float)):
+        return None if text is None else float(text)
+    t = str(text).strip().replace("_", "").replace(",", "")
+    scale = COUNT_SUFFIXES.get(t[-1:].upper(), 1.0) if t else 1.0
+    if scale != 1.0:
+        t = t[:-1]
+    try:
+        return float(t) * scale
+    except ValueError:
+        raise ConfigError(
+            f"{text!r} is not a count: give a number (1.2e9) or one with a suffix K, M, B/G or T (7B, 350M)"
+        ) from None

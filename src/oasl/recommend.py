@@ -2,8 +2,10 @@
 
 Every value says where it came from (which law, fitted on what, or the optimizer's default) and, where
 a law is behind it, carries an interval and the extrapolation ratio of the query; beyond
-``warn_ratio`` a warning is attached. Exports turn the recommendation into ``torch.optim`` kwargs and
-param groups, Hugging Face ``TrainingArguments`` kwargs, or an optax optimizer.
+``warn_ratio`` a warning is attached. Where no law covers a value, the one the sweep held fixed
+(:func:`sweep_settings`, kept in laws.json) is used before any default: the report's card, ``oasl
+recommend`` and the exports all read this one :class:`Recommendation`. Exports (``torch.optim``, Hugging
+Face ``TrainingArguments``, optax) live in :mod:`oasl.export`.
 """
 
 from __future__ import annotations
@@ -21,12 +23,17 @@ from oasl.optim.registry import get_optimizer
 DEFAULT_WARMUP_FRAC = 0.02
 DEFAULT_SCHEDULE = "cosine"
 DEFAULT_FINAL_FRAC = 0.1
+DECAYS_TO_FLOOR = ("cosine", "linear", "wsd")  # schedules whose last lr is final_frac x the peak
 DEFAULT_SEQ_LEN = 2048  # the target's sequence length when neither --seq-len nor a shape gives one
 # Token budgets outside these bounds get a warning: compute-optimal training is about 20 tokens per
 # parameter (Hoffmann et al. 2022, Table 3) and heavily over-trained models reach a few thousand
 # (Llama 3 8B: 15T tokens, about 1900 per parameter); below 1 or above 10^4 is more likely a unit slip.
 TOKENS_PER_PARAM_RANGE = (1.0, 1e4)
 MIN_STEPS = 100  # fewer optimizer steps than this and warmup, decay and the laws' regime do not apply
+SWEEP_FIXED = "held fixed in the sweep (no law fitted for it)"
+# Settings a sweep may hold fixed: the recommendation keeps them where no law says otherwise, since
+# the laws were fitted at them (the validation trains its target at them too).
+FIXED_COLUMNS = ("batch_seqs", "seq_len", "warmup_frac", "schedule", "final_frac")
 
 
 @dataclass
@@ -45,7 +52,8 @@ class Item:
 @dataclass
 class Recommendation:
     """A target's recommended configuration. ``items`` by name: lr, batch_tokens, batch_seqs, the
-    optimizer's HPs, warmup_steps, schedule, total_steps."""
+    optimizer's HPs, total_steps, warmup_steps, schedule. Every consumer (``oasl recommend``, the
+    report's card, the hf/torch/optax exports) reads its values from here, so they say the same."""
 
     optimizer: str
     n_params: float
@@ -54,6 +62,8 @@ class Recommendation:
     items: dict[str, Item] = field(default_factory=dict)
     shape: ModelShape | None = None
     notes: list[str] = field(default_factory=list)  # warnings about the target itself (token budget)
+    warmup_frac: float = DEFAULT_WARMUP_FRAC  # warmup_steps = round(warmup_frac x total_steps)
+    final_frac: float = DEFAULT_FINAL_FRAC  # the schedule's last lr as a fraction of the peak
 
     def value(self, name: str):
         return self.items[name].value
@@ -76,49 +86,23 @@ class Recommendation:
             "warnings": self.warnings,
         }
 
-    # -- exports ----------------------------------------------------------------------------------
+    # -- exports (the arithmetic lives in :mod:`oasl.export`) -----------------------------------------
     def hps(self) -> dict[str, float]:
         """The optimizer's own HPs (registry names) as recommended."""
         entry = get_optimizer(self.optimizer)
         return {h: float(self.items[h].value) for h in entry.hp_names if h in self.items}
 
+    def lr_factor(self, step: int) -> float:
+        """The recommended schedule's multiplier of the peak lr at ``step`` (0-based), as oasl trains it."""
+        from oasl.export import lr_factor
+
+        return lr_factor(self, step)
+
     def torch_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for the torch optimizer class (``class`` names it)."""
-        hp = self.hps()
-        lr = float(self.value("lr"))
-        name = self.optimizer
-        if name == "adamw":
-            return {
-                "class": "torch.optim.AdamW",
-                "lr": lr,
-                "betas": (hp["beta1"], hp["beta2"]),
-                "eps": hp["eps"],
-                "weight_decay": hp["weight_decay"],
-            }
-        if name == "sgd":
-            return {
-                "class": "torch.optim.SGD",
-                "lr": lr,
-                "momentum": hp["momentum"],
-                "nesterov": bool(hp["nesterov"]),
-                "weight_decay": hp["weight_decay"],
-            }
-        if name == "adafactor":
-            return {
-                "class": "torch.optim.Adafactor",
-                "lr": lr,
-                "beta2_decay": hp["beta2_decay"],
-                "d": hp["clip_threshold"],
-                "weight_decay": hp["weight_decay"],
-            }
-        if name == "lion":
-            return {
-                "class": "oasl.optim.lion.Lion",
-                "lr": lr,
-                "betas": (hp["beta1"], hp["beta2"]),
-                "weight_decay": hp["weight_decay"],
-            }
-        return {"class": "oasl.optim.registry.MuonWithAdamW", "lr": lr, **hp}
+        from oasl.export import torch_kwargs
+
+        return torch_kwargs(self)
 
     def torch_optimizer(self, model):
         """A ready torch optimizer over ``model`` (an oasl GPT or any module with ``param_roles`` and
@@ -127,73 +111,30 @@ class Recommendation:
 
         return make_optimizer(model, self.optimizer, float(self.value("lr")), self.hps())
 
-    def hf_training_arguments(self, world_size: int = 1, grad_accum: int = 1) -> dict[str, Any]:
-        """Keyword arguments for ``transformers.TrainingArguments``: the recommended global batch (in
-        sequences) split as ``per_device_train_batch_size x world_size x gradient_accumulation_steps``;
-        ConfigError when it does not divide exactly (a rounded split would train another batch size)."""
-        if world_size < 1 or grad_accum < 1:
-            raise ConfigError(
-                f"--world-size and --grad-accum must be >= 1, got {world_size} and {grad_accum}"
-            )
-        batch = int(self.value("batch_seqs"))
-        split = world_size * grad_accum
-        if batch % split:
-            lo, hi = batch // split * split, (batch // split + 1) * split
-            fits = [a for a in range(1, min(batch, 64) + 1) if batch % (world_size * a) == 0]
-            hint = (
-                f"a --grad-accum that divides {batch // world_size} (e.g. {', '.join(map(str, fits[:6]))})"
-                if fits
-                else f"a --world-size that divides {batch}"
-            )
-            raise ConfigError(
-                f"the recommended global batch of {batch} sequences is not divisible by --world-size "
-                f"{world_size} x --grad-accum {grad_accum} = {split}: choose {hint}, or train with "
-                f"{lo or split} or {hi} sequences per step"
-            )
-        hp = self.hps()
-        optim = {"adamw": "adamw_torch", "sgd": "sgd", "adafactor": "adafactor", "lion": "lion_32bit"}.get(
-            self.optimizer
-        )
-        if optim is None:
-            raise ConfigError(f"Hugging Face Trainer has no built-in {self.optimizer}; use --format torch")
-        steps = int(self.value("total_steps"))
-        out = {
-            "learning_rate": float(self.value("lr")),
-            "max_steps": steps,
-            "per_device_train_batch_size": batch // split,
-            "gradient_accumulation_steps": grad_accum,
-            "warmup_steps": int(self.value("warmup_steps")),
-            "lr_scheduler_type": str(self.value("schedule")),
-            "weight_decay": hp.get("weight_decay", 0.0),
-            "optim": optim,
-        }
-        if "beta1" in hp:
-            out.update(adam_beta1=hp["beta1"], adam_beta2=hp["beta2"])
-        if "eps" in hp:
-            out["adam_epsilon"] = hp["eps"]
-        return out
+    def hf_training_arguments(
+        self, world_size: int = 1, grad_accum: int = 1, round_batch: bool = True
+    ) -> dict[str, Any]:
+        """``transformers.TrainingArguments`` kwargs (see :func:`oasl.export.hf_training_arguments`)."""
+        from oasl.export import hf_training_arguments
+
+        return hf_training_arguments(self, world_size, grad_accum, round_batch)
 
     def optax_optimizer(self):
-        """An optax GradientTransformation: warmup + cosine schedule and the recommended optimizer."""
-        from oasl.errors import require
+        """An optax GradientTransformation (see :func:`oasl.export.optax_optimizer`)."""
+        from oasl.export import optax_optimizer
 
-        optax = require("optax", "jax")
-        hp = self.hps()
-        lr, steps = float(self.value("lr")), int(self.value("total_steps"))
-        sched = optax.warmup_cosine_decay_schedule(
-            0.0, lr, int(self.value("warmup_steps")), steps, end_value=lr * DEFAULT_FINAL_FRAC
-        )
-        if self.optimizer == "adamw":
-            return optax.adamw(
-                sched, b1=hp["beta1"], b2=hp["beta2"], eps=hp["eps"], weight_decay=hp["weight_decay"]
-            )
-        if self.optimizer == "sgd":
-            return optax.sgd(sched, momentum=hp["momentum"], nesterov=bool(hp["nesterov"]))
-        if self.optimizer == "lion":
-            return optax.lion(sched, b1=hp["beta1"], b2=hp["beta2"], weight_decay=hp["weight_decay"])
-        if self.optimizer == "adafactor":
-            return optax.adafactor(sched)
-        raise ConfigError(f"no optax export for {self.optimizer}")
+        return optax_optimizer(self)
+
+    def with_batch_seqs(self, batch_seqs: int, why: str) -> Recommendation:
+        """A copy with the global batch set to ``batch_seqs`` sequences and the steps and warmup that
+        follow from it re-derived (same token budget, same warmup fraction); ``why`` is the new source."""
+        import copy
+
+        rec = copy.deepcopy(self)
+        bt = float(batch_seqs * rec.seq_len)
+        rec.items["batch_tokens"] = Item("batch_tokens", bt, source=f"batch_seqs x seq_len {rec.seq_len}")
+        _derive(rec, batch_seqs, why)
+        return rec
 
 
 def _query(n_params: float, tokens: float, shape: ModelShape | None, optimizer: str) -> pd.DataFrame:
@@ -252,6 +193,7 @@ def recommend(
     warn_ratio: float = 4.0,
     laws_source: str = "fitted laws",
     force: bool = False,
+    fixed: dict[str, Any] | None = None,
 ) -> Recommendation:
     """Recommend a configuration for a target of ``n_params`` (non-embedding) and ``tokens``.
 
@@ -261,6 +203,11 @@ def recommend(
     published law measured with another optimizer raises ConfigError unless ``force`` (then each value
     it gives carries a warning). Returns a :class:`Recommendation`; its ``warnings`` include a token
     budget of under ``MIN_STEPS`` steps or outside ``TOKENS_PER_PARAM_RANGE`` tokens per parameter.
+
+    ``fixed`` (:func:`sweep_settings`, laws.json's ``meta["fixed"]``) gives the settings the sweep held
+    fixed: where no law covers batch, warmup, schedule or an optimizer HP, the value the laws were
+    fitted at is kept (source :data:`SWEEP_FIXED`) rather than a default; its ``seq_len`` is the
+    default sequence length. Without it, batch is 0.5M tokens or 1% of the budget and warmup 2%.
     """
     from oasl.laws.published import get_published
     from oasl.models import count_params
@@ -280,7 +227,8 @@ def recommend(
             ok = False
         if not ok:
             raise ConfigError(f"the target's {what} must be a finite positive number, got {v}")
-    seq_len = seq_len or DEFAULT_SEQ_LEN
+    fixed = dict(fixed or {})
+    seq_len = int(seq_len or fixed.get("seq_len") or DEFAULT_SEQ_LEN)
     q = _query(n_params, tokens, shape, entry.name)
     rec = Recommendation(entry.name, float(n_params), float(tokens), seq_len, shape=shape)
     laws = dict(laws or {})
@@ -327,6 +275,11 @@ def recommend(
         )
     if "batch_tokens" in sources:
         rec.items["batch_tokens"] = law_item("batch_tokens")
+    elif fixed.get("batch_seqs") and fixed.get("seq_len"):
+        fb, fs = int(fixed["batch_seqs"]), int(fixed["seq_len"])
+        rec.items["batch_tokens"] = Item(
+            "batch_tokens", float(fb * fs), source=f"{SWEEP_FIXED}: {fb} sequences x {fs} tokens"
+        )
     else:
         rec.items["batch_tokens"] = Item(
             "batch_tokens",
@@ -334,92 +287,86 @@ def recommend(
             source="heuristic: 0.5M tokens or 1% of the budget, whichever is smaller",
             warning="no law behind this value",
         )
-    bt = float(rec.items["batch_tokens"].value)
-    bs = max(1, round(bt / seq_len))
-    rec.items["batch_seqs"] = Item("batch_seqs", bs, source=f"batch_tokens / seq_len {seq_len}")
+    fixed_hps = (fixed.get("hps") or {}).get(entry.name, {})
     for h in entry.hps:
         if h.name in sources:
             rec.items[h.name] = law_item(h.name)
+        elif h.name in fixed_hps:
+            rec.items[h.name] = Item(h.name, float(fixed_hps[h.name]), source=SWEEP_FIXED)
         else:
             rec.items[h.name] = Item(h.name, h.default, source=f"{entry.name} default ({h.doc})")
-    steps = max(1, int(tokens // (bs * seq_len)))
-    rec.items["total_steps"] = Item("total_steps", steps, source="tokens / (batch_seqs x seq_len)")
-    rec.notes += _budget_warnings(float(n_params), float(tokens), steps, bs * seq_len)
     if "warmup_frac" in sources:
         it = law_item("warmup_frac")
-        frac = float(it.value)
-        src = it.source
+        rec.warmup_frac, wsrc = float(it.value), it.source
+    elif fixed.get("warmup_frac") is not None:
+        rec.warmup_frac = float(fixed["warmup_frac"])
+        wsrc = f"{SWEEP_FIXED}: {rec.warmup_frac:.0%} of the steps"
     else:
-        frac, src = DEFAULT_WARMUP_FRAC, f"default: {DEFAULT_WARMUP_FRAC:.0%} of the steps"
-    rec.items["warmup_steps"] = Item("warmup_steps", int(round(frac * steps)), source=src)
-    rec.items["schedule"] = Item(
-        "schedule",
-        DEFAULT_SCHEDULE,
-        source=f"default: cosine to {DEFAULT_FINAL_FRAC:.0%} of the peak (rank schedules "
-        "with `oasl schedules rank`)",
+        wsrc = f"default: {DEFAULT_WARMUP_FRAC:.0%} of the steps"
+    rec.items["warmup_steps"] = Item("warmup_steps", 0, source=wsrc)
+    bt = float(rec.items["batch_tokens"].value)
+    _derive(rec, max(1, round(bt / seq_len)), f"batch_tokens / seq_len {seq_len}")
+    name = str(fixed.get("schedule") or DEFAULT_SCHEDULE)
+    if fixed.get("final_frac") is not None:
+        rec.final_frac = float(fixed["final_frac"])
+    end = f" to {rec.final_frac:.0%} of the peak" if name in DECAYS_TO_FLOOR else ""
+    ssrc = SWEEP_FIXED if fixed.get("schedule") else "default (rank schedules with `oasl schedules rank`)"
+    rec.items["schedule"] = Item("schedule", name, source=f"{ssrc}: {name}{end}")
+    rec.items["final_lr_frac"] = Item(
+        "final_lr_frac", rec.final_frac, source=f"{ssrc}: the last lr / the peak"
     )
+    order = ["lr", "batch_tokens", "batch_seqs", *entry.hp_names, "total_steps", "warmup_steps"]
+    rec.items = {k: rec.items[k] for k in [*order, *rec.items] if k in rec.items}
+    bs = int(rec.value("batch_seqs"))
+    rec.notes += _budget_warnings(float(n_params), float(tokens), rec.value("total_steps"), bs * seq_len)
     return rec
 
 
-def critical_batch_opinion(rec: Recommendation, store, loss_law=None, level: float = 0.9) -> Item | None:
-    """A second opinion on the batch: B_crit(L) (Kaplan et al. 2020, Sec. 5.1) fitted on the gradient-noise
-    measurements of ``store``, at the target's loss predicted by ``loss_law`` (or one fitted on the
-    store). Added to ``rec.items`` as ``batch_tokens_gns`` and returned; None when the store has no
-    measurements (runs trained with ``gns: true``). Where the store measured B_noise too (``gns_hessian:
-    true``), the law fitted on B_noise is added as ``batch_tokens_gns_noise``, the lower end of a bracket
-    whose upper end is ``batch_tokens_gns`` (:data:`oasl.laws.critical_batch.BRACKET_EVIDENCE`)."""
-    from oasl.errors import FitError
-    from oasl.laws.critical_batch import (
-        BRACKET_EVIDENCE,
-        CriticalBatchLaw,
-        bracket_at,
-        loss_at,
-        measured,
-        noise_points,
+def _derive(rec: Recommendation, batch_seqs: int, why: str) -> None:
+    """Set batch_seqs and what follows from it: total_steps (the token budget over the batch) and
+    warmup_steps (``rec.warmup_frac`` of them). The one place these are computed."""
+    rec.items["batch_seqs"] = Item("batch_seqs", int(batch_seqs), source=why)
+    steps = max(1, int(rec.tokens // (batch_seqs * rec.seq_len)))
+    rec.items["total_steps"] = Item("total_steps", steps, source="tokens / (batch_seqs x seq_len)")
+    src = rec.items["warmup_steps"].source if "warmup_steps" in rec.items else ""
+    rec.items["warmup_steps"] = Item(
+        "warmup_steps", int(round(rec.warmup_frac * steps)), source=src or "warmup_frac x total_steps"
     )
-    from oasl.store import open_store
 
-    st = open_store(store)
-    pts = noise_points(st)
-    if not len(pts):
-        return None
-    law = CriticalBatchLaw(level=level).fit(pts)
-    loss, how = loss_at(st, rec.n_params, rec.tokens, loss_law)
-    item = _gns_item(
-        "batch_tokens_gns", law, loss, f"at L = {loss:.3g} ({how}); second opinion beside batch_tokens"
-    )
-    rec.items[item.name] = item
-    if measured(pts, "b_noise_tokens"):
+
+def sweep_settings(runs: pd.DataFrame) -> dict[str, Any]:
+    """The settings a sweep held fixed: each of :data:`FIXED_COLUMNS` with one value over ``runs`` (a
+    store's :meth:`~oasl.store.Store.to_dataframe` of the sweep), and under ``hps`` per optimizer its
+    registry HPs set in some run with one value (unset cells count as the registry default). JSON-ready; ``oasl fit`` and the
+    validation harness write it into laws.json's meta as ``fixed``, and :func:`recommend` keeps these
+    values where no law gives one."""
+    out: dict[str, Any] = {}
+    if runs is None or not len(runs):
+        return out
+    for c in FIXED_COLUMNS:
+        if c in runs:
+            vals = runs[c].dropna().unique()
+            if len(vals) == 1:
+                v = vals[0]
+                out[c] = v.item() if hasattr(v, "item") else v
+    hps: dict[str, dict[str, float]] = {}
+    for opt in runs["optimizer"].dropna().unique() if "optimizer" in runs else ():
+        sub = runs[runs["optimizer"] == opt]
         try:
-            lower = CriticalBatchLaw(level=level).fit(pts, "b_noise_tokens")
-        except FitError as exc:  # B_simple's opinion stands alone
-            rec.notes.append(f"no B_noise law beside batch_tokens_gns: {exc}")
-        else:
-            noise = _gns_item(
-                "batch_tokens_gns_noise",
-                lower,
-                loss,
-                f"fitted on B_noise at L = {loss:.3g}: the lower end of a bracket whose upper end is "
-                f"batch_tokens_gns (B_simple); {BRACKET_EVIDENCE}",
-            )
-            if not bracket_at(law, lower, loss)["ordered"]:
-                inverted = "B_noise lies above B_simple here: the bracket is inverted"
-                noise.warning = f"{noise.warning}; {inverted}" if noise.warning else inverted
-            rec.items[noise.name] = noise
-    return item
-
-
-def _gns_item(name: str, law, loss: float, where: str) -> Item:
-    """The :class:`Item` of a fitted :class:`~oasl.laws.critical_batch.CriticalBatchLaw` at ``loss``."""
-    r = law.recommend(loss)
-    return Item(
-        name,
-        r["batch_tokens"],
-        r["low"] if math.isfinite(r["low"]) else None,
-        r["high"] if math.isfinite(r["high"]) else None,
-        source=f"{law.formula()} {where}",
-        warning="the target loss lies outside the losses the law was fitted on" if r["extrapolated"] else "",
-    )
+            entry = get_optimizer(str(opt))
+        except ConfigError:
+            continue
+        kept = {}
+        for h in entry.hps:
+            if h.name not in sub or sub[h.name].isna().all():
+                continue  # never set (the default, or not recorded): the default's own source says so
+            vals = sub[h.name].fillna(h.default).unique()  # a spec stores only HPs set off default
+            if len(vals) == 1:
+                kept[h.name] = float(vals[0])
+        hps[entry.name] = kept
+    if hps:
+        out["hps"] = hps
+    return out
 
 
 def recommend_coordinate(

@@ -99,6 +99,7 @@ def test_every_float_option_refuses_nan_and_inf(capsys):
                 "8",
                 "--grad-accum",
                 "4",
+                "--exact-batch",  # without it the batch is rounded (tests/test_export.py)
             ],
             "not divisible by --world-size 8 x --grad-accum 4",
         ),

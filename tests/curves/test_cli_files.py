@@ -2,6 +2,7 @@
 and the input checks of `schedules fit|predict|rank` (issue 12)."""
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -146,3 +147,20 @@ def test_predict_and_rank_check_inputs_first(files, tmp_path, capsys, args, word
     # the law file does not exist: the checks must fire before it (or any fit, bootstrap) is read
     code, _, err = run_cli(["schedules", *args, "--law", str(tmp_path / "none.json")], capsys)
     assert code == 2 and words in err and len(err.strip().splitlines()) == 1
+
+
+def test_far_horizons_warn_and_intervals_print_as_brackets(files, tmp_path, capsys):
+    law = tmp_path / "law.json"
+    args = ["schedules", "fit", "--curves", str(files["constant"][0]), "--curves", str(files["cosine"][0])]
+    code, _, err = run_cli([*args, "--law", "annealing", "--boot", "5", "--out", str(law)], capsys)
+    assert code == 0, err
+    steps = str(100 * (files["cosine"][1].steps[-1] + 1))
+    code, out, err = run_cli(
+        ["schedules", "predict", "--law", str(law), "--schedule", "cosine", "--steps", steps], capsys
+    )
+    assert code == 0 and "100x the fitted runs'" in err, err
+    assert re.search(r"interval \[\d\.\d{4}, \d\.\d{4}\]", out), out
+    code, out, err = run_cli(
+        ["schedules", "rank", "--law", str(law), "--candidates", "cosine,constant"], capsys
+    )
+    assert code == 0 and re.search(r"\[\d\.\d{4}, \d\.\d{4}\]", out) and "fitted runs'" not in err, (out, err)

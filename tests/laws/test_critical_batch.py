@@ -118,7 +118,8 @@ def test_cli_recommends_and_fails_in_one_line(tmp_path, capsys):
 
 
 def test_recommend_gets_a_second_opinion_on_the_batch(tmp_path):
-    from oasl.recommend import critical_batch_opinion, recommend
+    from oasl.recommend import recommend
+    from oasl.recommend_gns import critical_batch_opinion
 
     class AtLoss3:  # a loss law that predicts 3 nats at any target
         def predict(self, n, d):
@@ -131,3 +132,19 @@ def test_recommend_gets_a_second_opinion_on_the_batch(tmp_path):
     plain = recommend("adamw", n_params=1e6, tokens=1e8, published="step-law")
     assert critical_batch_opinion(plain, fake_store(tmp_path / "plain.db", gns=False)) is None
     assert "batch_tokens_gns" not in plain.items
+
+
+def test_a_trend_not_measured_is_not_recommended_and_recommend_names_its_own_flag(tmp_path):
+    from oasl.laws.critical_batch import CriticalBatchLaw
+    from oasl.recommend import recommend
+    from oasl.recommend_gns import critical_batch_opinion
+
+    law = CriticalBatchLaw().fit(noise_points(fake_store(tmp_path / "runs.db")))
+    assert law.recommend(3.0)["warning"] == ""
+    law.alpha_b_interval_ = (-0.5, 2.0)  # as a fit whose bootstrap slopes cross 0
+    assert "spans 0" in law.recommend(3.0)["warning"]
+    rec = recommend("adamw", n_params=1e6, tokens=1e8, published="step-law")
+    one_size = fake_store(tmp_path / "one.db")  # one (N, D): no loss law can be fitted on it
+    with pytest.raises(FitError) as exc:
+        critical_batch_opinion(rec, one_size)
+    assert "--laws" in str(exc.value) and "--target-loss" not in str(exc.value)

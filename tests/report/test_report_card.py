@@ -45,7 +45,7 @@ def test_card_first_screen_in_chromium(mini, chromium, tmp_path):
     text = _text(doc)
     # the full configuration, with the lr's interval and the law behind it
     lo, hi = ov.recommended_interval
-    assert f"peak learning rate {ov.recommended_lr:.3g} {lo:.3g} - {hi:.3g} law" in text
+    assert f"peak learning rate {ov.recommended_lr:.3g} [{lo:.3g}, {hi:.3g}] law" in text
     for name in ("batch size 8 sequences x 32 = 256 tokens", "warmup 5% of the steps", "schedule cosine"):
         assert name in text, name
     for hp in ("beta1 0.9", "beta2 0.95", "weight decay"):

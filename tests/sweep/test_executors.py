@@ -322,6 +322,7 @@ def test_cli_plan_names_the_executor_and_its_batches(tmp_path, capsys):
     assert code == 0, err
     text = " ".join(out.split())
     assert "6 runs (6 to do)" in text and "batched executor, 2 worker(s), batches of 3, 2 runs" in text
+    assert "assumes the machine stays as busy as when it was measured; load average" in text  # issue 26
     code, out, err = run_cli(["sweep", "plan", str(path), "--no-measure"], capsys)  # auto: local on CPU
     assert code == 0 and "local executor, 2 worker(s)" in " ".join(out.split())
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import typer
 
 from oasl.cli.common import console
+from oasl.config import parse_count
 
 
 def register(app: typer.Typer) -> None:
@@ -39,11 +40,15 @@ def register(app: typer.Typer) -> None:
         params: float = typer.Option(
             None,
             "--target-params",
+            parser=parse_count,
             help="Or a target N (with --target-tokens); with --steps-table, the size to predict B_noise, S_min "
             "and the steps at each batch for.",
         ),
         tokens: float = typer.Option(
-            None, "--target-tokens", help="Target D (tokens); with --steps-table only for laws in D."
+            None,
+            "--target-tokens",
+            parser=parse_count,
+            help="Target D (tokens); with --steps-table only for laws in D.",
         ),
         laws: Path = typer.Option(
             None, "--laws", help="Laws file with a loss law (default: fit one on the store)."
@@ -133,6 +138,8 @@ def register(app: typer.Typer) -> None:
                     console.print(
                         "[yellow]here B_noise lies above B_simple: the bracket is inverted[/yellow]"
                     )
+        if loss is not None and d["recommendation"].get("warning"):
+            typer.secho(f"warning: {d['recommendation']['warning']}", err=True, fg="yellow")
         if out is not None:
             out.write_text(json.dumps(d, indent=2) + "\n")
             console.print(f"written to {out}")

@@ -46,6 +46,27 @@ def parse_kv(items: list[str] | None, what: str = "--hp") -> dict[str, float]:
     return out
 
 
+DEFAULT_STORE = "runs.db"  # every command's default store
+LEGACY_STORE = "oasl.db"  # `oasl train` and `oasl runs` defaulted to this before one default
+STORE_HELP = "(default runs.db; where it is absent and an oasl.db from an older oasl is, that one)"
+
+
+def resolve_store(store: str | None) -> str:
+    """``store``, or the default: ``runs.db``, else an existing ``oasl.db`` (an older default, said on
+    stderr) so that runs written before the defaults agreed stay in reach."""
+    if store is not None:
+        return store
+    if not os.path.exists(DEFAULT_STORE) and os.path.exists(LEGACY_STORE):
+        import typer
+
+        typer.secho(
+            f"note: using {LEGACY_STORE} (the old default store); rename it to {DEFAULT_STORE} or pass --store",
+            err=True,
+        )
+        return LEGACY_STORE
+    return DEFAULT_STORE
+
+
 def require_positive(value: float | None, flag: str) -> None:
     """ConfigError unless ``value`` (of option ``flag``) is None or a finite number > 0."""
     if value is not None and not (math.isfinite(value) and value > 0):

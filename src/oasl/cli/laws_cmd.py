@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from oasl.cli.common import console, require_positive
+from oasl.config import parse_count
 
 
 def register(app: typer.Typer) -> None:
@@ -112,7 +113,7 @@ def register(app: typer.Typer) -> None:
             p = report.loss_law.params_
             console.print("loss law: L = {E:.3f} + {A:.3g}/N^{alpha:.3f} + {B:.3g}/D^{beta:.3f}".format(**p))
         for k, why in report.skipped.items():
-            if k == "loss_law" and report.loss_law is not None:
+            if k in report.laws or (k == "loss_law" and report.loss_law is not None):  # fitted, with a note
                 console.print(f"[yellow]warning[/yellow]: {why}", highlight=False)
             else:
                 console.print(f"[yellow]skipped {k}[/yellow]: {why}", highlight=False)
@@ -124,8 +125,25 @@ def register(app: typer.Typer) -> None:
 
     @app.command("recommend")
     def recommend_cmd(
-        params: float = typer.Option(None, "--params", help="Target non-embedding parameters N."),
-        tokens: float = typer.Option(..., "--tokens", help="Target training tokens D (the whole budget)."),
+        params: float = typer.Option(
+            None,
+            "--params",
+            parser=parse_count,
+            help="Target N: NON-embedding parameters (the N of scaling laws), e.g. 7B, 350M, 1.2e9. From a "
+            "total count use --params-total with --vocab and --width.",
+        ),
+        params_total: float = typer.Option(
+            None,
+            "--params-total",
+            parser=parse_count,
+            help="Or the target's total parameters (with --vocab and --width): N = total - vocab x width "
+            "(tied embeddings; --untied subtracts the readout too).",
+        ),
+        vocab: int = typer.Option(None, "--vocab", help="Vocabulary size, for --params-total."),
+        untied: bool = typer.Option(False, "--untied", help="With --params-total: the readout is not tied."),
+        tokens: float = typer.Option(
+            ..., "--tokens", parser=parse_count, help="Target training tokens D (the whole budget), e.g. 2T."
+        ),
         optimizer: str = typer.Option(
             "adamw",
             "--optimizer",
@@ -148,12 +166,23 @@ def register(app: typer.Typer) -> None:
         force: bool = typer.Option(
             False, "--force", help="Use a published law fitted on another optimizer (with a warning)."
         ),
-        fmt: str = typer.Option("table", "--format", help="table, json, hf or torch."),
+        fmt: str = typer.Option(
+            "table",
+            "--format",
+            help="table, json, hf (TrainingArguments kwargs), torch (optimizer + LambdaLR schedule, "
+            "steps, batch and a snippet) or optax (schedule + optimizer and a snippet).",
+        ),
         world_size: int = typer.Option(
             1, "--world-size", help="With --format hf: data-parallel processes (GPUs) sharing the batch."
         ),
         grad_accum: int = typer.Option(
             1, "--grad-accum", help="With --format hf: gradient accumulation steps per optimizer step."
+        ),
+        exact_batch: bool = typer.Option(
+            False,
+            "--exact-batch",
+            help="With --format hf: refuse (exit 2) instead of rounding a global batch that does not divide "
+            "by --world-size x --grad-accum to the nearest multiple (the rounding is printed).",
         ),
         warn_ratio: float = typer.Option(4.0, "--warn-ratio", help="Warn beyond this extrapolation ratio."),
         gns_store: str = typer.Option(
@@ -172,12 +201,25 @@ def register(app: typer.Typer) -> None:
         from oasl.errors import ConfigError
         from oasl.workflows import coordinate_laws, recommend
 
-        if fmt not in ("table", "json", "hf", "torch"):
-            raise ConfigError(f"unknown --format {fmt!r}: use table, json, hf or torch")
-        for flag, v in (("--params", params), ("--tokens", tokens), ("--warn-ratio", warn_ratio)):
+        if fmt not in ("table", "json", "hf", "torch", "optax"):
+            raise ConfigError(f"unknown --format {fmt!r}: use table, json, hf, torch or optax")
+        for flag, v in (
+            ("--params", params),
+            ("--params-total", params_total),
+            ("--tokens", tokens),
+            ("--warn-ratio", warn_ratio),
+        ):
             require_positive(v, flag)
+        if params_total is not None:
+            from oasl.models.counting import non_embedding_params
+
+            if params is not None or vocab is None or width is None:
+                raise ConfigError("give --params-total with --vocab and --width (and without --params)")
+            params = non_embedding_params(params_total, vocab, width, tied=not untied)
+            typer.secho(f"N = {params:.4g} non-embedding parameters (from --params-total)", err=True)
+            width = None if depth is None else width
         coordinate = coordinate_laws(laws, published) is not None
-        if coordinate and (fmt in ("hf", "torch") or params is None):
+        if coordinate and (fmt in ("hf", "torch", "optax") or params is None):
             raise ConfigError("coordinate laws take --params and --tokens and print --format table or json")
         if not coordinate and (world_size < 1 or grad_accum < 1):
             raise ConfigError(
@@ -210,7 +252,7 @@ def register(app: typer.Typer) -> None:
                 table.add_column(c, overflow="fold")
             for it in rec.items.values():
                 val = f"{it.value:.4g}" if isinstance(it.value, float) else str(it.value)
-                ci = f"{it.low:.3g} - {it.high:.3g}" if it.low is not None else "-"
+                ci = f"[{it.low:.3g}, {it.high:.3g}]" if it.low is not None else "-"
                 table.add_row(it.name, val, ci, it.source)
             console.print(table)
             return
@@ -218,12 +260,15 @@ def register(app: typer.Typer) -> None:
             typer.secho(
                 f"warning: {gns_store} has no gradient-noise measurements (train with gns: true)", err=True
             )
+        from oasl import export
+
         exported = {  # built before any warning is printed: a failing export stays one line
             "json": lambda: rec.to_dict(),
-            "hf": lambda: rec.hf_training_arguments(world_size, grad_accum),
-            "torch": lambda: rec.torch_kwargs(),
+            "hf": lambda: rec.hf_training_arguments(world_size, grad_accum, round_batch=not exact_batch),
+            "torch": lambda: export.torch_config(rec),
+            "optax": lambda: export.optax_config(rec),
         }.get(fmt, lambda: None)()
-        for w in rec.warnings:  # on stderr, so that json/hf/torch output stays parseable
+        for w in rec.warnings:  # on stderr, so that json/hf/torch/optax output stays parseable
             typer.secho(f"warning: {w}", err=True, fg="yellow")
         if exported is not None:
             typer.echo(json.dumps(exported, indent=2, default=str))
@@ -236,7 +281,7 @@ def register(app: typer.Typer) -> None:
             table.add_column(c, overflow="fold")
         for it in rec.items.values():
             val = f"{it.value:.4g}" if isinstance(it.value, float) else str(it.value)
-            ci = f"{it.low:.3g} - {it.high:.3g}" if it.low is not None else "-"
+            ci = f"[{it.low:.3g}, {it.high:.3g}]" if it.low is not None else "-"
             ex = f"{it.extrapolation:.1f}x" if it.extrapolation else "-"
             table.add_row(it.name, val, ci, it.source, ex)
         console.print(table)

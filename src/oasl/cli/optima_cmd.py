@@ -190,6 +190,11 @@ def register(app: typer.Typer) -> None:
             "--set",
             help="Columns the CSV lacks, one value for every row: NAME=VALUE,... (e.g. optimizer=adamw,seq_len=2048).",
         ),
+        replace: bool = typer.Option(
+            False,
+            "--replace",
+            help="Replace the runs an earlier import of a file of this name added (after correcting it).",
+        ),
         fmt: str = typer.Option(
             "auto",
             "--format",
@@ -209,9 +214,15 @@ def register(app: typer.Typer) -> None:
             column_map=parse_pairs(column_map, "--column-map"),
             constants=parse_pairs(constants, "--set"),
             fmt=fmt,
+            replace=replace,
         )
         for w in res.warnings:
             console.print(f"[yellow]warning[/yellow]: {w}", highlight=False)
+        n_rep = getattr(res, "n_replaced", 0)
+        swapped = f"; replaced {n_rep} run(s) of an earlier import" if n_rep else ""
         console.print(
-            f"imported {res.n_new} new run(s) from {csv} into {store} ({res.n_rows - res.n_new} already there)"
+            f"imported {res.n_new} new run(s) from {csv} into {store} ({res.n_rows - res.n_new} already "
+            f"there{swapped})",
+            highlight=False,
+            soft_wrap=True,
         )

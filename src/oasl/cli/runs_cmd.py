@@ -9,7 +9,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from oasl.cli.common import console
+from oasl.cli.common import STORE_HELP, console, resolve_store
 
 
 def register(app: typer.Typer) -> None:
@@ -23,7 +23,7 @@ def register(app: typer.Typer) -> None:
     @runs.callback()
     def runs_cmd(
         ctx: typer.Context,
-        store: str = typer.Option("oasl.db", "--store", help="SQLite store to read."),
+        store: str = typer.Option(None, "--store", help=f"SQLite store to read {STORE_HELP}."),
         limit: int = typer.Option(
             50, "--limit", help="Show at most this many runs (most recent last); 0: all."
         ),
@@ -38,6 +38,7 @@ def register(app: typer.Typer) -> None:
 
         if limit < 0:
             raise ConfigError(f"--limit must be >= 0 (0 shows every run), got {limit}")
+        store = resolve_store(store)
         df = _read_store(store)
         if df.empty:
             console.print(f"store {store} holds no runs")
@@ -60,12 +61,13 @@ def register(app: typer.Typer) -> None:
             help="column=value (repeatable, all must hold; a,b matches either; nan matches empty; "
             "key matches a prefix), e.g. --where status=failed or --where lr=nan.",
         ),
-        store: str = typer.Option("oasl.db", "--store", help="SQLite store to remove runs from."),
+        store: str = typer.Option(None, "--store", help=f"SQLite store to remove runs from {STORE_HELP}."),
         yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
     ) -> None:
         """Remove the runs matching --where from a store (after showing how many and asking)."""
         from oasl.store import open_store
 
+        store = resolve_store(store)
         df = _read_store(store)
         hit = df[match_where(df, where)] if len(df) else df
         if hit.empty:

@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from oasl.cli.common import console
+from oasl.config import parse_count
 
 
 def _where(items: list[str] | None) -> dict[str, object]:
@@ -42,6 +43,21 @@ def _check_level(level: float) -> None:
 
     if not (math.isfinite(level) and 0 < level < 1):
         raise ConfigError(f"--level must lie strictly between 0 and 1 (e.g. 0.9), got {level}")
+
+
+HORIZON_WARN = 4.0  # predicting further than this many times the fitted runs' length earns a warning
+
+
+def _warn_horizon(ctx: dict, steps: int) -> None:
+    """A warning on stderr when ``steps`` lies more than HORIZON_WARN x beyond the fitted runs' length."""
+    fitted = ctx.get("steps")
+    if fitted and steps > HORIZON_WARN * float(fitted):
+        typer.secho(
+            f"warning: {steps} steps is {steps / float(fitted):.0f}x the fitted runs' {int(fitted)} steps: "
+            "the law extrapolates far beyond its curves; trust the prediction less",
+            err=True,
+            fg="yellow",
+        )
 
 
 def _check_steps(steps: int | None, warmup_steps: int | None) -> None:
@@ -97,7 +113,7 @@ def register(app: typer.Typer) -> None:
             False, "--scaled", help="Fit across model sizes (parameters as powers of N)."
         ),
         n_params: float = typer.Option(
-            None, "--n-params", help="With --curves: the model's parameter count."
+            None, "--n-params", parser=parse_count, help="With --curves: the model's parameter count."
         ),
         prior: Path = typer.Option(
             None,
@@ -149,6 +165,14 @@ def register(app: typer.Typer) -> None:
             console.print(
                 "slopes d log p / d log N: " + ", ".join(f"{k} {v:+.3f}" for k, v in fitted.slopes_.items())
             )
+        at = getattr(fitted, "at_bounds_", [])
+        if at:
+            typer.secho(
+                f"warning: {', '.join(at)} sit(s) at a bound of the fit's range: not estimates; fit on more "
+                "or longer curves with different schedules",
+                err=True,
+                fg="yellow",
+            )
         path = save_schedule_law(out, fitted, context)
         console.print(f"{len(fitted_curves)} curves; law written to {path}")
 
@@ -158,7 +182,9 @@ def register(app: typer.Typer) -> None:
         curves: list[Path] = typer.Option(
             ..., "--curves", help="Curve CSV files with columns step, lr, loss (repeatable)."
         ),
-        n_params: float = typer.Option(None, "--n-params", help="Model size, for a --scaled law."),
+        n_params: float = typer.Option(
+            None, "--n-params", parser=parse_count, help="Model size, for a --scaled law."
+        ),
         fmt: str = typer.Option("table", "--format", help="table or json."),
     ) -> None:
         """Score a fitted law on curve files: per curve the mean, worst and final-loss relative error."""
@@ -207,7 +233,9 @@ def register(app: typer.Typer) -> None:
         warmup_steps: int = typer.Option(
             None, "--warmup-steps", help="Warmup steps (default: the fitted runs')."
         ),
-        n_params: float = typer.Option(None, "--n-params", help="Model size, for a --scaled law."),
+        n_params: float = typer.Option(
+            None, "--n-params", parser=parse_count, help="Model size, for a --scaled law."
+        ),
         level: float = typer.Option(0.9, "--level", help="Interval level."),
         plot: Path = typer.Option(None, "--plot", help="Write the predicted curve to this PNG."),
     ) -> None:
@@ -222,16 +250,17 @@ def register(app: typer.Typer) -> None:
         _check_level(level)
         law, ctx = load_schedule_law(law_file)
         steps, lr, warm = schedule_target(ctx, steps, lr, warmup_steps)
+        _warn_horizon(ctx, steps)
         kw = predict_kwargs(law, n_params, ctx)
         lrs = candidate_schedules([schedule], steps, lr, warmup_steps=warm)[schedule]
         final = float(law.predict(lrs, [len(lrs) - 1], **kw)[0])
         msg = f"{schedule}: {steps} steps at peak lr {lr:.3g}: predicted final loss {final:.4f}"
         if has_intervals(law):
             lo, hi = law.predict_interval(lrs, [len(lrs) - 1], level=level, **kw)
-            msg += f" ({level:.0%} interval {lo[0]:.4f}-{hi[0]:.4f})"
+            msg += f" ({level:.0%} interval [{lo[0]:.4f}, {hi[0]:.4f}])"
         console.print(msg)
         if plot:
-            plot_schedules(law, [schedule], steps, lr, warm, plot, **kw)
+            plot_schedules(law, [schedule], steps, lr, warm, plot, level=level, **kw)
             console.print(f"plot written to {plot}")
 
     @sched.command("rank")
@@ -254,7 +283,9 @@ def register(app: typer.Typer) -> None:
         warmup_steps: int = typer.Option(
             None, "--warmup-steps", help="Warmup steps (default: the fitted runs')."
         ),
-        n_params: float = typer.Option(None, "--n-params", help="Model size, for a --scaled law."),
+        n_params: float = typer.Option(
+            None, "--n-params", parser=parse_count, help="Model size, for a --scaled law."
+        ),
         tune: bool = typer.Option(
             False, "--tune", help="Also tune each family's own parameter (WSD decay, final LR)."
         ),
@@ -285,6 +316,7 @@ def register(app: typer.Typer) -> None:
         else:
             law, ctx = load_schedule_law(law_file)
         steps, lr, warm = schedule_target(ctx, steps, lr, warmup_steps)
+        _warn_horizon(ctx, steps)
         kw = predict_kwargs(law, n_params, ctx)
         df = rank_candidates(
             law,
@@ -300,7 +332,7 @@ def register(app: typer.Typer) -> None:
         for col in ("schedule", "final loss", "gap to best", f"{level:.0%} interval", "tuned"):
             table.add_column(col, justify="left" if col == "schedule" else "right")
         for _, r in df.iterrows():
-            iv = f"{r['final_loss_lo']:.4f}-{r['final_loss_hi']:.4f}" if "final_loss_lo" in df else "-"
+            iv = f"[{r['final_loss_lo']:.4f}, {r['final_loss_hi']:.4f}]" if "final_loss_lo" in df else "-"
             table.add_row(
                 r["schedule"],
                 f"{r['final_loss']:.4f}",

@@ -82,6 +82,7 @@ def register(app: typer.Typer) -> None:
             f"total {p.flops:.3g} FLOPs ({p.flops_todo:.3g} to do); estimated wall time ({how}): "
             f"{_fmt_seconds(p.est_seconds)}{extra}"
         )
+        console.print(f"[dim]{p.load_note()}[/dim]", highlight=False)
 
     @sweep.command("run")
     def run_cmd(

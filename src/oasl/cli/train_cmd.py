@@ -9,7 +9,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from oasl.cli.common import console, parse_kv, progress_bar
+from oasl.cli.common import STORE_HELP, console, parse_kv, progress_bar, resolve_store
 
 
 def _set(d: dict[str, Any], path: str, value: Any) -> None:
@@ -111,7 +111,7 @@ def register(app: typer.Typer) -> None:
         eval_interval: int = typer.Option(None, help="Steps between validation evaluations."),
         seed: int = typer.Option(None, help="Random seed."),
         device: str = typer.Option(None, help="auto, cpu, cuda."),
-        store: str = typer.Option("oasl.db", "--store", help="SQLite store to write the run to."),
+        store: str = typer.Option(None, "--store", help=f"SQLite store to write the run to {STORE_HELP}."),
     ) -> None:
         """Train one model and record it in the store."""
         from oasl.store import open_store
@@ -139,6 +139,7 @@ def register(app: typer.Typer) -> None:
             device=device,
         )
         check_fits_memory(spec)  # before the store: a refused run leaves no `failed` row
+        store = resolve_store(store)
         st = open_store(store)
         result = run_with_progress(spec, st)
         table = Table(title=f"run {spec.key()} ({result.status})", show_header=False)

@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from oasl.cli.common import console
+from oasl.config import parse_count
 
 
 def _split(text: str) -> list[str]:
@@ -35,10 +36,16 @@ def register(app: typer.Typer) -> None:
             "optimizer,parametrization", "--group-by", help="Columns that define a ladder, comma-separated."
         ),
         target_params: float = typer.Option(
-            None, "--target-params", help="Target non-embedding parameters N for the naive-transfer cost."
+            None,
+            "--target-params",
+            parser=parse_count,
+            help="Target non-embedding parameters N for the naive-transfer cost.",
         ),
         target_tokens: float = typer.Option(
-            None, "--target-tokens", help="Target tokens D (default: the ladder's largest budget)."
+            None,
+            "--target-tokens",
+            parser=parse_count,
+            help="Target tokens D (default: the ladder's largest budget).",
         ),
         n_boot: int = typer.Option(200, "--n-boot", help="Bootstrap resamples for the intervals."),
         level: float = typer.Option(0.9, "--level", help="Interval level."),

@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from oasl.cli.common import console
+from oasl.config import parse_count
 
 
 def _print_validation(result) -> None:
@@ -70,10 +71,21 @@ def _print_laws(report) -> None:
 
 
 def _progress_factory(bar):
-    """progress(label, total) for the harness: one rich task per batch of runs, with the best loss so far."""
+    """progress(label, total) for the harness: one task per phase, not per batch. The sweep (labels
+    ``sweep ...``) is one phase; every later batch (oracle, the recommendation, baselines, their seeds)
+    adds its runs to one "target runs" count, so the count and its ETA never restart."""
+    phases: dict[str, dict] = {}
 
     def factory(label: str, total: int):
-        task = bar.add_task(label, total=total, status="")
+        phase = label if label.startswith("sweep") else "target runs (oracle, oasl, baselines)"
+        p = phases.get(phase)
+        if p is None:
+            p = phases[phase] = {"task": bar.add_task(phase, total=0, status=""), "total": 0, "base": 0}
+        else:
+            p["base"] = p["completed"]  # the batches before this one are finished
+        p["total"] += total
+        p["completed"] = p["base"]
+        bar.update(p["task"], total=p["total"], completed=p["completed"])
 
         def on_update(summary, _pending) -> None:
             done = (
@@ -84,8 +96,9 @@ def _progress_factory(bar):
                 + summary.failed
                 + summary.gave_up
             )
+            p["completed"] = p["base"] + done
             best = "  ".join(f"{g}: {v:.3f}" for g, v in sorted(summary.best.items())[:3])
-            bar.update(task, completed=done, status=best)
+            bar.update(p["task"], completed=p["completed"], status=best)
 
         return on_update
 
@@ -155,9 +168,36 @@ def register(app: typer.Typer) -> None:
         schedule_law: Path = typer.Option(
             None, "--schedule-law", help="A file from `oasl schedules fit` to include (optional)."
         ),
+        target_params: float = typer.Option(
+            None,
+            "--target-params",
+            parser=parse_count,
+            help="Without --validation: a target N (non-embedding; 7B, 350M) for a recommendation card.",
+        ),
+        target_tokens: float = typer.Option(
+            None, "--target-tokens", parser=parse_count, help="The target's training tokens D (e.g. 20B)."
+        ),
+        target_width: int = typer.Option(
+            None, "--target-width", help="Or a target shape: width (with --target-depth)."
+        ),
+        target_depth: int = typer.Option(None, "--target-depth", help="The target shape's number of blocks."),
+        laws: Path = typer.Option(
+            None, "--laws", help="With a target: laws.json to use (default: fit the store)."
+        ),
     ) -> None:
-        """Write a self-contained HTML report (plots embedded) from a store."""
+        """Write a self-contained HTML report (plots embedded) from a store; with --target-params and
+        --target-tokens (or a --target-width/--target-depth shape) it opens on a recommendation card."""
         from oasl.workflows import report
 
-        page = report(store, out, validation=validation, schedule_law=schedule_law)
+        page = report(
+            store,
+            out,
+            validation=validation,
+            schedule_law=schedule_law,
+            target_params=target_params,
+            target_tokens=target_tokens,
+            target_width=target_width,
+            target_depth=target_depth,
+            laws=laws,
+        )
         console.print(f"report written to {page}")

@@ -271,8 +271,9 @@ class ScheduleLaw:
     # -- fitting ----------------------------------------------------------------------------------
     def fit(self, curves: Sequence[Curve]) -> ScheduleLaw:
         """Fit on ``curves`` (a list of :class:`Curve` of one model size, ideally several schedules).
-        Sets ``params_`` (name -> value), ``theta_`` (log values), ``objective_`` and
-        ``train_errors_`` (per-curve :func:`curve_errors`). Returns self."""
+        Sets ``params_`` (name -> value), ``theta_`` (log values), ``objective_``, ``at_bounds_`` (the
+        parameters the fit left at a bound of their range) and ``train_errors_`` (per-curve
+        :func:`curve_errors`). Returns self."""
         name = type(self).__name__
         curves = check_curves(curves, len(self.PARAMS), name)
         feats = [self._features(c.lrs, c.steps, True) for c in curves]
@@ -288,6 +289,13 @@ class ScheduleLaw:
             [self._from_log(x) for x in self._starts(curves, feats)], self.n_starts, self.maxiter
         )
         self._set_theta(self._to_log(torch.as_tensor(u)).numpy())
+        # parameters the optimizer left at a bound: not estimates, the bound speaks
+        span = [(lo, hi) for lo, hi in self._bounds(curves)]
+        self.at_bounds_ = [
+            k
+            for k, ui, (lo, hi) in zip(self.PARAMS, np.asarray(u, float), span, strict=True)
+            if min(abs(ui - lo), abs(hi - ui)) <= 1e-3 * max(hi - lo, 1e-12)
+        ]
         self.objective_ = val
         self._train = (curves, fitter)
         self.boot_thetas_ = None

@@ -249,16 +249,26 @@ class CriticalBatchLaw:
         return np.exp(lo), np.exp(hi)
 
     def recommend(self, loss: float) -> dict[str, Any]:
-        """The batch (tokens) for a target loss, with its interval and whether L lies outside the fit."""
+        """The batch (tokens) for a target loss, with its interval, whether L lies outside the fit, and a
+        ``warning`` (empty when none) where alpha_B's interval spans 0: the law's trend is not measured."""
         if not (math.isfinite(loss) and loss > 0):
             raise FitError(f"target loss must be a positive finite number (nats/token), got {loss}")
         lo, hi = self.predict_interval(loss)
+        a_lo, a_hi = self.alpha_b_interval_
+        warning = ""
+        if not (math.isfinite(a_lo) and math.isfinite(a_hi)) or a_lo * a_hi <= 0 or self.slope_ >= 0:
+            warning = (
+                f"alpha_B's 90% interval [{a_lo:.3g}, {a_hi:.3g}] spans 0 (or is unknown): the measurements "
+                "do not pin how B_crit moves with the loss, so this batch is not a recommendation; measure "
+                "more sizes or longer runs (gns: true)"
+            )
         return {
             "loss": float(loss),
             "batch_tokens": float(self.predict(loss)),
             "low": float(lo[0]),
             "high": float(hi[0]),
             "extrapolated": not (self.range_[0] <= loss <= self.range_[1]),
+            "warning": warning,
         }
 
     def formula(self) -> str:
@@ -295,10 +305,17 @@ def _alpha(slope: float) -> float:
     return -1.0 / slope if slope != 0 else math.inf
 
 
-def loss_at(store, n_params: float, tokens: float, loss_law=None) -> tuple[float, str]:
+def loss_at(
+    store,
+    n_params: float,
+    tokens: float,
+    loss_law=None,
+    hint: str = "give --target-loss or a laws file with a loss law",
+) -> tuple[float, str]:
     """Predicted loss (nats/token) at (N, D) from ``loss_law`` (a fitted :class:`~oasl.laws.LossLaw`), or
     from one fitted here on the store's best run per (optimizer, N, D). Returns (loss, where it came from).
-    FitError when the store's runs cannot carry a loss law (fewer than 6 groups, N or D constant)."""
+    FitError when the store's runs cannot carry a loss law (fewer than 6 groups, N or D constant); its
+    message ends with ``hint``, the fix in the words of the command that asked."""
     how = "the given loss law"
     if loss_law is None:
         from oasl.laws import LossLaw, best_runs
@@ -309,9 +326,7 @@ def loss_at(store, n_params: float, tokens: float, loss_law=None) -> tuple[float
         try:
             loss_law = LossLaw().fit(best["n_params"], best["tokens"], best["final_val_loss"])
         except FitError as exc:
-            raise FitError(
-                f"no loss law for the target ({exc}): give --target-loss or a laws file with a loss law"
-            ) from None
+            raise FitError(f"no loss law for the target ({exc}): {hint}") from None
         how = "a loss law fitted on the store's best runs"
     return float(loss_law.predict([n_params], [tokens])[0]), how
 

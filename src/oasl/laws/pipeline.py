@@ -179,6 +179,22 @@ def drop_bounds(optima: pd.DataFrame, min_points: int = 3) -> pd.DataFrame:
     return pd.concat(keep).reset_index(drop=True) if keep else optima
 
 
+def _positive_rows(df: pd.DataFrame, h: str, notes: dict[str, str]) -> pd.DataFrame:
+    """The runs whose ``h`` can be taken in log space (finite, > 0). Runs with ``h`` = 0 (e.g. warmup 0,
+    `oasl train`'s default) are left out of locating ``h`` alone, and ``notes[h]`` says which."""
+    x = pd.to_numeric(df[h], errors="coerce")
+    zero = x.notna() & (x <= 0)
+    if not zero.any():
+        return df
+    keys = df.loc[zero, "key"].astype(str).tolist() if "key" in df else []
+    named = f" (run {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''})" if keys else ""
+    notes[h] = (
+        f"left out {int(zero.sum())} run(s) with {h} <= 0{named} from locating {h}: its law is fitted in "
+        "log space"
+    )
+    return df[~zero]
+
+
 def fit_laws(
     df: pd.DataFrame,
     hps: Sequence[str] | None = None,
@@ -218,10 +234,23 @@ def fit_laws(
         optima.update(joint_profile_optima(df, loss, n_boot))
     feats: tuple[str, ...] = tuple(features) if features else ()
     for h in hps:
-        opt = optima[h] if h in optima else profile_optima(df, h, loss, n_boot)
+        opt = optima.get(h)
+        if opt is not None and opt.empty:  # the joint surface was refused everywhere: locate h alone
+            opt = None
+        try:
+            opt = opt if opt is not None else profile_optima(_positive_rows(df, h, skipped), h, loss, n_boot)
+        except FitError as exc:  # this HP cannot be located; the others may still be fitted
+            skipped[h] = "; ".join(filter(None, (skipped.get(h), str(exc))))
+            optima[h] = pd.DataFrame()
+            continue
         optima[h] = opt
         if opt.empty:
-            skipped[h] = "no group has 3 or more finite points"
+            most = int(df.groupby(list(BASE_GROUP))[h].nunique().max()) if h in df and len(df) else 0
+            why = (
+                f"at most {most} distinct {h} value(s) per (optimizer, N, D) group, and locating an optimum "
+                f"needs 3 or more finite points: add {h} values"
+            )
+            skipped[h] = "; ".join(filter(None, (skipped.get(h), why)))
             continue
         f = feats or choose_features(opt)
         table = law_table(opt, h, weighted)
@@ -237,7 +266,7 @@ def fit_laws(
                 **({"sharings": sharings} if sharings else {}),
             )
         except FitError as exc:
-            skipped[h] = str(exc)
+            skipped[h] = "; ".join(filter(None, (skipped.get(h), str(exc))))
             continue
         laws[h], selection[h] = law, sel
         feats = feats or f

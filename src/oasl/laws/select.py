@@ -40,6 +40,14 @@ SHARING = ("separate", "shared_exponents", "pooled")
 NEAR_ONE = ("beta1", "beta2", "momentum")
 
 
+def _nanmean(values) -> float:
+    """The mean of the finite values, NaN when there is none (np.nanmean warns "Mean of empty slice" there:
+    a law of one size has no R^2, which is not worth a warning on the user's screen)."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    return float(v.mean()) if v.size else math.nan
+
+
 class OptimizerLaw:
     """A law of ``target`` over ``features`` whose dependence on the optimizer (column ``by``) is
     given by ``sharing`` ("separate", "shared_exponents" or "pooled"); ``form`` is one of
@@ -259,8 +267,8 @@ class OptimizerLaw:
         loo = self.loo_errors()
         ok = len(loo) and np.all(np.isfinite(loo["ape"]))
         return {
-            "r2": float(np.nanmean([v.r2_ for v in self.laws_.values()])),
-            "rmse_log": float(np.nanmean([v.rmse_log_ for v in self.laws_.values()])),
+            "r2": _nanmean([v.r2_ for v in self.laws_.values()]),
+            "rmse_log": _nanmean([v.rmse_log_ for v in self.laws_.values()]),
             "loo_mape": float(loo["ape"].mean()) if ok else math.nan,
             "loo_rmse_log": float(np.sqrt(np.mean(loo["log_err"] ** 2))) if ok else math.nan,
             "n_coef": self.n_coef,
@@ -393,7 +401,7 @@ def select_law(
             loo_mape=mape,
             loo_mape_se=se,
             loo_rmse_log=float(np.sqrt(np.mean(held["log_err"] ** 2))) if ok else math.nan,
-            r2=float(np.nanmean([v.r2_ for v in law.laws_.values()])),
+            r2=_nanmean([v.r2_ for v in law.laws_.values()]),
             error="" if ok else "some group cannot be held out (too few optima per law)",
         )
         fitted.append((mape if ok else math.inf, se if math.isfinite(se) else 0.0, law.n_coef, i, law))

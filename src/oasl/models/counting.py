@@ -49,3 +49,22 @@ def flops_per_token(shape: ModelShape) -> float:
     n = count_params(shape).n_params
     w, depth = shape.width, shape.depth
     return 6.0 * (n + shape.vocab_size * w) + 12.0 * depth * shape.seq_len * w
+
+
+def non_embedding_params(
+    total: float, vocab: int, width: int, tied: bool = True, positions: int = 0
+) -> float:
+    """N (non-embedding parameters, as :class:`ParamCount` counts them) from a model's total count: the
+    total less the token embedding (``vocab x width``), an untied readout (another ``vocab x width``
+    when not ``tied``) and learned position embeddings (``positions x width``; 0 for rotary). ConfigError
+    when nothing is left (the total is not larger than its embeddings)."""
+    from oasl.errors import ConfigError
+
+    emb = vocab * width * (1 if tied else 2) + positions * width
+    n = float(total) - emb
+    if not n > 0:
+        raise ConfigError(
+            f"a total of {float(total):.3g} parameters is not more than its {emb:.3g} embedding parameters "
+            f"(vocab {vocab} x width {width}{'' if tied else ' x 2, untied'}): check --params-total, --vocab, --width"
+        )
+    return n

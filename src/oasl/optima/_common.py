@@ -41,10 +41,13 @@ def positive_values(df: pd.DataFrame, col: str) -> np.ndarray:
     x = pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=float)
     bad = ~np.isfinite(x) | (x <= 0)
     if bad.any():
-        example = df[col].to_numpy()[np.flatnonzero(bad)[0]]
+        first = np.flatnonzero(bad)[0]
+        example = df[col].to_numpy()[first]
+        example = example.item() if hasattr(example, "item") else example  # 0.0, not np.float64(0.0)
+        run = f" (run {df['key'].iloc[first]})" if "key" in df else ""
         raise FitError(
             f"{col} must be positive and finite in every run (optima are located in log({col})); "
-            f"found {example!r} in {int(bad.sum())} run(s): drop or fix those rows"
+            f"found {example!r}{run} in {int(bad.sum())} run(s): drop or fix those rows"
         )
     return x
 

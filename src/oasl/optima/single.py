@@ -207,7 +207,7 @@ def locate_one(
     bad = ~np.isfinite(h) | (h <= 0)
     if bad.any():
         raise FitError(
-            f"{name} must be positive and finite (log space); found {h[bad][0]!r}: drop those runs"
+            f"{name} must be positive and finite (log space); found {float(h[bad][0]):g}: drop those runs"
         )
     div = ~np.isfinite(y)
     if diverged is not None:
@@ -332,6 +332,17 @@ def locate_one(
             ci_low = NAN
         elif edge == "high":
             ci_high = NAN
+        if math.isfinite(ci_low) and math.isfinite(ci_high) and not ci_low <= grid_argmin <= ci_high:
+            notes.append(
+                f"the best run ({name} {fmt(grid_argmin)}) lies outside the optimum's CI: the CI is about the "
+                f"fitted parabola's vertex, which the valley's other points pull off the best grid point; add "
+                f"seeds or {name} points around {fmt(grid_argmin)}"
+            )
+    if band_low == band_high and not math.isclose(opt, band_low, rel_tol=1e-9):
+        notes.append(
+            f"band = the best grid point {fmt(band_low)} alone (no other within {eps:.2%}); the refined "
+            f"optimum {fmt(opt)} lies between grid points"
+        )
     return Optimum(
         grid_argmin,
         opt,

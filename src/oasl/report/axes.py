@@ -18,6 +18,48 @@ def pyplot():
     return plt
 
 
+HP_LABELS = {
+    "lr": "peak learning rate",
+    "batch_tokens": "batch (tokens)",
+    "batch_seqs": "batch (sequences)",
+    "warmup_frac": "warmup (fraction of steps)",
+    "weight_decay": "weight decay",
+    "beta1": "beta1",
+    "beta2": "beta2",
+    "momentum": "momentum",
+}
+LOSS_LABELS = {"final_val_loss": "final validation loss (nats/token)", "loss": "loss (nats/token)"}
+
+
+def human(v) -> str:
+    """A count people read at a glance: 760000000 -> 760M, 3120 -> 3.12K, 2.5e12 -> 2.5T, 12 -> 12."""
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        return str(v)
+    if not math.isfinite(x):
+        return str(v)
+    for div, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if abs(x) >= div:
+            return f"{x / div:.3g}{suffix}"
+    return f"{x:.3g}"
+
+
+def group_title(values: dict) -> str:
+    """A panel title from a group's values: ``adamw, N = 3.12K, D = 12.8K tokens`` (units, short numbers)."""
+    parts = []
+    for k, v in values.items():
+        if k == "optimizer":
+            parts.append(str(v))
+        elif k == "n_params":
+            parts.append(f"N = {human(v)}")
+        elif k == "tokens":
+            parts.append(f"D = {human(v)} tokens")
+        else:
+            parts.append(f"{k} = {human(v) if isinstance(v, (int, float)) else v}")
+    return ", ".join(parts) or "all runs"
+
+
 def plain(v: float) -> str:
     """A tick label without mathtext: 0.05, 2, 30000, 1e-05, 1e+06 (never 2x10^-2)."""
     return f"{v:g}"

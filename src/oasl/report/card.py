@@ -55,6 +55,7 @@ class Card:
     notes: list[str] = field(default_factory=list)
     lr: float = math.nan
     lr_interval: tuple[float, float] = (math.nan, math.nan)
+    recommendation: Any = None  # the oasl.recommend.Recommendation the rows render
 
 
 def pct(x: Any, signed: bool = True) -> str:
@@ -103,7 +104,7 @@ def _law_row(ov) -> Row:
     from oasl.laws.io import law_from_dict
 
     lo, hi = ov.recommended_interval
-    interval = f"{sig(lo)} - {sig(hi)}" if hi > lo else "-"
+    interval = f"[{sig(lo)}, {sig(hi)}]" if hi > lo else "-"
     try:
         law = law_from_dict(dict(ov.law))
         formula = law.formula()
@@ -132,48 +133,134 @@ def _law_row(ov) -> Row:
     return Row("peak learning rate", sig(ov.recommended_lr), interval, "; ".join(parts))
 
 
-def build_card(ov, runs: pd.DataFrame | None = None, noise_floor: float | None = None) -> Card:
-    """The card of one :class:`~oasl.validate.harness.OptimizerValidation`; ``runs`` (the store's
-    :meth:`~oasl.store.Store.to_dataframe`) supplies the configuration of the target run."""
+def recommendation_for(ov, runs: pd.DataFrame | None = None, fixed: dict[str, Any] | None = None):
+    """The :class:`~oasl.recommend.Recommendation` behind a validation's card: :func:`oasl.recommend.recommend`
+    with the validated law at the validated target (N, D, shape), keeping what the sweep held fixed
+    (``fixed``, as laws.json's ``meta["fixed"]``; else read off ``runs``' sweep runs). The same call
+    ``oasl recommend --laws laws.json`` makes, so the card and the command say the same. None when the
+    target's token budget is unknown (a validation.json written before it and no target run stored), or
+    neither ``runs`` nor ``fixed`` is given."""
+    from oasl.config import ModelShape, build
+    from oasl.laws.io import law_from_dict
+    from oasl.recommend import recommend, sweep_settings
+
+    if runs is None and fixed is None:
+        return None  # what the sweep held fixed is out of reach: the configuration is not guessed
     run = _target_run(runs, ov)
+    tokens = getattr(ov, "target_tokens", math.nan)
+    if not _finite(tokens) and run is not None and pd.notna(run.get("tokens")):
+        tokens = float(run["tokens"])
+    if not _finite(tokens):
+        return None
+    if fixed is None:
+        sweep = runs
+        if runs is not None and "role" in runs:
+            sweep = runs[runs["role"].fillna("sweep") == "sweep"]
+        if sweep is not None and "optimizer" in sweep:
+            sweep = sweep[sweep["optimizer"] == ov.optimizer]
+        fixed = sweep_settings(sweep) if sweep is not None else {}
+    shape_d = dict(getattr(ov, "target_shape", None) or {})
+    if not shape_d and run is not None and pd.notna(run.get("width")):
+        shape_d = {"width": int(run["width"]), "depth": int(run["depth"])}
+        if pd.notna(run.get("seq_len")):
+            shape_d["seq_len"] = int(run["seq_len"])
+    shape = build(ModelShape, shape_d, what="target shape") if shape_d else None
+    return recommend(
+        ov.optimizer,
+        n_params=float(ov.target_n_params),
+        tokens=float(tokens),
+        shape=shape,
+        laws={"lr": law_from_dict(dict(ov.law))} if ov.law else {},
+        seq_len=int(fixed["seq_len"]) if fixed.get("seq_len") else None,
+        fixed=fixed,
+        laws_source="the validated law",
+    )
+
+
+def config_rows(rec) -> list[Row]:
+    """The configuration rows (all but the lr) of a :class:`~oasl.recommend.Recommendation`: batch,
+    warmup, schedule, the optimizer's HPs; each value and source as ``oasl recommend`` prints them."""
+    from oasl.optim.registry import get_optimizer
+
+    it = rec.items
+    bs, seq = int(rec.value("batch_seqs")), rec.seq_len
+    steps, warm = int(rec.value("total_steps")), int(rec.value("warmup_steps"))
+    rows = [
+        Row(
+            "batch size",
+            f"{bs} sequences x {seq} = {bs * seq:,} tokens",
+            "-",
+            html.escape(it["batch_tokens"].source),
+        ),
+        Row(
+            "warmup",
+            f"{100 * rec.warmup_frac:.0f}% of the steps = {warm} of {steps} steps",
+            "-",
+            html.escape(it["warmup_steps"].source),
+        ),
+    ]
+    name = str(rec.value("schedule"))
+    end = f" to {100 * rec.final_frac:.0f}% of the peak" if name in ("cosine", "linear", "wsd") else ""
+    rows.append(Row("schedule", f"{name}{end}", "-", html.escape(it["schedule"].source)))
+    for hp in get_optimizer(rec.optimizer).hps:
+        v = float(rec.value(hp.name))
+        text = ("yes" if v else "no") if hp.name == "nesterov" else sig(v, 4)
+        i = it[hp.name]
+        interval = f"[{sig(i.low)}, {sig(i.high)}]" if i.low is not None else "-"
+        rows.append(Row(hp.name.replace("_", " "), text, interval, html.escape(i.source)))
+    return rows
+
+
+def target_card(rec) -> Card:
+    """The card of a :class:`~oasl.recommend.Recommendation` made without a validation (``oasl report
+    --target-params ...``): the same rows as a validation's card, each value and source as ``oasl
+    recommend`` prints them, and no "what validation showed" table."""
+    lr = rec.items["lr"]
+    shape = f" (width {rec.shape.width}, depth {rec.shape.depth})" if rec.shape is not None else ""
+    target = f"N = {sig(rec.n_params)} non-embedding parameters{shape}, D = {sig(rec.tokens)} tokens"
+    interval = f"[{sig(lr.low)}, {sig(lr.high)}]" if lr.low is not None else "-"
+    src = html.escape(lr.source)
+    if lr.extrapolation:
+        src += f"; extrapolated {lr.extrapolation:.1f}x beyond the range the law was fitted on"
+    card = Card(rec.optimizer, target, lr=float(lr.value), recommendation=rec)
+    card.lr_interval = (lr.low or math.nan, lr.high or math.nan)
+    card.rows = [Row("peak learning rate", sig(lr.value), interval, src), *config_rows(rec)]
+    card.notes = [f"Warning: {w}" for w in rec.warnings]
+    card.notes.append(
+        "Not validated at the target: these are the laws' values for it. `oasl validate` trains the target "
+        "at them and compares with an oracle."
+    )
+    return card
+
+
+def build_card(
+    ov,
+    runs: pd.DataFrame | None = None,
+    noise_floor: float | None = None,
+    fixed: dict[str, Any] | None = None,
+) -> Card:
+    """The card of one :class:`~oasl.validate.harness.OptimizerValidation`; its configuration comes from
+    :func:`recommendation_for` (``runs``, the store's :meth:`~oasl.store.Store.to_dataframe`, and
+    ``fixed`` as there), so it says what ``oasl recommend`` says for the same laws and target."""
+    rec = recommendation_for(ov, runs, fixed)
     shape = ""
-    if run is not None and pd.notna(run.get("width")):
-        shape = f" (width {int(run['width'])}, depth {int(run['depth'])})"
-    tokens = f", D = {sig(run['tokens'])} tokens" if run is not None and pd.notna(run.get("tokens")) else ""
+    if rec is not None and rec.shape is not None:
+        shape = f" (width {rec.shape.width}, depth {rec.shape.depth})"
+    tokens = f", D = {sig(rec.tokens)} tokens" if rec is not None else ""
     target = (
         f"N = {sig(ov.target_n_params)} non-embedding parameters{shape}{tokens}; "
         f"{ov.extrapolation_ratio:.1f}x the largest swept N ({sig(ov.largest_swept_n_params)})"
     )
     card = Card(ov.optimizer, target, lr=float(ov.recommended_lr), lr_interval=tuple(ov.recommended_interval))
+    card.recommendation = rec
     card.rows.append(_law_row(ov))
-    fixed = "held fixed in the sweep (no law fitted for it)"
-    if run is None:
+    if rec is None:
         card.notes.append(
-            "The target run is not in this store, so only the learning rate is shown: report from the "
-            "store the validation trained into."
+            "The sweep's settings or the target's token budget are not in reach, so only the learning rate "
+            "is shown: report from the store the validation trained into."
         )
     else:
-        seq = int(run["seq_len"]) if pd.notna(run.get("seq_len")) else None
-        bs = int(run["batch_seqs"]) if pd.notna(run.get("batch_seqs")) else None
-        if bs is not None and seq is not None:
-            card.rows.append(Row("batch size", f"{bs} sequences x {seq} = {bs * seq:,} tokens", "-", fixed))
-        steps = int(run["steps"]) if pd.notna(run.get("steps")) else None
-        wf = run.get("warmup_frac")
-        if wf is not None and pd.notna(wf):
-            n_warm = f" = {round(float(wf) * steps)} of {steps} steps" if steps else ""
-            card.rows.append(Row("warmup", f"{100 * float(wf):.0f}% of the steps{n_warm}", "-", fixed))
-        if pd.notna(run.get("schedule")):
-            ff = run.get("final_frac")
-            end = f" to {100 * float(ff):.0f}% of the peak" if ff is not None and pd.notna(ff) else ""
-            card.rows.append(Row("schedule", f"{run['schedule']}{end}", "-", fixed))
-        from oasl.optim.registry import get_optimizer
-
-        for hp in get_optimizer(ov.optimizer).hps:  # a spec stores only the HPs set away from default
-            set_here = hp.name in run and pd.notna(run[hp.name])
-            v = float(run[hp.name]) if set_here else hp.default
-            text = ("yes" if v else "no") if hp.name == "nesterov" else sig(v, 4)
-            src = fixed if set_here else f"{fixed}; the optimizer's default"
-            card.rows.append(Row(hp.name.replace("_", " "), text, "-", src))
+        card.rows += config_rows(rec)
     card.methods = _methods(ov)
     # cost to regret (issue 25): the law alone, the law with k runs, what the searches need for the same
     cost_line = card_line(getattr(ov, "cost_to_regret", None) or {})
@@ -250,16 +337,20 @@ def render_card(card: Card) -> str:
         for _, r in card.methods.iterrows()
     )
     notes = "".join(f"<p class='note'>{e(n)}</p>" for n in card.notes)
+    shown = (
+        "<h3>What validation at the target showed</h3>"
+        "<table class='methods'><tr><th>method</th><th>lr</th><th>regret vs oracle</th><th>interval</th>"
+        f"<th>verdict</th><th>tuning compute (target runs)</th></tr>{methods}</table>"
+        if len(card.methods)
+        else ""
+    )
     return (
         f"<section class='card' data-optimizer='{e(card.optimizer)}'>"
         f"<h2>Use for the target run: {e(card.optimizer)}</h2>"
         f"<p class='target'>Target: {e(card.target)}</p>"
         "<table class='config'><tr><th>hyperparameter</th><th>use</th><th>90% interval</th>"
         f"<th>where it comes from</th></tr>{config}</table>"
-        "<h3>What validation at the target showed</h3>"
-        "<table class='methods'><tr><th>method</th><th>lr</th><th>regret vs oracle</th><th>interval</th>"
-        f"<th>verdict</th><th>tuning compute (target runs)</th></tr>{methods}</table>"
-        f"{notes}</section>"
+        f"{shown}{notes}</section>"
     )
 
 

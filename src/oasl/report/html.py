@@ -49,6 +49,53 @@ def _table(df: pd.DataFrame, cls: str = "") -> str:
     return f'<table class="{cls}"><tr>{head}</tr>{"".join(rows)}</table>'
 
 
+def _fit_df(df: pd.DataFrame, sweep_keys=None) -> pd.DataFrame:
+    # as `oasl fit` does by default: a validation's target and baseline runs are not sweep optima
+    return df[df["role"].fillna("sweep") == "sweep"] if "role" in df and sweep_keys is None else df
+
+
+def _target_cards(df: pd.DataFrame, target: dict, fit, over: str):
+    """The cards of a report given a target and no validation; returns (html parts, the FitReport used)."""
+    from oasl.laws.pipeline import fit_laws
+    from oasl.recommend import recommend, sweep_settings
+    from oasl.report.card import target_card
+
+    if target.get("laws"):
+        from oasl.laws import load_laws
+
+        laws, meta = load_laws(target["laws"])
+        laws.pop("loss", None)
+        fixed_of = lambda opt: meta.get("fixed") or {}  # noqa: E731
+        source = f"fitted laws {target['laws']}"
+    else:
+        runs = _fit_df(df)
+        fit = fit if fit is not None else fit_laws(runs, hps=[over])
+        laws = dict(fit.laws)
+        fixed_of = lambda opt: sweep_settings(runs[runs["optimizer"] == opt])  # noqa: E731
+        source = "the law fitted on this store's sweep runs"
+    lr_law = laws.get("lr")
+    optimizers = target.get("optimizers") or (
+        list(lr_law.laws_) if hasattr(lr_law, "laws_") else sorted(df["optimizer"].dropna().unique())
+    )
+    parts = []
+    for opt in optimizers:
+        fixed, shape = fixed_of(opt), target.get("shape")
+        if shape is not None and not target.get("seq_len") and fixed.get("seq_len"):
+            shape = shape.model_copy(update={"seq_len": int(fixed["seq_len"])})  # as `oasl recommend` does
+        rec = recommend(
+            opt,
+            n_params=target.get("n_params"),
+            tokens=target["tokens"],
+            shape=shape,
+            laws=laws,
+            fixed=fixed,
+            seq_len=target.get("seq_len"),
+            laws_source=source,
+        )
+        parts.append(render_card(target_card(rec)))
+    return parts, fit
+
+
 def write_report(
     store: str | Path,
     out: str | Path,
@@ -58,6 +105,7 @@ def write_report(
     schedules: dict | None = None,
     over: str = "lr",
     transfer=None,
+    target: dict | None = None,
 ) -> Path:
     """Write ``out/index.html`` (images also saved beside it) from a store and optional results.
 
@@ -65,6 +113,9 @@ def write_report(
     :class:`~oasl.laws.pipeline.FitReport` (fitted here from the store when None), ``schedules`` the dict
     of :func:`oasl.report.schedules.schedule_section` (or a schedule-law file path, turned into one here).
     ``transfer`` a :class:`~oasl.laws.transfer.TransferResult` (adds the fast-transfer section).
+    ``target`` (without a validation): ``{"n_params", "tokens", "shape" (optional ModelShape), "laws"
+    (optional laws.json path; default: the laws fitted here), "optimizers" (optional)}`` puts a card per
+    optimizer on the first screen, from :func:`oasl.recommend.recommend` as ``oasl recommend`` computes it.
     Returns the path of the HTML page.
     """
     from oasl.errors import FitError
@@ -81,19 +132,29 @@ def write_report(
     if validation is not None:  # the first screen: what to use for the target, and how sure
         floor = getattr(validation, "noise_floor", None)
         parts += [render_card(build_card(ov, all_runs, floor)) for ov in validation.optimizers]
+    elif target is not None:
+        cards, fit = _target_cards(df, target, fit, over)
+        parts += cards
     else:
         parts.append(
-            "<p class='note'>No target in this report: pass a validation (<code>oasl report --validation "
-            "validation.json</code>) for a recommendation card, or run <code>oasl recommend</code>.</p>"
+            "<p class='note'>No target in this report: pass one (<code>oasl report --target-params 1B "
+            "--target-tokens 20B</code>) or a validation (<code>--validation validation.json</code>) for a "
+            "recommendation card.</p>"
         )
     parts.append("<h2 class='evidence'>The evidence</h2>")
 
     parts.append("<h2>Loss vs learning rate, with located optima</h2>")
-    if over in df and len(df):
-        group = [g for g in ("optimizer", "n_params", "tokens") if g in df]
+    sweep = _fit_df(df, sweep_keys)  # the runs the laws are fitted on: the table and the law plot agree
+    if len(sweep) < len(df):
+        parts.append(
+            f"<p class='note'>{len(df) - len(sweep)} target and baseline run(s) of a validation are left out "
+            "here, as in the law fit; the card above reports them.</p>"
+        )
+    if over in sweep and len(sweep):
+        group = [g for g in ("optimizer", "n_params", "tokens") if g in sweep]
         try:
-            opt = locate_optima(df, over=over, group_by=group)
-            png = plot_optima(df, opt, over, group, out / "optima.png")
+            opt = locate_optima(sweep, over=over, group_by=group)
+            png = plot_optima(sweep, opt, over, group, out / "optima.png")
             parts.append(_img(png, "loss vs lr per shape and optimizer"))
             cols = [*group, "grid_argmin", "opt", "ci_low", "ci_high", "band_low", "band_high", "note"]
             parts.append(_table(opt[cols]))
@@ -102,8 +163,7 @@ def write_report(
 
     parts.append("<h2>Fitted laws</h2>")
     if fit is None:
-        # as `oasl fit` does by default: a validation's target and baseline runs are not sweep optima
-        fit_df = df[df["role"].fillna("sweep") == "sweep"] if "role" in df and sweep_keys is None else df
+        fit_df = _fit_df(df, sweep_keys)
         try:
             fit = fit_laws(fit_df, hps=[over])
         except FitError as exc:

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from oasl.report.axes import legend_below, log_axis, pyplot
+from oasl.report.axes import HP_LABELS, human, legend_below, log_axis, pyplot
 
 _plt = pyplot
 
@@ -49,14 +49,17 @@ def plot_laws(report, path: str | Path, target_n: float | None = None, target_d:
             if np.any(np.asarray(hi) > np.asarray(lo) * (1 + 1e-6)):  # a zero-width band is left out
                 ax.fill_between(ns, lo, hi, color=color, alpha=0.2, label=f"{optimizer} law, 90% band")
         if target_n:
-            ax.axvline(target_n, color="k", ls="--", lw=1, label="target")
+            ax.axvline(target_n, color="k", ls="--", lw=1, label=f"target, N = {human(target_n)}")
         ax.set_xscale("log")
         ax.set_yscale("log")
         log_axis(ax, "x")
         log_axis(ax, "y")
         ax.set_xlabel("N (non-embedding parameters)")
-        ax.set_ylabel(f"optimal {target}")
-        ax.set_title(f"{target}: {law.form}, {law.sharing}", fontsize=9)
+        ax.set_ylabel(f"optimal {HP_LABELS.get(target, target)}")
+        sharing = {"separate": "one law per optimizer", "shared": "shared across optimizers"}.get(
+            law.sharing, law.sharing
+        )
+        ax.set_title(f"optimal {target} vs N\n{law.form} law, {sharing}", fontsize=9)
     legend_below(fig, axes, ncol=3)
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -107,19 +110,28 @@ def plot_curves(
     title: str = "",
     observed: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
     zoom_from: float | None = None,
+    bands: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
+    level: float = 0.9,
 ) -> Path:
     """Loss curves (step, loss) by name: predicted as lines, observed as dots when given. ``zoom_from``:
     frame the y axis on the values at steps >= it, where schedules differ (the first steps' fast drop
-    would otherwise flatten every difference)."""
+    would otherwise flatten every difference). ``bands`` by name: (low, high) at the same steps, drawn
+    as the ``level`` interval around the predicted line."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 4))
     lo, hi = np.inf, -np.inf
     for i, (name, (x, y)) in enumerate(curves.items()):
         ax.plot(x, y, color=f"C{i % 10}", lw=1.2, label=f"{name} (predicted)")
         series = [(np.asarray(x), np.asarray(y))]
+        if bands and name in bands:
+            blo, bhi = (np.asarray(b, float) for b in bands[name])
+            ax.fill_between(
+                x, blo, bhi, color=f"C{i % 10}", alpha=0.2, lw=0, label=f"{name}, {level:.0%} interval"
+            )
+            series += [(np.asarray(x), blo), (np.asarray(x), bhi)]
         if observed and name in observed:
             ox, oy = observed[name]
-            ax.scatter(ox, oy, s=6, color=f"C{i % 10}", alpha=0.5)
+            ax.scatter(ox, oy, s=6, color=f"C{i % 10}", alpha=0.5, label=f"{name} (observed)")
             series.append((np.asarray(ox), np.asarray(oy)))
         for sx, sy in series:
             keep = (sx >= zoom_from) & np.isfinite(sy) if zoom_from is not None else np.isfinite(sy)
@@ -128,9 +140,11 @@ def plot_curves(
     if zoom_from is not None and np.isfinite(lo) and hi > lo:
         pad = 0.05 * (hi - lo)
         ax.set_ylim(lo - pad, hi + pad)
-        ax.set_xlim(left=zoom_from)
+        right = max((float(np.max(x)) for x, _ in curves.values() if len(x)), default=zoom_from)
+        if right > zoom_from:  # equal limits would make matplotlib warn and draw nothing
+            ax.set_xlim(zoom_from, right)
     ax.set_xlabel("step")
-    ax.set_ylabel("loss")
+    ax.set_ylabel("loss (nats/token)")
     ax.set_title(title, fontsize=9)
     legend_below(fig, [ax], ncol=3)
     fig.savefig(path, dpi=110)

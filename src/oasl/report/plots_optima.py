@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from oasl.errors import DataError
-from oasl.report.axes import has_width, legend_below, log_axis, pyplot
+from oasl.report.axes import HP_LABELS, LOSS_LABELS, group_title, has_width, legend_below, log_axis, pyplot
 
 
 def _panels(n: int, width: float = 4.4, height: float = 3.4):
@@ -35,10 +35,7 @@ def _rows_of(runs: pd.DataFrame, row: pd.Series, group_by: Sequence[str]) -> pd.
 
 
 def _title(row: pd.Series, group_by: Sequence[str]) -> str:
-    def f(v):
-        return f"{v:.3g}" if isinstance(v, (float, np.floating)) else str(v)
-
-    return ", ".join(f"{g}={f(row[g])}" for g in group_by) or "all runs"
+    return group_title({g: row[g] for g in group_by})
 
 
 def _finite(g: pd.DataFrame, loss: str) -> np.ndarray:
@@ -143,12 +140,12 @@ def plot_optima(
         title = _title(o, group_by)
         if np.isfinite(o.get("opt", np.nan)):
             ax.axvline(o["opt"], color="k", lw=1.1, label="optimum")
-            title += f"\noptimum {o['opt']:.3g}"
+            title += f"\noptimum {over} {o['opt']:.3g}"
         ax.set_xscale("log")
         log_axis(ax, "x")
         ax.ticklabel_format(axis="y", useOffset=False)
-        ax.set_xlabel(over)
-        ax.set_ylabel(loss)
+        ax.set_xlabel(HP_LABELS.get(over, over) + " (log scale)")
+        ax.set_ylabel(LOSS_LABELS.get(loss, loss))
         note = str(o.get("note", "") or "")
         ax.set_title(title, fontsize=8.5)
         if note:  # the flag and what to do, under the panel title

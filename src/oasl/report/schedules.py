@@ -92,9 +92,12 @@ def has_intervals(law) -> bool:
     return getattr(law, "boot_thetas_", None) is not None or getattr(law, "_train", None) is not None
 
 
-def plot_schedules(law, names, steps: int, peak_lr: float, warmup_steps: int, path, **predict_kwargs) -> Path:
+def plot_schedules(
+    law, names, steps: int, peak_lr: float, warmup_steps: int, path, level: float = 0.9, **predict_kwargs
+) -> Path:
     """Predicted loss curves of the schedules ``names`` for a run of ``steps`` steps at ``peak_lr``,
-    framed on the part of the run where they differ; writes the PNG at ``path`` and returns it."""
+    framed on the part of the run where they differ, each with its ``level`` interval band where the
+    law can give intervals (:func:`has_intervals`); writes the PNG at ``path`` and returns it."""
     from oasl.curves.ranking import candidate_schedules
     from oasl.report.plots import plot_curves
 
@@ -102,4 +105,7 @@ def plot_schedules(law, names, steps: int, peak_lr: float, warmup_steps: int, pa
     scheds = candidate_schedules(list(names), steps, peak_lr, warmup_steps=warmup_steps)
     title = f"predicted loss per schedule, {steps} steps, peak lr {peak_lr:.3g}"
     curves = {n: (xs, law.predict(v, xs, **predict_kwargs)) for n, v in scheds.items()}
-    return plot_curves(curves, path, title=title, zoom_from=0.2 * steps)
+    bands = None
+    if has_intervals(law):  # the interval the table states, drawn around each curve
+        bands = {n: law.predict_interval(v, xs, level=level, **predict_kwargs) for n, v in scheds.items()}
+    return plot_curves(curves, path, title=title, zoom_from=0.2 * steps, bands=bands, level=level)

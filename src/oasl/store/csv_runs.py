@@ -197,6 +197,11 @@ def validate_runs(df: pd.DataFrame, name: str = "the CSV") -> list[str]:
             "--over NAME` will need the name of yours (or rename it with --column-map)"
         )
     for col in ("optimizer", "n_params", "tokens"):
+        if col in df.columns and df[col].isna().any():
+            warnings.append(
+                f"{int(df[col].isna().sum())} of {len(df)} row(s) have no {col}: `oasl fit` cannot use them; fill "
+                f"the column (or --set {col}=VALUE) and re-import with --replace"
+            )
         if col not in df.columns:
             warnings.append(
                 f"no {col} column: rename yours with --column-map OLD={col}, add a constant with "
@@ -249,6 +254,7 @@ class ImportResult:
     n_rows: int
     n_new: int
     warnings: list[str] = field(default_factory=list)
+    n_replaced: int = 0  # runs of an earlier import of the same file removed (``replace=True``)
 
 
 def import_runs_csv(
@@ -257,13 +263,40 @@ def import_runs_csv(
     loss_column: str | None = None,
     column_map: dict[str, str] | None = None,
     constants: dict[str, Any] | None = None,
+    replace: bool = False,
 ) -> ImportResult:
     """Read, convert and validate the runs CSV at ``path`` and add its rows to ``store`` (a Store or a
-    path, created if absent). Returns an :class:`ImportResult`; DataError/ConfigError on a fault."""
+    path, created if absent). Returns an :class:`ImportResult`; DataError/ConfigError on a fault.
+
+    Runs an earlier import of a file of the same name left in the store are replaced by this file's rows
+    with ``replace`` (``n_replaced`` says how many went); without it, a warning says they are there, how
+    many of them lack optimizer or n_params (so `oasl fit` cannot use them), and how to drop them."""
     from oasl.store.sqlite import open_store
 
     path = Path(path)
     df = read_runs_csv(path, loss_column, column_map, constants)
     warnings = validate_runs(df, str(path))
-    n = open_store(store).import_frame(df, source=f"import:{path.name}")
-    return ImportResult(len(df), n, warnings)
+    st = open_store(store)
+    source = f"import:{path.name}"
+    before = st.to_dataframe()
+    earlier = before[before["source"] == source] if len(before) and "source" in before else before.iloc[0:0]
+    n_replaced = 0
+    if replace and len(earlier):
+        n_replaced = st.delete(earlier["key"])  # type: ignore[attr-defined]
+    n = st.import_frame(df, source=source)
+    if not replace and len(earlier):
+        unusable = sum(
+            (earlier[c].isna() if c in earlier else pd.Series(True, index=earlier.index))
+            for c in ("optimizer", "n_params")
+        )
+        n_bad = int((unusable > 0).sum())
+        bad = (
+            f" ({n_bad} of them without optimizer or n_params, which `oasl fit` cannot use)" if n_bad else ""
+        )
+        if n:  # a changed file: its rows now sit beside the earlier ones
+            warnings.append(
+                f"the store already held {len(earlier)} run(s) from an earlier import of {path.name}{bad}: "
+                "pass --replace to swap them for this file's rows, or drop them with "
+                f"`oasl runs drop --where source={source}`"
+            )
+    return ImportResult(len(df), n, warnings, n_replaced)

@@ -43,6 +43,16 @@ class SweepPlan:
     workers: int = 1
     batches: list[int] = field(default_factory=list)
     startup_s: float = 0.0
+    load: tuple[float, int] = (float("nan"), 0)  # (1-minute load average, CPU count) when planned
+
+    def load_note(self) -> str:
+        """What the wall-time estimate assumes about the machine, with its load when speeds were measured."""
+        avg, cpus = self.load
+        now = f"; load average {avg:.1f} on {cpus} cores when measured" if avg == avg and cpus else ""
+        return (
+            f"the estimate assumes the machine stays as busy as when it was measured{now}: other work "
+            "started during the sweep slows it (several times over on a shared machine)"
+        )
 
 
 def _short(spec: RunSpec, steps: int) -> RunSpec:
@@ -228,4 +238,16 @@ def plan(
         workers=len(slots),
         batches=[len(b) for b in batches],
         startup_s=startup,
+        load=_load(),
     )
+
+
+def _load() -> tuple[float, int]:
+    """(1-minute load average, CPU count); NaN where the platform has no load average."""
+    import os
+
+    try:
+        avg = float(os.getloadavg()[0])
+    except (AttributeError, OSError):
+        avg = float("nan")
+    return avg, os.cpu_count() or 0

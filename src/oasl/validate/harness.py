@@ -190,6 +190,7 @@ def validate(
         sub = law.law_for(opt)
         ov = _measure_target(ctx, (float(lo[0]), float(hi[0])), n_max)
         ov.law, ov.law_formula = sub.to_dict(), sub.formula()
+        ov.target_tokens, ov.target_shape = float(tokens), target_shape.model_dump()
         ov.law_exponent_interval = {
             k: (float(a), float(b)) for k, (a, b) in sub.exponent_interval(0.9).items()
         }
@@ -215,7 +216,10 @@ def validate(
         Path(out).mkdir(parents=True, exist_ok=True)
         result.to_json(Path(out) / "validation.json")
         laws = {"lr": law, **({"loss": report.loss_law} if report.loss_law is not None else {})}
-        save_laws(Path(out) / "laws.json", laws, {"source": str(store), "features": list(report.features)})
+        from oasl.recommend import sweep_settings
+
+        meta = {"source": str(store), "features": list(report.features), "fixed": sweep_settings(df)}
+        save_laws(Path(out) / "laws.json", laws, meta)
     return result
 
 

@@ -10,7 +10,8 @@ Schema of ``validation.json`` (fractions are relative to the oracle's loss, e.g.
     optimizers      [ {optimizer, target_n_params, largest_swept_n_params, extrapolation_ratio,
                        law (that optimizer's sub-law dict), law_formula, law_exponent_interval
                        {feature: [lo, hi]} (90%), recommended_lr,
-                       recommended_interval [lo, hi], oracle_lr, oracle_losses [per seed], oracle_flops,
+                       recommended_interval [lo, hi], target_tokens, target_shape {width, depth, ...},
+                       oracle_lr, oracle_losses [per seed], oracle_flops,
                        oracle_note, sweep_flops, target_run_flops, noise_floor,
                        methods: [ {method, lr, losses [per seed], regret_mean, regret_std,
                                    regret_ci [lo, hi] (paired-bootstrap 90%), regrets [per seed],
@@ -94,6 +95,8 @@ class OptimizerValidation:
     oracle_note: str = ""
     clipping: dict[str, Any] = field(default_factory=dict)
     interval_regret: dict[str, Any] = field(default_factory=dict)
+    target_tokens: float = math.nan  # the target's training tokens D (NaN in files written before it)
+    target_shape: dict[str, Any] = field(default_factory=dict)  # ModelShape fields ({} before it)
     curves: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     cost_to_regret: dict[str, Any] = field(default_factory=dict)
 
@@ -181,6 +184,7 @@ def load_validation(path: str | Path) -> ValidationResult:
                 methods.append(MethodResult(**m))
             o["recommended_interval"] = tuple(o["recommended_interval"])
             o["noise_floor"] = _num(o.get("noise_floor"))
+            o["target_tokens"] = _num(o.get("target_tokens"))
             o["curves"] = {
                 name: [{k: _nums(v) for k, v in p.items()} for p in pts]
                 for name, pts in (o.get("curves") or {}).items()

@@ -26,23 +26,27 @@ class FitResult:
         return self.report.table()
 
 
-def laws_payload(report, source: str, n_runs: int) -> tuple[dict[str, Any], dict[str, Any]]:
+def laws_payload(
+    report, source: str, n_runs: int, fixed: dict[str, Any] | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """The (laws, meta) that ``oasl fit`` writes to a laws file for a :class:`FitReport` fitted on
-    ``n_runs`` runs of ``source``: the HP laws plus ``"loss"`` when a loss law was fitted."""
+    ``n_runs`` runs of ``source``: the HP laws plus ``"loss"`` when a loss law was fitted; ``fixed``: the
+    settings the sweep held fixed (:func:`oasl.recommend.sweep_settings`), which a recommendation keeps
+    where no law says otherwise."""
     laws = dict(report.laws)
     if report.loss_law is not None:
         laws["loss"] = report.loss_law
-    return laws, {"source": source, "features": list(report.features), "n_runs": n_runs}
+    return laws, {"source": source, "features": list(report.features), "n_runs": n_runs, "fixed": fixed or {}}
 
 
-def read_laws_file(path: str | Path) -> tuple[dict[str, Any], Any, str]:
+def read_laws_file(path: str | Path) -> tuple[dict[str, Any], Any, str, dict[str, Any]]:
     """A laws file from :func:`fit` as (HP laws by target, the loss law or None, a line naming the
-    source for a recommendation)."""
+    source for a recommendation, the settings the sweep held fixed)."""
     from oasl.laws import load_laws
 
     fitted, meta = load_laws(path)
     loss_law = fitted.pop("loss", None)
-    return fitted, loss_law, f"fitted laws {path} (on {meta.get('source', '?')})"
+    return fitted, loss_law, f"fitted laws {path} (on {meta.get('source', '?')})", meta.get("fixed") or {}
 
 
 def fit(
@@ -63,6 +67,7 @@ def fit(
 
     from oasl.laws import save_laws
     from oasl.laws.pipeline import fit_laws
+    from oasl.recommend import sweep_settings
     from oasl.store import load_runs
 
     if isinstance(runs, pd.DataFrame):
@@ -79,6 +84,6 @@ def fit(
         path = lawset.save(out) if out is not None else None
         return FitResult(None, dict(lawset.laws), dict(lawset.meta), path, lawset)
     report = fit_laws(df, hps=hps or None)
-    laws, meta = laws_payload(report, source, len(df))
+    laws, meta = laws_payload(report, source, len(df), sweep_settings(df))
     path = save_laws(out, laws, meta) if out is not None else None
     return FitResult(report, laws, meta, path)

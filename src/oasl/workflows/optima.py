@@ -116,11 +116,13 @@ def import_runs(
     column_map: dict[str, str] | None = None,
     constants: dict[str, Any] | None = None,
     fmt: str = "auto",
+    replace: bool = False,
 ):
     """Import a CSV of runs from other training code (one row per run; NaN/inf loss = diverged), or a
     folder of Marin optimizer-sweep results (``fmt`` "marin", or "auto" for a folder; docs/marin.md),
     into ``store`` (created if absent). Returns an :class:`~oasl.store.ImportResult` (rows read, new
-    runs, warnings)."""
+    runs, warnings). ``replace``: rows of an earlier import of a file of the same name are replaced by
+    this file's (a CSV only)."""
     from oasl.errors import ConfigError
     from oasl.store import import_runs_csv
     from oasl.store.marin import import_marin, is_marin_tree
@@ -130,7 +132,9 @@ def import_runs(
     # a folder is read as Marin results (its error names the layout expected when it is not one)
     if fmt == "marin" or (fmt == "auto" and (is_marin_tree(csv) or Path(csv).is_dir())):
         return import_marin(csv, store)
-    return import_runs_csv(csv, store, loss_column=loss_column, column_map=column_map, constants=constants)
+    return import_runs_csv(
+        csv, store, loss_column=loss_column, column_map=column_map, constants=constants, replace=replace
+    )
 
 
 def _split(text: str | list[str] | tuple[str, ...]) -> list[str]:

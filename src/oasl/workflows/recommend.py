@@ -58,8 +58,9 @@ def recommend(
     batch below the law's centre by the asymmetric-risk rule unless ``risk=False`` (docs/marin.md).
     Returns a :class:`~oasl.recommend.Recommendation` (values, intervals, sources, warnings)."""
     from oasl.errors import ConfigError
-    from oasl.recommend import DEFAULT_SEQ_LEN, critical_batch_opinion, recommend_coordinate
+    from oasl.recommend import DEFAULT_SEQ_LEN, recommend_coordinate
     from oasl.recommend import recommend as recommend_from_laws
+    from oasl.recommend_gns import critical_batch_opinion
     from oasl.workflows.fit import FitResult, read_laws_file
 
     coordinate = (
@@ -75,18 +76,20 @@ def recommend(
             lawset, optimizer, params, tokens, seq_len, warn_ratio=warn_ratio, risk=risk, laws_source=where
         )
 
-    seq_len = seq_len or DEFAULT_SEQ_LEN  # one rule whether the target is params or a shape
-    shape = target_shape(width, depth, seq_len)
-    fitted, source, loss_law = {}, "fitted laws", None
+    fitted, source, loss_law, fixed = {}, "fitted laws", None, {}
     if isinstance(laws, FitResult):
         fitted = dict(laws.laws)
         loss_law = fitted.pop("loss", None)
         source = f"fitted laws (on {laws.meta.get('source', '?')})"
+        fixed = laws.meta.get("fixed") or {}
     elif isinstance(laws, dict):
         fitted = dict(laws)
         loss_law = fitted.pop("loss", None)
     elif laws is not None:
-        fitted, loss_law, source = read_laws_file(laws)
+        fitted, loss_law, source, fixed = read_laws_file(laws)
+    # one rule whether the target is params or a shape: the sweep's seq_len, else the default
+    seq_len = seq_len or fixed.get("seq_len") or DEFAULT_SEQ_LEN
+    shape = target_shape(width, depth, seq_len)
     if not fitted and not published:
         raise ConfigError("give --laws laws.json (from `oasl fit`) or --published step-law|deepseek|kaplan")
     rec = recommend_from_laws(
@@ -100,6 +103,7 @@ def recommend(
         warn_ratio=warn_ratio,
         laws_source=source,
         force=force,
+        fixed=fixed,
     )
     if gns_store is not None:
         critical_batch_opinion(rec, gns_store, loss_law)

@@ -35,13 +35,16 @@ def sweep(
     wait: bool = True,
     execution: Any = None,
     trainer: Any = None,
+    trainer_version: str = "",
     progress: Callable[[Any, int], None] | None = None,
 ):
     """Run every run of the sweep ``spec`` (a :class:`~oasl.sweep.SweepSpec`, a YAML path or a mapping)
     not yet finished in ``store`` (a path or a :class:`~oasl.store.Store`); a killed sweep resumes where it
     stopped. The keyword arguments override the spec's ``execution:`` block (as the flags of ``oasl sweep
-    run`` do), over ``execution`` (an :class:`~oasl.sweep.Execution`) when given; ``trainer`` is passed on to the sweep's trainer protocol when given; ``progress(summary,
-    total)`` is called after each run. Returns a :class:`~oasl.sweep.SweepSummary` (counts, FLOPs spent
+    run`` do), over ``execution`` (an :class:`~oasl.sweep.Execution`) when given; ``trainer`` (a function ``f(trial)``,
+    ``"pkg.module:func"``, a shell command or ``{command: ...}``; :mod:`oasl.trainers`) trains every run
+    instead of the spec's own trainer, and ``trainer_version`` goes into each run's store key with it (change
+    it when the code changes); ``progress(summary, total)`` is called after each run. Returns a :class:`~oasl.sweep.SweepSummary` (counts, FLOPs spent
     and saved, wall seconds, best loss per group, errors)."""
     from oasl.sweep import expand, run_sweep
 
@@ -58,7 +61,11 @@ def sweep(
         gpus_per_run=gpus_per_run,
         threads=threads,
     )
-    extra = {} if trainer is None else {"trainer": trainer}
+    if trainer is not None:
+        from oasl.trainers import as_trainer_spec
+
+        # set on the spec before expanding, so a ladder of named model configs keeps its own fields
+        spec = spec.model_copy(update={"trainer": as_trainer_spec(trainer, trainer_version)})
     return run_sweep(
         expand(spec),
         store,
@@ -67,7 +74,6 @@ def sweep(
         execution=execution,
         on_update=progress,
         wait=wait,
-        **extra,
     )
 
 

@@ -60,10 +60,18 @@ def report(
     *,
     validation: Any = None,
     schedule_law: str | Path | None = None,
+    target_params: float | None = None,
+    target_tokens: float | None = None,
+    target_width: int | None = None,
+    target_depth: int | None = None,
+    laws: str | Path | None = None,
 ) -> Path:
     """Write a self-contained HTML report (plots embedded) of the runs in ``store`` into the folder
     ``out``; ``validation``: a ``validation.json`` path or a :class:`~oasl.validate.ValidationResult` to
-    include; ``schedule_law``: a file from ``oasl schedules fit`` to include. Returns the page's path."""
+    include; ``schedule_law``: a file from ``oasl schedules fit`` to include. With ``target_tokens`` and
+    ``target_params`` (non-embedding N) or a ``target_width``/``target_depth`` shape, the page opens on a
+    recommendation card for that target (from ``laws``, a laws.json, or laws fitted on the store). Returns
+    the page's path."""
     from oasl.errors import StoreError
     from oasl.report.html import write_report
     from oasl.validate import ValidationResult, load_validation
@@ -73,4 +81,19 @@ def report(
     val = validation
     if validation is not None and not isinstance(validation, ValidationResult):
         val = load_validation(validation)
-    return write_report(store, Path(out), validation=val, schedules=schedule_law)
+    target = None
+    if target_params is not None or target_tokens is not None or target_width is not None:
+        from oasl.config import ModelShape, build
+        from oasl.errors import ConfigError
+
+        if target_tokens is None or (target_params is None and target_width is None):
+            raise ConfigError(
+                "give the target as --target-params and --target-tokens (or --target-width/--target-depth)"
+            )
+        shape = None
+        if target_width is not None:
+            if target_depth is None:
+                raise ConfigError("give --target-depth with --target-width")
+            shape = build(ModelShape, {"width": target_width, "depth": target_depth}, what="target shape")
+        target = {"n_params": target_params, "tokens": target_tokens, "shape": shape, "laws": laws}
+    return write_report(store, Path(out), validation=val, schedules=schedule_law, target=target)
