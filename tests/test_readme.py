@@ -23,18 +23,10 @@ ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 SRC = Path(oasl.__file__).resolve().parents[1]
 
-# Tour lines that fail because of a bug issue 26 names, with the item that fixes it (helper recfix). The
-# test of such a line is a strict xfail: when the fix lands it passes, and the strict marker makes that
-# visible, so the entry is removed then.
-KNOWN_FAILURES = {
-    "--params 7B --tokens 2T": "issue 26 item 5: --params/--tokens do not accept suffixes (7B, 2T)",
-    "--params 1.2B --tokens 24B": "issue 26 item 5: --params/--tokens do not accept suffixes (1.2B, 24B)",
-    "--target-params 7B": "issue 26 item 6: `oasl report` cannot be given a target",
-    "--grad-accum 4": "issue 26 item 3: a global batch not divisible by world-size x grad-accum is refused",
-    "--format optax": "issue 26 item 3: no --format optax",
-    "fit --store tour.db": "issue 26 item 4: the `oasl train` run (warmup 0) makes `oasl fit` fail",
-    "--laws laws.json --width": "issue 26 item 4: no laws.json when `oasl fit` fails on the warmup-0 run",
-}
+# Tour lines known to fail, by a substring of the line -> the issue and item that fix it. The test of such a
+# line is a strict xfail: when the fix lands the line passes, the strict marker makes that visible, and the
+# entry is removed. Empty since issue 26's fixes landed (items 3-6 held 8 lines and the Python example).
+KNOWN_FAILURES: dict[str, str] = {}
 
 
 def _block_after(marker: str, lang: str) -> str:
@@ -139,10 +131,6 @@ def test_tour_outputs(tour):
         assert (work / name).is_file(), name
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 26 item 4: the tour's `oasl train` run (warmup 0) in tour.db makes `oasl.fit` fail",
-)
 def test_python_snippet_runs(tour):
     """The README's Python example, in the folder the tour left (its runs are reused)."""
     work, _ = tour
