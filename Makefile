@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.oasl-installed
-EXTRAS ?= dev,optuna,corpus,ray,hf
+EXTRAS ?= dev,optuna,corpus,ray,hf,docs
 # CPU build of torch pinned for this set-up only; pyproject keeps torch>=2.4 so GPU users keep CUDA builds.
 TORCH_PIN ?= torch==2.13.0
 

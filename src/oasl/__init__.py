@@ -45,6 +45,7 @@ _API = {
     "optima": ("oasl.workflows.optima", "optima"),
     "import_runs": ("oasl.workflows.optima", "import_runs"),
     "demo": ("oasl.workflows.validate", "demo"),
+    "refine": ("oasl.workflows.refine", "refine_in_store"),
 }
 
 # type name -> module that defines it, imported on first access

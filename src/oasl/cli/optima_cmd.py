@@ -217,7 +217,7 @@ def register(app: typer.Typer) -> None:
             replace=replace,
         )
         for w in res.warnings:
-            console.print(f"[yellow]warning[/yellow]: {w}", highlight=False)
+            console.print(f"[yellow]warning[/yellow]: {w}", highlight=False, soft_wrap=True)
         n_rep = getattr(res, "n_replaced", 0)
         swapped = f"; replaced {n_rep} run(s) of an earlier import" if n_rep else ""
         console.print(

@@ -10,33 +10,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from oasl.cli.common import console
-
-
-def _law_at_target(laws_path: Path, spec) -> tuple[float, tuple[float, float], str]:
-    """The law of lr in ``laws_path`` at the target ``spec``: (lr, 90% interval, formula)."""
-    import pandas as pd
-
-    from oasl.errors import ConfigError
-    from oasl.laws import load_laws
-    from oasl.models import count_params
-
-    laws, _ = load_laws(laws_path)
-    if "lr" not in laws:
-        raise ConfigError(f"{laws_path} has no law of lr: fit one with `oasl fit --hp lr`")
-    law = laws["lr"]
-    n = count_params(spec.shape).n_params
-    q = pd.DataFrame(
-        {"N": [n], "D": [spec.tokens], "C": [6.0 * n * spec.tokens], "optimizer": [spec.optimizer]}
-    )
-    try:
-        lr = float(law.predict(q)[0])
-        lo, hi = law.predict_interval(q, level=0.9)
-    except (KeyError, ValueError) as exc:
-        raise ConfigError(
-            f"the law in {laws_path} cannot predict for {spec.optimizer} ({exc}): fit it on that optimizer"
-        ) from None
-    return lr, (float(lo[0]), float(hi[0])), law.formula()
+from oasl.cli.common import STORE_HELP, console, resolve_store
 
 
 def register(app: typer.Typer) -> None:
@@ -57,7 +31,9 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(None, help="Seed of the target runs."),
         device: str = typer.Option(None, help="auto, cpu, cuda."),
         store: str = typer.Option(
-            "oasl.db", "--store", help="Store: the ladder's runs (valley shape) and the target runs."
+            None,
+            "--store",
+            help="Store: the ladder's runs (valley shape) and the target runs " + STORE_HELP + ".",
         ),
         workers: int = typer.Option(1, help="Runs trained at once."),
         out: Path = typer.Option(None, "--json", help="Write the result as JSON here."),
@@ -65,7 +41,7 @@ def register(app: typer.Typer) -> None:
         """Train k runs of the target around the law's lr and return the refined lr with an interval."""
         from oasl.cli.train_cmd import run_spec_from_options
         from oasl.errors import ConfigError
-        from oasl.validate.refine import refine_in_store
+        from oasl.workflows import law_at_target, refine_in_store
 
         if not 1 <= k <= 8:
             raise ConfigError(f"-k {k}: give between 1 and 8 target runs")
@@ -85,7 +61,7 @@ def register(app: typer.Typer) -> None:
             raise ConfigError("give the centre either as --laws laws.json or as --lr (with --low and --high)")
         formula = ""
         if laws is not None:
-            center, iv, formula = _law_at_target(laws, spec)
+            center, iv, formula = law_at_target(laws, spec)
         else:
             center = float(lr)
             if given and not (len(given) == 2 and 0 < given[0] < center < given[1]):
@@ -95,7 +71,7 @@ def register(app: typer.Typer) -> None:
             raise ConfigError(
                 f"the law predicts lr {center!r} at this target: check the target and the laws file"
             )
-        r = refine_in_store(spec, center, iv, k, store, workers=workers)
+        r = refine_in_store(spec, center, iv, k, resolve_store(store), workers=workers)
         if formula:
             console.print(f"law: {formula}")
         prior = f"{center:.3g}" + (f" [{iv[0]:.3g}, {iv[1]:.3g}]" if iv else " (no interval: sd 1 in log lr)")

@@ -6,7 +6,7 @@ law-guided refinement (k target runs around the law), ``curves`` the cost-to-reg
 
 from oasl.validate.baselines import BASELINES, Baseline, Proposal, TargetContext, make_baseline
 from oasl.validate.harness import fit_validated_law, validate
-from oasl.validate.refine import RefineResult, refine_in_store
+from oasl.validate.refine import RefineResult
 from oasl.validate.results import MethodResult, OptimizerValidation, ValidationResult, load_validation
 from oasl.validate.spec import ValidateSpec, load_validate
 
@@ -24,6 +24,5 @@ __all__ = [
     "load_validate",
     "load_validation",
     "make_baseline",
-    "refine_in_store",
     "validate",
 ]

@@ -11,6 +11,7 @@ from oasl.workflows.earlywarn import earlywarn_table, training_table
 from oasl.workflows.fit import FitResult, fit, laws_payload, read_laws_file
 from oasl.workflows.optima import OptimaResult, import_runs, mixed_columns, optima
 from oasl.workflows.recommend import coordinate_laws, recommend, target_loss, target_shape
+from oasl.workflows.refine import law_at_target, refine_in_store
 from oasl.workflows.schedules import predict_kwargs, schedule_target
 from oasl.workflows.sweep import load_sweep_spec, plan_sweep, sweep, sweep_execution
 from oasl.workflows.validate import demo, report, validate
@@ -23,6 +24,7 @@ __all__ = [
     "earlywarn_table",
     "fit",
     "import_runs",
+    "law_at_target",
     "laws_payload",
     "load_sweep_spec",
     "mixed_columns",
@@ -31,6 +33,7 @@ __all__ = [
     "predict_kwargs",
     "read_laws_file",
     "recommend",
+    "refine_in_store",
     "report",
     "schedule_target",
     "sweep",

@@ -1,0 +1,90 @@
+"""The refine workflow: k runs of the target around the law's recommendation, trained through the store
+and its executors, the local valley fitted (the rule: :mod:`oasl.validate.refine`, docs/refine.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def law_at_target(laws_path: str | Path, spec) -> tuple[float, tuple[float, float], str]:
+    """The law of lr in the laws file ``laws_path`` (from ``oasl fit``) at the target run ``spec`` (a
+    :class:`~oasl.config.RunSpec`): (lr, its 90% interval, the law's formula). ConfigError, one line, when
+    the file has no lr law or it cannot predict for the spec's optimizer."""
+    import pandas as pd
+
+    from oasl.errors import ConfigError
+    from oasl.laws import load_laws
+    from oasl.models import count_params
+
+    laws, _ = load_laws(laws_path)
+    if "lr" not in laws:
+        raise ConfigError(f"{laws_path} has no law of lr: fit one with `oasl fit --hp lr`")
+    law = laws["lr"]
+    n = count_params(spec.shape).n_params
+    q = pd.DataFrame(
+        {"N": [n], "D": [spec.tokens], "C": [6.0 * n * spec.tokens], "optimizer": [spec.optimizer]}
+    )
+    try:
+        lr = float(law.predict(q)[0])
+        lo, hi = law.predict_interval(q, level=0.9)
+    except (KeyError, ValueError) as exc:
+        raise ConfigError(
+            f"the law in {laws_path} cannot predict for {spec.optimizer} ({exc}): fit it on that optimizer"
+        ) from None
+    return lr, (float(lo[0]), float(hi[0])), law.formula()
+
+
+def refine_in_store(
+    base,
+    center: float,
+    interval: tuple[float, float] | None,
+    k: int,
+    store,
+    workers: int = 1,
+    valley=None,
+    log=None,
+    risk: Any = "ladder",
+):
+    """:func:`oasl.validate.refine.refine` with the target's runs trained through the store (and its
+    executors, as :func:`oasl.sweep.run_sweep` does; finished runs are reused, not retrained) and marked
+    role "target" (so ``oasl fit`` leaves them out). ``base`` is the target's :class:`~oasl.config.RunSpec`
+    (its lr is replaced); ``valley`` defaults to :func:`~oasl.validate.refine.ladder_valley` of the store's
+    sweep runs of ``base.optimizer``, and ``risk="ladder"`` to their
+    :func:`~oasl.validate.refine.ladder_risk` (None: the answer is the posterior mean). Returns a
+    :class:`~oasl.validate.RefineResult`."""
+    from oasl.validate.baselines import with_changes
+    from oasl.validate.harness import Runner
+    from oasl.validate.refine import Valley, ladder_valley, refine
+
+    runner = Runner(str(store), workers, log or (lambda msg: None))
+    if valley is None or risk == "ladder":
+        df = runner.store.to_dataframe(finished_only=True)
+        if len(df) and "role" in df:
+            df = df[df["role"].fillna("sweep") == "sweep"]
+        if valley is None:
+            valley = ladder_valley(df, base.optimizer) if len(df) else Valley()
+        if risk == "ladder":
+            risk = _store_risk(df, base.optimizer)
+
+    def train(lrs: list[float]) -> list[float]:
+        return runner.losses([with_changes(base, lr=float(v)) for v in lrs], role="target")
+
+    return refine(center, interval, k, train, valley, batch_seqs=None, risk=risk)
+
+
+def _store_risk(df, optimizer: str):
+    """:func:`~oasl.validate.refine.ladder_risk` of a store's sweep runs of ``optimizer`` (optima located
+    as ``oasl optima`` does); None when they do not give one."""
+    from oasl.errors import OaslError
+    from oasl.optima import locate_optima
+    from oasl.validate.refine import ladder_risk
+
+    sub = df[df["optimizer"] == optimizer] if len(df) and "optimizer" in df else df
+    if len(sub) < 3:
+        return None
+    try:
+        group = [c for c in ("optimizer", "n_params", "tokens") if c in sub]
+        return ladder_risk(sub, locate_optima(sub, over="lr", group_by=group), optimizer)
+    except (OaslError, KeyError, ValueError):
+        return None
