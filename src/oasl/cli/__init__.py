@@ -177,6 +177,11 @@ def _internal_line(exc: BaseException) -> str:
     return f"error: internal error: {type(exc).__name__}: {exc}: rerun with --debug and report it"
 
 
+def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning oasl raised, as one ``warning: ...`` line on stderr (no file and source line)."""
+    typer.secho(one_line(f"warning: {message}"), err=True, fg="yellow")
+
+
 def _usage_line(exc) -> str:
     """A click usage error as one line: the command, the fault, where to read the options."""
     ctx = getattr(exc, "ctx", None)
@@ -206,8 +211,11 @@ def main(argv: list[str] | None = None) -> None:
     cmd = _command()
     try:
         with warnings.catch_warnings():
-            if not _STATE["debug"]:  # library warnings (numpy, matplotlib) are not messages for users
+            if not _STATE["debug"]:  # library warnings (numpy, matplotlib) are not messages for users;
+                # oasl's own are, on one line each
                 warnings.simplefilter("ignore")
+                warnings.filterwarnings("default", module=r"oasl(\.|$)")
+                warnings.showwarning = _warning_line
             code = cmd.main(args=argv, prog_name="oasl", standalone_mode=False)
     except _click_exc.NoArgsIsHelpError as exc:  # `oasl sweep` alone: show its help
         typer.echo(exc.ctx.get_help(), err=True)
