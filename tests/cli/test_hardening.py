@@ -206,7 +206,12 @@ def test_report_refuses_a_folder_that_is_not_a_report(inputs, capsys):
     assert not shutil.os.path.exists("/index.html")
 
 
-def test_user_data_is_printed_and_drawn_literally(copy, inputs, tmp_path, capsys):
+def test_user_data_is_printed_and_drawn_literally(copy, inputs, tmp_path, capsys, monkeypatch):
+    from oasl.cli.common import console
+
+    # a table as wide as the data, whatever width the test process was given (pytest-xdist's workers get
+    # COLUMNS=80, which rich reads once): no cell cut short with an ellipsis
+    monkeypatch.setattr(console, "width", 400)
     path = copy("markup.db")
     for args in (
         ["runs", "--store", path],
