@@ -5,21 +5,9 @@ import os
 
 import pytest
 
+from oasl.store.marin import OPTIMIZERS  # noqa: E402
 from oasl.testing import run_cli, shared_data
 
-OPTIMIZERS = (
-    "adamw",
-    "nadamw",
-    "muon",
-    "soape",
-    "cautious",
-    "kron",
-    "lion",
-    "mars",
-    "mini",
-    "scion",
-    "sophia",
-)
 TARGET = ["--params", "1.2e9", "--tokens", "2.4e10", "--seq-len", "4096"]
 
 

@@ -10,37 +10,23 @@ multiplied by the LR (AdamW, Lion, Muon), coupled L2 for SGD.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields
 from typing import Any
 
 import torch
 
 from oasl.errors import ConfigError
-from oasl.hparams import HP, TABLE, validate_hps
+from oasl.hparams import HP, TABLE, OptimizerHPs, validate_hps
 
 __all__ = ["HP", "REGISTRY", "OptimizerEntry", "get_optimizer", "list_optimizers", "validate_hps"]
 
 
-@dataclass(frozen=True)
-class OptimizerEntry:
-    """A registered optimizer: name, muP family, hyperparameters and a builder."""
+@dataclass(frozen=True, kw_only=True)
+class OptimizerEntry(OptimizerHPs):
+    """A registered optimizer: its torch-free table entry (:class:`oasl.hparams.OptimizerHPs`: name, muP
+    family, hyperparameters, default lr) plus the torch builder ``build(groups, lr, hps)``."""
 
-    name: str
-    family: str  # "adam" or "sgd": which muP LR-multiplier rule applies
-    hps: tuple[HP, ...]
     build: Callable[[list[dict[str, Any]], float, dict[str, float]], torch.optim.Optimizer]
-    default_lr: float
-    lr_range: tuple[float, float] = (1e-6, 10.0)
-    hidden_only: bool = False  # True for Muon: the optimizer itself only takes 2-D hidden matrices
-    doc: str = ""
-    citation: str = ""
-    hp_names: tuple[str, ...] = field(init=False)
-
-    def __post_init__(self):
-        object.__setattr__(self, "hp_names", tuple(h.name for h in self.hps))
-
-    def defaults(self) -> dict[str, float]:
-        return {h.name: h.default for h in self.hps}
 
 
 def _adamw(groups, lr, hp):
@@ -134,17 +120,7 @@ class MuonWithAdamW(torch.optim.Optimizer):
 _BUILDERS = {"adamw": _adamw, "sgd": _sgd, "adafactor": _adafactor, "lion": _lion, "muon": MuonWithAdamW}
 
 REGISTRY: dict[str, OptimizerEntry] = {
-    name: OptimizerEntry(
-        name=t.name,
-        family=t.family,
-        hps=t.hps,
-        build=_BUILDERS[name],
-        default_lr=t.default_lr,
-        lr_range=t.lr_range,
-        hidden_only=t.hidden_only,
-        doc=t.doc,
-        citation=t.citation,
-    )
+    name: OptimizerEntry(**{f.name: getattr(t, f.name) for f in fields(t) if f.init}, build=_BUILDERS[name])
     for name, t in TABLE.items()
 }
 
