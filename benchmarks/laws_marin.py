@@ -6,7 +6,7 @@ path a user takes, run in-process (``oasl.cli.main``) so 80 recommendations take
     oasl import TRAIN_TREE --store train.db             (the 130m and 300m sweeps only)
     oasl fit --store train.db --out laws.json           (coordinate laws: docs/marin.md)
     oasl recommend --laws laws.json --optimizer OPT --params N --tokens D --seq-len 4096 --format json
-    oasl recommend ... --no-risk                        (the law's centre, without the risk rule)
+    oasl recommend ... --risk                           (with the asymmetric-risk rule; off by default)
 
 for every 520m (optimizer, Chinchilla multiple) cell, scored against that sweep's best configuration
 (``best_config``). Per HP: mean |log2(predicted / best)| (for betas and momenta of 1 - beta), the share
@@ -21,10 +21,16 @@ tried neighbours, a diverged run's loss at or beyond it, "unresolved" outside th
 extrapolated); regret = loss - the valley's best, in nats and %. Scored at 520m (held out) and, as a
 training-only check anyone could run before 520m, in-sample at 300m with the same laws (:func:`realized`).
 
-The risk rule (oasl.laws.risk) was fixed before any 520m number was looked at, on this criterion: it
-has no tuned constant; its inputs are the valleys measured on the 130m/300m sweeps (curvature each side,
-where divergence starts), the cost of a diverged run (the median excess loss of the training sweeps'
-diverged runs, printed below) and the law's own 90% interval. It is applied to lr and batch only.
+The risk rule (oasl.laws.risk) was fixed before any 520m number was looked at: it has no tuned
+constant; its inputs are the valleys measured on the 130m/300m sweeps (curvature each side, where
+divergence starts), the cost of a diverged run (the median excess loss of the training sweeps' diverged
+runs, printed below) and the law's own 90% interval. It applies to lr and batch only. Whether it is on
+by default is set by a training-only, out-of-sample check with a criterion fixed before the check was
+first run (:func:`lomo_check`, :data:`TIE_PCT`): leave one Chinchilla multiple out of the 130m and 300m
+sweeps, fit, predict that multiple at both sizes, read the loss regret off their valleys. The rule is on
+for an HP only if it lowers that regret; it did not (session 11), so `oasl recommend` gives the law's
+centre and names the risk-adjusted value beside it; `--risk` applies it. Methods below: ``oasl`` (the
+default, the law's centre), ``oasl_risk`` (``--risk``).
 
 Aims (issue 24): mean |log2 lr error| <= 0.5 over all optimizers, lr over-predicted by 2x or more in at
 most 10% of cells, lr and batch errors below naive transfer's. Reported whether met or not.
@@ -39,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import inspect
 import io
 import json
 import math
@@ -94,6 +101,73 @@ def tree(sizes: list[str], where: Path) -> Path:
                 (where / opt).mkdir(parents=True, exist_ok=True)
                 os.symlink(src, where / opt / size)
     return where
+
+
+def tree_without(sizes: list[str], multiple: int, where: Path) -> Path:
+    """A results tree of symlinks holding ``sizes`` without their ``multiple`` sweeps."""
+    for opt in sorted(p.name for p in DATA.iterdir() if p.is_dir()):
+        for size in sizes:
+            src = DATA / opt / size
+            if not src.is_dir():
+                continue
+            for m in sorted(p for p in src.iterdir() if p.is_dir() and p.name != str(multiple)):
+                (where / opt / size).mkdir(parents=True, exist_ok=True)
+                os.symlink(m, where / opt / size / m.name)
+    return where
+
+
+# The criterion that sets the risk rule's default, fixed before this check was first run (session 11): per
+# HP (lr, batch), the rule is on by default iff its mean loss regret over every cell of the leave-one-
+# multiple-out check (unresolved cells at their nearest tried edge; lost runs capped at LOST_LOSS) is lower
+# than the law's centre's by more than TIE_PCT % of the loss; otherwise off (the centre is the simpler rule).
+TIE_PCT = 0.01
+LOMO_MULTIPLES = (1, 2, 4, 8)  # the 16x sweeps hold their baseline only: nothing to score them on
+
+
+def lomo_check(best: dict, tmp: Path) -> tuple[list[dict], pd.DataFrame]:
+    """Training-only, out-of-sample check of the risk rule (and of the laws in D): for each multiple k,
+    laws fitted on the 130m and 300m sweeps without their k-multiple sweeps predict the k-multiple cells of
+    both sizes (D extrapolated for k = 1 and 8, interpolated for 2 and 4), scored on those cells' measured
+    valleys as at 520m. Uses no 520m data. Returns the rows (with ``size``) and the regret outcomes."""
+    rows, outcomes = [], []
+    for k in LOMO_MULTIPLES:
+        where = tmp / f"lomo{k}"
+        train = tree_without(["130m", "300m"], k, where / "tree")
+        db, laws = where / "train.db", where / "laws.json"
+        cli("import", str(train), "--store", str(db))
+        cli("fit", "--store", str(db), "--out", str(laws))
+        lawset = json.loads(laws.read_text())
+        for size, prev in (("130m", None), ("300m", "130m")):
+            cells = {key: v for key, v in best.items() if key[1] == size and key[2] == k}
+            got = [
+                {**r, "size": size}
+                for r in predict(size, prev or "", laws, lawset, cells)
+                if r["hp"] in ("lr", "batch_seqs") and r["method"] in ("oasl", "oasl_risk")
+            ]
+            rows += got
+            out, _ = score_regret(got, size)
+            outcomes.append(out)
+    return rows, pd.concat(outcomes, ignore_index=True)
+
+
+def risk_default(outcome: pd.DataFrame) -> dict:
+    """Per HP: the two rules' mean regret over every cell (edge-bounded, % of the loss) in the
+    leave-one-multiple-out check, and the default the criterion above gives."""
+    o = outcome.copy()
+    o["bound_pct"] = o["regret_pct"].where(o["outcome"] != "unresolved", o["edge_regret_pct"])
+    out = {}
+    for hp, g in o.groupby("hp"):
+        on = float(g[g.method == "oasl_risk"]["bound_pct"].mean())
+        off = float(g[g.method == "oasl"]["bound_pct"].mean())
+        out[hp] = {
+            "cells": int((g.method == "oasl").sum()),
+            "rule_on_pct": on,
+            "rule_off_pct": off,
+            "diverged_on": int(((g.method == "oasl_risk") & (g.outcome == "diverged")).sum()),
+            "diverged_off": int(((g.method == "oasl") & (g.outcome == "diverged")).sum()),
+            "default_on": bool(on < off - TIE_PCT),
+        }
+    return out
 
 
 def best_configs() -> dict[tuple[str, str, int], dict]:
@@ -190,15 +264,15 @@ def regret_table(outcome: pd.DataFrame) -> pd.DataFrame:
     resolves (diverged ones at their lost run's loss), the share of those within :data:`REGRET_OK` %,
     the mean over the resolved cells that did not diverge, the mean with unresolved cells at their
     edge (a lower bound on the all-cell mean if valleys rise monotonically), and the mean on the cells
-    resolved for every one of oasl, oasl_no_risk and naive (like for like)."""
+    resolved for every one of oasl, oasl_risk and naive (like for like)."""
     o = outcome.copy()
     o["res"] = o["outcome"] != "unresolved"
     o["bound"] = o["regret"].where(o["res"], o["edge_regret"])
     o["bound_pct"] = o["regret_pct"].where(o["res"], o["edge_regret_pct"])
-    trio = o[o["method"].isin(["oasl", "oasl_no_risk", "naive"])]
+    trio = o[o["method"].isin(["oasl", "oasl_risk", "naive"])]
     common = trio.groupby(["hp", "optimizer", "multiple"])["res"].agg(lambda s: s.all() and len(s) == 3)
     o = o.join(common.rename("common"), on=["hp", "optimizer", "multiple"])
-    o["common"] = o["common"].fillna(False).astype(bool) & o["method"].isin(["oasl", "oasl_no_risk", "naive"])
+    o["common"] = o["common"].fillna(False).astype(bool) & o["method"].isin(["oasl", "oasl_risk", "naive"])
     rows = []
     for (hp, method), g in o.groupby(["hp", "method"]):
         r = g[g["res"]]
@@ -331,7 +405,7 @@ def predict(target: str, prev: str, laws: Path, lawset: dict, best: dict) -> lis
             str(SEQ),
         ]
         preds = {}
-        for name, extra in (("oasl", []), ("oasl_no_risk", ["--no-risk"])):
+        for name, extra in (("oasl_risk", ["--risk"]), ("oasl", [])):
             preds[name] = json.loads(cli(*base, "--laws", str(laws), "--format", "json", *extra))["config"]
         naive = best.get((opt, prev, mult))
         if naive is not None:
@@ -399,6 +473,17 @@ def main() -> None:
         rows = predict("520m", "300m", laws, lawset, best)
         # training-only sanity check: the same laws scored in-sample at 300m (naive: 130m's best)
         rows_300 = [r for r in predict("300m", "130m", laws, lawset, best) if r["hp"] in ("lr", "batch_seqs")]
+        # the check that sets the risk rule's default (training sizes only, out of sample in D)
+        _, lomo = lomo_check(best, tmp)
+    default = risk_default(lomo)
+    from oasl.recommend import recommend_coordinate
+
+    lib_on = inspect.signature(recommend_coordinate).parameters["risk"].default
+    for hp, d in default.items():
+        if d["default_on"] != lib_on:
+            print(
+                f"warning: the check sets the risk rule {'on' if d['default_on'] else 'off'} for {hp}; the library's default is {'on' if lib_on else 'off'}"
+            )
     out_520, regret_520 = score_regret(rows, "520m")
     out_300, regret_300 = score_regret(rows_300, "300m")
     res = pd.DataFrame(rows)
@@ -431,7 +516,7 @@ def main() -> None:
             "batch_below_naive": agg("batch_seqs", m, "mean_abs_log2")
             < agg("batch_seqs", "naive", "mean_abs_log2"),
         }
-        for m in ("oasl", "oasl_no_risk")
+        for m in ("oasl", "oasl_risk")
     }
     per_opt = (
         res[res.hp.isin(["lr", "batch_seqs"])]
@@ -444,6 +529,8 @@ def main() -> None:
     payload = {
         "aims": aims,
         "divergence_cost_train_nats": div_cost_train,
+        "risk_default_check": default,
+        "risk_default_check_cells": lomo.to_dict(orient="records"),
         "selected_forms": lawset["meta"].get("selected", {}),
         "summary": summary.to_dict(orient="records"),
         "regret_520m": regret_520.to_dict(orient="records"),
@@ -461,7 +548,7 @@ def main() -> None:
         "| HP | method | cells | mean abs log2 error | within one step | over-predicted >= 2x | mean signed log2 |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
-    order = {"oasl": 0, "oasl_no_risk": 1, "naive": 2, "step-law": 3, "deepseek": 4}
+    order = {"oasl": 0, "oasl_risk": 1, "naive": 2, "step-law": 3, "deepseek": 4}
     for _, r in summary.sort_values(
         ["hp", "method"], key=lambda s: s.map(order) if s.name == "method" else s
     ).iterrows():
@@ -484,7 +571,7 @@ def main() -> None:
         "cells. Unresolved = outside the tried range, or between the last finite run and a diverged one: "
         "counted by side, no regret; the next column puts them at the nearest tried edge (a lower bound if "
         "the valley rises monotonically away from its best). Like for like: the cells resolved for all of "
-        "oasl, oasl_no_risk and naive.",
+        "oasl, oasl_risk and naive.",
         "",
         *regret_lines(regret_520, order),
         "",
@@ -493,10 +580,23 @@ def main() -> None:
         "",
         *regret_lines(regret_300, order),
         "",
+        "The check that sets the risk rule's default (training sizes only, fixed before it was first run): "
+        "leave one Chinchilla multiple (1, 2, 4, 8x) out of the 130m and 300m sweeps, fit, predict that "
+        "multiple's lr and batch at both sizes, read the loss regret off their valleys; mean over every "
+        f"cell (unresolved ones at their nearest tried edge), in % of the loss; on iff lower by > {TIE_PCT}%.",
+        "",
+        "| HP | cells | law centre | risk rule (--risk) | diverged (centre / rule) | default |",
+        "| --- | --- | --- | --- | --- | --- |",
+        *(
+            f"| {hp} | {d['cells']} | {d['rule_off_pct']:.3f}% | {d['rule_on_pct']:.3f}% | "
+            f"{d['diverged_off']} / {d['diverged_on']} | {'rule on' if d['default_on'] else 'centre'} |"
+            for hp, d in default.items()
+        ),
+        "",
         f"Risk rule inputs measured on the training sweeps: cost of a diverged run = median excess loss of their "
         f"diverged runs = {div_cost_train:.2f} nats (the library's default DIVERGE_COST is 4.0).",
         *(
-            f"Aims, {m} ({'the default: risk rule on' if m == 'oasl' else '--no-risk'}): "
+            f"Aims, {m} ({'the default: the law centre' if m == 'oasl' else '--risk'}): "
             + ", ".join(f"{k}: {'met' if v else 'NOT met'}" for k, v in a.items())
             + "."
             for m, a in aims.items()

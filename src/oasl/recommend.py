@@ -376,7 +376,7 @@ def recommend_coordinate(
     tokens: float,
     seq_len: int | None = None,
     level: float = 0.9,
-    risk: bool = True,
+    risk: bool = False,
     warn_ratio: float = 4.0,
     laws_source: str = "coordinate laws",
 ) -> Recommendation:
@@ -385,7 +385,9 @@ def recommend_coordinate(
     the shipped ``--published marin``): lr, batch_tokens and batch_seqs, every HP the set has for the
     optimizer (betas, weight decay, its own HPs), warmup_steps (the laws are in steps, as Marin sets
     warmup) and total_steps. ``risk``: lr and batch are risk-adjusted (:mod:`oasl.laws.risk`); the
-    law's own centre stays in each item's source. ``seq_len`` defaults to the set's (4096 for Marin);
+    law's own centre stays in each item's source. Off by default (the rule raised the loss regret in
+    the training-only check that sets its default, docs/marin.md): the risk-adjusted value is then
+    named in the item's source. ``seq_len`` defaults to the set's (4096 for Marin);
     another one is allowed (the batch law is in tokens) with a warning."""
     for what, v in (("params", n_params), ("tokens", tokens)):
         try:
@@ -408,6 +410,8 @@ def recommend_coordinate(
         src = f"{laws_source}: {p['source']}"
         if p["formula"]:
             src += f" ({p['formula']}; centre {p['center']:.4g})" if p["shift"] else f" ({p['formula']})"
+        if not p["shift"] and p.get("risk_value") is not None:
+            src += f"; risk-adjusted (--risk): {p['risk_value']:.4g}"
         return Item(name, float(p["value"]), p["low"], p["high"], src, p["extrapolation"])
 
     order = ["lr", "batch_tokens", *(h for h in preds if h not in ("lr", "batch_tokens", "warmup"))]

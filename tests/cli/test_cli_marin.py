@@ -36,9 +36,14 @@ def test_recommend_muon_full_configuration(capsys):
     assert 1e-4 < c["lr"] < 0.05 and c["batch_seqs"] == round(c["batch_tokens"] / 4096)
     assert c["total_steps"] == int(2.4e10 // (c["batch_seqs"] * 4096)) and 0 < c["beta2"] < 1
     lr = rec["items"]["lr"]
-    assert lr["low"] < lr["high"] and "Wen" not in lr["source"] and "risk-adjusted" in lr["source"]
-    plain = recommend(capsys, "--published", "marin", "--optimizer", "muon", "--no-risk")["config"]
-    assert plain["lr"] >= c["lr"] and plain["batch_tokens"] >= c["batch_tokens"]
+    # the default is the law's centre; the risk-adjusted value is named in the source and is what --risk gives
+    assert lr["low"] < lr["high"] and "Wen" not in lr["source"] and "risk-adjusted (--risk)" in lr["source"]
+    risky = recommend(capsys, "--published", "marin", "--optimizer", "muon", "--risk")
+    assert risky["config"]["lr"] <= c["lr"] and risky["config"]["batch_tokens"] <= c["batch_tokens"]
+    assert "risk-adjusted x" in risky["items"]["lr"]["source"]
+    named = float(lr["source"].split("risk-adjusted (--risk): ")[1].split()[0].rstrip(";"))
+    assert named == pytest.approx(risky["config"]["lr"], rel=1e-3)
+    assert recommend(capsys, "--published", "marin", "--optimizer", "muon", "--no-risk")["config"] == c
 
 
 @pytest.mark.parametrize("opt", OPTIMIZERS)

@@ -96,7 +96,11 @@ def test_laws_recover_the_lr_law_and_keep_constants(lawset):
 def test_risk_moves_lr_down_never_up(lawset):
     v = lawset.valleys["a"]["lr"]
     assert v.curv_above > 0 and v.curv_below > 0 and math.isfinite(v.diverge_at)
-    p = lawset.predict("a", 2e9, 4e10)
+    p = lawset.predict("a", 2e9, 4e10, risk=True)
+    assert p["lr"]["risk_value"] == pytest.approx(p["lr"]["value"])
+    plain = lawset.predict("a", 2e9, 4e10)  # the default: the law's centre, the rule's value beside it
+    assert plain["lr"]["value"] == plain["lr"]["center"] and plain["lr"]["shift"] == 0
+    assert plain["lr"]["risk_value"] == pytest.approx(p["lr"]["value"])
     assert p["lr"]["shift"] <= 0 and p["lr"]["value"] == pytest.approx(
         p["lr"]["center"] * math.exp(p["lr"]["shift"])
     )

@@ -109,6 +109,12 @@ def register(app: typer.Typer) -> None:
                 r["range"],
             )
         console.print(table)
+        from oasl.laws.prior import prior_line
+
+        for h, info in report.priors.items():
+            line = prior_line(h, info)
+            if line:
+                console.print(line, highlight=False, markup=False)
         if report.loss_law is not None:
             p = report.loss_law.params_
             console.print("loss law: L = {E:.3f} + {A:.3g}/N^{alpha:.3f} + {B:.3g}/D^{beta:.3f}".format(**p))
@@ -191,10 +197,11 @@ def register(app: typer.Typer) -> None:
             help="Store of runs with gradient-noise measurements: adds B_crit(L) for the batch.",
         ),
         risk: bool = typer.Option(
-            True,
+            False,
             "--risk/--no-risk",
-            help="Coordinate laws (--published marin): shift lr and batch below the law's centre by the "
-            "asymmetric-risk rule (docs/marin.md).",
+            help="Coordinate laws (--published marin): move lr and batch from the law's centre by the "
+            "asymmetric-risk rule (off by default: it raised the regret in the training-only check; "
+            "docs/marin.md).",
         ),
     ) -> None:
         """Recommend a full HP configuration for a target model, with intervals and sources."""

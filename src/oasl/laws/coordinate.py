@@ -77,14 +77,16 @@ class CoordinateLawSet:
         n_params: float,
         tokens: float,
         level: float = 0.9,
-        risk: bool = True,
+        risk: bool = False,
     ) -> dict[str, dict[str, Any]]:
         """Every HP for ``optimizer`` at (``n_params``, ``tokens``): name -> dict with ``value``, ``low``,
         ``high`` (the law's ``level`` prediction interval, None for constants), ``center`` (the law's
         own prediction), ``shift`` (log shift of the risk rule, 0 when not applied), ``source``,
-        ``extrapolation`` (ratio beyond the fitted range) and ``formula``. With ``risk``, lr and
-        batch_tokens are moved to :func:`oasl.laws.risk.risk_adjusted` of the law's predictive
-        distribution and the optimizer's valley."""
+        ``extrapolation`` (ratio beyond the fitted range), ``formula`` and, for lr and batch_tokens,
+        ``risk_value``: :func:`oasl.laws.risk.risk_adjusted` of the law's predictive distribution and the
+        optimizer's valley (None without a valley). With ``risk`` that is the ``value``; by default the
+        law's centre is (the rule raised the loss regret in the training-only check that sets its
+        default: docs/marin.md)."""
         opt = self._check(optimizer)
         q = pd.DataFrame(
             {"N": [float(n_params)], "D": [float(tokens)], "C": [6.0 * n_params * tokens], "optimizer": [opt]}
@@ -97,17 +99,20 @@ class CoordinateLawSet:
                 center = float(sub.predict(q)[0])
                 lo, hi = (float(v[0]) for v in sub.predict_interval(q, level))
                 ratio = float(sub.extrapolation_ratio(q)[0]) if getattr(sub, "range_", None) else None
-                value, shift, how = center, 0.0, "law"
-                if risk and hp in RISK_HPS and center > 0:
+                value, shift, how, risk_value = center, 0.0, "law", None
+                if hp in RISK_HPS and center > 0:
                     valley = self.valleys.get(opt, {}).get(hp)
                     sd = sd_from_interval(lo, hi, level)
                     if not math.isfinite(sd):
                         sd = float(getattr(sub, "rmse_log_", math.nan))
                     if valley is not None and math.isfinite(sd):
-                        v_log, shift = risk_adjusted(math.log(center), sd, valley)
-                        value = math.exp(v_log)
-                        how = f"law, risk-adjusted x{math.exp(shift):.2f} (docs/marin.md)"
+                        v_log, rshift = risk_adjusted(math.log(center), sd, valley)
+                        risk_value = math.exp(v_log)
+                        if risk:
+                            value, shift = risk_value, rshift
+                            how = f"law, risk-adjusted x{math.exp(shift):.2f} (docs/marin.md)"
                 out[hp] = {
+                    "risk_value": risk_value,
                     "value": value,
                     "low": lo if hi > lo else None,
                     "high": hi if hi > lo else None,
@@ -124,6 +129,7 @@ class CoordinateLawSet:
                     "high": None,
                     "center": self.constants[opt][hp],
                     "shift": 0.0,
+                    "risk_value": None,
                     "source": "constant: the sweeps' chosen value (their median where they differ without a located optimum)",
                     "extrapolation": None,
                     "formula": "",

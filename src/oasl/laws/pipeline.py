@@ -53,6 +53,8 @@ class FitReport:
     features: tuple[str, ...]
     loss_law: LossLaw | None = None
     skipped: dict[str, str] = field(default_factory=dict)
+    #: target -> what the exponent prior did (:func:`oasl.laws.prior.with_exponent_prior`)
+    priors: dict[str, dict] = field(default_factory=dict)
 
     def table(self) -> pd.DataFrame:
         """One row per (target, optimizer): formula, R^2, RMSE (log), held-out MAPE
@@ -207,6 +209,7 @@ def fit_laws(
     n_boot: int = 200,
     interval: str = "jackknife+",
     cv: str = "forward",
+    exponent_prior: bool = True,
 ) -> FitReport:
     """Fit a law for each swept HP (default: all swept among lr, batch_tokens, betas, momentum, weight
     decay, warmup) of a runs table; also the loss law L(N, D) when N and D vary enough.
@@ -217,7 +220,10 @@ def fit_laws(
     intervals are computed (module docstring; :meth:`oasl.laws.PowerLaw.predict_interval`); ``cv``: how
     :func:`select_law` measures held-out error ("forward" or "loo"). ``forms`` and ``sharings`` restrict the
     candidates of :func:`select_law` (default: all). A loss law whose E sits at its bound is kept, with a
-    line in ``skipped["loss_law"]`` saying so (its E is then not an estimate)."""
+    line in ``skipped["loss_law"]`` saying so (its E is then not an estimate). ``exponent_prior``: the lr law
+    of a standard-parametrisation ladder is combined with the prior on its N exponent
+    (:mod:`oasl.laws.prior`; a law selected constant in N is refitted as a power law first); what it
+    did is in the report's ``priors``."""
     for col in (*BASE_GROUP, loss):
         if col not in df:
             raise FitError(
@@ -229,7 +235,7 @@ def fit_laws(
     for h in hps:
         if h not in df:
             raise FitError(f"no column {h} in the runs table")
-    laws, optima, selection, skipped = {}, {}, {}, {}
+    laws, optima, selection, skipped, priors = {}, {}, {}, {}, {}
     if joint and set(JOINT) <= set(hps) and set(JOINT) <= set(swept_hps(df)):
         optima.update(joint_profile_optima(df, loss, n_boot))
     feats: tuple[str, ...] = tuple(features) if features else ()
@@ -268,6 +274,10 @@ def fit_laws(
         except FitError as exc:
             skipped[h] = "; ".join(filter(None, (skipped.get(h), str(exc))))
             continue
+        if exponent_prior and h == "lr" and "N" in f and not _is_mup(df):
+            from oasl.laws.prior import with_exponent_prior
+
+            law, priors[h] = with_exponent_prior(law, table)
         laws[h], selection[h] = law, sel
         feats = feats or f
     loss_law = None
@@ -283,4 +293,11 @@ def fit_laws(
                 skipped["loss_law"] = w
     if not laws:
         raise FitError("no law could be fitted: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
-    return FitReport(laws, optima, selection, feats or ("N",), loss_law, skipped)
+    return FitReport(laws, optima, selection, feats or ("N",), loss_law, skipped, priors)
+
+
+def _is_mup(df: pd.DataFrame) -> bool:
+    """Whether the runs are of a muP ladder (the lr is then meant not to move with width)."""
+    if "parametrization" not in df:
+        return False
+    return bool((df["parametrization"].astype(str) == "mup").any())

@@ -60,6 +60,8 @@ def power_law_to_dict(law, data: bool = True) -> dict[str, Any]:
             "w": law.w_.tolist(),
             "groups": [str(v) for v in law.groups_],
         }
+    if hasattr(law, "prior_"):
+        d["prior"] = law.prior_
     if hasattr(law, "boot_coefs_"):
         d["boot_coefs"] = law.boot_coefs_.tolist()
     if hasattr(law, "jk_coefs_"):
@@ -99,6 +101,8 @@ def restore_power_law(law, d: dict[str, Any]) -> Any:
         law.y_ = np.asarray(d["data"]["y"], dtype=float)
         law.w_ = np.asarray(d["data"]["w"], dtype=float)
         law.groups_ = np.asarray(d["data"]["groups"])
+    if "prior" in d:
+        law.prior_ = dict(d["prior"])
     if "boot_coefs" in d:
         law.boot_coefs_ = np.asarray(d["boot_coefs"], dtype=float)
     if "jackknife" in d:

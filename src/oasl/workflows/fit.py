@@ -36,7 +36,10 @@ def laws_payload(
     laws = dict(report.laws)
     if report.loss_law is not None:
         laws["loss"] = report.loss_law
-    return laws, {"source": source, "features": list(report.features), "n_runs": n_runs, "fixed": fixed or {}}
+    meta = {"source": source, "features": list(report.features), "n_runs": n_runs, "fixed": fixed or {}}
+    if getattr(report, "priors", None):
+        meta["priors"] = report.priors
+    return laws, meta
 
 
 def read_laws_file(path: str | Path) -> tuple[dict[str, Any], Any, str, dict[str, Any]]:

@@ -46,7 +46,7 @@ def recommend(
     force: bool = False,
     warn_ratio: float = 4.0,
     gns_store: str | Path | None = None,
-    risk: bool = True,
+    risk: bool = False,
 ):
     """A full HP configuration for a target of ``params`` non-embedding parameters (or a ``width`` x
     ``depth`` shape) trained on ``tokens`` tokens, from fitted laws (``laws``: a laws file from
@@ -54,8 +54,8 @@ def recommend(
     published law set (``published``: step-law, deepseek, kaplan). ``seq_len`` defaults to 2048 for both
     kinds of target. ``gns_store``: a store of runs with gradient-noise measurements adds B_crit(L) as
     ``batch_tokens_gns`` (absent from the result when the store has none). Coordinate laws (a file
-    from ``oasl fit`` on coordinate sweeps, or ``published="marin"``) take ``params`` and shift lr and
-    batch below the law's centre by the asymmetric-risk rule unless ``risk=False`` (docs/marin.md).
+    from ``oasl fit`` on coordinate sweeps, or ``published="marin"``) take ``params``; ``risk=True`` moves lr and
+    batch from the law's centre by the asymmetric-risk rule (off by default; docs/marin.md).
     Returns a :class:`~oasl.recommend.Recommendation` (values, intervals, sources, warnings)."""
     from oasl.errors import ConfigError
     from oasl.recommend import DEFAULT_SEQ_LEN, recommend_coordinate
