@@ -63,7 +63,9 @@ def test_a_well_resolved_law_is_left_almost_unchanged():
 def test_a_rising_law_is_pulled_down_and_the_input_law_is_kept():
     rng = np.random.default_rng(1)
     n = np.repeat(NS, 2)
-    t = pd.DataFrame({"N": n, "lr": 1e-3 * (n / 1e4) ** 0.3 * np.exp(rng.normal(0, 0.15, 6)), "optimizer": "a"})
+    t = pd.DataFrame(
+        {"N": n, "lr": 1e-3 * (n / 1e4) ** 0.3 * np.exp(rng.normal(0, 0.15, 6)), "optimizer": "a"}
+    )
     law, _ = select_law(t, "lr", ("N",), forms=["power"], cv="loo")
     before = law.exponents("a")["N"]
     sub = law.law_for("a")
