@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from oasl.validate import load_validate, load_validation, validate
+from oasl.validate.curves import card_line
 from oasl.validate.demo import demo_spec
 from oasl.workflows import demo as run_demo
 
@@ -44,6 +45,10 @@ def _check(result, methods):
             assert np.mean(m.losses) >= np.mean(ov.oracle_losses) - 1e-12, m.method
     assert ov.oracle_flops >= 3 * ov.target_run_flops * 0.99 and ov.sweep_flops > 0
     return ov
+
+
+def clip_sizes(val):
+    return val["optimizers"][0]["clipping"]["sizes"]
 
 
 def _law_formulas(out):
@@ -84,6 +89,12 @@ def test_demo_miniature_writes_artefacts(tmp_path, capsys):
     assert [p["k"] for p in curves["oasl-refine"]] == [1, 2, 3, 4] and curves["oasl"][0]["k"] == 0
     assert {p["source"] for pts in curves.values() for p in pts} <= {"trained", "replayed"}
     assert ov.cost_to_regret["law"] == pytest.approx(ov.methods[0].regret_mean)
+    # the ladder's own check of its zero-run point (largest rung held out), on the card's line
+    check = val["optimizers"][0]["cost_to_regret"]["zero_run_check"]
+    assert check["prefer"] in ("centre", "risk")
+    if len(MINI_SWEEP["ladder"]["widths"]) >= 3:
+        assert check["held_out_n_params"] == max(s["n_params"] for s in clip_sizes(val))
+    assert "Zero-run point" in card_line(ov.cost_to_regret)
     assert (tmp_path / "demo" / "report" / "cost_regret.png").is_file()
     # the clipping regime: the ladder's gradient norms per size, extrapolated and measured at the target
     clip = val["optimizers"][0]["clipping"]

@@ -272,6 +272,17 @@ def card_line(summ: dict[str, Any]) -> str:
     k = summ["refine_k"]
     risk = f" (risk-adjusted: {summ['law_risk']:+.2%})" if "law_risk" in summ else ""
     line = f"The law alone: {summ['law']:+.2%}{risk}; with {k} runs around it: {summ['refine']:+.2%}"
-    return line + (
-        f"; for the same, {need} (expected over draws, read off the target's runs)." if need else "."
+    line += f"; for the same, {need} (expected over draws, read off the target's runs)." if need else "."
+    check = summ.get("zero_run_check")
+    return line + (f" {check_line(check)}." if check else "")
+
+
+def check_line(check: dict[str, Any]) -> str:
+    """Which zero-run point the ladder's own check prefers (:func:`oasl.validate.riskcheck.risk_check`)."""
+    if "centre_regret_pct" not in check:
+        return f"Zero-run point: the law's centre ({check.get('why', 'no check')})"
+    which = "the risk-adjusted point" if check["prefer"] == "risk" else "the law's centre"
+    return (
+        f"Zero-run point: the ladder's own check (its largest rung held out) prefers {which} "
+        f"({check['risk_regret_pct']:+.2f}% risk-adjusted vs {check['centre_regret_pct']:+.2f}% centre there)"
     )

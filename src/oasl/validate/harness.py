@@ -200,6 +200,18 @@ def validate(
         if regime.warning:
             log(f"[{opt}] {regime.warning}")
         results.append(ov)
+    # which zero-run point the ladder itself prefers, its largest rung held out (issue 25, item 5)
+    from oasl.validate.riskcheck import risk_check
+
+    check = risk_check(df, spec.law_features)
+    log(f"zero-run check (largest rung held out): {check.get('prefer')} {check.get('why', '')}".rstrip())
+    for ov in results:
+        if ov.cost_to_regret:
+            own = (check.get("optimizers") or {}).get(ov.optimizer)
+            ov.cost_to_regret["zero_run_check"] = {
+                **{k: v for k, v in check.items() if k != "optimizers"},
+                **({"optimizer": own} if own else {}),
+            }
     floors = [ov.noise_floor for ov in results if math.isfinite(ov.noise_floor)]
     result = ValidationResult(
         spec.name,
