@@ -286,6 +286,26 @@ def acceptance(result) -> dict:
     return out
 
 
+def prior_markdown(effect: dict) -> str:
+    """The exponent prior's effect as a table (read off the target's runs, :func:`prior_effect`)."""
+    lines = [
+        "The exponent prior (oasl.laws.prior; docs/extrapolation.md): the law's lr at the target without and "
+        "with it, each read off the target's runs (seed mean over the evaluation seeds, linear in log lr):",
+        "",
+        "| optimizer | lr without | regret without | lr with | regret with |",
+        "|---|---|---|---|---|",
+    ]
+    for opt, r in effect.items():
+        a, b = r["without_prior"], r["with_prior"]
+        lines.append(
+            f"| {opt} | {a['lr']:.3g} | {a['regret_pct']:+.2f}% | {b['lr']:.3g} | {b['regret_pct']:+.2f}% |"
+        )
+    if effect:
+        f = next(iter(effect.values()))["formula"]
+        lines += ["", f"Without: `{f['without_prior']}`; with: `{f['with_prior']}`."]
+    return "\n".join(lines)
+
+
 def _cell(p: dict) -> str:
     mean, lo, hi = p.get("mean"), p.get("lo"), p.get("hi")
     if mean is None or not math.isfinite(mean):
@@ -356,6 +376,61 @@ def sweep_law(spec, store: str, workers: int) -> None:
         print(f"{opt}: at the target (N={n:,}) lr {pred:.3g} (90% {lo:.3g}-{hi:.3g})")
 
 
+def prior_effect(store: str, spec, result) -> dict:
+    """The exponent prior's effect (issue 25, item 5; :mod:`oasl.laws.prior`): per optimizer, the law's lr
+    at the target with and without the prior, each read off the target's runs (the seed-mean loss over
+    the evaluation seeds at every lr trained on all of them, linear in log lr between them:
+    :func:`oasl.validate.riskcheck.read_off`), in % of the best such loss."""
+    import pandas as pd
+
+    from oasl.laws.pipeline import fit_laws
+    from oasl.store import open_store
+    from oasl.sweep import expand
+    from oasl.validate.riskcheck import read_off
+
+    df = open_store(store).to_dataframe(finished_only=True)
+    sweep = df[df["key"].isin({r.key() for r in expand(spec.sweep)})]
+    laws = {p: fit_laws(sweep, hps=["lr"], exponent_prior=p).laws["lr"] for p in (False, True)}
+    out = {}
+    for ov in result.optimizers:
+        tgt = df[(df["role"] == "target") & (df["optimizer"] == ov.optimizer)]
+        tgt = tgt[tgt["n_params"] == ov.target_n_params]
+        tgt = tgt[tgt["seed"].isin(result.seeds)]
+        full = tgt.groupby("lr")["seed"].nunique()
+        tgt = tgt[tgt["lr"].isin(full[full == len(result.seeds)].index)]
+        n, d = float(ov.target_n_params), float(ov.target_tokens)
+        q = pd.DataFrame({"N": [n], "D": [d], "C": [6.0 * n * d], "optimizer": [ov.optimizer]})
+        row = {}
+        for p, law in laws.items():
+            lr = float(law.predict(q)[0])
+            row["with_prior" if p else "without_prior"] = {"lr": lr, **read_off(tgt, lr)}
+        row["formula"] = {"without_prior": laws[False].formula(), "with_prior": laws[True].formula()}
+        out[ov.optimizer] = row
+    return out
+
+
+def store_wall(store: str, spec) -> float:
+    """Seconds the store's runs of this benchmark took to train, from their timestamps: the span from the
+    first run's start to the last one's end, less any gap of 10 minutes or more with no run in flight
+    (the benchmark stopped and restarted)."""
+    import sqlite3
+
+    from oasl.sweep import expand
+
+    keys = {r.key() for r in expand(spec.sweep)}
+    rows = sqlite3.connect(store).execute("select key, role, created_at, updated_at from runs").fetchall()
+    spans = sorted((c, u) for k, role, c, u in rows if k in keys or role != "sweep")
+    total, start, end = 0.0, None, None
+    for c, u in spans:
+        if start is None:
+            start, end = c, u
+        elif c - end >= 600:
+            total, start, end = total + end - start, c, u
+        else:
+            end = max(end, u)
+    return total + (end - start if start is not None else 0.0)
+
+
 def main() -> None:
     from oasl.config import build
     from oasl.validate import ValidateSpec, validate
@@ -405,6 +480,8 @@ def main() -> None:
             ov.optimizer: {m.method: m.expected for m in ov.methods if m.expected} for ov in result.optimizers
         },
     }
+    payload["store_wall_s"] = store_wall(store, build(ValidateSpec, data))
+    payload["prior_effect"] = prior_effect(store, build(ValidateSpec, data), result)
     payload["curves"] = {ov.optimizer: ov.curves for ov in result.optimizers}
     payload["cost_to_regret"] = {ov.optimizer: ov.cost_to_regret for ov in result.optimizers}
     acc = payload["acceptance"] = acceptance(result)
@@ -412,7 +489,12 @@ def main() -> None:
     payload["selection"] = selection
     text = markdown(result) + "\n" + curves_markdown(result, acc)
     text = ladder_line(args.ladder, data) + "\n\n" + text + "\n\n" + "\n".join(selection)
-    text += f"\n\nWall time {payload['wall_s'] / 60:.0f} min (store {store})."
+    text += "\n\n" + prior_markdown(payload["prior_effect"])
+    text += (
+        f"\n\nWall time of this command {payload['wall_s'] / 60:.0f} min; the store's runs took "
+        f"{payload['store_wall_s'] / 60:.0f} min to train from an empty store (timestamps, restarts "
+        f"excluded; store {store})."
+    )
     write_result(name, payload, text)
     print(text)
 
