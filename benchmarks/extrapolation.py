@@ -458,12 +458,11 @@ def main() -> None:
         data["baselines"] = args.baselines
     gpu = args.ladder == "gpu"
     store = args.store or f"benchmarks/results/extrapolation{'_gpu' if gpu else ''}.db"
+    spec = build(ValidateSpec, data)
     if args.sweep_only:
-        sweep_law(build(ValidateSpec, data), store, args.workers)
+        sweep_law(spec, store, args.workers)
         return
-    result = validate(
-        build(ValidateSpec, data), store, workers=args.workers, log=lambda m: print(m, flush=True)
-    )
+    result = validate(spec, store, workers=args.workers, log=lambda m: print(m, flush=True))
     wall_s = time.time() - t0
     name = args.name or {"v3": "extrapolation", "gpu": "extrapolation_gpu"}.get(
         args.ladder, f"extrapolation_{args.ladder}"
@@ -480,8 +479,8 @@ def main() -> None:
             ov.optimizer: {m.method: m.expected for m in ov.methods if m.expected} for ov in result.optimizers
         },
     }
-    payload["store_wall_s"] = store_wall(store, build(ValidateSpec, data))
-    payload["prior_effect"] = prior_effect(store, build(ValidateSpec, data), result)
+    payload["store_wall_s"] = store_wall(store, spec)
+    payload["prior_effect"] = prior_effect(store, spec, result)
     payload["curves"] = {ov.optimizer: ov.curves for ov in result.optimizers}
     payload["cost_to_regret"] = {ov.optimizer: ov.cost_to_regret for ov in result.optimizers}
     acc = payload["acceptance"] = acceptance(result)

@@ -60,6 +60,8 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import write_result  # noqa: E402
 
+from oasl.validate.riskcheck import TIE_PCT  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data" / "marin_optimizer_sweep" / "Results"
 if not DATA.is_dir():
@@ -120,16 +122,16 @@ def tree_without(sizes: list[str], multiple: int, where: Path) -> Path:
 # HP (lr, batch), the rule is on by default iff its mean loss regret over every cell of the leave-one-
 # multiple-out check (unresolved cells at their nearest tried edge; lost runs capped at LOST_LOSS) is lower
 # than the law's centre's by more than TIE_PCT % of the loss; otherwise off (the centre is the simpler rule).
-TIE_PCT = 0.01
+# TIE_PCT is oasl.validate.riskcheck's: the same margin decides a ladder's zero-run point.
 LOMO_MULTIPLES = (1, 2, 4, 8)  # the 16x sweeps hold their baseline only: nothing to score them on
 
 
-def lomo_check(best: dict, tmp: Path) -> tuple[list[dict], pd.DataFrame]:
+def lomo_check(best: dict, tmp: Path) -> pd.DataFrame:
     """Training-only, out-of-sample check of the risk rule (and of the laws in D): for each multiple k,
     laws fitted on the 130m and 300m sweeps without their k-multiple sweeps predict the k-multiple cells of
     both sizes (D extrapolated for k = 1 and 8, interpolated for 2 and 4), scored on those cells' measured
-    valleys as at 520m. Uses no 520m data. Returns the rows (with ``size``) and the regret outcomes."""
-    rows, outcomes = [], []
+    valleys as at 520m. Uses no 520m data. Returns the regret outcomes (one row per cell and method)."""
+    outcomes = []
     for k in LOMO_MULTIPLES:
         where = tmp / f"lomo{k}"
         train = tree_without(["130m", "300m"], k, where / "tree")
@@ -144,10 +146,9 @@ def lomo_check(best: dict, tmp: Path) -> tuple[list[dict], pd.DataFrame]:
                 for r in predict(size, prev or "", laws, lawset, cells)
                 if r["hp"] in ("lr", "batch_seqs") and r["method"] in ("oasl", "oasl_risk")
             ]
-            rows += got
             out, _ = score_regret(got, size)
             outcomes.append(out)
-    return rows, pd.concat(outcomes, ignore_index=True)
+    return pd.concat(outcomes, ignore_index=True)
 
 
 def risk_default(outcome: pd.DataFrame) -> dict:
@@ -474,7 +475,7 @@ def main() -> None:
         # training-only sanity check: the same laws scored in-sample at 300m (naive: 130m's best)
         rows_300 = [r for r in predict("300m", "130m", laws, lawset, best) if r["hp"] in ("lr", "batch_seqs")]
         # the check that sets the risk rule's default (training sizes only, out of sample in D)
-        _, lomo = lomo_check(best, tmp)
+        lomo = lomo_check(best, tmp)
     default = risk_default(lomo)
     from oasl.recommend import recommend_coordinate
 

@@ -150,7 +150,6 @@ def with_exponent_prior(law, table: pd.DataFrame, prior: ExponentPrior = LR_N_PR
     if prior.feature not in law.features:
         info["why"] = f"the law is not in {prior.feature}"
         return law, info
-    out = copy.deepcopy(law)
     if law.form != "power":
         if law.form != "constant":
             info["why"] = f"the prior applies to power laws, not {law.form}"
@@ -162,6 +161,8 @@ def with_exponent_prior(law, table: pd.DataFrame, prior: ExponentPrior = LR_N_PR
             info["why"] = f"the power form could not be fitted: {exc}"
             return law, info
         info["replaced"] = f"constant/{law.sharing} -> power/{law.sharing}"
+    else:
+        out = copy.deepcopy(law)
     for key, sub in out.laws_.items():
         info["laws"][key] = apply_prior(sub, prior)
     return out, info

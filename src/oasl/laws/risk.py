@@ -151,38 +151,43 @@ class ValleyShape:
         return cls(**d)
 
 
-def _t2_moment(m: float, s: float, a: float, b: float) -> float:
-    """E[t^2 1{a < t < b}] for t ~ Normal(m, s^2) (a, b may be infinite)."""
+def _t2_moment(m, s: float, a: float, b: float):
+    """E[t^2 1{a < t < b}] for t ~ Normal(m, s^2) (a, b may be infinite; ``m`` a float or an array)."""
     from scipy.stats import norm
 
+    m = np.asarray(m, dtype=float)
     al, be = (a - m) / s, (b - m) / s
     pa, pb = norm.cdf(al), norm.cdf(be)
-    fa = 0.0 if math.isinf(al) else norm.pdf(al)
-    fb = 0.0 if math.isinf(be) else norm.pdf(be)
-    afa = 0.0 if math.isinf(al) else al * fa
-    bfb = 0.0 if math.isinf(be) else be * fb
+    fa = np.zeros_like(m) if math.isinf(a) else norm.pdf(al)
+    fb = np.zeros_like(m) if math.isinf(b) else norm.pdf(be)
+    afa = np.zeros_like(m) if math.isinf(a) else al * fa
+    bfb = np.zeros_like(m) if math.isinf(b) else be * fb
     return (m * m + s * s) * (pb - pa) + 2 * m * s * (fa - fb) + s * s * (afa - bfb)
 
 
-def expected_regret(shift: float, sd_log: float, valley: ValleyShape) -> float:
+def expected_regret(shift, sd_log: float, valley: ValleyShape):
     """Expected regret (nats) of setting the HP ``shift`` (log) away from the law's centre when the true
-    log optimum is Normal(centre, ``sd_log``^2): ``E[regret(shift - e)]``, e ~ Normal(0, sd^2)."""
+    log optimum is Normal(centre, ``sd_log``^2): ``E[regret(shift - e)]``, e ~ Normal(0, sd^2). ``shift``
+    may be an array (one value per shift, computed at once); a float gives a float."""
+    scalar = np.ndim(shift) == 0
     if sd_log <= 0:
-        return float(valley.regret(shift))
+        out = valley.regret(shift)
+        return float(out) if scalar else out
     from scipy.stats import norm
 
+    shift = np.asarray(shift, dtype=float)
     s, D, Db, K = float(sd_log), valley.diverge_at, valley.diverge_below, valley.diverge_cost
     cb, ca = valley.curv_below, valley.curv_above
     # beyond a boundary the regret is max(K, c t^2): the cost up to where the quadratic passes it
     Ta = max(D, math.sqrt(K / ca)) if ca > 0 else math.inf
     Tb = max(Db, math.sqrt(K / cb)) if cb > 0 else math.inf
     out = cb * (_t2_moment(shift, s, -Db, 0.0) + _t2_moment(shift, s, -math.inf, -Tb))
-    out += ca * (_t2_moment(shift, s, 0.0, D) + _t2_moment(shift, s, Ta, math.inf))
+    out = out + ca * (_t2_moment(shift, s, 0.0, D) + _t2_moment(shift, s, Ta, math.inf))
     if math.isfinite(D):
-        out += K * float(norm.cdf((Ta - shift) / s) - norm.cdf((D - shift) / s))
+        out = out + K * (norm.cdf((Ta - shift) / s) - norm.cdf((D - shift) / s))
     if math.isfinite(Db):
-        out += K * float(norm.cdf((-Db - shift) / s) - norm.cdf((-Tb - shift) / s))
-    return float(out)
+        out = out + K * (norm.cdf((-Db - shift) / s) - norm.cdf((-Tb - shift) / s))
+    return float(out) if scalar else np.asarray(out, dtype=float)
 
 
 def risk_adjusted(center_log: float, sd_log: float, valley: ValleyShape) -> tuple[float, float]:
@@ -200,7 +205,7 @@ def risk_adjusted(center_log: float, sd_log: float, valley: ValleyShape) -> tupl
         return float(center_log), 0.0
     span = 8 * sd_log + max(d for d in (valley.diverge_at, valley.diverge_below, 0.0) if math.isfinite(d))
     grid = np.linspace(-span, span, 801)
-    vals = np.array([expected_regret(x, sd_log, valley) for x in grid])
+    vals = expected_regret(grid, sd_log, valley)
     k = int(np.argmin(vals))
     lo, hi = grid[max(k - 1, 0)], grid[min(k + 1, len(grid) - 1)]
     res = minimize_scalar(lambda x: expected_regret(x, sd_log, valley), bounds=(lo, hi), method="bounded")
