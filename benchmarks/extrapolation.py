@@ -178,7 +178,9 @@ def ladder_line(ladder: str, data: dict) -> str:
         f"Ladder `{ladder}`: widths {'/'.join(map(str, sw['ladder']['widths']))}, depth "
         f"{sw['ladder']['depth']}, seq {sw['shape_defaults']['seq_len']}, batch {sw['batch_seqs']} sequences, "
         f"{sw['tokens']:,} tokens per run, sweep seeds {list(sw.get('seeds', [0]))}; grids: {grids}; target "
-        f"{data['target']}; evaluation seeds {list(data['seeds'])}; baselines {', '.join(data['baselines'])}."
+        f"{data['target']}; evaluation seeds {list(data['seeds'])}; baselines {', '.join(data['baselines'])}"
+        + (f"; corpus {', '.join(sw['corpus']['paths'])}" if "corpus" in sw else "; the default corpus")
+        + "."
     )
 
 
@@ -444,6 +446,13 @@ def main() -> None:
     ap.add_argument("--baselines", nargs="+", default=None, help="override the baselines")
     ap.add_argument("--name", default=None, help="result name (default from the ladder)")
     ap.add_argument(
+        "--corpus",
+        nargs="+",
+        default=None,
+        help="train on these files or globs instead of the default corpus (issue 25's second-corpus check: "
+        "'/usr/share/info/*.info*.gz', the GNU manuals; a .gz file is read decompressed)",
+    )
+    ap.add_argument(
         "--sweep-only",
         action="store_true",
         help="train the ladder only and print the law oasl fit would validate and its lr at the target "
@@ -456,6 +465,8 @@ def main() -> None:
         data["seeds"] = args.seeds
     if args.baselines:
         data["baselines"] = args.baselines
+    if args.corpus:
+        data["sweep"]["corpus"] = {"source": "files", "paths": list(args.corpus)}
     gpu = args.ladder == "gpu"
     store = args.store or f"benchmarks/results/extrapolation{'_gpu' if gpu else ''}.db"
     spec = build(ValidateSpec, data)

@@ -84,7 +84,8 @@ class CorpusSpec(_Spec):
 
     ``source="stdlib"`` (default) is the running interpreter's standard-library ``.py`` files: real
     text present on every machine without a download. Otherwise ``paths`` lists files or globs of
-    ``.txt``-like text, ``.jsonl`` (field ``text_field``) or ``.parquet`` (column ``text_field``).
+    ``.txt``-like text, ``.jsonl`` (field ``text_field``) or ``.parquet`` (column ``text_field``); a name
+    ending in ``.gz`` is decompressed first (``notes.txt.gz``, ``shard.jsonl.gz``, GNU info manuals).
     """
 
     source: Literal["stdlib", "files"] = "stdlib"

@@ -54,6 +54,26 @@ def test_user_corpora_text_jsonl(tmp_path):
         build(CorpusSpec, {"source": "files"})
 
 
+def test_gzipped_corpus_files_read_as_their_inner_format(tmp_path):
+    import gzip
+
+    with gzip.open(tmp_path / "a.txt.gz", "wb") as f:
+        f.write(b"gzipped prose " * 300)
+    with gzip.open(tmp_path / "b.jsonl.gz", "wt", encoding="utf-8") as f:
+        f.write("\n".join(json.dumps({"text": f"record {i} " * 40}) for i in range(10)))
+    corpus = load_corpus(CorpusSpec(source="files", paths=(str(tmp_path / "*.gz"),)))
+    docs = list(corpus.documents())
+    assert docs[0] == b"gzipped prose " * 300  # decompressed, not the gzip bytes
+    assert docs[1:] == [(f"record {i} " * 40).encode() for i in range(10)]  # one document per record
+    # a truncated archive is one clear error naming the file, not an EOFError traceback
+    (tmp_path / "cut.txt.gz").write_bytes((tmp_path / "a.txt.gz").read_bytes()[:20])
+    with pytest.raises(DataError, match="cut.txt.gz: not readable"):
+        list(load_corpus(CorpusSpec(source="files", paths=(str(tmp_path / "cut.txt.gz"),))).documents())
+    (tmp_path / "cut.jsonl.gz").write_bytes((tmp_path / "b.jsonl.gz").read_bytes()[:30])
+    with pytest.raises(DataError, match="cut.jsonl.gz: not readable"):
+        list(load_corpus(CorpusSpec(source="files", paths=(str(tmp_path / "cut.jsonl.gz"),))).documents())
+
+
 def test_bpe_tokenizer_trains_locally(tmp_path):
     pytest.importorskip("tokenizers")
     (tmp_path / "a.txt").write_text("the quick brown fox jumps over the lazy dog. " * 300)

@@ -10,6 +10,7 @@ corpora, so every result records the corpus hash.
 from __future__ import annotations
 
 import glob
+import gzip
 import hashlib
 import json
 import sysconfig
@@ -82,21 +83,39 @@ def load_corpus(spec: CorpusSpec) -> Corpus:
     return Corpus(tuple(files), spec.text_field, f"{len(files)} user file(s)", spec.max_bytes)
 
 
+def _open(path: Path, mode: str):
+    """``path`` opened for reading, gzip-decompressed when its name ends in ``.gz``."""
+    if path.suffix.lower() == ".gz":
+        return gzip.open(path, mode, **({"encoding": "utf-8"} if "t" in mode else {}))
+    return open(path, mode, **({"encoding": "utf-8"} if "t" in mode else {}))
+
+
+def _numbered_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """``path``'s lines, numbered from 1, streamed; a truncated gzip or bad UTF-8 is a DataError."""
+    try:
+        with _open(path, "rt") as f:
+            yield from enumerate(f, 1)
+    except (OSError, EOFError, UnicodeDecodeError) as exc:  # gzip.BadGzipFile is an OSError
+        raise DataError(f"{path}: not readable ({exc})") from None
+
+
 def _read_documents(path: Path, field: str) -> Iterator[bytes]:
-    suffix = path.suffix.lower()
+    gz = path.suffix.lower() == ".gz"
+    suffix = Path(path.stem).suffix.lower() if gz else path.suffix.lower()
     if suffix == ".jsonl":
-        with open(path, encoding="utf-8") as f:
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise DataError(f"{path}:{lineno}: malformed JSON ({exc.msg})") from None
-                if not isinstance(record, dict) or field not in record:
-                    raise DataError(f"{path}:{lineno}: no field {field!r}; set corpus.text_field")
-                yield str(record[field]).encode("utf-8")
+        for lineno, line in _numbered_lines(path):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path}:{lineno}: malformed JSON ({exc.msg})") from None
+            if not isinstance(record, dict) or field not in record:
+                raise DataError(f"{path}:{lineno}: no field {field!r}; set corpus.text_field")
+            yield str(record[field]).encode("utf-8")
     elif suffix == ".parquet":
+        if gz:
+            raise DataError(f"{path}: a gzipped parquet file is not read; parquet compresses its own columns")
         from oasl.errors import require
 
         pq = require("pyarrow.parquet", "corpus")
@@ -109,4 +128,9 @@ def _read_documents(path: Path, field: str) -> Iterator[bytes]:
             if value is not None:
                 yield str(value).encode("utf-8")
     else:
-        yield path.read_bytes()
+        try:
+            with _open(path, "rb") as f:
+                data = f.read()
+        except (OSError, EOFError) as exc:
+            raise DataError(f"{path}: not readable ({exc})") from None
+        yield data
