@@ -162,8 +162,21 @@ def test_curves_shapes_sources_and_monotone_bookkeeping():
     means = [p["mean"] for p in curves["random"]]
     assert all(b <= a + 1e-12 for a, b in zip(means, means[1:], strict=False))
     assert curves["random"][0]["draws"] == 4000 and curves["tpe"][0]["draws"] == 3
-    # the replayed refinement with 1 run is the law's risk-adjusted lr (one run cannot move it)
-    assert ref[1]["lr"] == pytest.approx(curves["oasl-risk"][0]["lr"])
+    # the replayed refinement with 1 run is the law's centre (one run cannot move it): the refinement
+    # risk-adjusts only when told (validation: where the ladder's zero-run check prefers the risk point)
+    assert ref[1]["lr"] == pytest.approx(5e-3)
+    risky = cc.method_curves(
+        [],
+        tv,
+        (2.5e-4, 6.4e-2),
+        5e-3,
+        (1.5e-3, 1.6e-2),
+        Valley(0.025, 0.002),
+        which=("oasl-refine",),
+        risk=ValleyShape(curv_below=0.02, curv_above=0.08),
+        refine_risk=True,
+    )["oasl-refine"]
+    assert risky[0]["lr"] == pytest.approx(curves["oasl-risk"][0]["lr"])
     s = cc.summary(curves, ladder_runs=3.0)
     assert s["law"] == pytest.approx(0.011) and s["refine"] == pytest.approx(0.001)
     assert set(s["runs_to_match"]) == {"random", "tpe"}
@@ -289,6 +302,9 @@ def test_cli_refine_on_a_tiny_store(tmp_path, capsys):
     assert len(r["lrs"]) == 2 and r["lrs"][0] < r["center"] < r["lrs"][1]
     assert r["valley"]["source"].startswith("ladder") and "refined lr" in text
     assert r["interval"][0] < r["lr"] < r["interval"][1]
+    # which answer rule, decided by the ladder's own zero-run check (3 rungs: the largest held out); on
+    # these symmetric valleys the risk-adjusted point cannot beat the centre by the margin
+    assert "zero-run check prefers the centre" in r["rule"] and "rule: the posterior mean" in text
     # the target runs are in the store, marked as target runs (not sweep runs for `oasl fit`)
     roles = SQLiteStore(store.path).roles()
     assert list(roles.values()).count("target") == 2

@@ -83,6 +83,8 @@ def register(app: typer.Typer) -> None:
             table.add_row(f"{v:.4g}", f"{loss:.4f}" if math.isfinite(loss) else "diverged")
         console.print(table)
         console.print(f"refined lr: {r.lr:.4g} (90% interval {r.interval[0]:.3g} - {r.interval[1]:.3g})")
+        if r.rule:
+            console.print(f"  rule: {r.rule}")
         if r.risk:
             div = r.risk.get("diverge_at")
             console.print(

@@ -63,6 +63,9 @@ class TargetContext:
     valley: Any = None
     #: the ladder's asymmetric valley (oasl.laws.risk.ValleyShape; None: not measured)
     risk: Any = None
+    #: whether the refinement risk-adjusts its run and answer on ``risk``: only where the ladder's own
+    #: zero-run check (oasl.validate.riskcheck) prefers the risk-adjusted point; otherwise the posterior mean
+    refine_risk: bool = False
 
 
 @dataclass
@@ -302,7 +305,8 @@ class OaslRefine:
             specs.extend(new)
             return ctx.runner.losses(new)
 
-        r = refine(ctx.recommended_lr, ctx.recommended_interval, self.k, train, ctx.valley, risk=ctx.risk)
+        risk = ctx.risk if ctx.refine_risk else None
+        r = refine(ctx.recommended_lr, ctx.recommended_interval, self.k, train, ctx.valley, risk=risk)
         note = f"{self.k} target runs around the law (lrs {', '.join(f'{v:.3g}' for v in r.lrs)})"
         if r.flags:
             note += "; " + "; ".join(r.messages)

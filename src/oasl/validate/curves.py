@@ -172,11 +172,12 @@ def method_curves(
     search_draws: int = 20,
     log=lambda msg: None,
     risk=None,
+    refine_risk: bool = False,
 ) -> dict[str, list[dict[str, Any]]]:
     """The curves of one optimizer: zero-run points of the measured methods (``methods``: the
     :class:`~oasl.validate.results.MethodResult` list), then the replayed searches and refinement in
     ``which`` (``oasl-risk``: the law's risk-adjusted zero-run point, read off unless trained, when the
-    ladder gave a valley shape ``risk``); a trained ``oasl-refine:k`` replaces its replayed point (keeping the replay's mean as
+    ladder gave a valley shape ``risk``; the refinement risk-adjusts on it only with ``refine_risk``); a trained ``oasl-refine:k`` replaces its replayed point (keeping the replay's mean as
     ``replayed_mean``); a trained ``random:k``/``tpe:k``/``gp:k`` (one draw) is kept as ``trained_draw``."""
     from oasl.validate.baselines import GPSearch, TPESearch
 
@@ -194,7 +195,9 @@ def method_curves(
                 searcher = (TPESearch if kind == "tpe" else GPSearch)(max(SEARCH_KS))
                 curves[kind] = search_curve(valley, searcher, search_range, search_draws)
             elif kind == "oasl-refine":
-                curves[kind] = refine_curve(valley, center, interval, shape, risk=risk)
+                curves[kind] = refine_curve(
+                    valley, center, interval, shape, risk=risk if refine_risk else None
+                )
             elif kind == "oasl-risk" and risk is not None and kind not in curves:
                 from oasl.validate.refine import zero_run
 

@@ -151,6 +151,12 @@ def validate(
     law = report.laws["lr"]
     log(f"validated law of lr ({law.form}, {law.sharing}): {law.formula()}")
     tokens = spec.target_tokens or _target_tokens(spec, n_target)
+    # which zero-run point the ladder itself prefers, its largest rung held out (issue 25, item 5); the
+    # refinement risk-adjusts only where it prefers the risk-adjusted point (the library's default is the centre)
+    from oasl.validate.riskcheck import risk_check
+
+    check = risk_check(df, spec.law_features)
+    log(f"zero-run check (largest rung held out): {check.get('prefer')} {check.get('why', '')}".rstrip())
     results = []
     for opt in spec.sweep.optimizer_grids():
         optima = report.optima["lr"]
@@ -186,6 +192,7 @@ def validate(
             recommended_interval=(float(lo[0]), float(hi[0])),
             valley=ladder_valley(df, opt),
             risk=ladder_risk(df, optima, opt),
+            refine_risk=check.get("prefer") == "risk",
         )
         sub = law.law_for(opt)
         ov = _measure_target(ctx, (float(lo[0]), float(hi[0])), n_max)
@@ -200,11 +207,6 @@ def validate(
         if regime.warning:
             log(f"[{opt}] {regime.warning}")
         results.append(ov)
-    # which zero-run point the ladder itself prefers, its largest rung held out (issue 25, item 5)
-    from oasl.validate.riskcheck import risk_check
-
-    check = risk_check(df, spec.law_features)
-    log(f"zero-run check (largest rung held out): {check.get('prefer')} {check.get('why', '')}".rstrip())
     for ov in results:
         if ov.cost_to_regret:
             own = (check.get("optimizers") or {}).get(ov.optimizer)
@@ -378,6 +380,7 @@ def _curves(ctx: TargetContext, ov: OptimizerValidation, seed0, pool) -> None:
         search_draws=ctx.spec.curve_search_draws,
         log=lambda msg: ctx.log(f"[{ctx.optimizer}] {msg}"),
         risk=ctx.risk,
+        refine_risk=ctx.refine_risk,
     )
     ladder = ov.sweep_flops / ov.target_run_flops if ov.target_run_flops else math.nan
     ov.cost_to_regret = cost_curves.summary(ov.curves, ladder)

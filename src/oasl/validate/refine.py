@@ -76,7 +76,8 @@ class RefineResult:
     """What :func:`refine` found: ``lr`` (posterior mean of the optimum) with its 90% ``interval``; the runs
     (``lrs``, ``losses``; NaN = diverged) in the order trained; the prior (``center``, ``prior_interval``);
     the ``valley`` used; ``flags`` (``beyond``, ``flat``, ``diverged``) with ``messages`` saying what to do;
-    ``risk`` the asymmetric valley the answer was risk-adjusted on ({} when it is the posterior mean)."""
+    ``risk`` the asymmetric valley the answer was risk-adjusted on ({} when it is the posterior mean);
+    ``rule`` the sentence saying which answer rule was used and why (set by the refine workflow)."""
 
     lr: float
     interval: tuple[float, float]
@@ -90,6 +91,7 @@ class RefineResult:
     messages: list[str] = field(default_factory=list)
     batch_seqs: int | None = None
     risk: dict[str, Any] = field(default_factory=dict)
+    rule: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for JSON (non-finite losses as None)."""

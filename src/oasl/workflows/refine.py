@@ -44,33 +44,72 @@ def refine_in_store(
     workers: int = 1,
     valley=None,
     log=None,
-    risk: Any = "ladder",
+    risk: Any = "check",
 ):
     """:func:`oasl.validate.refine.refine` with the target's runs trained through the store (and its
     executors, as :func:`oasl.sweep.run_sweep` does; finished runs are reused, not retrained) and marked
     role "target" (so ``oasl fit`` leaves them out). ``base`` is the target's :class:`~oasl.config.RunSpec`
     (its lr is replaced); ``valley`` defaults to :func:`~oasl.validate.refine.ladder_valley` of the store's
-    sweep runs of ``base.optimizer``, and ``risk="ladder"`` to their
-    :func:`~oasl.validate.refine.ladder_risk` (None: the answer is the posterior mean). Returns a
+    sweep runs of ``base.optimizer``. ``risk`` says whether the runs and the answer are risk-adjusted on
+    the ladder's asymmetric valley (:func:`~oasl.validate.refine.ladder_risk`): ``"check"`` (default) only
+    where the ladder's own zero-run check (:func:`~oasl.validate.riskcheck.risk_check`, its largest rung held
+    out) prefers the risk-adjusted point, as validation does; ``"ladder"`` always; None never (the answer is
+    the posterior mean); or a ValleyShape. The result's ``rule`` says which was used and why. Returns a
     :class:`~oasl.validate.RefineResult`."""
     from oasl.validate.baselines import with_changes
     from oasl.validate.harness import Runner
     from oasl.validate.refine import Valley, ladder_valley, refine
 
     runner = Runner(str(store), workers, log or (lambda msg: None))
-    if valley is None or risk == "ladder":
+    rule = "the posterior mean" if risk is None else "risk-adjusted on the valley given"
+    if valley is None or risk in ("ladder", "check"):
         df = runner.store.to_dataframe(finished_only=True)
         if len(df) and "role" in df:
             df = df[df["role"].fillna("sweep") == "sweep"]
         if valley is None:
             valley = ladder_valley(df, base.optimizer) if len(df) else Valley()
-        if risk == "ladder":
+        if risk == "check":
+            risk, rule = _checked_risk(df, base.optimizer)
+        elif risk == "ladder":
             risk = _store_risk(df, base.optimizer)
+            rule = (
+                "risk-adjusted on the ladder's valley (asked)"
+                if risk is not None
+                else "the posterior mean (no valley shape measured)"
+            )
 
     def train(lrs: list[float]) -> list[float]:
         return runner.losses([with_changes(base, lr=float(v)) for v in lrs], role="target")
 
-    return refine(center, interval, k, train, valley, batch_seqs=None, risk=risk)
+    result = refine(center, interval, k, train, valley, batch_seqs=None, risk=risk)
+    result.rule = rule
+    return result
+
+
+def _checked_risk(df, optimizer: str) -> tuple[Any, str]:
+    """The ladder's valley shape if the ladder's own zero-run check prefers the risk-adjusted point, else
+    None; with the sentence saying which and why."""
+    from oasl.errors import OaslError
+    from oasl.validate.riskcheck import risk_check
+
+    try:
+        check = (
+            risk_check(df) if len(df) and "n_params" in df else {"prefer": "centre", "why": "no sweep runs"}
+        )
+    except (OaslError, KeyError, ValueError) as exc:
+        check = {"prefer": "centre", "why": f"the check failed ({exc})"}
+    if check.get("prefer") == "risk":
+        risk = _store_risk(df, optimizer)
+        if risk is not None:
+            why = (
+                f"{check['risk_regret_pct']:+.2f}% vs {check['centre_regret_pct']:+.2f}% at the held-out rung"
+            )
+            return risk, f"risk-adjusted: the ladder's zero-run check prefers it ({why})"
+    if "centre_regret_pct" in check:
+        why = f"{check['centre_regret_pct']:+.2f}% vs {check['risk_regret_pct']:+.2f}% risk-adjusted at the held-out rung"
+    else:
+        why = check.get("why", "")
+    return None, f"the posterior mean: the ladder's zero-run check prefers the centre ({why})"
 
 
 def _store_risk(df, optimizer: str):
