@@ -8,6 +8,9 @@ sequences of 512 tokens), the steps to reach the size's Chinchilla target loss.
    (S(B) fitted in relative error or in log steps; the plateau batches dropped or kept) are each fitted on
    85M and 151M and scored on 302M by the median over batch sizes of |predicted steps / steps - 1|; the
    lowest wins, and it is the CLI's default (the script checks that it is).
+   The law of S_min (its own power law in N, or E_min = S_min B_noise proportional to N as Chinchilla-scaled
+   targets imply) is chosen by the library itself on the table it is given (``s_min_form="auto"``: the
+   largest size predicted from the others, the same criterion); on TRAIN.csv that holds 302M out.
 2. Leave-604M-out, the scored path: a CSV of the training sizes' rows is given to
    ``oasl batch critical --steps-table TRAIN.csv --target-params 6.04e8 --format json`` and its JSON is
    scored against the 604M rows: median over batch sizes of |predicted steps / steps - 1| (aim <= 15%) and
@@ -154,6 +157,7 @@ def held_out(table: StepsTable, tmp: Path) -> dict:
             "published_law": zhang_published(HELD_OUT),
         },
         "laws": pred["laws"],
+        "s_min_selection": pred["fit"]["s_min_selection"],
         "own_fit_604m": own,
         "_pred": pred,
     }
@@ -229,11 +233,20 @@ def main() -> None:
         for c in cands
     )
     z = res["zhang"]
+    sel = res["s_min_selection"]
+    sel_line = (
+        f"**{sel['form']}** (median steps error at 302M: own power law "
+        f"{sel['median_abs_err']['power']:.1%}, E_min = S_min B_noise proportional to N "
+        f"{sel['median_abs_err']['e_min']:.1%})"
+        if "median_abs_err" in sel
+        else f"{sel['form']} ({sel['why']})"
+    )
     law_iv, row_iv = res["b_noise_law_interval"], res["b_noise_interval"]
     md = f"""Zhang et al. 2024's steps-to-target table (85M-604M, 9 batch sizes each), leave-604M-out, scored
 through `{res["cli"]}` (TRAIN.csv: the 85M-302M rows).
 Model: S(B) = S_min (1 + B_noise/B) per size (McCandlish et al. 2018, Eq. 2.11), power laws of S_min and
-B_noise in N.
+B_noise in N; S_min's law chosen by the CLI on the training sizes themselves (`s_min_form="auto"`: the
+largest training size, 302M, predicted from 85M+151M by each form): {sel_line}.
 
 - **Steps at 604M: median |error| over the 9 batch sizes {res["median_abs_err_steps"]:.1%}**
   (aim <= 15%: {"met" if res["aim_steps_met"] else "NOT met"}; worst {res["max_abs_err_steps"]:.1%}).

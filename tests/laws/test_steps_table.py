@@ -93,6 +93,34 @@ def test_two_sizes_give_a_point_law_and_one_size_refuses_to_predict():
         one.predict(1e9)
 
 
+def test_s_min_form_ties_s_min_to_b_noise_and_auto_checks_it_on_the_largest_size(monkeypatch):
+    import tests.laws.test_steps_table as me
+
+    # here E_min = S_min B_noise grows as N^0.9, not N: the check must keep S_min's own power law
+    monkeypatch.setattr(me, "s_min_true", lambda n: 2.0 * n**0.3)
+    table = read_steps_table(synthetic(noise=0.0))
+    auto = StepsTableFit(n_boot=0).fit(table)
+    sel = auto.s_min_selection_
+    assert sel["form"] == "power" and sel["held_out_n_params"] == SIZES[-1]
+    assert sel["median_abs_err"]["power"] < 0.01 < sel["median_abs_err"]["e_min"]
+    assert auto.s_min_law_.exponents_["N"] == pytest.approx(0.3, abs=0.01)
+    # forced: S_min = c N / B_noise(N), exponent 1 - B_noise's, and E_min / N the same at every N
+    tied = StepsTableFit(n_boot=30, s_min_form="e_min").fit(table)
+    beta = tied.b_noise_law_.exponents_["N"]
+    assert tied.s_min_law_.exponents_["N"] == pytest.approx(1 - beta)
+    e_over_n = [tied.predict(n)["s_min"] * tied.predict(n)["b_noise"] / n for n in (1e8, 1e9, 1e10)]
+    assert e_over_n == pytest.approx([e_over_n[0]] * 3, rel=1e-9)
+    # the bootstrap's S_min follows each resample's B_noise law the same way
+    p = tied.predict(1e9)
+    assert p["s_min_interval"][0] <= p["s_min"] <= p["s_min_interval"][1]
+    assert tied.to_dict()["fit"]["s_min_form"] == "e_min"
+    # two sizes cannot hold one out: the default form, said so
+    two = StepsTableFit(n_boot=0).fit(read_steps_table(synthetic(sizes=SIZES[:2])))
+    assert two.s_min_selection_["form"] == "power" and "needs 3" in two.s_min_selection_["why"]
+    with pytest.raises(FitError, match="s_min_form 'chinchilla'"):
+        StepsTableFit(s_min_form="chinchilla")
+
+
 def test_tokens_per_size_give_laws_in_n_and_d():
     df = synthetic()
     df["tokens"] = df["n_params"].map({50e6: 2e9, 100e6: 1.5e9, 200e6: 6e9, 400e6: 5e9})
@@ -222,6 +250,14 @@ def test_real_table_reproduces_the_notebooks_critical_batch(zhang_csv):
     assert fit.sizes_["b_noise"].is_monotonic_increasing
     assert (fit.sizes_["zhang_cbs"] < fit.sizes_["b_noise"]).all()
     assert 0.3 < fit.b_noise_law_.exponents_["N"] < 0.9
+    # Chinchilla-scaled targets: from 85M+151M, E_min proportional to N predicts 302M's steps better
+    # (median error 6.7%) than S_min's own power law (14.7%), so the training sizes choose it
+    train = read_steps_table(zhang_csv)
+    train.frame = train.frame[train.frame["n_params"] < 6e8].reset_index(drop=True)
+    sel = StepsTableFit(n_boot=0).fit(train).s_min_selection_
+    assert sel["form"] == "e_min" and sel["held_out_n_params"] == 302e6
+    assert sel["median_abs_err"]["e_min"] == pytest.approx(0.0668, abs=0.002)
+    assert sel["median_abs_err"]["power"] == pytest.approx(0.1469, abs=0.002)
 
 
 def test_real_table_through_the_cli(zhang_csv, capsys):

@@ -189,6 +189,14 @@ def steps_table_cmd(path: Path, source, fmt: str, params, tokens, n_boot: int, o
             else "no interval"
         )
         console.print(f"{name}: {law['formula']} ({ci})")
+    sel = rep["fit"].get("s_min_selection") or {}
+    if "median_abs_err" in sel:
+        e = sel["median_abs_err"]
+        console.print(
+            f"S_min's law: {'E_min = S_min B_noise proportional to N' if sel['form'] == 'e_min' else 'its own power law'}"
+            f" (predicting the {sel['held_out_n_params']:.3g} size's steps from the others: median error "
+            f"{e['power']:.1%} own power law, {e['e_min']:.1%} E_min proportional to N)"
+        )
     for note in rep["notes"]:
         console.print(f"[dim]{note}[/dim]")
     if params is None:

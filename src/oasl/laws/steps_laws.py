@@ -26,6 +26,8 @@ from oasl.laws.steps_table import (
     zhang_published,
 )
 
+S_MIN_FORMS = ("auto", "power", "e_min")
+
 
 class StepsTableFit:
     """Per-size S(B) fits and the laws of B_noise and S_min across sizes, from a :class:`StepsTable`.
@@ -34,6 +36,14 @@ class StepsTableFit:
     (:func:`plateau_mask`) before each size's fit; ``level``, ``n_boot``, ``seed``: the bootstrap over the
     table's rows; ``b_ref``, ``overhead``: Zhang et al.'s definition (:func:`zhang_cbs`; ``b_ref`` in the
     table's unit, default 256 sequences, none for a table in tokens without a ``seq_len``).
+
+    ``s_min_form``: the law of S_min. ``"power"``: its own power law in N. ``"e_min"``: the examples the
+    target takes at small batch, E_min = S_min B_noise, proportional to N (so S_min = c N / B_noise(N), a
+    power law with exponent 1 - the B_noise exponent): what a table whose targets are each size's
+    compute-optimal loss implies (the target is reached at D proportional to N; Zhang et al.'s targets are
+    Chinchilla-scaled). ``"auto"`` (default): the one that predicts the largest size's steps better from the
+    other sizes (median over its batches of |predicted / steps - 1|), with 3 or more sizes and laws in N
+    alone; "power" otherwise. ``s_min_selection_`` records the choice and both errors.
 
     Fitted: ``table_``, ``features_`` (("N",) or ("N", "D")), ``sizes_`` (one row per size: n_params,
     [tokens], target_loss, n_batches, n_used, batch_min, batch_max, s_min, s_min_low, s_min_high,
@@ -51,7 +61,11 @@ class StepsTableFit:
         seed: int = 0,
         b_ref: float | None = None,
         overhead: float = 0.2,
+        s_min_form: str = "auto",
     ):
+        if s_min_form not in S_MIN_FORMS:
+            raise FitError(f"s_min_form {s_min_form!r}: use one of {', '.join(S_MIN_FORMS)}")
+        self.s_min_form = s_min_form
         self.loss, self.drop_plateau, self.level = loss, drop_plateau, level
         self.n_boot, self.seed = n_boot, seed
         self.b_ref, self.overhead = b_ref, overhead
@@ -151,8 +165,14 @@ class StepsTableFit:
             self.s_min_law_ = self.b_noise_law_ = self.zhang_law_ = None
             self.boot_coefs_ = np.zeros((0, 2, len(self.features_) + 1))
             return
-        self.s_min_law_ = self._law("s_min", self.sizes_["s_min"])
         self.b_noise_law_ = self._law("b_noise", self.sizes_["b_noise"])
+        self.s_min_selection_ = self._select_s_min_form()
+        form = self.s_min_selection_["form"]
+        self.s_min_law_ = (
+            self._e_min_law(self.sizes_, self.b_noise_law_)
+            if form == "e_min"
+            else self._law("s_min", self.sizes_["s_min"])
+        )
         z = self.sizes_["zhang_cbs"].to_numpy(float)
         self.zhang_law_ = self._law("zhang_cbs", z) if np.all(np.isfinite(z) & (z > 0)) else None
         A = np.column_stack([np.ones(len(self.sizes_)), np.log(self._features(self.sizes_).to_numpy(float))])
@@ -161,7 +181,67 @@ class StepsTableFit:
             logs = np.log(self.boot_)
         logs = logs[np.all(np.isfinite(logs), axis=(1, 2))]  # (reps, sizes, 2)
         coefs = [np.linalg.lstsq(A, logs[r], rcond=None)[0].T for r in range(len(logs))]
+        if form == "e_min" and coefs:  # S_min's law follows each resample's B_noise law: E_min = c N
+            log_n = np.log(self.sizes_["n_params"].to_numpy(float))
+            for r, c in enumerate(coefs):
+                k = float(np.mean(logs[r][:, 0] + logs[r][:, 1] - log_n))
+                c[0] = np.r_[k - c[1][0], 1.0 - c[1][1]]
         self.boot_coefs_ = np.array(coefs).reshape(len(coefs), 2, A.shape[1])
+
+    def _e_min_law(self, sizes: pd.DataFrame, b_noise_law: PowerLaw) -> PowerLaw:
+        """S_min = c N / B_noise(N): E_min = S_min B_noise proportional to N (``s_min_form="e_min"``), ``c``
+        the geometric mean of the sizes' E_min / N; its scatter (log sd of the sizes' S_min about it) is
+        the law's interval."""
+        n = sizes["n_params"].to_numpy(float)
+        k = float(np.mean(np.log(sizes["e_min"].to_numpy(float) / n)))
+        a_b, beta = math.log(b_noise_law.coef_), float(b_noise_law.exponents_["N"])
+        resid = np.log(sizes["s_min"].to_numpy(float)) - (k - a_b + (1.0 - beta) * np.log(n))
+        sigma = float(np.sqrt(np.sum(resid**2) / max(len(n) - 1, 1)))
+        return PowerLaw.fixed(
+            math.exp(k - a_b),
+            {"N": 1.0 - beta},
+            "s_min",
+            citation=CITATION + "; E_min = S_min B_noise proportional to N",
+            valid_range={"N": (float(n.min()), float(n.max()))},
+            sigma_log=sigma,
+        )
+
+    def _select_s_min_form(self) -> dict[str, Any]:
+        """Which law of S_min (``s_min_form``): the given one, or with "auto" the one that predicts the
+        largest size's steps better from the smaller sizes' fits (a held-out check on the table itself)."""
+        if self.s_min_form != "auto":
+            return {"form": self.s_min_form, "why": "given"}
+        sz = self.sizes_
+        if self.features_ != ("N",) or len(sz) < 3:
+            why = "laws in (N, D)" if self.features_ != ("N",) else f"{len(sz)} sizes: the check needs 3"
+            return {"form": "power", "why": f"{why}; the default"}
+        train, held = sz.iloc[:-1], sz.iloc[-1]
+        X = pd.DataFrame({"N": train["n_params"].to_numpy(float)})
+        point = len(X) <= 2
+        b_law = PowerLaw(("N",), "b_noise")._fit(
+            X, train["b_noise"].to_numpy(float), None, None, point_only=point
+        )
+        laws = {
+            "power": PowerLaw(("N",), "s_min")._fit(
+                X, train["s_min"].to_numpy(float), None, None, point_only=point
+            ),
+            "e_min": self._e_min_law(train, b_law),
+        }
+        g = self.table_.frame[self.table_.frame["n_params"] == held["n_params"]]
+        b, s = g["batch"].to_numpy(float), g["steps"].to_numpy(float)
+        q = pd.DataFrame({"N": [float(held["n_params"])]})
+        bn = float(b_law.predict(q)[0])
+        errs = {
+            f: float(np.median(np.abs(float(law.predict(q)[0]) * (1 + bn / b) / s - 1.0)))
+            for f, law in laws.items()
+        }
+        form = "e_min" if errs["e_min"] < errs["power"] else "power"
+        return {
+            "form": form,
+            "why": f"the {held['n_params']:.3g}-parameter size's steps from the smaller sizes",
+            "held_out_n_params": float(held["n_params"]),
+            "median_abs_err": errs,
+        }
 
     def _intervals(self) -> None:
         if len(self.boot_) < 10:
@@ -247,6 +327,12 @@ class StepsTableFit:
                 "exponent_interval": law.exponent_interval(self.level) if hasattr(law, "dof_") else None,
                 "rmse_log": getattr(law, "rmse_log_", None),
             }
+        tied = getattr(self, "s_min_selection_", {}).get("form") == "e_min"
+        if tied and "s_min" in out and out["b_noise"]["exponent_interval"]:
+            # S_min's exponent is 1 - B_noise's: its interval is B_noise's, mirrored
+            lo, hi = out["b_noise"]["exponent_interval"]["N"]
+            out["s_min"]["exponent_interval"] = {"N": (1.0 - hi, 1.0 - lo)}
+            out["s_min"]["rmse_log"] = math.sqrt(self.s_min_law_.sigma2_)
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -259,6 +345,10 @@ class StepsTableFit:
             "fit": {
                 "loss": self.loss,
                 "drop_plateau": self.drop_plateau,
+                "s_min_form": self.s_min_selection_.get("form")
+                if hasattr(self, "s_min_selection_")
+                else None,
+                "s_min_selection": getattr(self, "s_min_selection_", None),
                 "level": self.level,
                 "n_boot": self.n_boot,
             },
