@@ -174,7 +174,7 @@ def test_curves_shapes_sources_and_monotone_bookkeeping():
         Valley(0.025, 0.002),
         which=("oasl-refine",),
         risk=ValleyShape(curv_below=0.02, curv_above=0.08),
-        refine_risk=True,
+        refine_check={"prefer": "risk", "refine_prefer": "risk"},
     )["oasl-refine"]
     assert risky[0]["lr"] == pytest.approx(curves["oasl-risk"][0]["lr"])
     s = cc.summary(curves, ladder_runs=3.0)
@@ -304,7 +304,9 @@ def test_cli_refine_on_a_tiny_store(tmp_path, capsys):
     assert r["interval"][0] < r["lr"] < r["interval"][1]
     # which answer rule, decided by the ladder's own zero-run check (3 rungs: the largest held out); on
     # these symmetric valleys the risk-adjusted point cannot beat the centre by the margin
-    assert "zero-run check prefers the centre" in r["rule"] and "rule: the posterior mean" in text
+    assert (
+        "check of the refinement's answer does not prefer" in r["rule"] and "rule: the posterior mean" in text
+    )
     # the target runs are in the store, marked as target runs (not sweep runs for `oasl fit`)
     roles = SQLiteStore(store.path).roles()
     assert list(roles.values()).count("target") == 2

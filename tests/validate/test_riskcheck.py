@@ -77,6 +77,27 @@ def test_an_overshooting_law_lets_the_risk_point_win():
     assert "risk-adjusted point" in check_line(c)
 
 
+def test_the_refinements_answer_is_checked_on_the_held_out_rung_too():
+    from oasl.validate.riskcheck import REFINE_KS, uses_risk
+
+    c = risk_check(ladder())
+    for row in c["optimizers"].values():
+        assert set(row["refine"]) == {str(k) for k in REFINE_KS}
+        for v in row["refine"].values():
+            assert v["mean"] >= 0 and v["risk"] >= 0
+    means = [v["mean"] for r in c["optimizers"].values() for v in r["refine"].values()]
+    assert c["refine_mean_regret_pct"] == pytest.approx(np.mean(means))
+    want = "risk" if c["refine_risk_regret_pct"] < c["refine_mean_regret_pct"] - TIE_PCT else "posterior mean"
+    assert c["refine_prefer"] == want
+    # two runs around a law that lands on the optimum of a symmetric-enough valley: both answers are close
+    assert c["refine_mean_regret_pct"] < 0.2
+    # k = 1 follows the zero-run verdict, k >= 2 the refinement's
+    mixed = {"prefer": "risk", "refine_prefer": "posterior mean"}
+    assert uses_risk(mixed, 1) and not uses_risk(mixed, 2) and not uses_risk(mixed, 4)
+    assert not uses_risk({"prefer": "centre", "why": "2 rungs"}, 1)
+    assert uses_risk({"prefer": "centre", "refine_prefer": "risk"}, 3)
+
+
 def test_too_few_rungs_keep_the_centre_and_say_why():
     c = risk_check(ladder(n=(2e4, 5e4)))
     assert c["prefer"] == "centre" and "2 rung" in c["why"]

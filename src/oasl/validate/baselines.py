@@ -63,9 +63,10 @@ class TargetContext:
     valley: Any = None
     #: the ladder's asymmetric valley (oasl.laws.risk.ValleyShape; None: not measured)
     risk: Any = None
-    #: whether the refinement risk-adjusts its run and answer on ``risk``: only where the ladder's own
-    #: zero-run check (oasl.validate.riskcheck) prefers the risk-adjusted point; otherwise the posterior mean
-    refine_risk: bool = False
+    #: the ladder's own check (oasl.validate.riskcheck.risk_check): the refinement risk-adjusts on ``risk``
+    #: only where it prefers that (riskcheck.uses_risk: the zero-run verdict for k = 1, the refinement's for
+    #: k >= 2); otherwise the posterior mean. None: never
+    refine_check: dict | None = None
 
 
 @dataclass
@@ -305,7 +306,9 @@ class OaslRefine:
             specs.extend(new)
             return ctx.runner.losses(new)
 
-        risk = ctx.risk if ctx.refine_risk else None
+        from oasl.validate.riskcheck import uses_risk
+
+        risk = ctx.risk if ctx.refine_check and uses_risk(ctx.refine_check, self.k) else None
         r = refine(ctx.recommended_lr, ctx.recommended_interval, self.k, train, ctx.valley, risk=risk)
         note = f"{self.k} target runs around the law (lrs {', '.join(f'{v:.3g}' for v in r.lrs)})"
         if r.flags:

@@ -146,15 +146,19 @@ def random_curve(
 
 
 def refine_curve(
-    valley: TargetValley, center: float, interval, shape, ks=REFINE_KS, risk=None
+    valley: TargetValley, center: float, interval, shape, ks=REFINE_KS, risk=None, check=None
 ) -> list[dict[str, Any]]:
     """The law-guided refinement replayed once per budget (it is deterministic); each point records the
-    runs it placed (``lrs``) and its ``flags``."""
+    runs it placed (``lrs``) and its ``flags``. It risk-adjusts on ``risk`` at the budgets where the
+    ladder's ``check`` (:func:`oasl.validate.riskcheck.risk_check`) prefers that, at every budget without
+    a check."""
     from oasl.validate.refine import refine
+    from oasl.validate.riskcheck import uses_risk
 
     out = []
     for k in ks:
-        r = refine(center, interval, k, lambda lrs: [valley.seed0_loss(v) for v in lrs], shape, risk=risk)
+        rk = risk if check is None or uses_risk(check, k) else None
+        r = refine(center, interval, k, lambda lrs: [valley.seed0_loss(v) for v in lrs], shape, risk=rk)
         p = point(valley, [r.lr], k)
         p.update({"lr": r.lr, "lrs": r.lrs, "flags": r.flags})
         out.append(p)
@@ -172,12 +176,13 @@ def method_curves(
     search_draws: int = 20,
     log=lambda msg: None,
     risk=None,
-    refine_risk: bool = False,
+    refine_check: dict | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
     """The curves of one optimizer: zero-run points of the measured methods (``methods``: the
     :class:`~oasl.validate.results.MethodResult` list), then the replayed searches and refinement in
     ``which`` (``oasl-risk``: the law's risk-adjusted zero-run point, read off unless trained, when the
-    ladder gave a valley shape ``risk``; the refinement risk-adjusts on it only with ``refine_risk``); a trained ``oasl-refine:k`` replaces its replayed point (keeping the replay's mean as
+    ladder gave a valley shape ``risk``; the refinement risk-adjusts on it where the ladder's ``refine_check``
+    prefers that, never without one); a trained ``oasl-refine:k`` replaces its replayed point (keeping the replay's mean as
     ``replayed_mean``); a trained ``random:k``/``tpe:k``/``gp:k`` (one draw) is kept as ``trained_draw``."""
     from oasl.validate.baselines import GPSearch, TPESearch
 
@@ -196,7 +201,7 @@ def method_curves(
                 curves[kind] = search_curve(valley, searcher, search_range, search_draws)
             elif kind == "oasl-refine":
                 curves[kind] = refine_curve(
-                    valley, center, interval, shape, risk=risk if refine_risk else None
+                    valley, center, interval, shape, risk=risk if refine_check else None, check=refine_check
                 )
             elif kind == "oasl-risk" and risk is not None and kind not in curves:
                 from oasl.validate.refine import zero_run

@@ -156,7 +156,10 @@ def validate(
     from oasl.validate.riskcheck import risk_check
 
     check = risk_check(df, spec.law_features)
-    log(f"zero-run check (largest rung held out): {check.get('prefer')} {check.get('why', '')}".rstrip())
+    log(
+        f"zero-run check (largest rung held out): {check.get('prefer')} {check.get('why', '')}; the "
+        f"refinement's answer: {check.get('refine_prefer')}".rstrip()
+    )
     results = []
     for opt in spec.sweep.optimizer_grids():
         optima = report.optima["lr"]
@@ -192,7 +195,7 @@ def validate(
             recommended_interval=(float(lo[0]), float(hi[0])),
             valley=ladder_valley(df, opt),
             risk=ladder_risk(df, optima, opt),
-            refine_risk=check.get("prefer") == "risk",
+            refine_check=check,
         )
         sub = law.law_for(opt)
         ov = _measure_target(ctx, (float(lo[0]), float(hi[0])), n_max)
@@ -380,7 +383,7 @@ def _curves(ctx: TargetContext, ov: OptimizerValidation, seed0, pool) -> None:
         search_draws=ctx.spec.curve_search_draws,
         log=lambda msg: ctx.log(f"[{ctx.optimizer}] {msg}"),
         risk=ctx.risk,
-        refine_risk=ctx.refine_risk,
+        refine_check=ctx.refine_check,
     )
     ladder = ov.sweep_flops / ov.target_run_flops if ov.target_run_flops else math.nan
     ov.cost_to_regret = cost_curves.summary(ov.curves, ladder)

@@ -10,6 +10,14 @@ read both off the largest rung's measured seed-mean valley. The criterion is the
 set by (docs/marin.md), fixed before either was run: the risk-adjusted point is preferred only if its
 mean regret over the optimizers is lower than the centre's by more than :data:`TIE_PCT` % of the loss.
 
+The same held-out rung settles the refinement's answer (:mod:`oasl.validate.refine`): with k = 2, 3 and 4
+runs replayed on the held-out rung's seed-0 valley (the first sweep seed's runs, interpolated in log lr; a
+diverged run reads as twice the valley's worst loss, as the validation's replay does), the posterior mean
+and the risk-adjusted answer are each read off the seed-mean valley. Same criterion and margin: the
+risk-adjusted answer only if its mean regret over optimizers and budgets is lower by more than
+:data:`TIE_PCT` % (``refine_prefer``). A single run cannot move the answer, so k = 1 follows the zero-run
+verdict (:func:`uses_risk`).
+
 Reading a point off a valley (:func:`read_off`): between two tried lrs the seed-mean loss is interpolated
 linearly in log lr; at or beyond a diverged lr (seen from the best) the run is lost and costs
 :data:`oasl.laws.risk.DIVERGE_COST` nats, the rule's own cost model; beyond the tried range with no
@@ -27,6 +35,32 @@ import pandas as pd
 from oasl.errors import FitError
 
 TIE_PCT = 0.01  # % of the loss: the same margin as Marin's check (benchmarks/laws_marin.py)
+REFINE_KS = (2, 3, 4)  # the budgets whose answer the check compares
+
+
+def uses_risk(check: dict[str, Any], k: int) -> bool:
+    """Whether a refinement of ``k`` runs risk-adjusts, by the ladder's check (:func:`risk_check`): its
+    zero-run verdict for k <= 1 (the one run is placed where the answer would be), its refinement verdict
+    for k >= 2."""
+    key = "prefer" if k <= 1 else "refine_prefer"
+    return check.get(key) == "risk"
+
+
+def _seed0_losses(runs: pd.DataFrame):
+    """``train(lrs) -> losses`` replaying the first seed's runs of one size and optimizer: interpolated in
+    log lr, constant beyond the runs, a diverged run at twice the worst finite loss."""
+    seed = runs["seed"].min() if "seed" in runs else None
+    r = runs[runs["seed"] == seed] if seed is not None else runs
+    loss = pd.to_numeric(r["final_val_loss"], errors="coerce").to_numpy(float)
+    bad = ~np.isfinite(loss)
+    if "status" in r:
+        bad |= (r["status"] != "done").to_numpy()
+    if (~bad).sum() < 2:
+        return None
+    loss = np.where(bad, 2.0 * loss[~bad].max(), loss)
+    order = np.argsort(r["lr"].to_numpy(float))
+    x, y = np.log(r["lr"].to_numpy(float)[order]), loss[order]
+    return lambda lrs: [float(np.interp(math.log(v), x, y)) for v in lrs]
 
 
 def read_off(runs: pd.DataFrame, lr: float) -> dict[str, float]:
@@ -61,7 +95,7 @@ def risk_check(runs: pd.DataFrame, features: tuple[str, ...] | None = None) -> d
     Returns per optimizer the predictions and regrets, the means, and ``prefer`` ("centre" or "risk");
     ``{"prefer": "centre", "why": ...}`` when the ladder has too few rungs or the fit fails."""
     from oasl.laws.pipeline import fit_laws
-    from oasl.validate.refine import ladder_risk, ladder_valley, zero_run
+    from oasl.validate.refine import ladder_risk, ladder_valley, refine, zero_run
 
     sizes = sorted(runs["n_params"].unique())
     if len(sizes) < 3:
@@ -85,19 +119,41 @@ def risk_check(runs: pd.DataFrame, features: tuple[str, ...] | None = None) -> d
             lo, hi = (float(v[0]) for v in law.predict_interval(q, 0.9))
         except FitError:
             continue
-        risk = ladder_risk(tr, op, opt)
-        point = zero_run(centre, (lo, hi), ladder_valley(tr, opt), risk).lr
-        out["optimizers"][str(opt)] = {
+        risk, valley = ladder_risk(tr, op, opt), ladder_valley(tr, opt)
+        point = zero_run(centre, (lo, hi), valley, risk).lr
+        row = out["optimizers"][str(opt)] = {
             "centre": centre,
             "risk": point,
             "interval": [lo, hi],
             "centre_regret_pct": read_off(sub, centre)["regret_pct"],
             "risk_regret_pct": read_off(sub, point)["regret_pct"],
         }
+        train_fn = _seed0_losses(sub)
+        if risk is not None and train_fn is not None:
+            row["refine"] = {
+                str(k): {
+                    name: read_off(sub, refine(centre, (lo, hi), k, train_fn, valley, risk=r).lr)[
+                        "regret_pct"
+                    ]
+                    for name, r in (("mean", None), ("risk", risk))
+                }
+                for k in REFINE_KS
+            }
     rows = out["optimizers"].values()
     if not rows:
         return {"prefer": "centre", "why": "no optimizer could be predicted at the held-out rung"}
     c = float(np.mean([r["centre_regret_pct"] for r in rows]))
     r = float(np.mean([r["risk_regret_pct"] for r in rows]))
     out.update(centre_regret_pct=c, risk_regret_pct=r, prefer="risk" if r < c - TIE_PCT else "centre")
+    refined = [v for row in rows for v in (row.get("refine") or {}).values()]
+    if refined:
+        m = float(np.mean([v["mean"] for v in refined]))
+        rr = float(np.mean([v["risk"] for v in refined]))
+        out.update(
+            refine_mean_regret_pct=m,
+            refine_risk_regret_pct=rr,
+            refine_prefer="risk" if rr < m - TIE_PCT else "posterior mean",
+        )
+    else:
+        out["refine_prefer"] = "posterior mean"
     return out

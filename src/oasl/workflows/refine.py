@@ -69,7 +69,7 @@ def refine_in_store(
         if valley is None:
             valley = ladder_valley(df, base.optimizer) if len(df) else Valley()
         if risk == "check":
-            risk, rule = _checked_risk(df, base.optimizer)
+            risk, rule = _checked_risk(df, base.optimizer, k)
         elif risk == "ladder":
             risk = _store_risk(df, base.optimizer)
             rule = (
@@ -86,11 +86,11 @@ def refine_in_store(
     return result
 
 
-def _checked_risk(df, optimizer: str) -> tuple[Any, str]:
-    """The ladder's valley shape if the ladder's own zero-run check prefers the risk-adjusted point, else
-    None; with the sentence saying which and why."""
+def _checked_risk(df, optimizer: str, k: int) -> tuple[Any, str]:
+    """The ladder's valley shape if the ladder's own check prefers risk-adjusting a refinement of ``k``
+    runs (:func:`~oasl.validate.riskcheck.uses_risk`), else None; with the sentence saying which and why."""
     from oasl.errors import OaslError
-    from oasl.validate.riskcheck import risk_check
+    from oasl.validate.riskcheck import risk_check, uses_risk
 
     try:
         check = (
@@ -98,18 +98,22 @@ def _checked_risk(df, optimizer: str) -> tuple[Any, str]:
         )
     except (OaslError, KeyError, ValueError) as exc:
         check = {"prefer": "centre", "why": f"the check failed ({exc})"}
-    if check.get("prefer") == "risk":
+    which = "zero-run check" if k <= 1 else "check of the refinement's answer"
+    keys = (
+        ("risk_regret_pct", "centre_regret_pct")
+        if k <= 1
+        else ("refine_risk_regret_pct", "refine_mean_regret_pct")
+    )
+    why = (
+        f"{check[keys[0]]:+.2f}% risk-adjusted vs {check[keys[1]]:+.2f}% at the held-out rung"
+        if keys[0] in check
+        else check.get("why", "no valley shape at the held-out rung")
+    )
+    if uses_risk(check, k):
         risk = _store_risk(df, optimizer)
         if risk is not None:
-            why = (
-                f"{check['risk_regret_pct']:+.2f}% vs {check['centre_regret_pct']:+.2f}% at the held-out rung"
-            )
-            return risk, f"risk-adjusted: the ladder's zero-run check prefers it ({why})"
-    if "centre_regret_pct" in check:
-        why = f"{check['centre_regret_pct']:+.2f}% vs {check['risk_regret_pct']:+.2f}% risk-adjusted at the held-out rung"
-    else:
-        why = check.get("why", "")
-    return None, f"the posterior mean: the ladder's zero-run check prefers the centre ({why})"
+            return risk, f"risk-adjusted: the ladder's {which} prefers it ({why})"
+    return None, f"the posterior mean: the ladder's {which} does not prefer the risk-adjusted answer ({why})"
 
 
 def _store_risk(df, optimizer: str):
