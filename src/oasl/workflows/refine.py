@@ -52,8 +52,9 @@ def refine_in_store(
     (its lr is replaced); ``valley`` defaults to :func:`~oasl.validate.refine.ladder_valley` of the store's
     sweep runs of ``base.optimizer``. ``risk`` says whether the runs and the answer are risk-adjusted on
     the ladder's asymmetric valley (:func:`~oasl.validate.refine.ladder_risk`): ``"check"`` (default) only
-    where the ladder's own zero-run check (:func:`~oasl.validate.riskcheck.risk_check`, its largest rung held
-    out) prefers the risk-adjusted point, as validation does; ``"ladder"`` always; None never (the answer is
+    where the ladder's own check (:func:`~oasl.validate.riskcheck.risk_check`, its largest rung held out)
+    prefers risk-adjusting a refinement of ``k`` runs (:func:`~oasl.validate.riskcheck.uses_risk`), as
+    validation does; ``"ladder"`` always; None never (the answer is
     the posterior mean); or a ValleyShape. The result's ``rule`` says which was used and why. Returns a
     :class:`~oasl.validate.RefineResult`."""
     from oasl.validate.baselines import with_changes
