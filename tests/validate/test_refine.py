@@ -70,6 +70,29 @@ def test_a_diverged_run_pushes_the_answer_below_it():
     assert "diverged" in r.flags and r.lr < 3e-3 and r.interval[1] <= 3e-3
 
 
+def test_the_likelihood_takes_the_valleys_measured_asymmetry():
+    from oasl.laws.risk import ValleyShape
+    from oasl.validate.refine import with_asymmetry
+
+    # a valley 3x steeper above the optimum than below (mean curvature 0.04), the law's centre on it
+    def train(lrs):
+        return [3.0 * (1 + (0.06 if (u := math.log(v) - X_STAR) > 0 else 0.02) * u * u) for v in lrs]
+
+    centre, iv = math.exp(X_STAR), (math.exp(X_STAR - 1.5), math.exp(X_STAR + 1.5))
+    sym = refine(centre, iv, 2, train, Valley(0.04, 0.002))
+    shape = ValleyShape(curv_below=0.02, curv_above=0.06)
+    asym_valley = with_asymmetry(Valley(0.04, 0.002), shape)
+    assert asym_valley.asym == pytest.approx(3.0) and "asymmetry 3.00" in asym_valley.source
+    asym = refine(centre, iv, 2, train, asym_valley)
+    # the symmetric parabola reads the steep side's higher loss as an optimum further down; the
+    # asymmetric likelihood puts it back near the truth
+    err_sym, err_asym = math.log(sym.lr) - X_STAR, math.log(asym.lr) - X_STAR
+    assert err_sym < -0.3 and abs(err_asym) < 0.2 and abs(err_asym) < abs(err_sym) / 2
+    # no shape, or a broken one: the valley is left as it was
+    assert with_asymmetry(Valley(0.04, 0.002), None).asym == 1.0
+    assert with_asymmetry(Valley(0.04, 0.002), ValleyShape(curv_below=0.0, curv_above=0.06)).asym == 1.0
+
+
 def test_refine_rejects_a_bad_budget_and_centre():
     from oasl.errors import ConfigError
 

@@ -34,7 +34,7 @@ from oasl.validate.baselines import (
     make_baseline,
     with_changes,
 )
-from oasl.validate.refine import ladder_risk, ladder_valley
+from oasl.validate.refine import ladder_risk, ladder_valley, with_asymmetry
 from oasl.validate.results import MethodResult, OptimizerValidation, ValidationResult, load_validation
 from oasl.validate.spec import ValidateSpec
 
@@ -174,6 +174,7 @@ def validate(
             r for r in sweep_runs if r.optimizer == opt and r.shape == spec.sweep.model_shapes()[-1]
         )
         grid = spec.sweep.optimizer_grids()[opt]["lr"]
+        shape = ladder_risk(df, optima, opt)
         ctx = TargetContext(
             spec=spec,
             runner=runner,
@@ -193,8 +194,8 @@ def validate(
             search_range=(min(grid) / spec.oracle_widen, max(grid) * spec.oracle_widen),
             log=log,
             recommended_interval=(float(lo[0]), float(hi[0])),
-            valley=ladder_valley(df, opt),
-            risk=ladder_risk(df, optima, opt),
+            valley=with_asymmetry(ladder_valley(df, opt), shape),
+            risk=shape,
             refine_check=check,
         )
         sub = law.law_for(opt)

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -59,12 +59,15 @@ PRIOR_DOF = 3.0
 @dataclass
 class Valley:
     """The valley's shape as the ladder measured it: ``curvature`` (relative loss per (log lr)^2 near the
-    optimum, of the largest swept size) and ``noise`` (relative sd of one run's loss about the fitted
-    parabola). ``source`` says where the numbers came from."""
+    optimum, of the largest swept size), ``noise`` (relative sd of one run's loss about the fitted
+    parabola) and ``asym``, the curvature above the optimum over the curvature below it (1: symmetric;
+    :func:`with_asymmetry` sets it from :func:`ladder_risk`'s measurement). ``source`` says where the
+    numbers came from."""
 
     curvature: float = DEFAULT_CURVATURE
     noise: float = DEFAULT_NOISE
     source: str = "defaults"
+    asym: float = 1.0
 
     def min_step(self) -> float:
         """Log-lr distance at which the valley rises by 4 noise sds: runs closer than that are not told apart."""
@@ -123,9 +126,11 @@ def posterior(
 ) -> tuple[np.ndarray, np.ndarray]:
     """The posterior of the optimum ``x* = log lr*`` on a grid: ``(grid, weights)`` (weights sum to 1).
 
-    Prior: a Student t (:data:`PRIOR_DOF` dof) centred on log center with scale ``sd``; likelihood of the finite runs under ``L / L_min = a + c (x - x*)^2`` with
-    Gaussian noise ``valley.noise`` (``a`` profiled out, ``c`` on a log grid around ``valley.curvature``
-    with a log-normal prior, sd log 2); a diverged run at ``x_d`` excludes ``x* >= x_d``."""
+    Prior: a Student t (:data:`PRIOR_DOF` dof) centred on log center with scale ``sd``; likelihood of the
+    finite runs under ``L / L_min = a + c w (x - x*)^2`` with Gaussian noise ``valley.noise`` (``a``
+    profiled out, ``c`` on a log grid around ``valley.curvature`` with a log-normal prior, sd log 2; ``w``
+    = 2 r / (1 + r) above the optimum and 2 / (1 + r) below it, ``r = valley.asym``, so the mean of the two
+    sides' curvatures stays ``c``); a diverged run at ``x_d`` excludes ``x* >= x_d``."""
     mu = math.log(center)
     x = np.log(np.asarray(lrs, dtype=float))
     y = np.asarray(losses, dtype=float)
@@ -144,8 +149,10 @@ def posterior(
         mult = np.exp(np.linspace(-2.0, 2.0, 21))
         log_prior_c = -0.5 * (np.log(mult) / math.log(2.0)) ** 2
         s2 = valley.noise**2
-        # r[c, g, i] = y_i - c (x_i - x*_g)^2; the offset a profiled out by centring over runs
-        q = (xs[None, :] - grid[:, None]) ** 2
+        # r[c, g, i] = y_i - c w (x_i - x*_g)^2; the offset a profiled out by centring over runs
+        d = xs[None, :] - grid[:, None]
+        ra = valley.asym if math.isfinite(valley.asym) and valley.asym > 0 else 1.0
+        q = np.where(d > 0, 2 * ra / (1 + ra), 2 / (1 + ra)) * d**2
         r = yr[None, None, :] - (valley.curvature * mult)[:, None, None] * q[None, :, :]
         sse = ((r - r.mean(axis=2, keepdims=True)) ** 2).sum(axis=2)
         ll = -sse / (2 * s2) + log_prior_c[:, None]
@@ -317,6 +324,19 @@ def fit_runs(
         batch_seqs=batch_seqs,
         risk=risk.to_dict() if risk is not None else {},
     )
+
+
+def with_asymmetry(valley: Valley, risk) -> Valley:
+    """``valley`` with ``asym`` = ``risk.curv_above / risk.curv_below`` (a
+    :class:`oasl.laws.risk.ValleyShape` from :func:`ladder_risk`): the likelihood of the refinement's runs
+    then has the valley's measured asymmetry (steeper above the optimum on every CPU ladder measured).
+    Unchanged when ``risk`` is None or its curvatures are not positive and finite."""
+    if risk is None:
+        return valley
+    a, b = float(risk.curv_above), float(risk.curv_below)
+    if not (math.isfinite(a) and math.isfinite(b) and a > 0 and b > 0):
+        return valley
+    return replace(valley, asym=a / b, source=f"{valley.source}; asymmetry {a / b:.2f} (ladder)")
 
 
 def ladder_valley(runs: pd.DataFrame, optimizer: str | None = None, window: float = 1.2) -> Valley:

@@ -95,7 +95,7 @@ def risk_check(runs: pd.DataFrame, features: tuple[str, ...] | None = None) -> d
     Returns per optimizer the predictions and regrets, the means, and ``prefer`` ("centre" or "risk");
     ``{"prefer": "centre", "why": ...}`` when the ladder has too few rungs or the fit fails."""
     from oasl.laws.pipeline import fit_laws
-    from oasl.validate.refine import ladder_risk, ladder_valley, refine, zero_run
+    from oasl.validate.refine import ladder_risk, ladder_valley, refine, with_asymmetry, zero_run
 
     sizes = sorted(runs["n_params"].unique())
     if len(sizes) < 3:
@@ -119,7 +119,8 @@ def risk_check(runs: pd.DataFrame, features: tuple[str, ...] | None = None) -> d
             lo, hi = (float(v[0]) for v in law.predict_interval(q, 0.9))
         except FitError:
             continue
-        risk, valley = ladder_risk(tr, op, opt), ladder_valley(tr, opt)
+        risk = ladder_risk(tr, op, opt)
+        valley = with_asymmetry(ladder_valley(tr, opt), risk)
         point = zero_run(centre, (lo, hi), valley, risk).lr
         row = out["optimizers"][str(opt)] = {
             "centre": centre,

@@ -59,7 +59,7 @@ def refine_in_store(
     :class:`~oasl.validate.RefineResult`."""
     from oasl.validate.baselines import with_changes
     from oasl.validate.harness import Runner
-    from oasl.validate.refine import Valley, ladder_valley, refine
+    from oasl.validate.refine import Valley, ladder_valley, refine, with_asymmetry
 
     runner = Runner(str(store), workers, log or (lambda msg: None))
     rule = "the posterior mean" if risk is None else "risk-adjusted on the valley given"
@@ -69,6 +69,7 @@ def refine_in_store(
             df = df[df["role"].fillna("sweep") == "sweep"]
         if valley is None:
             valley = ladder_valley(df, base.optimizer) if len(df) else Valley()
+            valley = with_asymmetry(valley, _store_risk(df, base.optimizer))
         if risk == "check":
             risk, rule = _checked_risk(df, base.optimizer, k)
         elif risk == "ladder":
