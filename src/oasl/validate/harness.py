@@ -156,9 +156,10 @@ def validate(
     from oasl.validate.riskcheck import risk_check
 
     check = risk_check(df, spec.law_features)
+    why = f" ({check['why']})" if check.get("why") else ""
     log(
-        f"zero-run check (largest rung held out): {check.get('prefer')} {check.get('why', '')}; the "
-        f"refinement's answer: {check.get('refine_prefer')}".rstrip()
+        f"zero-run check (largest rung held out): {check.get('prefer')}{why}; the refinement's answer: "
+        f"{check.get('refine_prefer')}"
     )
     results = []
     for opt in spec.sweep.optimizer_grids():
