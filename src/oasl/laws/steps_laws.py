@@ -164,6 +164,7 @@ class StepsTableFit:
         if len(self.sizes_) < len(self.features_) + 1:
             self.s_min_law_ = self.b_noise_law_ = self.zhang_law_ = None
             self.boot_coefs_ = np.zeros((0, 2, len(self.features_) + 1))
+            self.s_min_selection_ = {"form": None, "why": f"{len(self.sizes_)} size(s): no law"}
             return
         self.b_noise_law_ = self._law("b_noise", self.sizes_["b_noise"])
         self.s_min_selection_ = self._select_s_min_form()
@@ -327,7 +328,7 @@ class StepsTableFit:
                 "exponent_interval": law.exponent_interval(self.level) if hasattr(law, "dof_") else None,
                 "rmse_log": getattr(law, "rmse_log_", None),
             }
-        tied = getattr(self, "s_min_selection_", {}).get("form") == "e_min"
+        tied = self.s_min_selection_["form"] == "e_min"
         if tied and "s_min" in out and out["b_noise"]["exponent_interval"]:
             # S_min's exponent is 1 - B_noise's: its interval is B_noise's, mirrored
             lo, hi = out["b_noise"]["exponent_interval"]["N"]
@@ -345,10 +346,8 @@ class StepsTableFit:
             "fit": {
                 "loss": self.loss,
                 "drop_plateau": self.drop_plateau,
-                "s_min_form": self.s_min_selection_.get("form")
-                if hasattr(self, "s_min_selection_")
-                else None,
-                "s_min_selection": getattr(self, "s_min_selection_", None),
+                "s_min_form": self.s_min_selection_["form"],
+                "s_min_selection": self.s_min_selection_,
                 "level": self.level,
                 "n_boot": self.n_boot,
             },

@@ -34,6 +34,17 @@ REFINE_KS = tuple(range(1, 5))
 ZERO_RUN = ("oasl", "oasl-risk", "naive", "defaults", "step-law", "mup")
 
 
+def seed0_curve(seed0: dict[float, float]) -> tuple[np.ndarray, np.ndarray] | None:
+    """The curve a replayed search sees from ``seed0`` (lr -> one seed's loss, NaN = diverged): (log lrs in
+    order, losses), a diverged lr at twice the worst finite loss; None with fewer than 2 finite points."""
+    lrs = sorted(seed0)
+    y = np.asarray([seed0[v] for v in lrs], dtype=float)
+    finite = np.isfinite(y)
+    if finite.sum() < 2:
+        return None
+    return np.log(np.asarray(lrs, dtype=float)), np.where(finite, y, 2.0 * y[finite].max())
+
+
 @dataclass
 class TargetValley:
     """The target's measured valley: ``x0``/``y0`` the seed-0 curve (log lr, loss), ``xr`` the log lrs
@@ -50,20 +61,16 @@ class TargetValley:
     ) -> TargetValley | None:
         """From ``seed0`` (lr -> seed-0 loss, NaN = diverged) and ``pool`` (lr -> loss on every seed);
         None when fewer than 2 finite seed-0 points or no lr has a finite regret on every seed."""
-        lrs = sorted(seed0)
-        y0 = np.asarray([seed0[v] for v in lrs], dtype=float)
-        finite = np.isfinite(y0)
-        if finite.sum() < 2:
+        curve = seed0_curve(seed0)
+        if curve is None:
             return None
-        y0 = np.where(finite, y0, 2.0 * y0[finite].max())
         rows = {lr: stats.per_seed_regret(v, oracle_losses) for lr, v in pool.items()}
         rows = {lr: r for lr, r in rows.items() if np.all(np.isfinite(r))}
         if not rows:
             return None
         xr = sorted(rows)
         return cls(
-            np.log(np.asarray(lrs, dtype=float)),
-            y0,
+            *curve,
             np.log(np.asarray(xr, dtype=float)),
             np.asarray([rows[v] for v in xr], dtype=float),
         )
@@ -149,15 +156,14 @@ def refine_curve(
     valley: TargetValley, center: float, interval, shape, ks=REFINE_KS, risk=None, check=None
 ) -> list[dict[str, Any]]:
     """The law-guided refinement replayed once per budget (it is deterministic); each point records the
-    runs it placed (``lrs``) and its ``flags``. It risk-adjusts on ``risk`` at the budgets where the
-    ladder's ``check`` (:func:`oasl.validate.riskcheck.risk_check`) prefers that, at every budget without
-    a check."""
+    runs it placed (``lrs``) and its ``flags``. It risk-adjusts on ``risk`` only at the budgets where the
+    ladder's ``check`` (:func:`oasl.validate.riskcheck.risk_check`) prefers that (never without one)."""
     from oasl.validate.refine import refine
     from oasl.validate.riskcheck import uses_risk
 
     out = []
     for k in ks:
-        rk = risk if check is None or uses_risk(check, k) else None
+        rk = risk if check and uses_risk(check, k) else None
         r = refine(center, interval, k, lambda lrs: [valley.seed0_loss(v) for v in lrs], shape, risk=rk)
         p = point(valley, [r.lr], k)
         p.update({"lr": r.lr, "lrs": r.lrs, "flags": r.flags})
@@ -200,9 +206,7 @@ def method_curves(
                 searcher = (TPESearch if kind == "tpe" else GPSearch)(max(SEARCH_KS))
                 curves[kind] = search_curve(valley, searcher, search_range, search_draws)
             elif kind == "oasl-refine":
-                curves[kind] = refine_curve(
-                    valley, center, interval, shape, risk=risk if refine_check else None, check=refine_check
-                )
+                curves[kind] = refine_curve(valley, center, interval, shape, risk=risk, check=refine_check)
             elif kind == "oasl-risk" and risk is not None and kind not in curves:
                 from oasl.validate.refine import zero_run
 

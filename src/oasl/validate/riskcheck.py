@@ -47,19 +47,18 @@ def uses_risk(check: dict[str, Any], k: int) -> bool:
 
 
 def _seed0_losses(runs: pd.DataFrame):
-    """``train(lrs) -> losses`` replaying the first seed's runs of one size and optimizer: interpolated in
-    log lr, constant beyond the runs, a diverged run at twice the worst finite loss."""
-    seed = runs["seed"].min() if "seed" in runs else None
-    r = runs[runs["seed"] == seed] if seed is not None else runs
+    """``train(lrs) -> losses`` replaying the first seed's runs of one size and optimizer as the validation's
+    replay does (:func:`oasl.validate.curves.seed0_curve`); None with fewer than 2 finite runs."""
+    from oasl.validate.curves import seed0_curve
+
+    r = runs[runs["seed"] == runs["seed"].min()] if "seed" in runs else runs
     loss = pd.to_numeric(r["final_val_loss"], errors="coerce").to_numpy(float)
-    bad = ~np.isfinite(loss)
     if "status" in r:
-        bad |= (r["status"] != "done").to_numpy()
-    if (~bad).sum() < 2:
+        loss = np.where((r["status"] == "done").to_numpy(), loss, np.nan)
+    curve = seed0_curve(dict(zip(r["lr"].to_numpy(float), loss, strict=True)))
+    if curve is None:
         return None
-    loss = np.where(bad, 2.0 * loss[~bad].max(), loss)
-    order = np.argsort(r["lr"].to_numpy(float))
-    x, y = np.log(r["lr"].to_numpy(float)[order]), loss[order]
+    x, y = curve
     return lambda lrs: [float(np.interp(math.log(v), x, y)) for v in lrs]
 
 

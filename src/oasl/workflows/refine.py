@@ -67,13 +67,13 @@ def refine_in_store(
         df = runner.store.to_dataframe(finished_only=True)
         if len(df) and "role" in df:
             df = df[df["role"].fillna("sweep") == "sweep"]
+        shape = _store_risk(df, base.optimizer)  # the ladder's asymmetric valley (None: not measured)
         if valley is None:
-            valley = ladder_valley(df, base.optimizer) if len(df) else Valley()
-            valley = with_asymmetry(valley, _store_risk(df, base.optimizer))
+            valley = with_asymmetry(ladder_valley(df, base.optimizer) if len(df) else Valley(), shape)
         if risk == "check":
-            risk, rule = _checked_risk(df, base.optimizer, k)
+            risk, rule = _checked_risk(df, shape, k)
         elif risk == "ladder":
-            risk = _store_risk(df, base.optimizer)
+            risk = shape
             rule = (
                 "risk-adjusted on the ladder's valley (asked)"
                 if risk is not None
@@ -88,9 +88,10 @@ def refine_in_store(
     return result
 
 
-def _checked_risk(df, optimizer: str, k: int) -> tuple[Any, str]:
-    """The ladder's valley shape if the ladder's own check prefers risk-adjusting a refinement of ``k``
-    runs (:func:`~oasl.validate.riskcheck.uses_risk`), else None; with the sentence saying which and why."""
+def _checked_risk(df, shape, k: int) -> tuple[Any, str]:
+    """``shape`` (the ladder's valley, :func:`_store_risk`) if the ladder's own check prefers risk-adjusting
+    a refinement of ``k`` runs (:func:`~oasl.validate.riskcheck.uses_risk`), else None; with the sentence
+    saying which and why."""
     from oasl.errors import OaslError
     from oasl.validate.riskcheck import risk_check, uses_risk
 
@@ -111,10 +112,8 @@ def _checked_risk(df, optimizer: str, k: int) -> tuple[Any, str]:
         if keys[0] in check
         else check.get("why", "no valley shape at the held-out rung")
     )
-    if uses_risk(check, k):
-        risk = _store_risk(df, optimizer)
-        if risk is not None:
-            return risk, f"risk-adjusted: the ladder's {which} prefers it ({why})"
+    if uses_risk(check, k) and shape is not None:
+        return shape, f"risk-adjusted: the ladder's {which} prefers it ({why})"
     return None, f"the posterior mean: the ladder's {which} does not prefer the risk-adjusted answer ({why})"
 
 
