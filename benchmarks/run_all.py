@@ -10,11 +10,24 @@ from pathlib import Path
 
 HERE = Path(__file__).parent
 # Benchmarks that read the stores of others run after them.
-LAST = {"earlywarn": 1, "clipping": 1}
+LAST = {"earlywarn": 1, "clipping": 1, "refine_check": 1}
 # Further invocations of a benchmark that write sections of their own (after its default run).
 EXTRA = {
     "critical_batch": [["--schedule", "constant"], ["--schedule", "constant", "--b-noise"]],
     # D = 32 x N per run (section transfer_scaled); the width-128 target runs would take hours on CPU.
+    # issue 25's second corpus: the v3 ladder for AdamW on the GNU manuals (section extrapolation_info)
+    "extrapolation": [
+        [
+            "--optimizers",
+            "adamw",
+            "--corpus",
+            "/usr/share/info/*.gz",
+            "--store",
+            "benchmarks/results/extrapolation_info.db",
+            "--name",
+            "extrapolation_info",
+        ]
+    ],
     "transfer": [
         ["--tokens-per-param", "32", "--no-target", "--store", "benchmarks/results/transfer_scaled.db"]
     ],

@@ -125,6 +125,7 @@ def risk_check(runs: pd.DataFrame, features: tuple[str, ...] | None = None) -> d
             "centre": centre,
             "risk": point,
             "interval": [lo, hi],
+            "asym": valley.asym,
             "centre_regret_pct": read_off(sub, centre)["regret_pct"],
             "risk_regret_pct": read_off(sub, point)["regret_pct"],
         }
