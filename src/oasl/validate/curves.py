@@ -34,17 +34,6 @@ REFINE_KS = tuple(range(1, 5))
 ZERO_RUN = ("oasl", "oasl-risk", "naive", "defaults", "step-law", "mup")
 
 
-def seed0_curve(seed0: dict[float, float]) -> tuple[np.ndarray, np.ndarray] | None:
-    """The curve a replayed search sees from ``seed0`` (lr -> one seed's loss, NaN = diverged): (log lrs in
-    order, losses), a diverged lr at twice the worst finite loss; None with fewer than 2 finite points."""
-    lrs = sorted(seed0)
-    y = np.asarray([seed0[v] for v in lrs], dtype=float)
-    finite = np.isfinite(y)
-    if finite.sum() < 2:
-        return None
-    return np.log(np.asarray(lrs, dtype=float)), np.where(finite, y, 2.0 * y[finite].max())
-
-
 @dataclass
 class TargetValley:
     """The target's measured valley: ``x0``/``y0`` the seed-0 curve (log lr, loss), ``xr`` the log lrs
@@ -61,7 +50,7 @@ class TargetValley:
     ) -> TargetValley | None:
         """From ``seed0`` (lr -> seed-0 loss, NaN = diverged) and ``pool`` (lr -> loss on every seed);
         None when fewer than 2 finite seed-0 points or no lr has a finite regret on every seed."""
-        curve = seed0_curve(seed0)
+        curve = stats.seed0_curve(seed0)
         if curve is None:
             return None
         rows = {lr: stats.per_seed_regret(v, oracle_losses) for lr, v in pool.items()}

@@ -48,8 +48,8 @@ def uses_risk(check: dict[str, Any], k: int) -> bool:
 
 def _seed0_losses(runs: pd.DataFrame):
     """``train(lrs) -> losses`` replaying the first seed's runs of one size and optimizer as the validation's
-    replay does (:func:`oasl.validate.curves.seed0_curve`); None with fewer than 2 finite runs."""
-    from oasl.validate.curves import seed0_curve
+    replay does (:func:`oasl.validate.stats.seed0_curve`); None with fewer than 2 finite runs."""
+    from oasl.validate.stats import seed0_curve
 
     r = runs[runs["seed"] == runs["seed"].min()] if "seed" in runs else runs
     loss = pd.to_numeric(r["final_val_loss"], errors="coerce").to_numpy(float)

@@ -165,3 +165,14 @@ def interval_regret_text(ends: dict) -> str:
         + " and ".join(parts)
         + " (read off the lrs trained on every seed; '>=' beyond them)"
     )
+
+
+def seed0_curve(seed0: dict[float, float]) -> tuple[np.ndarray, np.ndarray] | None:
+    """The curve a replayed search sees from ``seed0`` (lr -> one seed's loss, NaN = diverged): (log lrs in
+    order, losses), a diverged lr at twice the worst finite loss; None with fewer than 2 finite points."""
+    lrs = sorted(seed0)
+    y = np.asarray([seed0[v] for v in lrs], dtype=float)
+    finite = np.isfinite(y)
+    if finite.sum() < 2:
+        return None
+    return np.log(np.asarray(lrs, dtype=float)), np.where(finite, y, 2.0 * y[finite].max())
