@@ -121,6 +121,30 @@ def test_ladder_valley_measures_curvature_of_the_largest_size():
     assert ladder_valley(pd.DataFrame(rows[:3]), "adamw") == Valley()  # too few points: defaults
 
 
+def test_ladder_valley_noise_is_one_runs_not_a_seed_means():
+    """Two seeds scattered +-1% about an exact parabola: the seed means sit on it, but one target run (a
+    single seed) scatters by 1%, and that is the noise the refinement's likelihood needs."""
+    rows = []
+    for n in (1e4, 5e4):
+        for i, lr in enumerate(np.geomspace(2e-4, 2e-2, 9)):
+            u = math.log(lr / 2e-3)
+            for seed, sign in ((0, 1.0), (1, -1.0)):
+                e = 0.01 * sign * (1 if i % 2 else -1)
+                rows.append(
+                    {
+                        "n_params": n,
+                        "lr": lr,
+                        "seed": seed,
+                        "final_val_loss": 3.0 * (1 + 0.04 * u * u + e),
+                        "optimizer": "adamw",
+                        "status": "done",
+                    }
+                )
+    v = ladder_valley(pd.DataFrame(rows), "adamw")
+    assert v.curvature == pytest.approx(0.04, rel=0.05)
+    assert 0.008 < v.noise < 0.013  # the seed means alone would give the floor (5e-4)
+
+
 def test_gp_baseline_finds_a_synthetic_optimum():
     pytest.importorskip("optuna")
     lrs = GPSearch(6).search(lambda lr: math.log(lr / 3e-3) ** 2, (1e-4, 1e-1), 6, seed=0)

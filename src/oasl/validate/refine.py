@@ -343,8 +343,9 @@ def ladder_valley(runs: pd.DataFrame, optimizer: str | None = None, window: floa
     """The valley's shape measured on a ladder's runs (the store's frame: ``lr``, ``final_val_loss``,
     ``n_params``, ``optimizer``, ``status``): for each size, the seed-mean loss per lr within ``window`` (log
     lr) of the best, fitted by a parabola in log lr on the relative loss; ``curvature`` is the largest
-    size's (the one nearest the target), ``noise`` the median residual sd over sizes. Defaults where fewer
-    than 4 finite points sit in the window of any size."""
+    size's (the one nearest the target), ``noise`` the median over sizes of the residual sd of single runs
+    (every seed) about that parabola: the noise of one target run, not of a seed mean. Defaults where
+    fewer than 4 finite points sit in the window of any size."""
     df = runs
     if optimizer is not None and "optimizer" in df:
         df = df[df["optimizer"] == optimizer]
@@ -360,12 +361,18 @@ def ladder_valley(runs: pd.DataFrame, optimizer: str | None = None, window: floa
         near = np.abs(x - x[np.argmin(y)]) <= window
         if near.sum() < 4:
             continue
-        coef, res, *_ = np.polyfit(x[near], y[near], 2, full=True)
+        coef = np.polyfit(x[near], y[near], 2)
         if coef[0] <= 0:
             continue
         curv[float(n)] = float(coef[0])
-        fitted = np.polyval(coef, x[near])
-        resid.append(float(np.sqrt(np.sum((y[near] - fitted) ** 2) / max(near.sum() - 3, 1))))
+        # the noise of ONE run (the target's runs are single-seed): every seed's run about the parabola
+        # of the seed means, so seed-to-seed scatter counts in full and the parabola's misfit too
+        lo, hi = float(x[near].min()), float(x[near].max())
+        xr = np.log(sub["lr"].to_numpy(float))
+        inside = (xr >= lo - 1e-9) & (xr <= hi + 1e-9)
+        yr = sub["final_val_loss"].to_numpy(float)[inside] / mean.min()
+        dof = max(int(inside.sum()) - 3, 1)
+        resid.append(float(np.sqrt(np.sum((yr - np.polyval(coef, xr[inside])) ** 2) / dof)))
     if not curv:
         return Valley()
     noise = max(float(np.median(resid)), NOISE_MIN) if resid else DEFAULT_NOISE
