@@ -143,6 +143,14 @@ def test_ladder_valley_noise_is_one_runs_not_a_seed_means():
     v = ladder_valley(pd.DataFrame(rows), "adamw")
     assert v.curvature == pytest.approx(0.04, rel=0.05)
     assert 0.008 < v.noise < 0.013  # the seed means alone would give the floor (5e-4)
+    # the run-to-run scatter (seeds at one lr) sets the placement; the parabola here fits exactly, so it
+    # is all the noise there is
+    assert 0.008 < v.scatter < 0.016
+    assert v.min_step() == pytest.approx(math.sqrt(4 * v.scatter / v.curvature))
+    one_seed = ladder_valley(pd.DataFrame([r for r in rows if r["seed"] == 0]), "adamw")
+    assert one_seed.scatter is None and one_seed.min_step() == pytest.approx(
+        math.sqrt(4 * one_seed.noise / one_seed.curvature)
+    )
 
 
 def test_gp_baseline_finds_a_synthetic_optimum():

@@ -4,13 +4,14 @@ valley, and return the lr with an interval.
 The rule (docs/refine.md). The law gives a predictive distribution of the target's optimum in log lr: a
 normal with its centre at the recommendation and its 90% interval at ±1.645 sd. The valley around the
 optimum is a parabola in log lr, ``L / L_min = a + c (x - x*)^2``, whose curvature ``c`` (relative loss per
-(log lr)^2) and run-to-run noise ``s`` (relative; runs of one seed at neighbouring lrs) are measured on the
-ladder (:func:`ladder_valley`). Runs are placed in that order:
+(log lr)^2), noise ``s`` (relative sd of one run about the parabola: run-to-run scatter plus the
+parabola's misfit) and scatter ``s_r`` (the run-to-run part: seeds at one lr) are measured on the ladder
+(:func:`ladder_valley`). Runs are placed in that order:
 
 * 1 run: the centre (it checks the law's lr trains, and a divergence there moves the answer down);
 * 2 runs: the centre ± ``d`` in log lr, ``d = max(sd, d_min)`` capped at :data:`MAX_STEP`, where
-  ``d_min = sqrt(4 s / c)`` is the distance at which the valley rises by 4 noise sds (closer points could
-  not be told apart);
+  ``d_min = sqrt(4 s_r / c)`` is the distance at which the valley rises by 4 sds of scatter (closer
+  points could not be told apart);
 * 3 or more: where the posterior of the optimum points (its mean), or ``d_min`` beside it on the side
   farther from the runs already there when a run is within ``d_min / 2`` of it.
 
@@ -60,7 +61,8 @@ PRIOR_DOF = 3.0
 class Valley:
     """The valley's shape as the ladder measured it: ``curvature`` (relative loss per (log lr)^2 near the
     optimum, of the largest swept size), ``noise`` (relative sd of one run's loss about the fitted
-    parabola) and ``asym``, the curvature above the optimum over the curvature below it (1: symmetric;
+    parabola: run-to-run scatter and the parabola's misfit; the likelihood's noise), ``scatter`` (the
+    run-to-run part alone, which sets how far apart runs must be placed) and ``asym``, the curvature above the optimum over the curvature below it (1: symmetric;
     :func:`with_asymmetry` sets it from :func:`ladder_risk`'s measurement). ``source`` says where the
     numbers came from."""
 
@@ -68,10 +70,16 @@ class Valley:
     noise: float = DEFAULT_NOISE
     source: str = "defaults"
     asym: float = 1.0
+    #: run-to-run sd of one run's relative loss at a fixed lr (seeds of the ladder); None: not measured
+    #: (a single-seed ladder), ``noise`` stands for it
+    scatter: float | None = None
 
     def min_step(self) -> float:
-        """Log-lr distance at which the valley rises by 4 noise sds: runs closer than that are not told apart."""
-        return math.sqrt(4.0 * self.noise / self.curvature)
+        """Log-lr distance at which the valley rises by 4 sds of run-to-run scatter: runs closer than that
+        are not told apart. The scatter, not ``noise``: the parabola's misfit, which ``noise`` also holds,
+        grows with the distance from the optimum and is not beaten by placing runs farther apart."""
+        s = self.scatter if self.scatter is not None and math.isfinite(self.scatter) else self.noise
+        return math.sqrt(4.0 * max(s, NOISE_MIN) / self.curvature)
 
 
 @dataclass
@@ -344,7 +352,8 @@ def ladder_valley(runs: pd.DataFrame, optimizer: str | None = None, window: floa
     ``n_params``, ``optimizer``, ``status``): for each size, the seed-mean loss per lr within ``window`` (log
     lr) of the best, fitted by a parabola in log lr on the relative loss; ``curvature`` is the largest
     size's (the one nearest the target), ``noise`` the median over sizes of the residual sd of single runs
-    (every seed) about that parabola: the noise of one target run, not of a seed mean. Defaults where
+    (every seed) about that parabola: the noise of one target run, not of a seed mean; ``scatter`` the
+    median of the pooled sd of the runs at one lr about their mean (None with one seed). Defaults where
     fewer than 4 finite points sit in the window of any size."""
     df = runs
     if optimizer is not None and "optimizer" in df:
@@ -354,6 +363,7 @@ def ladder_valley(runs: pd.DataFrame, optimizer: str | None = None, window: floa
     df = df[np.isfinite(pd.to_numeric(df.get("final_val_loss"), errors="coerce"))]
     curv: dict[float, float] = {}
     resid: list[float] = []
+    scatter: list[float] = []
     for n, sub in df.groupby("n_params"):
         mean = sub.groupby("lr")["final_val_loss"].mean()
         x = np.log(mean.index.to_numpy(float))
@@ -373,10 +383,17 @@ def ladder_valley(runs: pd.DataFrame, optimizer: str | None = None, window: floa
         yr = sub["final_val_loss"].to_numpy(float)[inside] / mean.min()
         dof = max(int(inside.sum()) - 3, 1)
         resid.append(float(np.sqrt(np.sum((yr - np.polyval(coef, xr[inside])) ** 2) / dof)))
+        # run-to-run scatter: the pooled sd of the runs at one lr (seeds) about their mean, same window
+        at = pd.DataFrame({"x": xr[inside], "y": yr})
+        g = at.groupby("x")["y"]
+        dof_s = int((g.count() - 1).clip(lower=0).sum())
+        if dof_s > 0:
+            scatter.append(float(np.sqrt(float(((at["y"] - g.transform("mean")) ** 2).sum()) / dof_s)))
     if not curv:
         return Valley()
     noise = max(float(np.median(resid)), NOISE_MIN) if resid else DEFAULT_NOISE
-    return Valley(curvature=curv[max(curv)], noise=noise, source=f"ladder ({len(curv)} sizes)")
+    spread = max(float(np.median(scatter)), NOISE_MIN) if scatter else None
+    return Valley(curvature=curv[max(curv)], noise=noise, source=f"ladder ({len(curv)} sizes)", scatter=spread)
 
 
 def ladder_risk(runs: pd.DataFrame, optima: pd.DataFrame, optimizer: str | None = None, window: float = 1.5):
