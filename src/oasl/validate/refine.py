@@ -393,7 +393,9 @@ def ladder_valley(runs: pd.DataFrame, optimizer: str | None = None, window: floa
         return Valley()
     noise = max(float(np.median(resid)), NOISE_MIN) if resid else DEFAULT_NOISE
     spread = max(float(np.median(scatter)), NOISE_MIN) if scatter else None
-    return Valley(curvature=curv[max(curv)], noise=noise, source=f"ladder ({len(curv)} sizes)", scatter=spread)
+    return Valley(
+        curvature=curv[max(curv)], noise=noise, source=f"ladder ({len(curv)} sizes)", scatter=spread
+    )
 
 
 def ladder_risk(runs: pd.DataFrame, optima: pd.DataFrame, optimizer: str | None = None, window: float = 1.5):
