@@ -2,8 +2,9 @@
 of finished ladders, with and without the valley's measured asymmetry in the refinement's likelihood.
 
 For each store: the sweep runs (role "sweep"), the largest rung held out, the lr law fitted on the others as
-`oasl fit` does, and k = 2, 3, 4 target runs replayed on the held-out rung's first-seed valley; the answer
-(posterior mean, and risk-adjusted) read off its seed-mean valley, in % of the loss (:func:`risk_check`).
+`oasl fit` does, and k = 2, 3, 4 target runs replayed on the held-out rung's valley of each sweep seed; the
+answer (posterior mean, and risk-adjusted) read off its seed-mean valley, in % of the loss, averaged over
+the seeds (:func:`risk_check`).
 Run twice: as the library does it (asymmetric likelihood, `with_asymmetry`) and with the asymmetry switched
 off (a symmetric parabola, the rule before 2026-12-05). These are the figures docs/refine.md quotes for
 keeping the asymmetric likelihood (pooled mean over every store, optimizer and k) and for the posterior

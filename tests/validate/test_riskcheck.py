@@ -103,3 +103,19 @@ def test_too_few_rungs_keep_the_centre_and_say_why():
     assert c["prefer"] == "centre" and "2 rung" in c["why"]
     summ = {"law": 0.01, "refine": 0.002, "refine_k": 2, "zero_run_check": c}
     assert card_line(summ).endswith(f"{check_line(c)}.")
+
+
+def test_the_refinement_check_replays_every_seed_of_the_held_out_rung():
+    df = ladder()
+    held = df["n_params"] == df["n_params"].max()
+    # seed 1 of the held-out rung tilted (losses rise with lr): a different draw of the runs' noise
+    tilt = held & (df["seed"] == 1)
+    df.loc[tilt, "final_val_loss"] += 0.3 * np.log(df.loc[tilt, "lr"] / 1e-3)
+    c = risk_check(df)
+    for row in c["optimizers"].values():
+        for k, cell in row["refine"].items():
+            assert cell["seeds"] == 2 and set(cell["lrs"]) == {"0", "1"}
+            assert len(cell["lrs"]["0"]) == int(k)
+        # the same first two runs for both seeds; the third follows each seed's own losses
+        k3 = row["refine"]["3"]["lrs"]
+        assert k3["0"][:2] == k3["1"][:2] and k3["0"][2] != pytest.approx(k3["1"][2], rel=1e-3)

@@ -11,9 +11,10 @@ set by (docs/marin.md), fixed before either was run: the risk-adjusted point is 
 mean regret over the optimizers is lower than the centre's by more than :data:`TIE_PCT` % of the loss.
 
 The same held-out rung settles the refinement's answer (:mod:`oasl.validate.refine`): with k = 2, 3 and 4
-runs replayed on the held-out rung's seed-0 valley (the first sweep seed's runs, interpolated in log lr; a
-diverged run reads as twice the valley's worst loss, as the validation's replay does), the posterior mean
-and the risk-adjusted answer are each read off the seed-mean valley. Same criterion and margin: the
+runs replayed on the held-out rung's valley of each sweep seed in turn (that seed's runs, interpolated in
+log lr; a diverged run reads as twice the valley's worst loss, as the validation's replay does), the
+posterior mean and the risk-adjusted answer are each read off the seed-mean valley, and the regrets are
+averaged over the seeds (each seed is one draw of the runs' noise). Same criterion and margin: the
 risk-adjusted answer only if its mean regret over optimizers and budgets is lower by more than
 :data:`TIE_PCT` % (``refine_prefer``). A single run cannot move the answer, so k = 1 follows the zero-run
 verdict (:func:`uses_risk`).
@@ -46,12 +47,16 @@ def uses_risk(check: dict[str, Any], k: int) -> bool:
     return check.get(key) == "risk"
 
 
-def _seed0_losses(runs: pd.DataFrame):
-    """``train(lrs) -> losses`` replaying the first seed's runs of one size and optimizer as the validation's
-    replay does (:func:`oasl.validate.stats.seed0_curve`); None with fewer than 2 finite runs."""
+def _seed_losses(runs: pd.DataFrame, seed=None):
+    """``train(lrs) -> losses`` replaying one seed's runs (``seed``; the first when None) of one size and
+    optimizer as the validation's replay does (:func:`oasl.validate.stats.seed0_curve`); None with fewer
+    than 2 finite runs."""
     from oasl.validate.stats import seed0_curve
 
-    r = runs[runs["seed"] == runs["seed"].min()] if "seed" in runs else runs
+    if "seed" in runs:
+        r = runs[runs["seed"] == (runs["seed"].min() if seed is None else seed)]
+    else:
+        r = runs
     loss = pd.to_numeric(r["final_val_loss"], errors="coerce").to_numpy(float)
     if "status" in r:
         loss = np.where((r["status"] == "done").to_numpy(), loss, np.nan)
@@ -129,17 +134,22 @@ def risk_check(runs: pd.DataFrame, features: tuple[str, ...] | None = None) -> d
             "centre_regret_pct": read_off(sub, centre)["regret_pct"],
             "risk_regret_pct": read_off(sub, point)["regret_pct"],
         }
-        train_fn = _seed0_losses(sub)
-        if risk is not None and train_fn is not None:
-            row["refine"] = {
-                str(k): {
-                    name: read_off(sub, refine(centre, (lo, hi), k, train_fn, valley, risk=r).lr)[
-                        "regret_pct"
-                    ]
-                    for name, r in (("mean", None), ("risk", risk))
-                }
-                for k in REFINE_KS
-            }
+        seeds = sorted(sub["seed"].unique()) if "seed" in sub else [None]
+        trains = [(sd, f) for sd in seeds if (f := _seed_losses(sub, sd)) is not None]
+        if risk is not None and trains:
+            # every seed's valley replayed (each one draw of the runs' noise), the regrets averaged
+            row["refine"] = {}
+            for k in REFINE_KS:
+                cell: dict[str, Any] = {"mean": [], "risk": [], "lrs": {}}
+                for sd, fn in trains:
+                    for name, r in (("mean", None), ("risk", risk)):
+                        res = refine(centre, (lo, hi), k, fn, valley, risk=r)
+                        cell[name].append(read_off(sub, res.lr)["regret_pct"])
+                        if name == "mean":
+                            cell["lrs"][str(sd)] = res.lrs
+                cell["mean"], cell["risk"] = float(np.mean(cell["mean"])), float(np.mean(cell["risk"]))
+                cell["seeds"] = len(trains)
+                row["refine"][str(k)] = cell
     rows = out["optimizers"].values()
     if not rows:
         return {"prefer": "centre", "why": "no optimizer could be predicted at the held-out rung"}
