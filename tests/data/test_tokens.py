@@ -74,6 +74,38 @@ def test_gzipped_corpus_files_read_as_their_inner_format(tmp_path):
         list(load_corpus(CorpusSpec(source="files", paths=(str(tmp_path / "cut.jsonl.gz"),))).documents())
 
 
+def test_a_corpus_folder_bz2_and_xz_files_and_unreadable_archives(tmp_path):
+    import bz2
+    import lzma
+
+    root = tmp_path / "corpus"
+    (root / "sub").mkdir(parents=True)
+    (root / "a.txt").write_text("plain prose " * 100)
+    with bz2.open(root / "sub" / "b.jsonl.bz2", "wt", encoding="utf-8") as f:
+        f.write("\n".join(json.dumps({"text": f"bz record {i} " * 20}) for i in range(3)))
+    with lzma.open(root / "sub" / "c.txt.xz", "wb") as f:
+        f.write(b"xz prose " * 200)
+    (root / ".cache").mkdir()
+    (root / ".cache" / "junk.bin").write_bytes(b"\x00" * 50)  # hidden: left out
+    corpus = load_corpus(CorpusSpec(source="files", paths=(str(root),)))
+    assert [p.name for p in corpus.files] == ["a.txt", "b.jsonl.bz2", "c.txt.xz"]  # sorted, recursive
+    docs = list(corpus.documents())
+    assert docs[0] == b"plain prose " * 100
+    assert docs[1:4] == [(f"bz record {i} " * 20).encode() for i in range(3)]  # JSON lines inside bz2
+    assert docs[4] == b"xz prose " * 200
+    # a truncated xz archive is one clear error naming the file
+    (tmp_path / "cut.txt.xz").write_bytes((root / "sub" / "c.txt.xz").read_bytes()[:25])
+    with pytest.raises(DataError, match="cut.txt.xz: not readable"):
+        list(load_corpus(CorpusSpec(source="files", paths=(str(tmp_path / "cut.txt.xz"),))).documents())
+    # a format that needs a third-party decompressor: named, with what to do, before any training
+    (tmp_path / "pile.jsonl.zst").write_bytes(b"\x28\xb5\x2f\xfd" + b"\x00" * 20)
+    with pytest.raises(DataError, match=r"pile.jsonl.zst.*\.zst is not read.*zstd -d"):
+        load_corpus(CorpusSpec(source="files", paths=(str(tmp_path / "pile.jsonl.zst"),)))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="holds no file"):
+        load_corpus(CorpusSpec(source="files", paths=(str(tmp_path / "empty"),)))
+
+
 def test_bpe_tokenizer_trains_locally(tmp_path):
     pytest.importorskip("tokenizers")
     (tmp_path / "a.txt").write_text("the quick brown fox jumps over the lazy dog. " * 300)

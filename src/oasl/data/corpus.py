@@ -9,10 +9,12 @@ corpora, so every result records the corpus hash.
 
 from __future__ import annotations
 
+import bz2
 import glob
 import gzip
 import hashlib
 import json
+import lzma
 import sysconfig
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -77,30 +79,52 @@ def load_corpus(spec: CorpusSpec) -> Corpus:
             raise DataError(f"corpus path {pattern!r} matches no file")
         for m in matches:
             p = Path(m)
+            if p.is_dir():  # a folder: every file under it, in sorted path order, hidden ones left out
+                inside = sorted(
+                    f
+                    for f in p.rglob("*")
+                    if f.is_file() and not any(q.startswith(".") for q in f.relative_to(p).parts)
+                )
+                if not inside:
+                    raise DataError(f"corpus folder {m!r} holds no file")
+                files.extend(inside)
+                continue
             if not p.is_file():
                 raise DataError(f"corpus path {m!r} is not a readable file")
             files.append(p)
+    for p in files:
+        if p.suffix.lower() in UNREAD_COMPRESSED:
+            raise DataError(
+                f"corpus file {str(p)!r}: {p.suffix} is not read (no decompressor in Python's standard library); "
+                f"decompress it first (e.g. `zstd -d {p.name}`) or recompress as .gz, .bz2 or .xz"
+            )
     return Corpus(tuple(files), spec.text_field, f"{len(files)} user file(s)", spec.max_bytes)
 
 
+#: compressed files read decompressed, as their inner format (``a.jsonl.gz`` is JSON lines), by suffix
+DECOMPRESSORS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open, ".lzma": lzma.open}
+#: compressed files that name their format but cannot be read without a third-party package
+UNREAD_COMPRESSED = (".zst", ".zstd", ".lz4", ".br")
+
+
 def _open(path: Path, mode: str):
-    """``path`` opened for reading, gzip-decompressed when its name ends in ``.gz``."""
-    if path.suffix.lower() == ".gz":
-        return gzip.open(path, mode, **({"encoding": "utf-8"} if "t" in mode else {}))
-    return open(path, mode, **({"encoding": "utf-8"} if "t" in mode else {}))
+    """``path`` opened for reading, decompressed when its name ends in a suffix of :data:`DECOMPRESSORS`."""
+    text = {"encoding": "utf-8"} if "t" in mode else {}
+    opener = DECOMPRESSORS.get(path.suffix.lower())
+    return opener(path, mode, **text) if opener else open(path, mode, **text)
 
 
 def _numbered_lines(path: Path) -> Iterator[tuple[int, str]]:
-    """``path``'s lines, numbered from 1, streamed; a truncated gzip or bad UTF-8 is a DataError."""
+    """``path``'s lines, numbered from 1, streamed; a truncated archive or bad UTF-8 is a DataError."""
     try:
         with _open(path, "rt") as f:
             yield from enumerate(f, 1)
-    except (OSError, EOFError, UnicodeDecodeError) as exc:  # gzip.BadGzipFile is an OSError
+    except (OSError, EOFError, UnicodeDecodeError, lzma.LZMAError) as exc:  # BadGzipFile is an OSError
         raise DataError(f"{path}: not readable ({exc})") from None
 
 
 def _read_documents(path: Path, field: str) -> Iterator[bytes]:
-    gz = path.suffix.lower() == ".gz"
+    gz = path.suffix.lower() in DECOMPRESSORS
     suffix = Path(path.stem).suffix.lower() if gz else path.suffix.lower()
     if suffix == ".jsonl":
         for lineno, line in _numbered_lines(path):
@@ -115,7 +139,9 @@ def _read_documents(path: Path, field: str) -> Iterator[bytes]:
             yield str(record[field]).encode("utf-8")
     elif suffix == ".parquet":
         if gz:
-            raise DataError(f"{path}: a gzipped parquet file is not read; parquet compresses its own columns")
+            raise DataError(
+                f"{path}: a compressed parquet file is not read; parquet compresses its own columns"
+            )
         from oasl.errors import require
 
         pq = require("pyarrow.parquet", "corpus")
@@ -131,6 +157,6 @@ def _read_documents(path: Path, field: str) -> Iterator[bytes]:
         try:
             with _open(path, "rb") as f:
                 data = f.read()
-        except (OSError, EOFError) as exc:
+        except (OSError, EOFError, lzma.LZMAError) as exc:
             raise DataError(f"{path}: not readable ({exc})") from None
         yield data
