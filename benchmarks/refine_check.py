@@ -71,7 +71,7 @@ def main() -> None:
         "The refinement's answer on each ladder's held-out largest rung (training-only; `risk_check`), with "
         "the likelihood symmetric (before 2026-12-05) and asymmetric (the valley's measured curvature above "
         "and below, `with_asymmetry`). Regret in % of the loss of the posterior-mean answer (risk-adjusted "
-        "in brackets) after k replayed runs.",
+        "in brackets) after k replayed runs, averaged over the replays on each sweep seed's valley.",
         "",
         "| store | optimizer | likelihood (curvature above / below) | k=2 | k=3 | k=4 |",
         "| --- | --- | --- | --- | --- | --- |",
