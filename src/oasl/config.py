@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -143,6 +144,10 @@ class TrainerSpec(_Spec):
     timeout_s: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     cwd: str | None = None
     env: dict[str, str] = Field(default_factory=dict)
+    #: a command that cannot report through oasl.integrations.reporter: a regular expression over each
+    #: line it prints (stdout and stderr), with a named group ``loss`` and optionally ``step`` and
+    #: ``n_params``; a match with a step is a point of the curve, the last match's loss the final loss
+    loss_pattern: str | None = None
 
     @model_validator(mode="after")
     def _one(self) -> TrainerSpec:
@@ -153,6 +158,20 @@ class TrainerSpec(_Spec):
             )
         if self.command is not None and not self.command.strip():
             raise ValueError("trainer.command is empty: give the shell command that trains one run")
+        if self.loss_pattern is not None:
+            if self.command is None:
+                raise ValueError("trainer.loss_pattern reads a command's output: a function returns its loss")
+            try:
+                groups = re.compile(self.loss_pattern).groupindex
+            except re.error as exc:
+                raise ValueError(
+                    f"trainer.loss_pattern {self.loss_pattern!r} is not a regular expression ({exc})"
+                ) from None
+            if "loss" not in groups:
+                raise ValueError(
+                    f"trainer.loss_pattern {self.loss_pattern!r} has no group named loss: write it as "
+                    r"'val loss (?P<loss>[0-9.eE+-]+)' (optionally with (?P<step>\d+))"
+                )
         return self
 
     @property
@@ -160,8 +179,12 @@ class TrainerSpec(_Spec):
         return "command" if self.command is not None else "function"
 
     def identity(self) -> dict[str, str]:
-        """What of the trainer goes into a run's key: kind, command template or function name, version."""
-        return {"kind": self.kind, self.kind: self.command or self.function or "", "version": self.version}
+        """What of the trainer goes into a run's key: kind, command template or function name, version,
+        and the loss pattern when there is one (it decides which number is the run's loss)."""
+        out = {"kind": self.kind, self.kind: self.command or self.function or "", "version": self.version}
+        if self.loss_pattern is not None:
+            out["loss_pattern"] = self.loss_pattern
+        return out
 
 
 class RunSpec(_Spec):

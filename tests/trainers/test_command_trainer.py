@@ -2,6 +2,7 @@
 one error line before any run for a bad template, the child's process group ended with oasl."""
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -205,3 +206,52 @@ def _alive(pid: int) -> bool:
             return f.read().split(")")[-1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_a_script_that_only_prints_is_read_through_loss_pattern(tmp_path):
+    base = f"{sys.executable} fake_train.py --lr {{lr}} --steps {{steps}} --width {{d_model}}"
+    pattern = r"step (?P<step>\d+): train loss [0-9.]+, val loss (?P<loss>[0-9.]+)"
+    path = _sweep(tmp_path, base + " --mode print", loss_pattern=pattern)
+    runs = expand(load_sweep(path))
+    summary = run_sweep(runs, tmp_path / "s.db")
+    assert summary.done == 4 and summary.failed == 0
+    store = open_store(tmp_path / "s.db")
+    df = store.to_dataframe().set_index("key")
+    row = df.loc[runs[0].key()]
+    n = 12 * 32**2 * 2
+    want = 3 + (math.log10(runs[0].lr) + 2.5) ** 2 + 100 / n**0.3 / 40**0.2  # the last val loss printed
+    assert row["final_val_loss"] == pytest.approx(want, abs=1e-4)
+    assert list(store.curve(runs[0].key())["step"]) == [10, 20, 30, 40]  # steps became the curve
+    # no n_params reported: oasl's own count of the rung (it names d_model and n_layers)
+    from oasl.models import count_params
+
+    assert row["n_params"] == count_params(runs[0].shape).n_params != n
+    # the pattern is part of the run's identity; a report-file trainer's keys are unchanged by the field
+    plain = expand(load_sweep(_sweep(tmp_path, base + " --mode print")))[0].key()
+    assert plain != runs[0].key()
+
+
+def test_loss_pattern_reads_stderr_logging_and_the_rungs_n_params(tmp_path):
+    cmd = f"{sys.executable} fake_train.py --lr {{lr}} --steps {{steps}} --width {{d_model}} --mode logging"
+    path = _sweep(tmp_path, cmd, loss_pattern=r"val_loss=(?P<loss>\S+)")
+    spec = json.loads(path.read_text())
+    spec["ladder"] = [{"name": "s", "d_model": 32, "n_layers": 2, "n_params": 12345}]
+    path.write_text(json.dumps(spec))
+    runs = expand(load_sweep(path))
+    summary = run_sweep(runs, tmp_path / "s.db")
+    assert summary.done == 2
+    row = open_store(tmp_path / "s.db").to_dataframe().set_index("key").loc[runs[0].key()]
+    assert row["n_params"] == 12345 and math.isfinite(row["final_val_loss"])
+
+
+def test_loss_pattern_faults_are_one_clear_line(tmp_path):
+    cmd = f"{sys.executable} fake_train.py --lr {{lr}} --steps {{steps}} --width {{d_model}} --mode print"
+    runs = expand(load_sweep(_sweep(tmp_path, cmd, loss_pattern=r"validation loss (?P<loss>\S+)")))[:1]
+    summary = run_sweep(runs, tmp_path / "s.db")
+    assert summary.failed == 1 and "matched trainer.loss_pattern" in summary.errors[0]
+    row = open_store(tmp_path / "s.db").get(runs[0].key())
+    assert "val loss" in row["error"]  # the output's tail is kept, to compare the pattern with
+    with pytest.raises(ConfigError, match="no group named loss"):
+        load_sweep(_sweep(tmp_path, cmd, loss_pattern=r"val loss ([0-9.]+)"))
+    with pytest.raises(ConfigError, match="not a regular expression"):
+        load_sweep(_sweep(tmp_path, cmd, loss_pattern=r"val loss (?P<loss>[0-9.]+"))

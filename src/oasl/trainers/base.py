@@ -173,17 +173,21 @@ def trial_result(trial: Trial, metrics: Any, wall_s: float) -> RunResult:
     counted = count_params(spec.shape) if arch_known(spec) else None
     note = None
     n_params = out.pop("n_params", None)
+    if n_params is None and spec.model is not None and spec.model.get("n_params") is not None:
+        n_params = spec.model["n_params"]  # the ladder rung states it
     if n_params is None:
         if counted is None:
             raise TrainerError(
                 "the trainer reported no n_params and oasl cannot count this model: report the non-embedding "
-                "parameter count (final(loss=..., n_params=...) or a dict with `n_params`)"
+                "parameter count (final(loss=..., n_params=...) or a dict with `n_params`), or give it in "
+                "the ladder rung (`n_params: ...`)"
             )
         n_params = counted.n_params
     n_params = int(n_params)
     if counted is not None and abs(n_params - counted.n_params) > N_PARAMS_TOLERANCE * counted.n_params:
         note = (
-            f"note: a run reported n_params={n_params:,} but oasl counts {counted.n_params:,} for a "
+            f"note: a run's n_params is {n_params:,} (reported, or the ladder rung's) but oasl counts "
+            f"{counted.n_params:,} for a "
             f"GPT of width {spec.shape.width}, depth {spec.shape.depth}; the reported count is used (check that "
             "it leaves out the embeddings)"
         )

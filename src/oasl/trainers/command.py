@@ -9,6 +9,12 @@ Each run's command is the template with ``{field}`` replaced by the run's params
   writes them): ``{"step": 100, "loss": 3.21, "tokens": 204800, "grad_norm": 0.8}`` during training and
   ``{"final": true, "loss": 3.05, "n_params": 1234567, "tokens": 1024000}`` at the end.
 
+A script that prints its losses instead (and cannot be changed to report) can be read through
+``trainer.loss_pattern``, a regular expression over every line it prints (stdout and stderr) with a named
+group ``loss`` (optionally ``step`` and ``n_params``): each match with a step is a point of the curve (it
+feeds pruning and the early warning), the last match's loss is the final loss. A final record in the
+report file, when there is one, wins.
+
 The command starts in its own process group (its own session), so oasl ends it and everything it
 started: when the run is pruned or flagged, past ``timeout_s``, when oasl is interrupted, and, through
 a small watchdog process, when oasl is killed outright (SIGKILL). A command that exits non-zero, reports
@@ -23,6 +29,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import string
@@ -125,6 +132,49 @@ def read_reports(path: Path, offset: int) -> tuple[list[dict], int]:
     return records, offset + end
 
 
+class OutputReader:
+    """Reads the complete lines a command has printed so far (its stdout and stderr logs) and turns each
+    match of ``pattern`` into a report record: ``{"step": s, "loss": l}`` when the match has a step, and
+    ``last`` the newest match's values (the final loss unless the report file gives one)."""
+
+    def __init__(self, pattern: str, paths: list[Path]):
+        self.regex = re.compile(pattern)
+        self.offsets = {p: 0 for p in paths}
+        self.last: dict[str, Any] = {}
+        self.matches = 0
+
+    def read(self) -> list[dict]:
+        records = []
+        for path, offset in self.offsets.items():
+            try:
+                with open(path, "rb") as f:
+                    f.seek(offset)
+                    data = f.read()
+            except FileNotFoundError:
+                continue
+            end = data.rfind(b"\n") + 1
+            self.offsets[path] = offset + end
+            for line in data[:end].decode("utf-8", errors="replace").splitlines():
+                m = self.regex.search(line)
+                if m is None:
+                    continue
+                try:
+                    loss = float(m.group("loss"))
+                except ValueError:
+                    raise TrainerError(
+                        f"trainer.loss_pattern matched {line.strip()[:120]!r} but its loss group "
+                        f"{m.group('loss')!r} is not a number"
+                    ) from None
+                self.matches += 1
+                got = m.groupdict()
+                self.last = {"loss": loss}
+                if got.get("n_params"):
+                    self.last["n_params"] = int(float(got["n_params"]))
+                if got.get("step"):
+                    records.append({"step": int(float(got["step"])), "loss": loss})
+        return records
+
+
 def _feed(trial: Trial, rec: dict, final: dict[str, Any]) -> bool:
     """Pass one report record to the trial; True when the run should stop."""
     if rec.get("final"):
@@ -193,6 +243,9 @@ class CommandTrainer(Trainer):
         command = render(self.spec.command or "", params)
         work = Path(tempfile.mkdtemp(prefix=f"oasl-run-{trial.key}-"))
         report, config, stderr_path = work / "report.jsonl", work / "config.json", work / "stderr.log"
+        stdout_path = work / "stdout.log"
+        pattern = self.spec.loss_pattern
+        output = OutputReader(pattern, [stdout_path, stderr_path]) if pattern is not None else None
         stop_file = work / "stop"
         config.write_text(json.dumps(params, indent=1, default=str))
         report.touch()
@@ -210,14 +263,18 @@ class CommandTrainer(Trainer):
         n_records, offset, stopped_by_oasl = 0, 0, False
         t0 = time.monotonic()
         try:
-            with open(stderr_path, "wb") as err:
+            with open(stderr_path, "wb") as err, open(stdout_path, "wb") as out:
+                if output is not None:
+                    stdout = out  # read by the loss pattern
+                else:
+                    stdout = subprocess.DEVNULL if os.environ.get("OASL_COMMAND_STDOUT") != "1" else None
                 proc = subprocess.Popen(
                     command,
                     shell=True,
                     cwd=self.spec.cwd,
                     env=env,
                     stdin=subprocess.DEVNULL,
-                    stdout=subprocess.DEVNULL if os.environ.get("OASL_COMMAND_STDOUT") != "1" else None,
+                    stdout=stdout,
                     stderr=err,
                     start_new_session=True,  # its own process group: oasl ends the whole group
                 )
@@ -231,6 +288,8 @@ class CommandTrainer(Trainer):
                 while True:
                     code = proc.poll()
                     records, offset = read_reports(report, offset)
+                    if output is not None:
+                        records += output.read()
                     for rec in records:
                         n_records += 1
                         if _feed(trial, rec, final) and not stopped_by_oasl:
@@ -256,17 +315,29 @@ class CommandTrainer(Trainer):
                 watchdog.kill()
                 watchdog.wait()
             records, offset = read_reports(report, offset)
+            if output is not None:
+                records += output.read()
             for rec in records:
                 n_records += 1
                 _feed(trial, rec, final)
+            if output is not None and final.get("loss") is None and output.matches:
+                final.update(output.last)  # the last printed loss, unless the report file gave a final one
+                n_records += 1
             if stopped_by_oasl:
                 return {**final, "loss": final.get("loss")}
             if code != 0:
                 raise TrainerError(f"the command exited with code {code}: {command}", tail(stderr_path))
             if n_records == 0:
+                if output is not None:
+                    raise TrainerError(
+                        f"no line the command printed matched trainer.loss_pattern {pattern!r} (and it wrote "
+                        f"nothing to ${REPORT_ENV}): check the pattern against its output",
+                        tail(stdout_path) or tail(stderr_path),
+                    )
                 raise TrainerError(
                     f"the command wrote nothing to ${REPORT_ENV}: report with `from oasl.integrations import "
-                    "reporter; reporter.final(loss=..., n_params=...)` at its end",
+                    "reporter; reporter.final(loss=..., n_params=...)` at its end, or set trainer.loss_pattern "
+                    "to read the loss it prints",
                     tail(stderr_path),
                 )
             if final.get("loss") is None:
