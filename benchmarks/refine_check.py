@@ -73,8 +73,8 @@ def main() -> None:
         "and below, `with_asymmetry`). Regret in % of the loss of the posterior-mean answer (risk-adjusted "
         "in brackets) after k replayed runs, averaged over the replays on each sweep seed's valley.",
         "",
-        "| store | optimizer | likelihood (curvature above / below) | k=2 | k=3 | k=4 |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| store | optimizer | likelihood (curvature above / below) | k=2 runs at | k=2 | k=3 | k=4 |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for store in stores:
         df = sweep_runs(store)
@@ -86,7 +86,12 @@ def main() -> None:
                 ref = row.get("refine") or {}
                 pooled[name] += [v["mean"] for v in ref.values()]
                 cells = " | ".join(f"{ref[k]['mean']:.2f}% ({ref[k]['risk']:.2f}%)" for k in sorted(ref))
-                lines.append(f"| {Path(store).name} | {opt} | {name} ({row['asym']:.2f}) | {cells} |")
+                # where the two first runs went, as a factor of the centre (the cap is x/÷ 3.3)
+                first = next(iter(ref["2"]["lrs"].values()), []) if "2" in ref else []
+                step = f"x/÷ {max(v / row['centre'] for v in first):.2f}" if len(first) == 2 else "-"
+                lines.append(
+                    f"| {Path(store).name} | {opt} | {name} ({row['asym']:.2f}) | {step} | {cells} |"
+                )
         out["stores"][store] = per
     means = {k: float(np.mean(v)) if v else float("nan") for k, v in pooled.items()}
     out["pooled_mean_regret_pct"] = means
