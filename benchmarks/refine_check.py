@@ -52,6 +52,82 @@ def check(df, asymmetric: bool) -> dict:
         return risk_check(df)
 
 
+def seed_mean_noise(runs, optimizer: str, window: float = 1.2) -> float:
+    """The valley noise as the refinement measured it before 2026-12-05 (258593f): the residual sd of the
+    seed-MEAN losses about their parabola, median over sizes (kept here only to compare the two rules)."""
+    from oasl.validate.refine import NOISE_MIN, Valley
+
+    df = runs[(runs["optimizer"] == optimizer) & (runs["status"] == "done")]
+    resid = []
+    for _, sub in df.groupby("n_params"):
+        mean = sub.groupby("lr")["final_val_loss"].mean()
+        x, y = np.log(mean.index.to_numpy(float)), mean.to_numpy(float) / mean.min()
+        near = np.abs(x - x[np.argmin(y)]) <= window
+        if near.sum() < 4:
+            continue
+        coef = np.polyfit(x[near], y[near], 2)
+        if coef[0] <= 0:
+            continue
+        fitted = np.polyval(coef, x[near])
+        resid.append(float(np.sqrt(np.sum((y[near] - fitted) ** 2) / max(near.sum() - 3, 1))))
+    return max(float(np.median(resid)), NOISE_MIN) if resid else Valley().noise
+
+
+def target_width_check(store: str) -> dict:
+    """The held-out rung's replays with the prior as wide as the full ladder's law makes it at the target
+    (sweep runs only; the target's size and tokens from its runs' configuration, not their losses), so the
+    runs are placed as they would be at the target; the current valley against 258593f's seed-mean noise."""
+    from dataclasses import replace
+
+    import pandas as pd
+
+    from oasl.laws.pipeline import fit_laws
+    from oasl.store import SQLiteStore
+    from oasl.validate.refine import ladder_risk, ladder_valley, refine, with_asymmetry
+    from oasl.validate.riskcheck import _seed_losses, read_off
+
+    every = SQLiteStore(store).to_dataframe(finished_only=True)
+    sweep = every[every["role"].fillna("sweep") == "sweep"]
+    target = every[every["role"].fillna("sweep") != "sweep"]
+    if target.empty:
+        return {"why": "no target runs' configuration in the store"}
+    n_t, d_t = float(target["n_params"].max()), float(target["tokens"].iloc[0])
+    sizes = sorted(sweep["n_params"].unique())
+    held, train = sizes[-1], sweep[sweep["n_params"] < sizes[-1]]
+    full = fit_laws(sweep, hps=["lr"]).laws["lr"]
+    part = fit_laws(train, hps=["lr"])
+    law, optima = part.laws["lr"], part.optima["lr"]
+    out: dict = {"target_n_params": n_t, "optimizers": {}}
+    for opt, sub in sweep[sweep["n_params"] == held].groupby("optimizer"):
+
+        def query(n, d, o=opt):
+            return pd.DataFrame({"N": [n], "D": [d], "C": [6 * n * d], "optimizer": [o]})
+
+        ct = float(full.predict(query(n_t, d_t))[0])
+        lo_t, hi_t = (float(v[0]) for v in full.predict_interval(query(n_t, d_t), 0.9))
+        centre = float(law.predict(query(float(held), float(sub["tokens"].iloc[0])))[0])
+        interval = (centre * lo_t / ct, centre * hi_t / ct)
+        tr = train[train["optimizer"] == opt]
+        op = optima[optima["optimizer"] == opt] if "optimizer" in optima else optima
+        risk = ladder_risk(tr, op, opt)
+        now = with_asymmetry(ladder_valley(tr, opt), risk)
+        before = replace(now, noise=seed_mean_noise(tr, opt), scatter=None)
+        fns = [f for sd in sorted(sub["seed"].unique()) if (f := _seed_losses(sub, sd)) is not None]
+        row = {"centre": centre, "interval": list(interval), "target_interval": [lo_t, hi_t], "law": {}}
+        row["law_regret_pct"] = read_off(sub, centre)["regret_pct"]
+        for name, valley in (("current", now), ("seed_mean_noise", before)):
+            cells = {}
+            for k in (2, 3, 4):
+                res = [refine(centre, interval, k, fn, valley) for fn in fns]
+                cells[str(k)] = {
+                    "regret_pct": float(np.mean([read_off(sub, r.lr)["regret_pct"] for r in res])),
+                    "step": float(max(v / centre for v in res[0].lrs[:2])),
+                }
+            row["law"][name] = cells
+        out["optimizers"][str(opt)] = row
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument(
@@ -113,6 +189,38 @@ def main() -> None:
             f"{c['asymmetric'].get('refine_prefer')}"
             for s, c in out["stores"].items()
         ),
+    ]
+    # the same replays, with the runs placed as they would be at the target
+    lines += [
+        "",
+        "At the target's prior width: the same held-out rung and replays, with the prior's 90% interval as "
+        "wide (in log lr) as the full ladder's law makes it at the target size, so the first two runs go "
+        "where they would go at the target. The current valley (one run's noise, placement on the run-to-run "
+        "scatter) against 258593f's (noise of the seed means). Regret in % of the loss, mean over the seeds' "
+        "replays; the two first runs' spread in brackets.",
+        "",
+        "| store | optimizer | law alone | valley | k=2 | k=3 | k=4 |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    pooled_t: dict[str, list[float]] = {"current": [], "seed_mean_noise": []}
+    out["target_width"] = {}
+    for store in stores:
+        tw = out["target_width"][store] = target_width_check(store)
+        for opt, row in tw.get("optimizers", {}).items():
+            for name, cells in row["law"].items():
+                pooled_t[name] += [c["regret_pct"] for c in cells.values()]
+                body = " | ".join(
+                    f"{cells[k]['regret_pct']:.2f}% (x/÷ {cells[k]['step']:.2f})" for k in sorted(cells)
+                )
+                lines.append(
+                    f"| {Path(store).name} | {opt} | {row['law_regret_pct']:.2f}% | {name} | {body} |"
+                )
+    tmeans = {k: float(np.mean(v)) if v else float("nan") for k, v in pooled_t.items()}
+    out["target_width_pooled_regret_pct"] = tmeans
+    lines += [
+        "",
+        f"Pooled: **current {tmeans['current']:.2f}% vs seed-mean noise {tmeans['seed_mean_noise']:.2f}%** "
+        "(report only: the rule was not changed on it).",
     ]
     text = "\n".join(lines)
     write_result("refine_check", out, text)
