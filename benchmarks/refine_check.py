@@ -8,14 +8,17 @@ the seeds (:func:`risk_check`).
 Run twice: as the library does it (asymmetric likelihood, `with_asymmetry`) and with the asymmetry switched
 off (a symmetric parabola, the rule before 2026-12-05). These are the figures docs/refine.md quotes for
 keeping the asymmetric likelihood (pooled mean over every store, optimizer and k) and for the posterior
-mean over the risk-adjusted answer (``refine_prefer``, per store). Training-only: no target run is read.
+mean over the risk-adjusted answer (``refine_prefer``, per store). A last section replays the held-out
+rung with the prior as wide as the full ladder's law makes it at the target (:func:`target_width_check`),
+so the runs are placed as at the target, and compares the current valley noise with 258593f's. Training-only:
+no target run's loss is read (the target's size and tokens come from its runs' configuration).
 
 Run from the repository root, on the stores of `benchmarks/extrapolation.py` (v3 and the GNU-manuals
 ladder, issue 25):
 
     .venv/bin/python benchmarks/refine_check.py --store V3.db --store INFO.db
 
-(about a minute; without ``--store``, the stores `make bench` leaves: benchmarks/results/extrapolation.db and
+(a few seconds; without ``--store``, the stores `make bench` leaves: benchmarks/results/extrapolation.db and
 extrapolation_info.db, run after benchmarks/extrapolation.py). Writes benchmarks/results/refine_check.json and its RESULTS.md section.
 """
 
