@@ -84,6 +84,7 @@ def target_width_check(store: str) -> dict:
 
     import pandas as pd
 
+    from oasl.errors import FitError
     from oasl.laws.pipeline import fit_laws
     from oasl.store import SQLiteStore
     from oasl.validate.refine import ladder_risk, ladder_valley, refine, with_asymmetry
@@ -96,10 +97,15 @@ def target_width_check(store: str) -> dict:
         return {"why": "no target runs' configuration in the store"}
     n_t, d_t = float(target["n_params"].max()), float(target["tokens"].iloc[0])
     sizes = sorted(sweep["n_params"].unique())
+    if len(sizes) < 3:
+        return {"why": f"{len(sizes)} rung(s): the check needs 3"}
     held, train = sizes[-1], sweep[sweep["n_params"] < sizes[-1]]
-    full = fit_laws(sweep, hps=["lr"]).laws["lr"]
-    part = fit_laws(train, hps=["lr"])
-    law, optima = part.laws["lr"], part.optima["lr"]
+    try:
+        full = fit_laws(sweep, hps=["lr"]).laws["lr"]
+        part = fit_laws(train, hps=["lr"])
+        law, optima = part.laws["lr"], part.optima["lr"]
+    except (FitError, KeyError) as exc:
+        return {"why": f"no lr law: {exc}"}
     out: dict = {"target_n_params": n_t, "optimizers": {}}
     for opt, sub in sweep[sweep["n_params"] == held].groupby("optimizer"):
 
