@@ -67,3 +67,23 @@ def test_bad_files(tmp_path):
         load_laws(bad)
     with pytest.raises(ConfigError, match="cannot be saved"):
         save_laws(tmp_path / "x.json", {"lr": 0.001})
+
+
+def test_law_at_target_reads_n_from_the_users_rung(tmp_path):
+    """`oasl refine --laws` at a user's model: the law is evaluated at the rung's stated N (as the sweep and
+    validation use it), not at oasl's count of a GPT of that width and depth."""
+    from oasl.config import RunSpec
+    from oasl.models import count_params
+    from oasl.workflows import law_at_target
+
+    df = optima(np.random.default_rng(5))
+    path = save_laws(
+        tmp_path / "laws.json", {"lr": OptimizerLaw("power", ("N",), "lr", "shared_exponents").fit(df)}
+    )
+    base = {"shape": {"width": 64, "depth": 2}, "lr": 1e-3, "tokens": 10**6}
+    own = RunSpec(**base)
+    user = RunSpec(**base, model={"name": "xl", "d_model": 64, "n_layers": 2, "n_params": 5_000_000})
+    lr_own, _, _ = law_at_target(path, own)
+    lr_user, _, _ = law_at_target(path, user)
+    n_own = count_params(own.shape).n_params
+    assert lr_user / lr_own == pytest.approx((5e6 / n_own) ** -0.4, rel=0.1)  # the law's N^-0.4, at 5e6

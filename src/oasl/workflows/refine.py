@@ -9,7 +9,8 @@ from typing import Any
 
 def law_at_target(laws_path: str | Path, spec) -> tuple[float, tuple[float, float], str]:
     """The law of lr in the laws file ``laws_path`` (from ``oasl fit``) at the target run ``spec`` (a
-    :class:`~oasl.config.RunSpec`): (lr, its 90% interval, the law's formula). ConfigError, one line, when
+    :class:`~oasl.config.RunSpec`; N is its model rung's ``n_params`` when given, else oasl's count of its
+    shape): (lr, its 90% interval, the law's formula). ConfigError, one line, when
     the file has no lr law or it cannot predict for the spec's optimizer."""
     import pandas as pd
 
@@ -21,7 +22,8 @@ def law_at_target(laws_path: str | Path, spec) -> tuple[float, tuple[float, floa
     if "lr" not in laws:
         raise ConfigError(f"{laws_path} has no law of lr: fit one with `oasl fit --hp lr`")
     law = laws["lr"]
-    n = count_params(spec.shape).n_params
+    model = getattr(spec, "model", None)  # a user's model: its stated N, as the sweep and validation use it
+    n = int(model["n_params"]) if model and model.get("n_params") else count_params(spec.shape).n_params
     q = pd.DataFrame(
         {"N": [n], "D": [spec.tokens], "C": [6.0 * n * spec.tokens], "optimizer": [spec.optimizer]}
     )
