@@ -453,6 +453,11 @@ def main() -> None:
         "check: '/usr/share/info/*.info*.gz', the GNU manuals; .gz/.bz2/.xz files are read decompressed)",
     )
     ap.add_argument(
+        "--corpus-text-field",
+        default=None,
+        help="the field holding the text in --corpus's .jsonl records or parquet columns (default: text)",
+    )
+    ap.add_argument(
         "--corpus-max-bytes",
         type=int,
         default=None,
@@ -476,6 +481,8 @@ def main() -> None:
         data["sweep"]["corpus"] = {"source": "files", "paths": list(args.corpus)}
         if args.corpus_max_bytes:
             data["sweep"]["corpus"]["max_bytes"] = args.corpus_max_bytes
+        if args.corpus_text_field:
+            data["sweep"]["corpus"]["text_field"] = args.corpus_text_field
     gpu = args.ladder == "gpu"
     store = args.store or f"benchmarks/results/extrapolation{'_gpu' if gpu else ''}.db"
     spec = build(ValidateSpec, data)
