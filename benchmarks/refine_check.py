@@ -55,25 +55,15 @@ def check(df, asymmetric: bool) -> dict:
         return risk_check(df)
 
 
-def seed_mean_noise(runs, optimizer: str, window: float = 1.2) -> float:
+def seed_mean_noise(runs, optimizer: str) -> float:
     """The valley noise as the refinement measured it before 2026-12-05 (258593f): the residual sd of the
-    seed-MEAN losses about their parabola, median over sizes (kept here only to compare the two rules)."""
-    from oasl.validate.refine import NOISE_MIN, Valley
+    seed-MEAN losses about their parabola (kept here only to compare the two rules), which is
+    :func:`~oasl.validate.refine.ladder_valley`'s noise on a ladder of one (mean) run per lr."""
+    from oasl.validate.refine import ladder_valley
 
     df = runs[(runs["optimizer"] == optimizer) & (runs["status"] == "done")]
-    resid = []
-    for _, sub in df.groupby("n_params"):
-        mean = sub.groupby("lr")["final_val_loss"].mean()
-        x, y = np.log(mean.index.to_numpy(float)), mean.to_numpy(float) / mean.min()
-        near = np.abs(x - x[np.argmin(y)]) <= window
-        if near.sum() < 4:
-            continue
-        coef = np.polyfit(x[near], y[near], 2)
-        if coef[0] <= 0:
-            continue
-        fitted = np.polyval(coef, x[near])
-        resid.append(float(np.sqrt(np.sum((y[near] - fitted) ** 2) / max(near.sum() - 3, 1))))
-    return max(float(np.median(resid)), NOISE_MIN) if resid else Valley().noise
+    means = df.groupby(["n_params", "lr"], as_index=False)["final_val_loss"].mean()
+    return ladder_valley(means.assign(optimizer=optimizer, status="done"), optimizer).noise
 
 
 def target_width_check(store: str) -> dict:
@@ -88,7 +78,7 @@ def target_width_check(store: str) -> dict:
     from oasl.laws.pipeline import fit_laws
     from oasl.store import SQLiteStore
     from oasl.validate.refine import ladder_risk, ladder_valley, refine, with_asymmetry
-    from oasl.validate.riskcheck import _seed_losses, read_off
+    from oasl.validate.riskcheck import read_off, seed_replay
 
     every = SQLiteStore(store).to_dataframe(finished_only=True)
     sweep = every[every["role"].fillna("sweep") == "sweep"]
@@ -121,8 +111,8 @@ def target_width_check(store: str) -> dict:
         risk = ladder_risk(tr, op, opt)
         now = with_asymmetry(ladder_valley(tr, opt), risk)
         before = replace(now, noise=seed_mean_noise(tr, opt), scatter=None)
-        fns = [f for sd in sorted(sub["seed"].unique()) if (f := _seed_losses(sub, sd)) is not None]
-        row = {"centre": centre, "interval": list(interval), "target_interval": [lo_t, hi_t], "law": {}}
+        fns = [f for sd in sorted(sub["seed"].unique()) if (f := seed_replay(sub, sd)) is not None]
+        row = {"centre": centre, "interval": list(interval), "target_interval": [lo_t, hi_t], "valleys": {}}
         row["law_regret_pct"] = read_off(sub, centre)["regret_pct"]
         for name, valley in (("current", now), ("seed_mean_noise", before)):
             cells = {}
@@ -132,7 +122,7 @@ def target_width_check(store: str) -> dict:
                     "regret_pct": float(np.mean([read_off(sub, r.lr)["regret_pct"] for r in res])),
                     "step": float(max(v / centre for v in res[0].lrs[:2])),
                 }
-            row["law"][name] = cells
+            row["valleys"][name] = cells
         out["optimizers"][str(opt)] = row
     return out
 
@@ -216,7 +206,7 @@ def main() -> None:
     for store in stores:
         tw = out["target_width"][store] = target_width_check(store)
         for opt, row in tw.get("optimizers", {}).items():
-            for name, cells in row["law"].items():
+            for name, cells in row["valleys"].items():
                 pooled_t[name] += [c["regret_pct"] for c in cells.values()]
                 body = " | ".join(
                     f"{cells[k]['regret_pct']:.2f}% (x/÷ {cells[k]['step']:.2f})" for k in sorted(cells)

@@ -27,7 +27,6 @@ Writes benchmarks/results/refine_steplaw.json and its RESULTS.md section.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -40,8 +39,7 @@ from _common import write_result  # noqa: E402
 from laws_steplaw import LOSS, fit_variants, load, locate  # noqa: E402
 
 from oasl.validate.refine import ladder_risk, ladder_valley, refine, with_asymmetry, zero_run  # noqa: E402
-from oasl.validate.riskcheck import read_off  # noqa: E402
-from oasl.validate.stats import seed0_curve  # noqa: E402
+from oasl.validate.riskcheck import read_off, seed_replay  # noqa: E402
 
 KS = (2, 3, 4)
 
@@ -76,15 +74,6 @@ def ladder_frames(train: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return pd.concat(frames, ignore_index=True), pd.DataFrame(optima)
 
 
-def replay(frame: pd.DataFrame):
-    """``train(lrs) -> losses`` on the slice (interpolated in log lr, as the validation replays)."""
-    curve = seed0_curve(
-        dict(zip(frame["lr"].to_numpy(float), frame["final_val_loss"].to_numpy(float), strict=True))
-    )
-    x, y = curve
-    return lambda lrs: [float(np.interp(math.log(v), x, y)) for v in lrs]
-
-
 def run(runs: pd.DataFrame, opt: pd.DataFrame) -> list[dict]:
     n_values = sorted(runs["N"].unique())
     rows = []
@@ -103,7 +92,7 @@ def run(runs: pd.DataFrame, opt: pd.DataFrame) -> list[dict]:
             grid_bs = np.sort(cell["bs"].unique())
             bs = float(grid_bs[np.argmin(np.abs(np.log(grid_bs * 2048 / bt)))])
             sl = slice_frame(cell[cell["bs"] == bs], float(n_t))
-            train_fn = replay(sl)
+            train_fn = seed_replay(sl)
             best_lr = float(sl.loc[sl["final_val_loss"].idxmin(), "lr"])
             row = {
                 "N": float(n_t),

@@ -263,8 +263,11 @@ class CommandTrainer(Trainer):
         n_records, offset, stopped_by_oasl = 0, 0, False
         t0 = time.monotonic()
         try:
-            with open(stderr_path, "wb") as err, open(stdout_path, "wb") as out:
-                if output is not None:
+            with (
+                open(stderr_path, "wb") as err,
+                open(stdout_path, "wb") if output is not None else contextlib.nullcontext() as out,
+            ):
+                if out is not None:
                     stdout = out  # read by the loss pattern
                 else:
                     stdout = subprocess.DEVNULL if os.environ.get("OASL_COMMAND_STDOUT") != "1" else None

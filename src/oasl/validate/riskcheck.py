@@ -47,7 +47,7 @@ def uses_risk(check: dict[str, Any], k: int) -> bool:
     return check.get(key) == "risk"
 
 
-def _seed_losses(runs: pd.DataFrame, seed=None):
+def seed_replay(runs: pd.DataFrame, seed=None):
     """``train(lrs) -> losses`` replaying one seed's runs (``seed``; the first when None) of one size and
     optimizer as the validation's replay does (:func:`oasl.validate.stats.seed0_curve`); None with fewer
     than 2 finite runs."""
@@ -135,21 +135,19 @@ def risk_check(runs: pd.DataFrame, features: tuple[str, ...] | None = None) -> d
             "risk_regret_pct": read_off(sub, point)["regret_pct"],
         }
         seeds = sorted(sub["seed"].unique()) if "seed" in sub else [None]
-        trains = [(sd, f) for sd in seeds if (f := _seed_losses(sub, sd)) is not None]
+        trains = [(sd, f) for sd in seeds if (f := seed_replay(sub, sd)) is not None]
         if risk is not None and trains:
             # every seed's valley replayed (each one draw of the runs' noise), the regrets averaged
             row["refine"] = {}
             for k in REFINE_KS:
-                cell: dict[str, Any] = {"mean": [], "risk": [], "lrs": {}}
-                for sd, fn in trains:
-                    for name, r in (("mean", None), ("risk", risk)):
-                        res = refine(centre, (lo, hi), k, fn, valley, risk=r)
-                        cell[name].append(read_off(sub, res.lr)["regret_pct"])
-                        if name == "mean":
-                            cell["lrs"][str(sd)] = res.lrs
-                cell["mean"], cell["risk"] = float(np.mean(cell["mean"])), float(np.mean(cell["risk"]))
-                cell["seeds"] = len(trains)
-                row["refine"][str(k)] = cell
+                mean = {sd: refine(centre, (lo, hi), k, fn, valley) for sd, fn in trains}
+                adjusted = [refine(centre, (lo, hi), k, fn, valley, risk=risk) for _, fn in trains]
+                row["refine"][str(k)] = {
+                    "mean": float(np.mean([read_off(sub, r.lr)["regret_pct"] for r in mean.values()])),
+                    "risk": float(np.mean([read_off(sub, r.lr)["regret_pct"] for r in adjusted])),
+                    "lrs": {str(sd): r.lrs for sd, r in mean.items()},
+                    "seeds": len(trains),
+                }
     rows = out["optimizers"].values()
     if not rows:
         return {"prefer": "centre", "why": "no optimizer could be predicted at the held-out rung"}
