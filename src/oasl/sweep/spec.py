@@ -243,19 +243,16 @@ def _token_budgets(value: Any, n_params: int) -> list[int]:
 
 def _rung_n_params(shape: ModelShape, model: dict[str, Any] | None, tokens: Any) -> int:
     """N of a rung for ``tokens: {ratio: r}``: the rung's ``n_params`` when given, else oasl's count."""
-    from oasl.models import count_params
-    from oasl.trainers.params import DEPTH_KEYS, WIDTH_KEYS
+    from oasl.trainers.params import DEPTH_KEYS, WIDTH_KEYS, n_params_of, stated_n_params
 
-    if model is not None and model.get("n_params") is not None:
-        return int(model["n_params"])
     known = model is None or (any(k in model for k in WIDTH_KEYS) and any(k in model for k in DEPTH_KEYS))
-    if not known and isinstance(tokens, dict):
+    if stated_n_params(model) is None and not known and isinstance(tokens, dict):
         name = model.get("name", model) if model else model
         raise ConfigError(
             f"tokens: {{ratio: r}} needs the non-embedding n_params of ladder rung {name}: oasl cannot count a "
             "model without width/d_model and depth/n_layers; add `n_params:` to the rung or give tokens as numbers"
         )
-    return count_params(shape).n_params
+    return n_params_of(shape, model)
 
 
 def expand(spec: SweepSpec) -> list[RunSpec]:

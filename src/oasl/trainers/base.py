@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from oasl.config import RunSpec
 from oasl.errors import TrainerError
-from oasl.trainers.params import arch_known, run_params
+from oasl.trainers.params import arch_known, run_params, stated_n_params
 
 if TYPE_CHECKING:
     from oasl.train.result import RunResult
@@ -173,8 +173,8 @@ def trial_result(trial: Trial, metrics: Any, wall_s: float) -> RunResult:
     counted = count_params(spec.shape) if arch_known(spec) else None
     note = None
     n_params = out.pop("n_params", None)
-    if n_params is None and spec.model is not None and spec.model.get("n_params") is not None:
-        n_params = spec.model["n_params"]  # the ladder rung states it
+    if n_params is None:
+        n_params = stated_n_params(spec.model)  # the ladder rung states it
     if n_params is None:
         if counted is None:
             raise TrainerError(

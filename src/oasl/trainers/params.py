@@ -67,6 +67,23 @@ def builtin_shape(rung: dict[str, Any], defaults: dict[str, Any], where: str) ->
     return build(ModelShape, data, what=where)
 
 
+def stated_n_params(model: dict[str, Any] | None) -> int | None:
+    """The non-embedding N a ladder rung (or target config) states as ``n_params``; None when it states none."""
+    if model is not None and model.get("n_params") is not None:
+        return int(model["n_params"])
+    return None
+
+
+def n_params_of(shape: ModelShape, model: dict[str, Any] | None) -> int:
+    """N of a model: the rung's stated ``n_params`` when given, else oasl's count of a GPT of ``shape``."""
+    stated = stated_n_params(model)
+    if stated is not None:
+        return stated
+    from oasl.models import count_params
+
+    return count_params(shape).n_params
+
+
 def arch_known(spec: RunSpec) -> bool:
     """Whether oasl can count ``spec``'s parameters (built-in GPT, or a rung naming width and depth)."""
     if spec.model is None:

@@ -127,15 +127,12 @@ def validate(
     ``validation.json`` (schema: :mod:`oasl.validate.results`) and ``laws.json`` (the validated law, as
     ``oasl fit`` writes it) there. Returns the :class:`ValidationResult`; its ``fit`` attribute holds the
     :class:`~oasl.laws.pipeline.FitReport`."""
-    from oasl.models import count_params
+    from oasl.trainers.params import n_params_of
 
     log = log or (lambda msg: None)
     target_shape = spec.target_shape()
     n_target = spec.target_n_params()
-    n_max = max(
-        int(m["n_params"]) if m and m.get("n_params") else count_params(s).n_params
-        for s, m in spec.sweep.rungs()
-    )
+    n_max = max(n_params_of(s, m) for s, m in spec.sweep.rungs())
     if n_target < spec.min_ratio * n_max:
         raise SweepError(
             f"target N={n_target:,} is only {n_target / n_max:.1f}x the largest swept N={n_max:,}: "

@@ -97,12 +97,9 @@ class ValidateSpec(_Spec):
 
     def target_n_params(self) -> int:
         """N of the target: its config's ``n_params`` when given, else oasl's count of its shape."""
-        from oasl.models import count_params
+        from oasl.trainers.params import n_params_of
 
-        model = self.target_model()
-        if model is not None and model.get("n_params") is not None:
-            return int(model["n_params"])
-        return count_params(self.target_shape()).n_params
+        return n_params_of(self.target_shape(), self.target_model())
 
 
 def load_validate(path) -> ValidateSpec:

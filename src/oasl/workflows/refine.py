@@ -16,14 +16,15 @@ def law_at_target(laws_path: str | Path, spec) -> tuple[float, tuple[float, floa
 
     from oasl.errors import ConfigError
     from oasl.laws import load_laws
-    from oasl.models import count_params
+    from oasl.trainers.params import n_params_of
 
     laws, _ = load_laws(laws_path)
     if "lr" not in laws:
         raise ConfigError(f"{laws_path} has no law of lr: fit one with `oasl fit --hp lr`")
     law = laws["lr"]
-    model = getattr(spec, "model", None)  # a user's model: its stated N, as the sweep and validation use it
-    n = int(model["n_params"]) if model and model.get("n_params") else count_params(spec.shape).n_params
+    n = n_params_of(
+        spec.shape, spec.model
+    )  # a user's model: its stated N, as the sweep and validation use it
     q = pd.DataFrame(
         {"N": [n], "D": [spec.tokens], "C": [6.0 * n * spec.tokens], "optimizer": [spec.optimizer]}
     )
