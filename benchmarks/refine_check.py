@@ -10,7 +10,9 @@ off (a symmetric parabola, the rule before 2026-12-05). These are the figures do
 keeping the asymmetric likelihood (pooled mean over every store, optimizer and k) and for the posterior
 mean over the risk-adjusted answer (``refine_prefer``, per store). A last section replays the held-out
 rung with the prior as wide as the full ladder's law makes it at the target (:func:`target_width_check`),
-so the runs are placed as at the target, and compares the current valley noise with 258593f's. Training-only:
+so the runs are placed as at the target, and compares the current valley noise with 258593f's. The last
+section puts an alternative likelihood to both (each side's curvature marginalised on its own,
+``Valley(sides="independent")``) by a criterion fixed before it ran. Training-only:
 no target run's loss is read (the target's size and tokens come from its runs' configuration).
 
 Run from the repository root, on the stores of `benchmarks/extrapolation.py` (v3 and the GNU-manuals
@@ -34,6 +36,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import write_result  # noqa: E402
 
+from oasl.validate.riskcheck import TIE_PCT  # noqa: E402
+
 DEFAULT_STORES = ("benchmarks/results/extrapolation.db", "benchmarks/results/extrapolation_info.db")
 
 
@@ -45,13 +49,20 @@ def sweep_runs(store: str):
     return df[df["role"].fillna("sweep") == "sweep"] if "role" in df else df
 
 
-def check(df, asymmetric: bool) -> dict:
-    """:func:`oasl.validate.riskcheck.risk_check`, with the likelihood's asymmetry on or off."""
+def check(df, asymmetric: bool, sides: str = "tied") -> dict:
+    """:func:`oasl.validate.riskcheck.risk_check`, with the likelihood's asymmetry on or off, and its two
+    sides' curvatures tied (the library's rule) or marginalised independently (``sides``)."""
+    from dataclasses import replace
+
+    from oasl.validate import refine
     from oasl.validate.riskcheck import risk_check
 
-    if asymmetric:
-        return risk_check(df)
-    with mock.patch("oasl.validate.refine.with_asymmetry", lambda valley, risk: valley):
+    shipped = refine.with_asymmetry
+
+    def valley_of(valley, risk):
+        return replace(shipped(valley, risk) if asymmetric else valley, sides=sides)
+
+    with mock.patch("oasl.validate.refine.with_asymmetry", valley_of):
         return risk_check(df)
 
 
@@ -111,10 +122,11 @@ def target_width_check(store: str) -> dict:
         risk = ladder_risk(tr, op, opt)
         now = with_asymmetry(ladder_valley(tr, opt), risk)
         before = replace(now, noise=seed_mean_noise(tr, opt), scatter=None)
+        untied = replace(now, sides="independent")
         fns = [f for sd in sorted(sub["seed"].unique()) if (f := seed_replay(sub, sd)) is not None]
         row = {"centre": centre, "interval": list(interval), "target_interval": [lo_t, hi_t], "valleys": {}}
         row["law_regret_pct"] = read_off(sub, centre)["regret_pct"]
-        for name, valley in (("current", now), ("seed_mean_noise", before)):
+        for name, valley in (("current", now), ("seed_mean_noise", before), ("independent_sides", untied)):
             cells = {}
             for k in (2, 3, 4):
                 res = [refine(centre, interval, k, fn, valley) for fn in fns]
@@ -201,7 +213,7 @@ def main() -> None:
         "| store | optimizer | law alone | valley | k=2 | k=3 | k=4 |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
-    pooled_t: dict[str, list[float]] = {"current": [], "seed_mean_noise": []}
+    pooled_t: dict[str, list[float]] = {"current": [], "seed_mean_noise": [], "independent_sides": []}
     out["target_width"] = {}
     for store in stores:
         tw = out["target_width"][store] = target_width_check(store)
@@ -220,6 +232,36 @@ def main() -> None:
         "",
         f"Pooled: **current {tmeans['current']:.2f}% vs seed-mean noise {tmeans['seed_mean_noise']:.2f}%** "
         "(report only: the rule was not changed on it).",
+    ]
+    # an alternative likelihood put to both checks (session 14's criterion, fixed before it ran: adopt iff the
+    # mean of the 24 held-out-rung and target-width regrets is lower by more than TIE_PCT)
+    held_i = []
+    for store in stores:
+        c = check(sweep_runs(store), True, sides="independent")
+        held_i += [
+            v["mean"] for row in c.get("optimizers", {}).values() for v in (row.get("refine") or {}).values()
+        ]
+    tied = float(np.mean(pooled["asymmetric"] + pooled_t["current"]))
+    indep = float(np.mean(held_i + pooled_t["independent_sides"]))
+    out["sides"] = {
+        "tied": {"held_out": means["asymmetric"], "target_width": tmeans["current"], "both": tied},
+        "independent": {
+            "held_out": float(np.mean(held_i)) if held_i else float("nan"),
+            "target_width": tmeans["independent_sides"],
+            "both": indep,
+        },
+    }
+    verdict = "independent" if indep < tied - TIE_PCT else "tied (kept)"
+    out["sides"]["verdict"] = verdict
+    lines += [
+        "",
+        "The two sides' curvatures in the likelihood: tied (one multiplier, the ladder's asymmetry fixed; the "
+        "library's rule) or each marginalised on its own (log-normal, sd log 2). Criterion fixed before it "
+        f"ran: the independent sides only if the mean over both checks' {len(held_i) + len(pooled_t['current'])} "
+        f"cases is lower by more than {TIE_PCT}% of the loss. Held-out rung "
+        f"{out['sides']['tied']['held_out']:.2f}% tied vs {out['sides']['independent']['held_out']:.2f}% "
+        f"independent; target width {tmeans['current']:.2f}% vs {tmeans['independent_sides']:.2f}%; both "
+        f"**{tied:.3f}% vs {indep:.3f}%: {verdict}**.",
     ]
     text = "\n".join(lines)
     write_result("refine_check", out, text)

@@ -93,6 +93,21 @@ def test_the_likelihood_takes_the_valleys_measured_asymmetry():
     assert with_asymmetry(Valley(0.04, 0.002), ValleyShape(curv_below=0.0, curv_above=0.06)).asym == 1.0
 
 
+def test_independent_sides_read_an_unexpectedly_steep_side_less_as_a_shift():
+    from dataclasses import replace
+
+    # the ladder said symmetric; the target's upper side is 3x steeper, the optimum at the law's centre
+    c, d = 1e-3, 1.0
+    lrs, losses = [c * math.exp(-d), c * math.exp(d)], [3.0 * (1 + 0.05 * d * d), 3.0 * (1 + 0.15 * d * d)]
+    valley = Valley(curvature=0.05, noise=0.003, scatter=0.003)
+    tied = fit_runs(c, (c / 3, c * 3), lrs, losses, valley)
+    free = fit_runs(c, (c / 3, c * 3), lrs, losses, replace(valley, sides="independent"))
+    # tied sides must read the excess rise as an optimum below the centre; free sides keep more doubt
+    assert math.log(tied.lr / c) < -0.4
+    assert math.log(tied.lr / c) < math.log(free.lr / c) < 0
+    assert math.log(free.interval[1] / free.interval[0]) > math.log(tied.interval[1] / tied.interval[0])
+
+
 def test_refine_rejects_a_bad_budget_and_centre():
     from oasl.errors import ConfigError
 

@@ -73,6 +73,9 @@ class Valley:
     #: run-to-run sd of one run's relative loss at a fixed lr (seeds of the ladder); None: not measured
     #: (a single-seed ladder), ``noise`` stands for it
     scatter: float | None = None
+    #: how the likelihood lets the target's valley differ from the ladder's: "tied" (one curvature
+    #: multiplier for both sides, the asymmetry fixed) or "independent" (each side's its own)
+    sides: str = "tied"
 
     def min_step(self) -> float:
         """Log-lr distance at which the valley rises by 4 sds of run-to-run scatter: runs closer than that
@@ -138,7 +141,9 @@ def posterior(
     finite runs under ``L / L_min = a + c w (x - x*)^2`` with Gaussian noise ``valley.noise`` (``a``
     profiled out, ``c`` on a log grid around ``valley.curvature`` with a log-normal prior, sd log 2; ``w``
     = 2 r / (1 + r) above the optimum and 2 / (1 + r) below it, ``r = valley.asym``, so the mean of the two
-    sides' curvatures stays ``c``); a diverged run at ``x_d`` excludes ``x* >= x_d``."""
+    sides' curvatures stays ``c``; with ``valley.sides == "independent"`` each side has its own multiplier,
+    a variant the refinement's check rejected, docs/refine.md); a diverged run at ``x_d`` excludes
+    ``x* >= x_d``."""
     mu = math.log(center)
     x = np.log(np.asarray(lrs, dtype=float))
     y = np.asarray(losses, dtype=float)
@@ -160,10 +165,20 @@ def posterior(
         # r[c, g, i] = y_i - c w (x_i - x*_g)^2; the offset a profiled out by centring over runs
         d = xs[None, :] - grid[:, None]
         ra = valley.asym if math.isfinite(valley.asym) and valley.asym > 0 else 1.0
-        q = np.where(d > 0, 2 * ra / (1 + ra), 2 / (1 + ra)) * d**2
-        r = yr[None, None, :] - (valley.curvature * mult)[:, None, None] * q[None, :, :]
+        above = d > 0
+        qa = np.where(above, 2 * ra / (1 + ra) * d**2, 0.0)
+        qb = np.where(above, 0.0, 2 / (1 + ra) * d**2)
+        cm = valley.curvature * mult
+        if valley.sides == "independent":
+            # each side's curvature its own multiplier: [c_above, c_below, grid, run] flattened to [c, ...]
+            r = yr - cm[:, None, None, None] * qa - cm[None, :, None, None] * qb
+            r = r.reshape(mult.size**2, *d.shape)
+            lpc = (log_prior_c[:, None] + log_prior_c[None, :]).ravel()
+        else:
+            r = yr[None, None, :] - cm[:, None, None] * (qa + qb)[None, :, :]
+            lpc = log_prior_c
         sse = ((r - r.mean(axis=2, keepdims=True)) ** 2).sum(axis=2)
-        ll = -sse / (2 * s2) + log_prior_c[:, None]
+        ll = -sse / (2 * s2) + lpc[:, None]
         m = ll.max(axis=0)
         logp = logp + m + np.log(np.exp(ll - m).sum(axis=0))
     if not np.any(np.isfinite(logp)):  # every candidate cut off: the optimum lies below every run
