@@ -96,6 +96,8 @@ def test_the_likelihood_takes_the_valleys_measured_asymmetry():
 def test_independent_sides_read_an_unexpectedly_steep_side_less_as_a_shift():
     from dataclasses import replace
 
+    from oasl.errors import ConfigError
+
     # the ladder said symmetric; the target's upper side is 3x steeper, the optimum at the law's centre
     c, d = 1e-3, 1.0
     lrs, losses = [c * math.exp(-d), c * math.exp(d)], [3.0 * (1 + 0.05 * d * d), 3.0 * (1 + 0.15 * d * d)]
@@ -106,6 +108,8 @@ def test_independent_sides_read_an_unexpectedly_steep_side_less_as_a_shift():
     assert math.log(tied.lr / c) < -0.4
     assert math.log(tied.lr / c) < math.log(free.lr / c) < 0
     assert math.log(free.interval[1] / free.interval[0]) > math.log(tied.interval[1] / tied.interval[0])
+    with pytest.raises(ConfigError, match="valley sides 'both'"):
+        Valley(sides="both")
 
 
 def test_refine_rejects_a_bad_budget_and_centre():

@@ -77,6 +77,12 @@ class Valley:
     #: multiplier for both sides, the asymmetry fixed) or "independent" (each side's its own)
     sides: str = "tied"
 
+    def __post_init__(self) -> None:
+        if self.sides not in ("tied", "independent"):
+            from oasl.errors import ConfigError
+
+            raise ConfigError(f"valley sides {self.sides!r}: use 'tied' or 'independent'")
+
     def min_step(self) -> float:
         """Log-lr distance at which the valley rises by 4 sds of run-to-run scatter: runs closer than that
         are not told apart. The scatter, not ``noise``: the parabola's misfit, which ``noise`` also holds,
