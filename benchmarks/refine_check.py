@@ -72,6 +72,9 @@ def alternatives() -> dict:
     def untied(valley, risk):
         return replace(shipped_asym(valley, risk), sides="independent")
 
+    def bound(valley, risk):
+        return replace(shipped_asym(valley, risk), cliff="bound")
+
     def pretest(center, interval, lrs, losses, valley=None, batch_seqs=None, risk=None):
         res = shipped_fit(center, interval, lrs, losses, valley, batch_seqs, risk)
         finite = int(np.isfinite(np.asarray(losses, dtype=float)).sum())
@@ -84,6 +87,11 @@ def alternatives() -> dict:
             mock.patch("oasl.validate.refine.with_asymmetry", untied),
             "each side's curvature marginalised on its own (log-normal, sd log 2; "
             '`Valley(sides="independent")`) instead of one multiplier with the ladder\'s asymmetry fixed',
+        ),
+        "cliff as bound": (
+            mock.patch("oasl.validate.refine.with_asymmetry", bound),
+            "a run above the best one, risen more than the ladder's parabola rises x3.3 above the optimum, "
+            'is left out of the parabola and bounds the optimum, like a diverged run (`Valley(cliff="bound")`)',
         ),
         "pre-test": (
             mock.patch("oasl.validate.refine.fit_runs", pretest),

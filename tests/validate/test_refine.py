@@ -33,7 +33,8 @@ def valley_loss(c=0.04, asym=0.0, noise=0.0, seed=0, x_star=X_STAR):
 def test_two_runs_find_the_optimum_when_the_interval_covers_it(offset):
     center = math.exp(X_STAR + offset)
     interval = (center / 3.0, center * 3.0)  # covers the optimum
-    r = refine(center, interval, 2, valley_loss(noise=0.0005), Valley(0.04, 0.002))
+    # the parabola's own machinery: every run fitted (cliff="fit"; the cliff rule is tested below)
+    r = refine(center, interval, 2, valley_loss(noise=0.0005), Valley(0.04, 0.002, cliff="fit"))
     assert len(r.lrs) == 2 and r.lrs[0] < center < r.lrs[1]
     # within 15% in lr: under 0.1% regret on this valley, where the law alone was off by up to 1.8x
     assert abs(math.log(r.lr) - X_STAR) < 0.15
@@ -52,12 +53,62 @@ def test_one_run_is_the_law_and_more_runs_get_closer():
 
 
 def test_an_interval_that_misses_the_valley_is_flagged():
-    center = math.exp(X_STAR + 3.0)  # 20x too high, with a narrow interval
-    r = refine(center, (center / 1.5, center * 1.5), 2, valley_loss(), Valley(0.04, 0.002))
+    center = math.exp(X_STAR + 3.0)  # 20x too high, with a narrow interval, on a parabola 20x wide
+    parabola = Valley(0.04, 0.002, cliff="fit")
+    r = refine(center, (center / 1.5, center * 1.5), 2, valley_loss(), parabola)
     assert "beyond" in r.flags and "below" in r.messages[0]
     # more runs walk down the valley to it
-    r4 = refine(center, (center / 1.5, center * 1.5), 4, valley_loss(), Valley(0.04, 0.002))
+    r4 = refine(center, (center / 1.5, center * 1.5), 4, valley_loss(), parabola)
     assert abs(math.log(r4.lr) - X_STAR) < 0.3
+    # the cliff rule reads the upper run's steep rise as a cliff: the answer is bounded below it, and
+    # walks down more slowly (on a real valley, runs 13-30x above the optimum sit on the plateau anyway)
+    rc = refine(center, (center / 1.5, center * 1.5), 4, valley_loss(), Valley(0.04, 0.002))
+    assert "cliff" in rc.flags and rc.lr < max(rc.lrs[:2]) and math.log(rc.lr) - X_STAR < 2.0
+
+
+def cliff_loss(c=0.04, wall=1.0, plateau=0.6, noise=0.0005, seed=0):
+    """train(lrs) -> losses of the CPU ladders' valley shape: a parabola below the optimum; above it a
+    much steeper rise that flattens into a plateau (``plateau`` relative loss above the optimum)."""
+    rng = np.random.default_rng(seed)
+
+    def train(lrs):
+        out = []
+        for lr in lrs:
+            u = math.log(lr) - X_STAR
+            rise = c * u * u if u <= 0 else min((c + wall) * u * u, plateau)
+            out.append(3.0 * (1 + rise + noise * rng.normal()))
+        return out
+
+    return train
+
+
+@pytest.mark.parametrize("offset", [-0.3, 0.0, 0.3])
+def test_a_run_over_the_cliff_bounds_the_optimum_instead_of_bending_the_parabola(offset):
+    center = math.exp(X_STAR + offset)
+    iv = (center / 3, center * 3)
+    fitted = refine(center, iv, 3, cliff_loss(), Valley(0.04, 0.002, cliff="fit"))
+    bounded = refine(center, iv, 3, cliff_loss(), Valley(0.04, 0.002))
+    # every run in the parabola: the plateau reads as a valley centred far below the optimum (x3-5 low)
+    assert math.log(fitted.lr) - X_STAR < -0.7 and fitted.flags == []
+    # the run on the plateau only bounds the optimum: the answer lands within x1.2 of it
+    assert abs(math.log(bounded.lr) - X_STAR) < 0.2
+    assert "cliff" in bounded.flags and "below them" in bounded.messages[0]
+
+
+def test_only_runs_above_the_best_one_can_be_over_the_cliff():
+    from oasl.validate.refine import over_cliff
+
+    v = Valley(0.04, 0.002)  # limit: 0.04 x 1.2^2 = 5.8% above the lowest run
+    lrs = [1e-3, 2e-3, 4e-3, 8e-3]
+    # the lowest-lr run 30% above the best is fitted (the slow side); the highest, 30% above, is a bound
+    assert list(over_cliff(lrs, [3.9, 3.0, 3.1, 3.9], v)) == [False, False, False, True]
+    assert not over_cliff(lrs, [3.9, 3.0, 3.1, 3.1], v).any()
+    assert not over_cliff(lrs, [3.9, 3.0, 3.1, 3.9], Valley(0.04, 0.002, cliff="fit")).any()
+    # a diverged run is never "over the cliff" (it is a bound already); one finite run: nothing to compare
+    assert list(over_cliff(lrs, [3.0, math.nan, 3.9, math.nan], v)) == [False, False, True, False]
+    assert not over_cliff(lrs[:2], [3.0, math.nan], v).any()
+    with pytest.raises(Exception, match="valley cliff 'maybe'"):
+        Valley(cliff="maybe")
 
 
 def test_a_valley_flatter_than_the_noise_is_flagged():
@@ -101,7 +152,7 @@ def test_independent_sides_read_an_unexpectedly_steep_side_less_as_a_shift():
     # the ladder said symmetric; the target's upper side is 3x steeper, the optimum at the law's centre
     c, d = 1e-3, 1.0
     lrs, losses = [c * math.exp(-d), c * math.exp(d)], [3.0 * (1 + 0.05 * d * d), 3.0 * (1 + 0.15 * d * d)]
-    valley = Valley(curvature=0.05, noise=0.003, scatter=0.003)
+    valley = Valley(curvature=0.05, noise=0.003, scatter=0.003, cliff="fit")
     tied = fit_runs(c, (c / 3, c * 3), lrs, losses, valley)
     free = fit_runs(c, (c / 3, c * 3), lrs, losses, replace(valley, sides="independent"))
     # tied sides must read the excess rise as an optimum below the centre; free sides keep more doubt

@@ -76,12 +76,24 @@ class Valley:
     #: how the likelihood lets the target's valley differ from the ladder's: "tied" (one curvature
     #: multiplier for both sides, the asymmetry fixed) or "independent" (each side's its own)
     sides: str = "tied"
+    #: what a run risen beyond the parabola's range above the best run is (:func:`over_cliff`): "bound"
+    #: (left out of the parabola; the optimum lies below it: the rule since 2026-12-05) or "fit" (a point
+    #: of the parabola like any other: the rule before)
+    cliff: str = "bound"
 
     def __post_init__(self) -> None:
-        if self.sides not in ("tied", "independent"):
-            from oasl.errors import ConfigError
+        from oasl.errors import ConfigError
 
+        if self.sides not in ("tied", "independent"):
             raise ConfigError(f"valley sides {self.sides!r}: use 'tied' or 'independent'")
+        if self.cliff not in ("fit", "bound"):
+            raise ConfigError(f"valley cliff {self.cliff!r}: use 'fit' or 'bound'")
+
+    def side_weights(self) -> tuple[float, float]:
+        """The curvature's factor above and below the optimum, ``2 r / (1 + r)`` and ``2 / (1 + r)`` for
+        ``r = asym`` (1 and 1 when the asymmetry is not a positive number)."""
+        r = self.asym if math.isfinite(self.asym) and self.asym > 0 else 1.0
+        return 2 * r / (1 + r), 2 / (1 + r)
 
     def min_step(self) -> float:
         """Log-lr distance at which the valley rises by 4 sds of run-to-run scatter: runs closer than that
@@ -162,6 +174,10 @@ def posterior(
     logp = -0.5 * (PRIOR_DOF + 1) * np.log1p(((grid - mu) / sd) ** 2 / PRIOR_DOF)
     for xd in x[~ok]:
         logp = np.where(grid < xd, logp, -np.inf)
+    cliff = over_cliff(lrs, losses, valley)
+    for xc in x[cliff]:  # a run over the cliff bounds the optimum from above, like a diverged one
+        logp = np.where(grid < xc, logp, -np.inf)
+    ok = ok & ~cliff
     if ok.sum() >= 2:
         yr = y[ok] / y[ok].min()
         xs = x[ok]
@@ -170,10 +186,10 @@ def posterior(
         s2 = valley.noise**2
         # r[c, g, i] = y_i - c w (x_i - x*_g)^2; the offset a profiled out by centring over runs
         d = xs[None, :] - grid[:, None]
-        ra = valley.asym if math.isfinite(valley.asym) and valley.asym > 0 else 1.0
+        wa, wb = valley.side_weights()
         above = d > 0
-        qa = np.where(above, 2 * ra / (1 + ra) * d**2, 0.0)
-        qb = np.where(above, 0.0, 2 / (1 + ra) * d**2)
+        qa = np.where(above, wa * d**2, 0.0)
+        qb = np.where(above, 0.0, wb * d**2)
         cm = valley.curvature * mult
         if valley.sides == "independent":
             # each side's curvature its own multiplier: [c_above, c_below, grid, run] flattened to [c, ...]
@@ -191,6 +207,23 @@ def posterior(
         logp = np.where(grid == grid.min(), 0.0, -np.inf)
     w = np.exp(logp - np.max(logp))
     return grid, w / w.sum()
+
+
+def over_cliff(lrs: Sequence[float], losses: Sequence[float], valley: Valley) -> np.ndarray:
+    """Which runs rose beyond the range the valley's parabola describes: with ``valley.cliff == "bound"``,
+    a finite run above the lowest run (in lr) whose loss exceeds the lowest run's by more than the
+    parabola rises at :data:`MAX_STEP` above the optimum (``c w_above MAX_STEP^2``, relative). Above the
+    optimum the CPU ladders' valleys are a cliff and then a plateau, where a parabola reads any run as a
+    large shift; below it they rise slowly and smoothly, so runs there are always fitted. All False for
+    "fit"."""
+    y = np.asarray(losses, dtype=float)
+    ok = np.isfinite(y)
+    if valley.cliff != "bound" or ok.sum() < 2:
+        return np.zeros(y.shape, dtype=bool)
+    x = np.log(np.asarray(lrs, dtype=float))
+    kb = int(np.flatnonzero(ok)[np.argmin(y[ok])])
+    limit = valley.curvature * valley.side_weights()[0] * MAX_STEP**2
+    return ok & (x > x[kb]) & (y / y[kb] - 1 > limit)
 
 
 def _risk_point(grid: np.ndarray, w: np.ndarray, risk) -> float:
@@ -304,6 +337,14 @@ def fit_runs(
             f"{int((~ok).sum())} run(s) diverged (lr {', '.join(f'{v:.3g}' for v in np.exp(x[~ok]))}): the "
             "optimum is taken to lie below them"
         )
+    cliff = over_cliff(lrs, losses, valley)
+    if cliff.any():
+        flags.append("cliff")
+        msgs.append(
+            f"{int(cliff.sum())} run(s) rose beyond the ladder's parabola (lr "
+            f"{', '.join(f'{v:.3g}' for v in np.exp(x[cliff]))}): the optimum is taken to lie below them"
+        )
+        ok = ok & ~cliff
     if ok.sum() >= 2:
         yr = y[ok] / y[ok].min()
         xs = x[ok]
