@@ -26,7 +26,20 @@ EXTRA = {
             "benchmarks/results/extrapolation_info.db",
             "--name",
             "extrapolation_info",
-        ]
+        ],
+        # a third corpus, the man pages (section extrapolation_man; the first 20 MB of them)
+        [
+            "--optimizers",
+            "adamw",
+            "--corpus",
+            "/usr/share/man/man1/*.gz",
+            "--corpus-max-bytes",
+            "20000000",
+            "--store",
+            "benchmarks/results/extrapolation_man.db",
+            "--name",
+            "extrapolation_man",
+        ],
     ],
     "transfer": [
         ["--tokens-per-param", "32", "--no-target", "--store", "benchmarks/results/transfer_scaled.db"]
