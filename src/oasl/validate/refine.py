@@ -17,7 +17,9 @@ parabola's misfit) and scatter ``s_r`` (the run-to-run part: seeds at one lr) ar
 
 After each run the posterior of ``x*`` is the prior times the parabola's likelihood of the runs (the
 offset ``a`` profiled out, ``c`` marginalised over a log-normal prior around the ladder's value, sd
-log 2), on a grid; a diverged run at ``x_d`` cuts off ``x* >= x_d``. The answer is the posterior mean
+log 2), on a grid; a diverged run at ``x_d`` cuts off ``x* >= x_d``, and so does a run above the best one
+that rose more than the parabola rises x3.3 above the optimum (:func:`over_cliff`: past the valley's
+cliff, where a parabola would read a plateau as a large shift). The answer is the posterior mean
 of ``x*`` (it minimises the expected squared log-lr error, hence the expected regret of a symmetric
 valley) with the posterior's 90% interval. With one run the posterior is the prior: the answer is the law.
 
