@@ -198,6 +198,40 @@ def target_width_check(store: str) -> dict:
     return out
 
 
+def first_steps(df) -> list[dict]:
+    """The valley's shape at the largest rung of a ladder's sweep runs, per optimizer: the seed-mean loss one
+    and two grid steps either side of the best tried lr, in % above the best, and ``ladder_risk``'s
+    asymmetry (fitted on the smaller rungs, as the refinement uses it) beside the first steps' ratio."""
+    from oasl.laws.pipeline import fit_laws
+    from oasl.validate.refine import ladder_risk
+
+    sizes = sorted(df["n_params"].unique())
+    train = df[df["n_params"] < sizes[-1]]
+    optima = fit_laws(train, hps=["lr"]).optima["lr"]
+    rows = []
+    for opt, sub in df[df["n_params"] == sizes[-1]].groupby("optimizer"):
+        mean = sub.groupby("lr")["final_val_loss"].mean()
+        y = 100 * (mean.to_numpy(float) / np.nanmin(mean.to_numpy(float)) - 1)
+        kb = int(np.nanargmin(y))
+        at = {j: float(y[kb + j]) if 0 <= kb + j < len(y) else float("nan") for j in (-2, -1, 1, 2)}
+        op = optima[optima["optimizer"] == opt] if "optimizer" in optima else optima
+        risk = ladder_risk(train[train["optimizer"] == opt], op, opt)
+        measured = (
+            risk.curv_above / risk.curv_below if risk is not None and risk.curv_below > 0 else float("nan")
+        )
+        rows.append(
+            {
+                "optimizer": str(opt),
+                "best_lr": float(mean.index[kb]),
+                "step": float(mean.index[1] / mean.index[0]),
+                "rise_pct": {str(j): v for j, v in at.items()},
+                "first_step_ratio": at[1] / at[-1] if at[-1] > 0 else float("nan"),
+                "ladder_risk_asym": measured,
+            }
+        )
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument(
@@ -292,6 +326,26 @@ def main() -> None:
         f"Pooled: **current {tmeans['current']:.2f}% vs seed-mean noise {tmeans['seed_mean_noise']:.2f}%** "
         "(report only: the rule was not changed on it).",
     ]
+    # the valley's shape near the optimum, against the asymmetry ladder_risk measures (report only)
+    lines += [
+        "",
+        "The valley near the largest rung's best tried lr (seed means, % above the best), one and two grid "
+        "steps either side, and `ladder_risk`'s asymmetry (curvature above over below, least squares through "
+        "the optimum within x/÷ 4.5, on the smaller rungs) beside the first steps' ratio:",
+        "",
+        "| store | optimizer | best lr | grid step | 2 below | 1 below | 1 above | 2 above | first steps' ratio | ladder_risk's asymmetry |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    out["first_steps"] = {}
+    for store in stores:
+        rows = out["first_steps"][store] = first_steps(sweep_runs(store))
+        for r in rows:
+            rise = r["rise_pct"]
+            lines.append(
+                f"| {Path(store).name} | {r['optimizer']} | {r['best_lr']:.3g} | x{r['step']:.2f} | "
+                + " | ".join(f"{rise[j]:+.1f}%" for j in ("-2", "-1", "1", "2"))
+                + f" | {r['first_step_ratio']:.1f} | {r['ladder_risk_asym']:.2f} |"
+            )
     # alternatives to the rule, each put to both checks by the criterion fixed before it ran
     rule = pooled["asymmetric"] + pooled_t["current"]
     out["alternatives"] = {"rule": {"held_out": means["asymmetric"], "target_width": tmeans["current"]}}
