@@ -93,6 +93,10 @@ def test_a_run_over_the_cliff_bounds_the_optimum_instead_of_bending_the_parabola
     # the run on the plateau only bounds the optimum: the answer lands within x1.2 of it
     assert abs(math.log(bounded.lr) - X_STAR) < 0.2
     assert "cliff" in bounded.flags and "below them" in bounded.messages[0]
+    # with two runs, one over the cliff: the message says the answer leans on the law and what to do
+    two = refine(center, iv, 2, cliff_loss(), Valley(0.04, 0.002))
+    assert "cliff" in two.flags and "raise k" in two.messages[0]
+    assert "raise k" not in bounded.messages[0]  # three runs: two are left to fit
 
 
 def test_only_runs_above_the_best_one_can_be_over_the_cliff():

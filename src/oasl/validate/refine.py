@@ -342,11 +342,17 @@ def fit_runs(
     cliff = over_cliff(lrs, losses, valley)
     if cliff.any():
         flags.append("cliff")
+        ok = ok & ~cliff
         msgs.append(
             f"{int(cliff.sum())} run(s) rose beyond the ladder's parabola (lr "
             f"{', '.join(f'{v:.3g}' for v in np.exp(x[cliff]))}): the optimum is taken to lie below them"
+            + (
+                "; with fewer than two runs left to fit, the answer leans on the law's: one more run (raise k) "
+                "finds the bottom"
+                if ok.sum() < 2
+                else ""
+            )
         )
-        ok = ok & ~cliff
     if ok.sum() >= 2:
         yr = y[ok] / y[ok].min()
         xs = x[ok]
