@@ -108,22 +108,21 @@ def alternatives() -> dict:
     }
 
 
-def both_checks(stores) -> tuple[list[float], list[float]]:
-    """The posterior-mean regrets of the held-out-rung check and of the target-width replays (the current
-    valley), every store, optimizer and k, as the library now stands (patched or not)."""
-    held, width = [], []
+def both_checks(stores) -> dict[str, dict[str, list[float]]]:
+    """The posterior-mean regrets of the held-out-rung check (``held``) and of the target-width replays
+    (``width``, the current valley), per "store optimizer" and k, as the library now stands (patched or
+    not)."""
+    out: dict[str, dict[str, list[float]]] = {}
     for store in stores:
         c = check(sweep_runs(store), True)
-        held += [
-            v["mean"] for row in c.get("optimizers", {}).values() for v in (row.get("refine") or {}).values()
-        ]
+        for opt, row in c.get("optimizers", {}).items():
+            cell = out.setdefault(f"{Path(store).stem} {opt}", {"held": [], "width": []})
+            cell["held"] += [v["mean"] for v in (row.get("refine") or {}).values()]
         t = target_width_check(store)
-        width += [
-            cell["regret_pct"]
-            for row in t.get("optimizers", {}).values()
-            for cell in row["valleys"]["current"].values()
-        ]
-    return held, width
+        for opt, row in t.get("optimizers", {}).items():
+            cell = out.setdefault(f"{Path(store).stem} {opt}", {"held": [], "width": []})
+            cell["width"] += [v["regret_pct"] for v in row["valleys"]["current"].values()]
+    return out
 
 
 def seed_mean_noise(runs, optimizer: str) -> float:
@@ -346,38 +345,48 @@ def main() -> None:
                 + " | ".join(f"{rise[j]:+.1f}%" for j in ("-2", "-1", "1", "2"))
                 + f" | {r['first_step_ratio']:.1f} | {r['ladder_risk_asym']:.2f} |"
             )
+
     # alternatives to the rule, each put to both checks by the criterion fixed before it ran
-    rule = pooled["asymmetric"] + pooled_t["current"]
-    out["alternatives"] = {"rule": {"held_out": means["asymmetric"], "target_width": tmeans["current"]}}
-    out["alternatives"]["rule"]["both"] = float(np.mean(rule))
+    def summary(cells: dict[str, dict[str, list[float]]]) -> dict:
+        held = [v for c in cells.values() for v in c["held"]]
+        width = [v for c in cells.values() for v in c["width"]]
+        return {
+            "held_out": float(np.mean(held)),
+            "target_width": float(np.mean(width)),
+            "both": float(np.mean(held + width)),
+            "cases": len(held + width),
+            "per_ladder": {k: float(np.mean(c["held"] + c["width"])) for k, c in cells.items()},
+        }
+
+    rule = summary(both_checks(stores))
+    out["alternatives"] = {"rule": rule}
     lines += [
         "",
-        f"The rule and its alternatives on both checks ({len(rule)} cases: the held-out rung and the target "
-        "width, posterior mean; regret in % of the loss). Each alternative was put to the checks by a "
-        f"criterion fixed before it ran (lower than the rule of the day by more than {TIE_PCT}% of the loss; "
-        "docs/refine.md has the decisions).",
+        f"The rule and its alternatives on both checks ({rule['cases']} cases: the held-out rung and the target "
+        "width, posterior mean; regret in % of the loss; per ladder and optimizer, the mean of its cases). "
+        "Each alternative was put to the checks by a criterion fixed before it ran (lower than the rule of "
+        f"the day by more than {TIE_PCT}% of the loss; docs/refine.md has the decisions).",
         "",
-        "| alternative | what it changes | held-out rung | target width | both | minus the rule |",
-        "| --- | --- | --- | --- | --- | --- |",
-        f'| the rule | a run over the cliff bounds the optimum (`Valley(cliff="bound")`) | '
-        f"{means['asymmetric']:.2f}% | {tmeans['current']:.2f}% | {np.mean(rule):.3f}% | - |",
+        "| alternative | what it changes | held-out rung | target width | both | minus the rule | per ladder |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
+
+    def row(name: str, what: str, r: dict) -> str:
+        per = ", ".join(f"{k} {v:.2f}%" for k, v in r["per_ladder"].items())
+        diff = "-" if r is rule else f"{r['both'] - rule['both']:+.3f}%"
+        return (
+            f"| {name} | {what} | {r['held_out']:.2f}% | {r['target_width']:.2f}% | {r['both']:.3f}% | "
+            f"{diff} | {per} |"
+        )
+
+    lines.append(row("the rule", 'a run over the cliff bounds the optimum (`Valley(cliff="bound")`)', rule))
     for name, (patches, what) in alternatives().items():
         with contextlib.ExitStack() as stack:
             for patch in patches:
                 stack.enter_context(patch)
-            held, width = both_checks(stores)
-        both = float(np.mean(held + width))
-        out["alternatives"][name] = {
-            "held_out": float(np.mean(held)),
-            "target_width": float(np.mean(width)),
-            "both": both,
-            "minus_rule": both - float(np.mean(rule)),
-        }
-        lines.append(
-            f"| {name} | {what} | {np.mean(held):.2f}% | {np.mean(width):.2f}% | {both:.3f}% | "
-            f"{both - np.mean(rule):+.3f}% |"
-        )
+            alt = summary(both_checks(stores))
+        out["alternatives"][name] = {**alt, "minus_rule": alt["both"] - rule["both"]}
+        lines.append(row(name, what, alt))
     text = "\n".join(lines)
     write_result("refine_check", out, text)
     print(text)
