@@ -108,21 +108,25 @@ def alternatives() -> dict:
     }
 
 
-def both_checks(stores) -> dict[str, dict[str, list[float]]]:
-    """The posterior-mean regrets of the held-out-rung check (``held``) and of the target-width replays
-    (``width``, the current valley), per "store optimizer" and k, as the library now stands (patched or
-    not)."""
+def ladder_cases(held: dict, width: dict) -> dict[str, dict[str, list[float]]]:
+    """The posterior-mean regrets per "store optimizer": ``held`` from each store's held-out-rung check
+    (:func:`check`), ``width`` from its target-width replays (:func:`target_width_check`, current valley)."""
     out: dict[str, dict[str, list[float]]] = {}
-    for store in stores:
-        c = check(sweep_runs(store), True)
-        for opt, row in c.get("optimizers", {}).items():
+    for store in held:
+        for opt, row in held[store].get("optimizers", {}).items():
             cell = out.setdefault(f"{Path(store).stem} {opt}", {"held": [], "width": []})
             cell["held"] += [v["mean"] for v in (row.get("refine") or {}).values()]
-        t = target_width_check(store)
-        for opt, row in t.get("optimizers", {}).items():
+        for opt, row in width[store].get("optimizers", {}).items():
             cell = out.setdefault(f"{Path(store).stem} {opt}", {"held": [], "width": []})
             cell["width"] += [v["regret_pct"] for v in row["valleys"]["current"].values()]
     return out
+
+
+def both_checks(stores) -> dict[str, dict[str, list[float]]]:
+    """:func:`ladder_cases` of both checks run afresh on ``stores``, as the library now stands (patched or
+    not)."""
+    held = {store: check(sweep_runs(store), True) for store in stores}
+    return ladder_cases(held, {store: target_width_check(store) for store in stores})
 
 
 def seed_mean_noise(runs, optimizer: str) -> float:
@@ -358,7 +362,9 @@ def main() -> None:
             "per_ladder": {k: float(np.mean(c["held"] + c["width"])) for k, c in cells.items()},
         }
 
-    rule = summary(both_checks(stores))
+    # the rule's cases are the checks above, already run
+    held = {store: per["asymmetric"] for store, per in out["stores"].items()}
+    rule = summary(ladder_cases(held, out["target_width"]))
     out["alternatives"] = {"rule": rule}
     lines += [
         "",

@@ -105,9 +105,9 @@ def env_of(params: dict[str, Any]) -> dict[str, str]:
     return out
 
 
-def read_reports(path: Path, offset: int) -> tuple[list[dict], int]:
-    """Complete JSON lines of the report file from byte ``offset``; the records and the new offset (a line
-    still being written is left for the next read). TrainerError naming the line on malformed JSON."""
+def complete_lines(path: Path, offset: int) -> tuple[list[bytes], int]:
+    """The complete lines of ``path`` from byte ``offset`` and the new offset (a line still being written
+    is left for the next read); none while the file does not exist yet."""
     try:
         with open(path, "rb") as f:
             f.seek(offset)
@@ -115,8 +115,15 @@ def read_reports(path: Path, offset: int) -> tuple[list[dict], int]:
     except FileNotFoundError:
         return [], offset
     end = data.rfind(b"\n") + 1
+    return data[:end].splitlines(), offset + end
+
+
+def read_reports(path: Path, offset: int) -> tuple[list[dict], int]:
+    """Complete JSON lines of the report file from byte ``offset``; the records and the new offset (a line
+    still being written is left for the next read). TrainerError naming the line on malformed JSON."""
+    lines, offset = complete_lines(path, offset)
     records = []
-    for line in data[:end].splitlines():
+    for line in lines:
         if not line.strip():
             continue
         try:
@@ -129,7 +136,7 @@ def read_reports(path: Path, offset: int) -> tuple[list[dict], int]:
         if not isinstance(rec, dict):
             raise TrainerError(f"the report file has a line that is not a JSON object: {line[:120]!r}")
         records.append(rec)
-    return records, offset + end
+    return records, offset
 
 
 class OutputReader:
@@ -146,15 +153,9 @@ class OutputReader:
     def read(self) -> list[dict]:
         records = []
         for path, offset in self.offsets.items():
-            try:
-                with open(path, "rb") as f:
-                    f.seek(offset)
-                    data = f.read()
-            except FileNotFoundError:
-                continue
-            end = data.rfind(b"\n") + 1
-            self.offsets[path] = offset + end
-            for line in data[:end].decode("utf-8", errors="replace").splitlines():
+            lines, self.offsets[path] = complete_lines(path, offset)
+            for raw in lines:
+                line = raw.decode("utf-8", errors="replace")
                 m = self.regex.search(line)
                 if m is None:
                     continue

@@ -22,9 +22,7 @@ def law_at_target(laws_path: str | Path, spec) -> tuple[float, tuple[float, floa
     if "lr" not in laws:
         raise ConfigError(f"{laws_path} has no law of lr: fit one with `oasl fit --hp lr`")
     law = laws["lr"]
-    n = n_params_of(
-        spec.shape, spec.model
-    )  # a user's model: its stated N, as the sweep and validation use it
+    n = n_params_of(spec.shape, spec.model)  # a user's model: its stated N, as the sweep and validation use
     q = pd.DataFrame(
         {"N": [n], "D": [spec.tokens], "C": [6.0 * n * spec.tokens], "optimizer": [spec.optimizer]}
     )
