@@ -89,8 +89,16 @@ def alternatives() -> dict:
             return replace(res, lr=float(center))
         return res
 
+    def equal_rise(valley, risk):
+        return replace(shipped_asym(valley, risk), placement="equal-rise")
+
     asym = "oasl.validate.refine.with_asymmetry"
     return {
+        "equal-rise placement": (
+            [mock.patch(asym, equal_rise)],
+            "the run above the centre placed at e^(d / sqrt(rho)) instead of e^d, rho the ladder's first "
+            'steps\' ratio (`Valley(placement="equal-rise")`, session 15)',
+        ),
         "cliff fitted": (
             [mock.patch(asym, fitted)],
             'every finite run is a point of the parabola (`Valley(cliff="fit")`; the rule until 2026-12-05)',

@@ -105,13 +105,19 @@ def run(runs: pd.DataFrame, opt: pd.DataFrame) -> list[dict]:
                 "law_regret_pct": read_off(sl, centre)["regret_pct"],
                 "risk_point": (point := zero_run(centre, (lo, hi), valley, risk).lr),
                 "risk_point_regret_pct": read_off(sl, point)["regret_pct"],
-                "valley": {"curvature": valley.curvature, "noise": valley.noise, "asym": valley.asym},
+                "valley": {
+                    "curvature": valley.curvature,
+                    "noise": valley.noise,
+                    "asym": valley.asym,
+                    "step_ratio": valley.step_ratio,
+                },
                 "refine": {},
             }
             sym = replace(valley, asym=1.0)
             # the rule before 2026-12-05 (every run a point of the parabola), and an alternative as tested
             fitted = replace(valley, cliff="fit")
             free = replace(valley, cliff="fit", sides="independent")
+            rise = replace(valley, placement="equal-rise")
             for k in KS:
                 res = refine(centre, (lo, hi), k, train_fn, valley)
                 row["refine"][str(k)] = {
@@ -123,6 +129,7 @@ def run(runs: pd.DataFrame, opt: pd.DataFrame) -> list[dict]:
                     "cliff_fitted": read_off(sl, refine(centre, (lo, hi), k, train_fn, fitted).lr)[
                         "regret_pct"
                     ],
+                    "equal_rise": read_off(sl, refine(centre, (lo, hi), k, train_fn, rise).lr)["regret_pct"],
                     "independent_sides": read_off(sl, refine(centre, (lo, hi), k, train_fn, free).lr)[
                         "regret_pct"
                     ],
@@ -147,7 +154,7 @@ def main() -> None:
         cell = [r["refine"][str(k)] for r in rows]
         summary[str(k)] = {
             name: float(np.mean([c[name] for c in cell]))
-            for name in ("mean", "risk", "symmetric", "cliff_fitted", "independent_sides")
+            for name in ("mean", "risk", "symmetric", "cliff_fitted", "independent_sides", "equal_rise")
         }
         summary[str(k)]["no_worse_than_law"] = float(
             np.mean([c["mean"] <= r["law_regret_pct"] + 1e-12 for c, r in zip(cell, rows, strict=True)])
@@ -176,7 +183,8 @@ def main() -> None:
             f"k={k}: posterior mean **{summary[str(k)]['mean']:.3f}%** (risk-adjusted "
             f"{summary[str(k)]['risk']:.3f}%, symmetric likelihood {summary[str(k)]['symmetric']:.3f}%, "
             f"every run fitted (the rule before 2026-12-05) {summary[str(k)]['cliff_fitted']:.3f}%, "
-            f"independent sides (runs fitted) {summary[str(k)]['independent_sides']:.3f}%; no "
+            f"independent sides (runs fitted) {summary[str(k)]['independent_sides']:.3f}%, "
+            f"equal-rise placement (rejected 2026-12-05) {summary[str(k)]['equal_rise']:.3f}%; no "
             f"worse than the law in {summary[str(k)]['no_worse_than_law']:.0%} of cells)"
             for k in KS
         )

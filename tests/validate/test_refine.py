@@ -227,6 +227,44 @@ def test_ladder_valley_noise_is_one_runs_not_a_seed_means():
     )
 
 
+def test_step_ratio_reads_the_first_steps_and_equal_rise_places_the_upper_run_closer():
+    """Rungs whose valley rises 4x faster one step above the best lr than one step below: the ratio is
+    4; a rung whose best lr sits at the grid's edge, or whose upper neighbour diverged, says nothing."""
+    from dataclasses import replace
+
+    from oasl.errors import ConfigError
+    from oasl.validate.refine import plan, step_ratio
+
+    grid = np.geomspace(1e-4, 1e-2, 9)
+    rows = []
+    for n, c in ((1e4, 0.08), (3e4, 0.05)):
+        for lr in grid:
+            u = math.log(lr / grid[4])
+            rows.append(
+                {"n_params": n, "lr": lr, "final_val_loss": 3.0 * (1 + c * u * u * (4 if u > 0 else 1))}
+            )
+    for lr in grid:  # best lr at the edge: no ratio from this rung
+        rows.append(
+            {"n_params": 9e4, "lr": lr, "final_val_loss": 3.0 * (1 + 0.01 * math.log(lr / grid[0]) ** 2)}
+        )
+    df = pd.DataFrame(rows).assign(optimizer="adamw", status="done")
+    assert step_ratio(df) == pytest.approx(4.0, rel=1e-6)
+    # the upper neighbour diverged: that rung is left out; none left, so symmetric (1)
+    bad = df[df["n_params"] == 1e4].copy()
+    bad.loc[bad["lr"] == grid[5], ["final_val_loss", "status"]] = [float("nan"), "diverged"]
+    assert step_ratio(bad) == 1.0
+    # a valley flatter above than below is still placed symmetrically (ratio at least 1)
+    flip = df.assign(lr=1e-6 / df["lr"])
+    assert step_ratio(flip) == 1.0
+    assert ladder_valley(df, "adamw").step_ratio == pytest.approx(4.0, rel=1e-6)
+    v = Valley(curvature=0.05, noise=0.002, step_ratio=4.0)
+    assert plan(1e-3, 0.5, 2, v) == pytest.approx([1e-3 * math.exp(-0.5), 1e-3 * math.exp(0.5)])
+    rise = plan(1e-3, 0.5, 2, replace(v, placement="equal-rise"))
+    assert rise == pytest.approx([1e-3 * math.exp(-0.5), 1e-3 * math.exp(0.25)])
+    with pytest.raises(ConfigError, match="valley placement 'left'"):
+        Valley(placement="left")
+
+
 def test_gp_baseline_finds_a_synthetic_optimum():
     pytest.importorskip("optuna")
     lrs = GPSearch(6).search(lambda lr: math.log(lr / 3e-3) ** 2, (1e-4, 1e-1), 6, seed=0)

@@ -82,6 +82,12 @@ class Valley:
     #: (left out of the parabola; the optimum lies below it: the rule since 2026-12-05) or "fit" (a point
     #: of the parabola like any other: the rule before)
     cliff: str = "bound"
+    #: the ladder's first steps: the rise one tried lr above the best tried lr over the rise one tried lr
+    #: below (medians over rungs, at least 1; :func:`ladder_valley`)
+    step_ratio: float = 1.0
+    #: where the first two runs go (:func:`plan`): "symmetric" (the centre x/÷ e^d) or "equal-rise"
+    #: (e^d below, e^(d / sqrt(step_ratio)) above: equal rises on a valley step_ratio times steeper above)
+    placement: str = "symmetric"
 
     def __post_init__(self) -> None:
         from oasl.errors import ConfigError
@@ -90,6 +96,8 @@ class Valley:
             raise ConfigError(f"valley sides {self.sides!r}: use 'tied' or 'independent'")
         if self.cliff not in ("fit", "bound"):
             raise ConfigError(f"valley cliff {self.cliff!r}: use 'fit' or 'bound'")
+        if self.placement not in ("symmetric", "equal-rise"):
+            raise ConfigError(f"valley placement {self.placement!r}: use 'symmetric' or 'equal-rise'")
 
     def side_weights(self) -> tuple[float, float]:
         """The curvature's factor above and below the optimum, ``2 r / (1 + r)`` and ``2 / (1 + r)`` for
@@ -273,7 +281,10 @@ def plan(center: float, sd: float, k: int, valley: Valley, risk=None) -> list[fl
             return [math.exp(_risk_point(grid, w, risk))]
         return [center]
     d = min(max(sd, valley.min_step()), MAX_STEP)
-    return [center * math.exp(-d), center * math.exp(d)]
+    up = d
+    if valley.placement == "equal-rise" and math.isfinite(valley.step_ratio) and valley.step_ratio > 1:
+        up = d / math.sqrt(valley.step_ratio)
+    return [center * math.exp(-d), center * math.exp(up)]
 
 
 def refine(
@@ -428,6 +439,7 @@ def ladder_valley(runs: pd.DataFrame, optimizer: str | None = None, window: floa
     df = runs
     if optimizer is not None and "optimizer" in df:
         df = df[df["optimizer"] == optimizer]
+    ratio = step_ratio(df)
     if "status" in df:
         df = df[df["status"] == "done"]
     df = df[np.isfinite(pd.to_numeric(df.get("final_val_loss"), errors="coerce"))]
@@ -464,8 +476,38 @@ def ladder_valley(runs: pd.DataFrame, optimizer: str | None = None, window: floa
     noise = max(float(np.median(resid)), NOISE_MIN) if resid else DEFAULT_NOISE
     spread = max(float(np.median(scatter)), NOISE_MIN) if scatter else None
     return Valley(
-        curvature=curv[max(curv)], noise=noise, source=f"ladder ({len(curv)} sizes)", scatter=spread
+        curvature=curv[max(curv)],
+        noise=noise,
+        source=f"ladder ({len(curv)} sizes)",
+        scatter=spread,
+        step_ratio=ratio,
     )
+
+
+def step_ratio(runs: pd.DataFrame) -> float:
+    """The ladder's first steps (one optimizer's runs: ``n_params``, ``lr``, ``final_val_loss``, ``status``):
+    per rung, the seed-mean loss at the best tried lr and at the tried lrs just above and below it (a lr
+    where any run diverged or did not finish has no mean); over the rungs where both neighbours have one, the
+    median relative rise above over the median rise below, at least 1. 1 when no rung has both."""
+    above: list[float] = []
+    below: list[float] = []
+    for _, sub in runs.groupby("n_params"):
+        loss = pd.to_numeric(sub["final_val_loss"], errors="coerce")
+        if "status" in sub:
+            loss = loss.where(sub["status"] == "done")
+        mean = loss.groupby(sub["lr"].to_numpy(float)).agg(lambda v: v.mean() if v.notna().all() else np.nan)
+        y = mean.sort_index().to_numpy(float)
+        if not np.isfinite(y).any():
+            continue
+        i = int(np.nanargmin(y))
+        if 0 < i < y.size - 1 and np.isfinite(y[i - 1]) and np.isfinite(y[i + 1]):
+            above.append(y[i + 1] / y[i] - 1)
+            below.append(y[i - 1] / y[i] - 1)
+    if not above:
+        return 1.0
+    lo = float(np.median(below))
+    hi = float(np.median(above))
+    return max(1.0, hi / lo) if lo > 0 else 1.0
 
 
 def ladder_risk(runs: pd.DataFrame, optima: pd.DataFrame, optimizer: str | None = None, window: float = 1.5):
