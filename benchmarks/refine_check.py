@@ -47,6 +47,14 @@ DEFAULT_STORES = (
 )
 
 
+def label(store: str, stem: bool = False) -> str:
+    """How a store is named in the tables: its file name (or stem), with its folder when the file is the
+    generic ``runs.db`` of an ``oasl demo`` or ``oasl sweep`` folder."""
+    p = Path(store)
+    name = p.stem if stem else p.name
+    return f"{p.parent.name}/{name}" if p.stem == "runs" else name
+
+
 def sweep_runs(store: str):
     """The finished sweep runs of ``store`` (target runs left out)."""
     from oasl.store import SQLiteStore
@@ -122,10 +130,10 @@ def ladder_cases(held: dict, width: dict) -> dict[str, dict[str, list[float]]]:
     out: dict[str, dict[str, list[float]]] = {}
     for store in held:
         for opt, row in held[store].get("optimizers", {}).items():
-            cell = out.setdefault(f"{Path(store).stem} {opt}", {"held": [], "width": []})
+            cell = out.setdefault(f"{label(store, stem=True)} {opt}", {"held": [], "width": []})
             cell["held"] += [v["mean"] for v in (row.get("refine") or {}).values()]
         for opt, row in width[store].get("optimizers", {}).items():
-            cell = out.setdefault(f"{Path(store).stem} {opt}", {"held": [], "width": []})
+            cell = out.setdefault(f"{label(store, stem=True)} {opt}", {"held": [], "width": []})
             cell["width"] += [v["regret_pct"] for v in row["valleys"]["current"].values()]
     return out
 
@@ -280,9 +288,7 @@ def main() -> None:
                 # where the two first runs went, as a factor of the centre (the cap is x/÷ 3.3)
                 first = next(iter(ref["2"]["lrs"].values()), []) if "2" in ref else []
                 step = f"x/÷ {max(v / row['centre'] for v in first):.2f}" if len(first) == 2 else "-"
-                lines.append(
-                    f"| {Path(store).name} | {opt} | {name} ({row['asym']:.2f}) | {step} | {cells} |"
-                )
+                lines.append(f"| {label(store)} | {opt} | {name} ({row['asym']:.2f}) | {step} | {cells} |")
         out["stores"][store] = per
     means = {k: float(np.mean(v)) if v else float("nan") for k, v in pooled.items()}
     out["pooled_mean_regret_pct"] = means
@@ -296,7 +302,7 @@ def main() -> None:
         "optimizers and k; risk-adjusted only if lower by more than 0.01% of the loss):",
         "",
         *(
-            f"- {Path(s).name}: symmetric {c['symmetric'].get('refine_mean_regret_pct', float('nan')):.2f}% vs "
+            f"- {label(s)}: symmetric {c['symmetric'].get('refine_mean_regret_pct', float('nan')):.2f}% vs "
             f"{c['symmetric'].get('refine_risk_regret_pct', float('nan')):.2f}% -> "
             f"{c['symmetric'].get('refine_prefer')}; asymmetric "
             f"{c['asymmetric'].get('refine_mean_regret_pct', float('nan')):.2f}% vs "
@@ -327,9 +333,7 @@ def main() -> None:
                 body = " | ".join(
                     f"{cells[k]['regret_pct']:.2f}% (x/÷ {cells[k]['step']:.2f})" for k in sorted(cells)
                 )
-                lines.append(
-                    f"| {Path(store).name} | {opt} | {row['law_regret_pct']:.2f}% | {name} | {body} |"
-                )
+                lines.append(f"| {label(store)} | {opt} | {row['law_regret_pct']:.2f}% | {name} | {body} |")
     tmeans = {k: float(np.mean(v)) if v else float("nan") for k, v in pooled_t.items()}
     out["target_width_pooled_regret_pct"] = tmeans
     lines += [
@@ -353,7 +357,7 @@ def main() -> None:
         for r in rows:
             rise = r["rise_pct"]
             lines.append(
-                f"| {Path(store).name} | {r['optimizer']} | {r['best_lr']:.3g} | x{r['step']:.2f} | "
+                f"| {label(store)} | {r['optimizer']} | {r['best_lr']:.3g} | x{r['step']:.2f} | "
                 + " | ".join(f"{rise[j]:+.1f}%" for j in ("-2", "-1", "1", "2"))
                 + f" | {r['first_step_ratio']:.1f} | {r['ladder_risk_asym']:.2f} |"
             )
