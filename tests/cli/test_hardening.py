@@ -347,3 +347,22 @@ def test_sweep_named_as_markup_runs_and_reports(inputs, tmp_path, capsys):
     code, out, err = run_cli(["sweep", "run", str(path), "--store", str(tmp_path / "s.db")], capsys)
     assert code == 0, err
     assert "[/x]" in out + err and "internal error" not in err
+
+
+def test_the_clis_own_style_tags_render_and_only_those(tmp_path):
+    """The CLI's messages style with OWN_TAGS, each closed by name: a bare ``[/]`` is escaped like user
+    text (so `oasl refine` once printed ``warning:[/]``); no CLI module may use one."""
+    import io
+    import re
+
+    from oasl.cli.common import OWN_TAGS, SafeConsole
+
+    buf = io.StringIO()
+    SafeConsole(file=buf, width=200).print("[yellow]warning:[/yellow] run [/x] at [bold]lr[/bold]")
+    assert buf.getvalue().strip() == "warning: run [/x] at lr"
+    cli = Path(__file__).resolve().parents[2] / "src" / "oasl" / "cli"
+    for path in sorted(set(cli.glob("*.py")) - {cli / "common.py"}):  # common.py defines them
+        text = path.read_text()
+        assert "[/]" not in text, f"{path.name}: close a style tag by its name, not [/]"
+        for tag in re.findall(r"(?<![\\\w])\[/([a-z ]+)\]", text):
+            assert tag in OWN_TAGS, f"{path.name}: [/{tag}] is not one of OWN_TAGS"

@@ -97,6 +97,6 @@ def register(app: typer.Typer) -> None:
                 )
             )
         for msg in r.messages:
-            console.print(f"[yellow]warning:[/] {msg}")
+            console.print(f"[yellow]warning:[/yellow] {msg}")
         if out is not None:
             Path(out).write_text(json.dumps(r.to_dict(), indent=2))
