@@ -222,17 +222,17 @@ def first_steps(df) -> list[dict]:
     and two grid steps either side of the best tried lr, in % above the best, and ``ladder_risk``'s
     asymmetry (fitted on the smaller rungs, as the refinement uses it) beside the first steps' ratio."""
     from oasl.laws.pipeline import fit_laws
-    from oasl.validate.refine import ladder_risk
+    from oasl.validate.refine import first_rises, ladder_risk, seed_means
 
     sizes = sorted(df["n_params"].unique())
     train = df[df["n_params"] < sizes[-1]]
     optima = fit_laws(train, hps=["lr"]).optima["lr"]
     rows = []
     for opt, sub in df[df["n_params"] == sizes[-1]].groupby("optimizer"):
-        mean = sub.groupby("lr")["final_val_loss"].mean()
-        y = 100 * (mean.to_numpy(float) / np.nanmin(mean.to_numpy(float)) - 1)
-        kb = int(np.nanargmin(y))
-        at = {j: float(y[kb + j]) if 0 <= kb + j < len(y) else float("nan") for j in (-2, -1, 1, 2)}
+        # the mean over a lr's finished runs, as this table has always read it (a diverged seed left out)
+        mean = seed_means(sub[sub["status"] == "done"]).droplevel(0)
+        kb, rises = first_rises(mean, steps=(-2, -1, 1, 2))
+        at = {j: 100 * v for j, v in rises.items()}
         op = optima[optima["optimizer"] == opt] if "optimizer" in optima else optima
         risk = ladder_risk(train[train["optimizer"] == opt], op, opt)
         measured = (

@@ -484,25 +484,39 @@ def ladder_valley(runs: pd.DataFrame, optimizer: str | None = None, window: floa
     )
 
 
+def seed_means(runs: pd.DataFrame) -> pd.Series:
+    """The seed-mean final loss per (``n_params``, ``lr``) of one optimizer's runs, sorted; NaN at a lr where
+    any run diverged or did not finish (``status`` other than done, or no finite loss)."""
+    loss = pd.to_numeric(runs["final_val_loss"], errors="coerce")
+    if "status" in runs:
+        loss = loss.where(runs["status"] == "done")
+    g = loss.groupby([runs["n_params"].to_numpy(float), runs["lr"].to_numpy(float)])
+    return g.mean().where(g.count() == g.size())
+
+
+def first_rises(means: pd.Series, steps=(-1, 1)) -> tuple[int, dict[int, float]] | None:
+    """One rung's seed means (:func:`seed_means`, ordered by lr): the position of the best tried lr and the
+    relative rise of the loss ``j`` tried lrs from it, for each ``j`` of ``steps`` (NaN off the grid or where
+    that lr has no mean). None when no lr has a mean."""
+    y = means.to_numpy(float)
+    if not np.isfinite(y).any():
+        return None
+    i = int(np.nanargmin(y))
+    return i, {j: float(y[i + j] / y[i] - 1) if 0 <= i + j < y.size else float("nan") for j in steps}
+
+
 def step_ratio(runs: pd.DataFrame) -> float:
     """The ladder's first steps (one optimizer's runs: ``n_params``, ``lr``, ``final_val_loss``, ``status``):
-    per rung, the seed-mean loss at the best tried lr and at the tried lrs just above and below it (a lr
-    where any run diverged or did not finish has no mean); over the rungs where both neighbours have one, the
-    median relative rise above over the median rise below, at least 1. 1 when no rung has both."""
+    per rung, the rise of the seed-mean loss one tried lr above and one below the best tried lr
+    (:func:`first_rises`); over the rungs where both neighbours have a mean, the median relative rise above
+    over the median rise below, at least 1. 1 when no rung has both."""
     above: list[float] = []
     below: list[float] = []
-    for _, sub in runs.groupby("n_params"):
-        loss = pd.to_numeric(sub["final_val_loss"], errors="coerce")
-        if "status" in sub:
-            loss = loss.where(sub["status"] == "done")
-        mean = loss.groupby(sub["lr"].to_numpy(float)).agg(lambda v: v.mean() if v.notna().all() else np.nan)
-        y = mean.sort_index().to_numpy(float)
-        if not np.isfinite(y).any():
-            continue
-        i = int(np.nanargmin(y))
-        if 0 < i < y.size - 1 and np.isfinite(y[i - 1]) and np.isfinite(y[i + 1]):
-            above.append(y[i + 1] / y[i] - 1)
-            below.append(y[i - 1] / y[i] - 1)
+    for _, means in seed_means(runs).groupby(level=0):
+        found = first_rises(means)
+        if found is not None and np.isfinite(found[1][-1]) and np.isfinite(found[1][1]):
+            above.append(found[1][1])
+            below.append(found[1][-1])
     if not above:
         return 1.0
     lo = float(np.median(below))
