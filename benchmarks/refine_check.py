@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import sys
 from pathlib import Path
 from unittest import mock
@@ -100,8 +101,17 @@ def alternatives() -> dict:
     def equal_rise(valley, risk):
         return replace(shipped_asym(valley, risk), placement="equal-rise")
 
+    def side_noise(valley, risk):
+        return replace(shipped_asym(valley, risk), noise_sides="sides")
+
     asym = "oasl.validate.refine.with_asymmetry"
     return {
+        "side noise": (
+            [mock.patch(asym, side_noise)],
+            "each run's likelihood noise that of its side of the lowest run (above it: the noisier), measured on "
+            "the ladder "
+            '(`Valley(noise_sides="sides")`, session 17)',
+        ),
         "equal-rise placement": (
             [mock.patch(asym, equal_rise)],
             "the run above the centre placed at e^(d / sqrt(rho)) instead of e^d, rho the ladder's first "
@@ -217,6 +227,51 @@ def target_width_check(store: str) -> dict:
     return out
 
 
+def loss_law_gate(df) -> list[dict]:
+    """The feasibility gate of a sequential k = 2 (session 17; written down before it ran): could one run's
+    excess over a loss law's predicted minimum tell the distance to the optimum? Per optimizer, the largest
+    rung held out: ``L_min = A N^-alpha`` fitted (in logs) to the other rungs' minimal seed-mean losses
+    predicts the held-out rung's; ``delta`` its relative error. The distance that error alone implies,
+    ``sqrt(|delta| / c)`` (log lr; ``c`` the curvature ``ladder_valley`` measures on the other rungs), against
+    the law's prior scale at the held-out rung (``prior_sd`` of the lr law fitted on the other rungs). The
+    idea was to be implemented only if the distance is below half the scale in 3 of 4 (store, optimizer) pairs."""
+    import pandas as pd
+
+    from oasl.laws.pipeline import fit_laws
+    from oasl.validate.refine import ladder_valley, prior_sd, seed_means
+
+    sizes = sorted(df["n_params"].unique())
+    held, train = sizes[-1], df[df["n_params"] < sizes[-1]]
+    law = fit_laws(train, hps=["lr"]).laws["lr"]
+    rows = []
+    for opt, sub in df.groupby("optimizer"):
+        best = seed_means(sub[sub["status"] == "done"]).groupby(level=0).min()
+        fit = best.drop(held)
+        if len(fit) < 2 or held not in best.index:
+            continue
+        slope, icpt = np.polyfit(np.log(fit.index.to_numpy(float)), np.log(fit.to_numpy(float)), 1)
+        pred = float(np.exp(icpt + slope * math.log(held)))
+        delta = pred / float(best[held]) - 1
+        c = ladder_valley(train, opt).curvature
+        tokens = float(sub["tokens"].iloc[0])
+        q = pd.DataFrame({"N": [float(held)], "D": [tokens], "C": [6.0 * held * tokens], "optimizer": [opt]})
+        centre = float(law.predict(q)[0])
+        lo, hi = (float(v[0]) for v in law.predict_interval(q, 0.9))
+        sd = prior_sd(centre, (lo, hi))
+        dist = math.sqrt(abs(delta) / c)
+        rows.append(
+            {
+                "optimizer": str(opt),
+                "delta_pct": 100 * delta,
+                "curvature": c,
+                "distance": dist,
+                "prior_sd": sd,
+                "passes": dist < sd / 2,
+            }
+        )
+    return rows
+
+
 def first_steps(df) -> list[dict]:
     """The valley's shape at the largest rung of a ladder's sweep runs, per optimizer: the seed-mean loss one
     and two grid steps either side of the best tried lr, in % above the best, and ``ladder_risk``'s
@@ -249,6 +304,17 @@ def first_steps(df) -> list[dict]:
             }
         )
     return rows
+
+
+def store_table(out: dict, key: str, stores, measure, cells) -> list[str]:
+    """The rows of a per-store, per-optimizer table: ``measure(sweep runs)`` of each store kept under
+    ``out[key][store]``, each of its rows written as ``| store | optimizer | cells(row) |``."""
+    out[key] = {}
+    lines = []
+    for store in stores:
+        for r in out[key].setdefault(store, measure(sweep_runs(store))):
+            lines.append(f"| {label(store)} | {r['optimizer']} | {cells(r)} |")
+    return lines
 
 
 def main() -> None:
@@ -351,16 +417,42 @@ def main() -> None:
         "| store | optimizer | best lr | grid step | 2 below | 1 below | 1 above | 2 above | first steps' ratio | ladder_risk's asymmetry |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    out["first_steps"] = {}
-    for store in stores:
-        rows = out["first_steps"][store] = first_steps(sweep_runs(store))
-        for r in rows:
-            rise = r["rise_pct"]
-            lines.append(
-                f"| {label(store)} | {r['optimizer']} | {r['best_lr']:.3g} | x{r['step']:.2f} | "
-                + " | ".join(f"{rise[j]:+.1f}%" for j in ("-2", "-1", "1", "2"))
-                + f" | {r['first_step_ratio']:.1f} | {r['ladder_risk_asym']:.2f} |"
-            )
+    lines += store_table(
+        out,
+        "first_steps",
+        stores,
+        first_steps,
+        lambda r: (
+            f"{r['best_lr']:.3g} | x{r['step']:.2f} | "
+            + " | ".join(f"{r['rise_pct'][j]:+.1f}%" for j in ("-2", "-1", "1", "2"))
+            + f" | {r['first_step_ratio']:.1f} | {r['ladder_risk_asym']:.2f}"
+        ),
+    )
+
+    # the sequential k = 2's feasibility gate (session 17), report only
+    lines += [
+        "",
+        "Could one run's excess over a loss law's predicted minimum place the optimum (a sequential k = 2)? "
+        "The held-out rung's minimal seed-mean loss predicted by `L_min = A N^-alpha` fitted on the other "
+        "rungs; the distance in log lr its error alone implies, `sqrt(|delta| / c)`, against the lr law's "
+        "prior scale there. Gate, written before it ran: the distance below half the scale in at least three "
+        "quarters of the (store, optimizer) pairs, else the idea is dropped.",
+        "",
+        "| store | optimizer | loss-law error | curvature | implied distance | prior scale | below half |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    lines += store_table(
+        out,
+        "loss_law_gate",
+        stores,
+        loss_law_gate,
+        lambda r: (
+            f"{r['delta_pct']:+.2f}% | {r['curvature']:.3f} | {r['distance']:.2f} | "
+            f"{r['prior_sd']:.2f} | {'yes' if r['passes'] else 'no'}"
+        ),
+    )
+    gate = [r["passes"] for rows in out["loss_law_gate"].values() for r in rows]
+    lines += ["", f"Below half the scale in {sum(gate)} of {len(gate)} cases."]
 
     # alternatives to the rule, each put to both checks by the criterion fixed before it ran
     def summary(cells: dict[str, dict[str, list[float]]]) -> dict:

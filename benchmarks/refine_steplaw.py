@@ -110,6 +110,8 @@ def run(runs: pd.DataFrame, opt: pd.DataFrame) -> list[dict]:
                     "noise": valley.noise,
                     "asym": valley.asym,
                     "step_ratio": valley.step_ratio,
+                    "noise_above": valley.noise_above,
+                    "noise_below": valley.noise_below,
                 },
                 "refine": {},
             }
@@ -118,6 +120,7 @@ def run(runs: pd.DataFrame, opt: pd.DataFrame) -> list[dict]:
             fitted = replace(valley, cliff="fit")
             free = replace(valley, cliff="fit", sides="independent")
             rise = replace(valley, placement="equal-rise")
+            sides = replace(valley, noise_sides="sides")
             for k in KS:
                 res = refine(centre, (lo, hi), k, train_fn, valley)
                 row["refine"][str(k)] = {
@@ -130,6 +133,7 @@ def run(runs: pd.DataFrame, opt: pd.DataFrame) -> list[dict]:
                         "regret_pct"
                     ],
                     "equal_rise": read_off(sl, refine(centre, (lo, hi), k, train_fn, rise).lr)["regret_pct"],
+                    "side_noise": read_off(sl, refine(centre, (lo, hi), k, train_fn, sides).lr)["regret_pct"],
                     "independent_sides": read_off(sl, refine(centre, (lo, hi), k, train_fn, free).lr)[
                         "regret_pct"
                     ],
@@ -154,7 +158,15 @@ def main() -> None:
         cell = [r["refine"][str(k)] for r in rows]
         summary[str(k)] = {
             name: float(np.mean([c[name] for c in cell]))
-            for name in ("mean", "risk", "symmetric", "cliff_fitted", "independent_sides", "equal_rise")
+            for name in (
+                "mean",
+                "risk",
+                "symmetric",
+                "cliff_fitted",
+                "independent_sides",
+                "equal_rise",
+                "side_noise",
+            )
         }
         summary[str(k)]["no_worse_than_law"] = float(
             np.mean([c["mean"] <= r["law_regret_pct"] + 1e-12 for c, r in zip(cell, rows, strict=True)])
@@ -184,7 +196,8 @@ def main() -> None:
             f"{summary[str(k)]['risk']:.3f}%, symmetric likelihood {summary[str(k)]['symmetric']:.3f}%, "
             f"every run fitted (the rule before 2026-12-05) {summary[str(k)]['cliff_fitted']:.3f}%, "
             f"independent sides (runs fitted) {summary[str(k)]['independent_sides']:.3f}%, "
-            f"equal-rise placement (rejected 2026-12-05) {summary[str(k)]['equal_rise']:.3f}%; no "
+            f"equal-rise placement (rejected 2026-12-05) {summary[str(k)]['equal_rise']:.3f}%, "
+            f"side noise (session 17) {summary[str(k)]['side_noise']:.3f}%; no "
             f"worse than the law in {summary[str(k)]['no_worse_than_law']:.0%} of cells)"
             for k in KS
         )

@@ -265,6 +265,59 @@ def test_step_ratio_reads_the_first_steps_and_equal_rise_places_the_upper_run_cl
         Valley(placement="left")
 
 
+def test_side_noise_is_measured_per_side_and_trusts_a_run_above_the_optimum_less():
+    """Seeds that scatter +-1% above the best lr and +-0.2% below it: ``ladder_valley`` measures each side's
+    noise; with ``noise_sides="sides"`` and equal noises the posterior is the one-noise posterior (the terms
+    the side adds are then constant), and a run above the optimum that came out low moves the answer less
+    than under one noise as small as the lower side's."""
+    from dataclasses import replace
+
+    from oasl.errors import ConfigError
+    from oasl.validate.refine import posterior
+
+    rows = []
+    for n in (1e4, 5e4):
+        for i, lr in enumerate(np.geomspace(2e-4, 2e-2, 9)):
+            u = math.log(lr / 2e-3)
+            for seed, sign in ((0, 1.0), (1, -1.0)):
+                e = (0.01 if u > 1e-9 else 0.002) * sign * (1 if i % 2 else -1)
+                rows.append(
+                    {"n_params": n, "lr": lr, "seed": seed, "final_val_loss": 3.0 * (1 + 0.04 * u * u + e)}
+                )
+    v = ladder_valley(pd.DataFrame(rows).assign(optimizer="adamw", status="done"), "adamw")
+    assert v.noise_above > 3 * v.noise_below and 0.007 < v.noise_above < 0.014
+    assert v.side_noise() == (v.noise, v.noise)  # off by default: one noise for every run
+    both = replace(v, noise_sides="sides")
+    assert both.side_noise() == (v.noise_above, v.noise_below)
+    assert replace(both, noise_above=None).side_noise()[0] == v.noise
+
+    lrs = [2e-3 * math.exp(-1.0), 2e-3 * math.exp(1.0)]
+    even = Valley(0.04, 0.004, cliff="fit")
+    g1, w1 = posterior(2e-3, 0.6, lrs, [3.12, 3.12], even)
+    g2, w2 = posterior(
+        2e-3, 0.6, lrs, [3.12, 3.12], replace(even, noise_sides="sides", noise_above=0.004, noise_below=0.004)
+    )
+    assert np.allclose(g1, g2) and np.allclose(w1, w2)
+    # five runs on the parabola, the optimum at the fourth, the one above it 2% low (noise above the
+    # optimum): under one small noise it reads as a shift upwards; with the sides' noises (runs above the
+    # lowest run the noisy ones) it counts less, and less than if the noisy side were the lower one
+    xs = [-1.5, -1.0, -0.5, 0.0, 1.0]
+    runs = [2e-3 * math.exp(x) for x in xs]
+    low_up = [3.0 * (1 + 0.04 * x * x) - (0.06 if x > 0 else 0.0) for x in xs]
+    iv = (2e-3 / 3, 2e-3 * 3)
+    tight = fit_runs(2e-3, iv, runs, low_up, replace(even, noise=0.002))
+    sided = fit_runs(
+        2e-3, iv, runs, low_up, replace(even, noise_sides="sides", noise_above=0.01, noise_below=0.002)
+    )
+    flipped = fit_runs(
+        2e-3, iv, runs, low_up, replace(even, noise_sides="sides", noise_above=0.002, noise_below=0.01)
+    )
+    errs = [math.log(r.lr / 2e-3) for r in (tight, sided, flipped)]
+    assert errs[0] > errs[1] > 0 and errs[2] > errs[1]
+    with pytest.raises(ConfigError, match="valley noise_sides 'two'"):
+        Valley(noise_sides="two")
+
+
 def test_gp_baseline_finds_a_synthetic_optimum():
     pytest.importorskip("optuna")
     lrs = GPSearch(6).search(lambda lr: math.log(lr / 3e-3) ** 2, (1e-4, 1e-1), 6, seed=0)

@@ -88,6 +88,13 @@ class Valley:
     #: where the first two runs go (:func:`plan`): "symmetric" (the centre x/÷ e^d) or "equal-rise"
     #: (e^d below, e^(d / sqrt(step_ratio)) above: equal rises on a valley step_ratio times steeper above)
     placement: str = "symmetric"
+    #: the single runs' residual sd about the parabola on each side of the best lr (medians over rungs, as
+    #: ``noise``; None: not measured): above the optimum runs scatter several times more on every CPU ladder
+    noise_above: float | None = None
+    noise_below: float | None = None
+    #: the likelihood's noise: "one" (``noise`` for every run) or "sides" (``noise_above`` for a run above
+    #: the lowest run, ``noise_below`` for the others; a candidate of session 17, docs/refine.md)
+    noise_sides: str = "one"
 
     def __post_init__(self) -> None:
         from oasl.errors import ConfigError
@@ -98,6 +105,20 @@ class Valley:
             raise ConfigError(f"valley cliff {self.cliff!r}: use 'fit' or 'bound'")
         if self.placement not in ("symmetric", "equal-rise"):
             raise ConfigError(f"valley placement {self.placement!r}: use 'symmetric' or 'equal-rise'")
+        if self.noise_sides not in ("one", "sides"):
+            raise ConfigError(f"valley noise_sides {self.noise_sides!r}: use 'one' or 'sides'")
+
+    def side_noise(self) -> tuple[float, float]:
+        """The likelihood's noise of a run above and below the optimum: ``noise_above`` and ``noise_below``
+        with ``noise_sides == "sides"`` (each at least :data:`NOISE_MIN`; ``noise`` where one is not
+        measured), ``noise`` for both otherwise."""
+        if self.noise_sides != "sides":
+            return self.noise, self.noise
+
+        def pick(v: float | None) -> float:
+            return max(float(v), NOISE_MIN) if v is not None and math.isfinite(v) else self.noise
+
+        return pick(self.noise_above), pick(self.noise_below)
 
     def side_weights(self) -> tuple[float, float]:
         """The curvature's factor above and below the optimum, ``2 r / (1 + r)`` and ``2 / (1 + r)`` for
@@ -209,8 +230,20 @@ def posterior(
         else:
             r = yr[None, None, :] - cm[:, None, None] * (qa + qb)[None, :, :]
             lpc = log_prior_c
-        sse = ((r - r.mean(axis=2, keepdims=True)) ** 2).sum(axis=2)
-        ll = -sse / (2 * s2) + lpc[:, None]
+        if valley.noise_sides == "sides":
+            # each run's own noise, fixed by its place against the lowest run (as over_cliff classifies
+            # runs): above it, the noisier side's. Weighted least squares, the offset a profiled out; the
+            # weights do not depend on x*, so the normalisation is constant. (Classifying by the hypothesised
+            # optimum instead makes the noise itself evidence: it favours every x* that puts the runs on the
+            # quiet side, i.e. above them all.)
+            na, nb = valley.side_noise()
+            wt = np.where(xs > xs[np.argmin(yr)], 1 / na**2, 1 / nb**2)
+            a_hat = (r * wt).sum(axis=-1, keepdims=True) / wt.sum()
+            sse = (wt * (r - a_hat) ** 2).sum(axis=-1)
+            ll = -sse / 2 + lpc[:, None]
+        else:
+            sse = ((r - r.mean(axis=2, keepdims=True)) ** 2).sum(axis=2)
+            ll = -sse / (2 * s2) + lpc[:, None]
         m = ll.max(axis=0)
         logp = logp + m + np.log(np.exp(ll - m).sum(axis=0))
     if not np.any(np.isfinite(logp)):  # every candidate cut off: the optimum lies below every run
@@ -434,7 +467,8 @@ def ladder_valley(runs: pd.DataFrame, optimizer: str | None = None, window: floa
     lr) of the best, fitted by a parabola in log lr on the relative loss; ``curvature`` is the largest
     size's (the one nearest the target), ``noise`` the median over sizes of the residual sd of single runs
     (every seed) about that parabola: the noise of one target run, not of a seed mean; ``scatter`` the
-    median of the pooled sd of the runs at one lr about their mean (None with one seed). Defaults where
+    median of the pooled sd of the runs at one lr about their mean (None with one seed); ``noise_above`` and
+    ``noise_below`` the median residual sd of the single runs above and below the best lr. Defaults where
     fewer than 4 finite points sit in the window of any size."""
     df = runs
     if optimizer is not None and "optimizer" in df:
@@ -446,6 +480,7 @@ def ladder_valley(runs: pd.DataFrame, optimizer: str | None = None, window: floa
     curv: dict[float, float] = {}
     resid: list[float] = []
     scatter: list[float] = []
+    side_resid: dict[str, list[float]] = {"above": [], "below": []}
     for n, sub in df.groupby("n_params"):
         mean = sub.groupby("lr")["final_val_loss"].mean()
         x = np.log(mean.index.to_numpy(float))
@@ -464,7 +499,15 @@ def ladder_valley(runs: pd.DataFrame, optimizer: str | None = None, window: floa
         inside = (xr >= lo - 1e-9) & (xr <= hi + 1e-9)
         yr = sub["final_val_loss"].to_numpy(float)[inside] / mean.min()
         dof = max(int(inside.sum()) - 3, 1)
-        resid.append(float(np.sqrt(np.sum((yr - np.polyval(coef, xr[inside])) ** 2) / dof)))
+        res = yr - np.polyval(coef, xr[inside])
+        resid.append(float(np.sqrt(np.sum(res**2) / dof)))
+        # the same residuals on each side of the best lr (the best lr's runs count below), each side's
+        # share of the parabola's 3 dof taken off
+        up = xr[inside] > x[np.argmin(y)] + 1e-9
+        for side, mask in ((side_resid["above"], up), (side_resid["below"], ~up)):
+            n_side = int(mask.sum())
+            if n_side >= 2:
+                side.append(float(np.sqrt(np.sum(res[mask] ** 2) / max(n_side - 3 * n_side / res.size, 1.0))))
         # run-to-run scatter: the pooled sd of the runs at one lr (seeds) about their mean, same window
         at = pd.DataFrame({"x": xr[inside], "y": yr})
         g = at.groupby("x")["y"]
@@ -481,6 +524,8 @@ def ladder_valley(runs: pd.DataFrame, optimizer: str | None = None, window: floa
         source=f"ladder ({len(curv)} sizes)",
         scatter=spread,
         step_ratio=ratio,
+        noise_above=float(np.median(side_resid["above"])) if side_resid["above"] else None,
+        noise_below=float(np.median(side_resid["below"])) if side_resid["below"] else None,
     )
 
 
