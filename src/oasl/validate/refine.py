@@ -89,7 +89,7 @@ class Valley:
     #: (e^d below, e^(d / sqrt(step_ratio)) above: equal rises on a valley step_ratio times steeper above)
     placement: str = "symmetric"
     #: the single runs' residual sd about the parabola on each side of the best lr (medians over rungs, as
-    #: ``noise``; None: not measured): above the optimum runs scatter several times more on every CPU ladder
+    #: ``noise``; None: not measured): on v3's ladder runs above the best lr sit 2-4x farther from it
     noise_above: float | None = None
     noise_below: float | None = None
     #: the likelihood's noise: "one" (``noise`` for every run) or "sides" (``noise_above`` for a run above
@@ -109,9 +109,9 @@ class Valley:
             raise ConfigError(f"valley noise_sides {self.noise_sides!r}: use 'one' or 'sides'")
 
     def side_noise(self) -> tuple[float, float]:
-        """The likelihood's noise of a run above and below the optimum: ``noise_above`` and ``noise_below``
-        with ``noise_sides == "sides"`` (each at least :data:`NOISE_MIN`; ``noise`` where one is not
-        measured), ``noise`` for both otherwise."""
+        """The likelihood's noise of a run above the lowest run and of the others: ``noise_above`` and
+        ``noise_below`` with ``noise_sides == "sides"`` (each at least :data:`NOISE_MIN`; ``noise`` where one
+        is not measured), ``noise`` for both otherwise."""
         if self.noise_sides != "sides":
             return self.noise, self.noise
 
