@@ -21,7 +21,7 @@ and the man-pages ladder, issue 25):
     .venv/bin/python benchmarks/refine_check.py --store V3.db --store INFO.db --store MAN.db
 
 (a minute; without ``--store``, the stores `make bench` leaves: benchmarks/results/extrapolation.db,
-extrapolation_info.db and extrapolation_man.db, after benchmarks/extrapolation.py). Writes
+extrapolation_info.db, extrapolation_man.db and extrapolation_info_lion.db, after benchmarks/extrapolation.py). Writes
 benchmarks/results/refine_check.json and its RESULTS.md section.
 """
 
@@ -45,6 +45,7 @@ DEFAULT_STORES = (
     "benchmarks/results/extrapolation.db",
     "benchmarks/results/extrapolation_info.db",
     "benchmarks/results/extrapolation_man.db",
+    "benchmarks/results/extrapolation_info_lion.db",
 )
 
 

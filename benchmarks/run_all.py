@@ -40,6 +40,17 @@ EXTRA = {
             "--name",
             "extrapolation_man",
         ],
+        # Lion on the GNU manuals (section extrapolation_info_lion): more held-out cases for refine_check
+        [
+            "--optimizers",
+            "lion",
+            "--corpus",
+            "/usr/share/info/*.gz",
+            "--store",
+            "benchmarks/results/extrapolation_info_lion.db",
+            "--name",
+            "extrapolation_info_lion",
+        ],
     ],
     "transfer": [
         ["--tokens-per-param", "32", "--no-target", "--store", "benchmarks/results/transfer_scaled.db"]
