@@ -15,13 +15,15 @@ section puts alternatives to the rule (:func:`alternatives`) to both, by a crite
 ran. Training-only:
 no target run's loss is read (the target's size and tokens come from its runs' configuration).
 
-Run from the repository root, on the stores of `benchmarks/extrapolation.py` (v3, the GNU-manuals ladder
-and the man-pages ladder, issue 25):
+Run from the repository root, on the stores of `benchmarks/extrapolation.py` (v3, the GNU-manuals ladder,
+the man-pages ladder and Lion on the GNU manuals, issue 25) and, as docs/refine.md does, the demo's
+(`oasl demo --out DEMO`):
 
-    .venv/bin/python benchmarks/refine_check.py --store V3.db --store INFO.db --store MAN.db
+    .venv/bin/python benchmarks/refine_check.py --store V3.db --store INFO.db --store MAN.db \
+        --store INFO_LION.db --store DEMO/runs.db
 
-(a minute; without ``--store``, the stores `make bench` leaves: benchmarks/results/extrapolation.db,
-extrapolation_info.db, extrapolation_man.db and extrapolation_info_lion.db, after benchmarks/extrapolation.py). Writes
+(under a minute; without ``--store``, the stores `make bench` leaves: benchmarks/results/extrapolation.db,
+extrapolation_info.db, extrapolation_man.db and extrapolation_info_lion.db). Writes
 benchmarks/results/refine_check.json and its RESULTS.md section.
 """
 

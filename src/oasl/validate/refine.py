@@ -214,7 +214,6 @@ def posterior(
         xs = x[ok]
         mult = np.exp(np.linspace(-2.0, 2.0, 21))
         log_prior_c = -0.5 * (np.log(mult) / math.log(2.0)) ** 2
-        s2 = valley.noise**2
         # r[c, g, i] = y_i - c w (x_i - x*_g)^2; the offset a profiled out by centring over runs
         d = xs[None, :] - grid[:, None]
         wa, wb = valley.side_weights()
@@ -243,7 +242,7 @@ def posterior(
             ll = -sse / 2 + lpc[:, None]
         else:
             sse = ((r - r.mean(axis=2, keepdims=True)) ** 2).sum(axis=2)
-            ll = -sse / (2 * s2) + lpc[:, None]
+            ll = -sse / (2 * valley.noise**2) + lpc[:, None]
         m = ll.max(axis=0)
         logp = logp + m + np.log(np.exp(ll - m).sum(axis=0))
     if not np.any(np.isfinite(logp)):  # every candidate cut off: the optimum lies below every run
@@ -485,7 +484,8 @@ def ladder_valley(runs: pd.DataFrame, optimizer: str | None = None, window: floa
         mean = sub.groupby("lr")["final_val_loss"].mean()
         x = np.log(mean.index.to_numpy(float))
         y = mean.to_numpy(float) / mean.min()
-        near = np.abs(x - x[np.argmin(y)]) <= window
+        xb = x[np.argmin(y)]  # the best tried lr (log)
+        near = np.abs(x - xb) <= window
         if near.sum() < 4:
             continue
         coef = np.polyfit(x[near], y[near], 2)
@@ -503,7 +503,7 @@ def ladder_valley(runs: pd.DataFrame, optimizer: str | None = None, window: floa
         resid.append(float(np.sqrt(np.sum(res**2) / dof)))
         # the same residuals on each side of the best lr (the best lr's runs count below), each side's
         # share of the parabola's 3 dof taken off
-        up = xr[inside] > x[np.argmin(y)] + 1e-9
+        up = xr[inside] > xb + 1e-9
         for side, mask in ((side_resid["above"], up), (side_resid["below"], ~up)):
             n_side = int(mask.sum())
             if n_side >= 2:
