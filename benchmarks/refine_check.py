@@ -86,7 +86,7 @@ def alternatives() -> dict:
 
     from oasl.validate import refine
 
-    shipped_asym, shipped_fit = refine.with_asymmetry, refine.fit_runs
+    shipped_asym, shipped_fit, shipped_valley = refine.with_asymmetry, refine.fit_runs, refine.ladder_valley
 
     def fitted(valley, risk):
         return replace(shipped_asym(valley, risk), cliff="fit")
@@ -107,8 +107,16 @@ def alternatives() -> dict:
     def side_noise(valley, risk):
         return replace(shipped_asym(valley, risk), noise_sides="sides")
 
+    def largest_noise(runs, optimizer=None, window=1.2, noise_from="median"):
+        return shipped_valley(runs, optimizer, window, noise_from="largest")
+
     asym = "oasl.validate.refine.with_asymmetry"
     return {
+        "largest-rung noise": (
+            [mock.patch("oasl.validate.refine.ladder_valley", largest_noise)],
+            "one run's noise and the run-to-run scatter taken from the largest measured rung (as the "
+            'curvature is) instead of the median over rungs (`ladder_valley(noise_from="largest")`, session 18)',
+        ),
         "side noise": (
             [mock.patch(asym, side_noise)],
             "each run's likelihood noise that of its side of the lowest run (above it: the noisier), measured on "

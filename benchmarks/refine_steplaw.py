@@ -121,6 +121,7 @@ def run(runs: pd.DataFrame, opt: pd.DataFrame) -> list[dict]:
             free = replace(valley, cliff="fit", sides="independent")
             rise = replace(valley, placement="equal-rise")
             sides = replace(valley, noise_sides="sides")
+            largest = with_asymmetry(ladder_valley(lad, "adamw", noise_from="largest"), risk)
             for k in KS:
                 res = refine(centre, (lo, hi), k, train_fn, valley)
                 row["refine"][str(k)] = {
@@ -134,6 +135,9 @@ def run(runs: pd.DataFrame, opt: pd.DataFrame) -> list[dict]:
                     ],
                     "equal_rise": read_off(sl, refine(centre, (lo, hi), k, train_fn, rise).lr)["regret_pct"],
                     "side_noise": read_off(sl, refine(centre, (lo, hi), k, train_fn, sides).lr)["regret_pct"],
+                    "largest_rung_noise": read_off(sl, refine(centre, (lo, hi), k, train_fn, largest).lr)[
+                        "regret_pct"
+                    ],
                     "independent_sides": read_off(sl, refine(centre, (lo, hi), k, train_fn, free).lr)[
                         "regret_pct"
                     ],
@@ -166,6 +170,7 @@ def main() -> None:
                 "independent_sides",
                 "equal_rise",
                 "side_noise",
+                "largest_rung_noise",
             )
         }
         summary[str(k)]["no_worse_than_law"] = float(
@@ -197,7 +202,8 @@ def main() -> None:
             f"every run fitted (the rule before 2026-12-05) {summary[str(k)]['cliff_fitted']:.3f}%, "
             f"independent sides (runs fitted) {summary[str(k)]['independent_sides']:.3f}%, "
             f"equal-rise placement (rejected 2026-12-05) {summary[str(k)]['equal_rise']:.3f}%, "
-            f"side noise (session 17) {summary[str(k)]['side_noise']:.3f}%; no "
+            f"side noise (session 17) {summary[str(k)]['side_noise']:.3f}%, "
+            f"largest-rung noise (session 18) {summary[str(k)]['largest_rung_noise']:.3f}%; no "
             f"worse than the law in {summary[str(k)]['no_worse_than_law']:.0%} of cells)"
             for k in KS
         )

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from oasl.errors import ConfigError
 from oasl.validate import curves as cc
 from oasl.validate.baselines import GPSearch, make_baseline
 from oasl.validate.refine import Valley, fit_runs, ladder_valley, refine
@@ -225,6 +226,30 @@ def test_ladder_valley_noise_is_one_runs_not_a_seed_means():
     assert one_seed.scatter is None and one_seed.min_step() == pytest.approx(
         math.sqrt(4 * one_seed.noise / one_seed.curvature)
     )
+
+
+def test_largest_rung_noise_reads_the_rung_nearest_the_target():
+    """Three rungs whose seeds scatter 4%, 2% and 0.5%: the default noise and scatter are the medians over
+    rungs (the middle rung's), ``noise_from="largest"`` the largest rung's, as the curvature is."""
+    rows = []
+    for n, amp in ((1e4, 0.04), (5e4, 0.02), (2e5, 0.005)):
+        for i, lr in enumerate(np.geomspace(2e-4, 2e-2, 9)):
+            u = math.log(lr / 2e-3)
+            for seed, sign in ((0, 1.0), (1, -1.0)):
+                e = amp * sign * (1 if i % 2 else -1)
+                rows.append(
+                    {"n_params": n, "lr": lr, "seed": seed, "final_val_loss": 3.0 * (1 + 0.04 * u * u + e)}
+                )
+    df = pd.DataFrame(rows).assign(optimizer="adamw", status="done")
+    median, largest = ladder_valley(df, "adamw"), ladder_valley(df, "adamw", noise_from="largest")
+    assert median.curvature == largest.curvature == pytest.approx(0.04, rel=0.05)
+    assert 0.016 < median.noise < 0.026 and 0.016 < median.scatter < 0.03
+    assert 0.004 < largest.noise < 0.0065 and 0.004 < largest.scatter < 0.0075
+    # the largest rung alone gives the same noise: no other rung enters
+    alone = ladder_valley(df[df["n_params"] == 2e5], "adamw")
+    assert largest.noise == pytest.approx(alone.noise) and largest.scatter == pytest.approx(alone.scatter)
+    with pytest.raises(ConfigError, match="noise_from"):
+        ladder_valley(df, "adamw", noise_from="smallest")
 
 
 def test_step_ratio_reads_the_first_steps_and_equal_rise_places_the_upper_run_closer():

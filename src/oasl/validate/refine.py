@@ -460,15 +460,23 @@ def with_asymmetry(valley: Valley, risk) -> Valley:
     return replace(valley, asym=a / b, source=f"{valley.source}; asymmetry {a / b:.2f} (ladder)")
 
 
-def ladder_valley(runs: pd.DataFrame, optimizer: str | None = None, window: float = 1.2) -> Valley:
+def ladder_valley(
+    runs: pd.DataFrame, optimizer: str | None = None, window: float = 1.2, noise_from: str = "median"
+) -> Valley:
     """The valley's shape measured on a ladder's runs (the store's frame: ``lr``, ``final_val_loss``,
     ``n_params``, ``optimizer``, ``status``): for each size, the seed-mean loss per lr within ``window`` (log
     lr) of the best, fitted by a parabola in log lr on the relative loss; ``curvature`` is the largest
     size's (the one nearest the target), ``noise`` the median over sizes of the residual sd of single runs
     (every seed) about that parabola: the noise of one target run, not of a seed mean; ``scatter`` the
     median of the pooled sd of the runs at one lr about their mean (None with one seed); ``noise_above`` and
-    ``noise_below`` the median residual sd of the single runs above and below the best lr. Defaults where
-    fewer than 4 finite points sit in the window of any size."""
+    ``noise_below`` the median residual sd of the single runs above and below the best lr. With
+    ``noise_from="largest"`` the noise and the scatter are the largest measured size's, like the curvature
+    (an option, off: the refinement's check rejected it, docs/refine.md). Defaults where fewer than 4 finite
+    points sit in the window of any size."""
+    if noise_from not in ("median", "largest"):
+        from oasl.errors import ConfigError
+
+        raise ConfigError(f"valley noise_from {noise_from!r}: use 'median' or 'largest'")
     df = runs
     if optimizer is not None and "optimizer" in df:
         df = df[df["optimizer"] == optimizer]
@@ -477,8 +485,8 @@ def ladder_valley(runs: pd.DataFrame, optimizer: str | None = None, window: floa
         df = df[df["status"] == "done"]
     df = df[np.isfinite(pd.to_numeric(df.get("final_val_loss"), errors="coerce"))]
     curv: dict[float, float] = {}
-    resid: list[float] = []
-    scatter: list[float] = []
+    resid: dict[float, float] = {}
+    scatter: dict[float, float] = {}
     side_resid: dict[str, list[float]] = {"above": [], "below": []}
     for n, sub in df.groupby("n_params"):
         mean = sub.groupby("lr")["final_val_loss"].mean()
@@ -500,7 +508,7 @@ def ladder_valley(runs: pd.DataFrame, optimizer: str | None = None, window: floa
         yr = sub["final_val_loss"].to_numpy(float)[inside] / mean.min()
         dof = max(int(inside.sum()) - 3, 1)
         res = yr - np.polyval(coef, xr[inside])
-        resid.append(float(np.sqrt(np.sum(res**2) / dof)))
+        resid[float(n)] = float(np.sqrt(np.sum(res**2) / dof))
         # the same residuals on each side of the best lr (the best lr's runs count below), each side's
         # share of the parabola's 3 dof taken off
         up = xr[inside] > xb + 1e-9
@@ -513,13 +521,21 @@ def ladder_valley(runs: pd.DataFrame, optimizer: str | None = None, window: floa
         g = at.groupby("x")["y"]
         dof_s = int((g.count() - 1).clip(lower=0).sum())
         if dof_s > 0:
-            scatter.append(float(np.sqrt(float(((at["y"] - g.transform("mean")) ** 2).sum()) / dof_s)))
+            scatter[float(n)] = float(np.sqrt(float(((at["y"] - g.transform("mean")) ** 2).sum()) / dof_s))
     if not curv:
         return Valley()
-    noise = max(float(np.median(resid)), NOISE_MIN) if resid else DEFAULT_NOISE
-    spread = max(float(np.median(scatter)), NOISE_MIN) if scatter else None
+    top = max(curv)
+
+    def pick(values: dict[float, float]) -> float | None:
+        if noise_from == "largest":
+            return values.get(top)
+        return float(np.median(list(values.values()))) if values else None
+
+    noise, spread = pick(resid), pick(scatter)
+    noise = max(noise, NOISE_MIN) if noise is not None else DEFAULT_NOISE
+    spread = max(spread, NOISE_MIN) if spread is not None else None
     return Valley(
-        curvature=curv[max(curv)],
+        curvature=curv[top],
         noise=noise,
         source=f"ladder ({len(curv)} sizes)",
         scatter=spread,
