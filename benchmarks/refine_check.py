@@ -16,14 +16,15 @@ ran. Training-only:
 no target run's loss is read (the target's size and tokens come from its runs' configuration).
 
 Run from the repository root, on the stores of `benchmarks/extrapolation.py` (v3, the GNU-manuals ladder,
-the man-pages ladder and Lion on the GNU manuals, issue 25) and, as docs/refine.md does, the demo's
-(`oasl demo --out DEMO`):
+the man-pages ladder, Lion on the GNU manuals, SGD on the GNU manuals and Lion on the man pages, issue 25)
+and, as docs/refine.md does, the demo's (`oasl demo --out DEMO`):
 
     .venv/bin/python benchmarks/refine_check.py --store V3.db --store INFO.db --store MAN.db \
-        --store INFO_LION.db --store DEMO/runs.db
+        --store INFO_LION.db --store INFO_SGD.db --store MAN_LION.db --store DEMO/runs.db
 
-(under a minute; without ``--store``, the stores `make bench` leaves: benchmarks/results/extrapolation.db,
-extrapolation_info.db, extrapolation_man.db and extrapolation_info_lion.db). Writes
+(about a minute; without ``--store``, the stores `make bench` leaves: benchmarks/results/extrapolation.db,
+extrapolation_info.db, extrapolation_man.db, extrapolation_info_lion.db, extrapolation_info_sgd.db and
+extrapolation_man_lion.db). Writes
 benchmarks/results/refine_check.json and its RESULTS.md section.
 """
 
@@ -48,6 +49,8 @@ DEFAULT_STORES = (
     "benchmarks/results/extrapolation_info.db",
     "benchmarks/results/extrapolation_man.db",
     "benchmarks/results/extrapolation_info_lion.db",
+    "benchmarks/results/extrapolation_info_sgd.db",
+    "benchmarks/results/extrapolation_man_lion.db",
 )
 
 

@@ -51,6 +51,30 @@ EXTRA = {
             "--name",
             "extrapolation_info_lion",
         ],
+        # SGD on the GNU manuals and Lion on the man pages (sections extrapolation_info_sgd and
+        # extrapolation_man_lion): more held-out cases for refine_check (session 18)
+        [
+            "--optimizers",
+            "sgd",
+            "--corpus",
+            "/usr/share/info/*.gz",
+            "--store",
+            "benchmarks/results/extrapolation_info_sgd.db",
+            "--name",
+            "extrapolation_info_sgd",
+        ],
+        [
+            "--optimizers",
+            "lion",
+            "--corpus",
+            "/usr/share/man/man1/*.gz",
+            "--corpus-max-bytes",
+            "20000000",
+            "--store",
+            "benchmarks/results/extrapolation_man_lion.db",
+            "--name",
+            "extrapolation_man_lion",
+        ],
     ],
     "transfer": [
         ["--tokens-per-param", "32", "--no-target", "--store", "benchmarks/results/transfer_scaled.db"]
