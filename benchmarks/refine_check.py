@@ -320,15 +320,35 @@ def first_steps(df) -> list[dict]:
     return rows
 
 
+def rung_noise(df) -> list[dict]:
+    """Per optimizer, each rung's run-to-run scatter and one run's noise about its parabola (% of the loss,
+    smallest rung first), each as :func:`~oasl.validate.refine.ladder_valley` measures it on that rung
+    alone, and the ladder's noise above and below the best lr (medians over rungs)."""
+    from oasl.validate.refine import ladder_valley
+
+    rows = []
+    for opt, sub in df.groupby("optimizer"):
+        per = [ladder_valley(sub[sub["n_params"] == n], opt) for n in sorted(sub["n_params"].unique())]
+        whole = ladder_valley(sub, opt)
+        rows.append(
+            {
+                "optimizer": str(opt),
+                "scatter_pct": [100 * v.scatter if v.scatter is not None else None for v in per],
+                "noise_pct": [100 * v.noise for v in per],
+                "noise_above_pct": 100 * whole.noise_above if whole.noise_above is not None else None,
+                "noise_below_pct": 100 * whole.noise_below if whole.noise_below is not None else None,
+            }
+        )
+    return rows
+
+
 def store_table(out: dict, key: str, stores, measure, cells) -> list[str]:
     """The rows of a per-store, per-optimizer table: ``measure(sweep runs)`` of each store kept under
     ``out[key][store]``, each of its rows written as ``| store | optimizer | cells(row) |``."""
-    out[key] = {}
-    lines = []
-    for store in stores:
-        for r in out[key].setdefault(store, measure(sweep_runs(store))):
-            lines.append(f"| {label(store)} | {r['optimizer']} | {cells(r)} |")
-    return lines
+    out[key] = {store: measure(sweep_runs(store)) for store in stores}
+    return [
+        f"| {label(store)} | {r['optimizer']} | {cells(r)} |" for store in stores for r in out[key][store]
+    ]
 
 
 def main() -> None:
@@ -440,6 +460,32 @@ def main() -> None:
             f"{r['best_lr']:.3g} | x{r['step']:.2f} | "
             + " | ".join(f"{r['rise_pct'][j]:+.1f}%" for j in ("-2", "-1", "1", "2"))
             + f" | {r['first_step_ratio']:.1f} | {r['ladder_risk_asym']:.2f}"
+        ),
+    )
+
+    # the noise the valley is measured with, rung by rung (sessions 17-18), report only
+    def pct(v) -> str:
+        return "-" if v is None else f"{v:.1f}%"
+
+    lines += [
+        "",
+        "The runs' noise on each rung (smallest first, as `ladder_valley` measures it on that rung alone): "
+        "the run-to-run scatter (seeds at one lr; '-' with one seed) and one run's residual sd about the "
+        "rung's parabola; and the ladder's residual sd above and below the best lr (medians over rungs).",
+        "",
+        "| store | optimizer | scatter per rung | one run's noise per rung | noise above / below the best lr |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    lines += store_table(
+        out,
+        "rung_noise",
+        stores,
+        rung_noise,
+        lambda r: (
+            ", ".join(pct(v) for v in r["scatter_pct"])
+            + " | "
+            + ", ".join(pct(v) for v in r["noise_pct"])
+            + f" | {pct(r['noise_above_pct'])} / {pct(r['noise_below_pct'])}"
         ),
     )
 

@@ -152,8 +152,6 @@ def test_the_likelihood_takes_the_valleys_measured_asymmetry():
 def test_independent_sides_read_an_unexpectedly_steep_side_less_as_a_shift():
     from dataclasses import replace
 
-    from oasl.errors import ConfigError
-
     # the ladder said symmetric; the target's upper side is 3x steeper, the optimum at the law's centre
     c, d = 1e-3, 1.0
     lrs, losses = [c * math.exp(-d), c * math.exp(d)], [3.0 * (1 + 0.05 * d * d), 3.0 * (1 + 0.15 * d * d)]
@@ -169,7 +167,6 @@ def test_independent_sides_read_an_unexpectedly_steep_side_less_as_a_shift():
 
 
 def test_refine_rejects_a_bad_budget_and_centre():
-    from oasl.errors import ConfigError
 
     with pytest.raises(ConfigError, match="at least one"):
         refine(1e-3, None, 0, valley_loss())
@@ -257,7 +254,6 @@ def test_step_ratio_reads_the_first_steps_and_equal_rise_places_the_upper_run_cl
     4; a rung whose best lr sits at the grid's edge, or whose upper neighbour diverged, says nothing."""
     from dataclasses import replace
 
-    from oasl.errors import ConfigError
     from oasl.validate.refine import plan, step_ratio
 
     grid = np.geomspace(1e-4, 1e-2, 9)
@@ -297,7 +293,6 @@ def test_side_noise_is_measured_per_side_and_trusts_a_run_above_the_optimum_less
     than under one noise as small as the lower side's."""
     from dataclasses import replace
 
-    from oasl.errors import ConfigError
     from oasl.validate.refine import posterior
 
     rows = []
